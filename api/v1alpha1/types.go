@@ -1,0 +1,280 @@
+// Package v1alpha1 holds the cluster.yaml API: the types, their defaults, their validation and a strict loader.
+//
+// Every field carries a `doc` tag. It is the single source for the JSON Schema descriptions
+// (`privcloud config schema`) and for the comments of `privcloud config print-defaults`, so the two never drift.
+package v1alpha1
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+const (
+	// Group is the API group of every privcloud document.
+	Group = "privcloud.io"
+	// Version is the version of this package's types.
+	Version = "v1alpha1"
+	// APIVersion is the apiVersion a cluster.yaml of this package declares.
+	APIVersion = Group + "/" + Version
+	// KindCluster is the only kind this version knows.
+	KindCluster = "Cluster"
+)
+
+// Cluster is the whole declarative description of one cluster: its machines and how Kubernetes runs on them.
+type Cluster struct {
+	APIVersion string      `json:"apiVersion" enum:"privcloud.io/v1alpha1" doc:"Always privcloud.io/v1alpha1."`
+	Kind       string      `json:"kind" enum:"Cluster" doc:"Always Cluster."`
+	Metadata   ObjectMeta  `json:"metadata" doc:"Identity of the cluster."`
+	Spec       ClusterSpec `json:"spec" doc:"What the cluster is made of."`
+}
+
+// ObjectMeta names the cluster.
+type ObjectMeta struct {
+	Name string `json:"name" doc:"Cluster name: a DNS label (lowercase letters, digits, '-'). Used in kubeconfig contexts and the state directory."`
+}
+
+// ClusterSpec is everything privcloud installs and how.
+type ClusterSpec struct {
+	KubernetesVersion    string     `json:"kubernetesVersion,omitempty" doc:"Kubernetes version to install (vX.Y.Z); the bundle must carry it."`
+	ControlPlaneEndpoint string     `json:"controlPlaneEndpoint,omitempty" doc:"host:port clients use to reach the API server (a load balancer or VIP for several control planes). Default: the first control-plane host's address and port 6443."`
+	StateDir             string     `json:"stateDir,omitempty" doc:"Local directory for the PKI, kubeconfigs and backups, relative to cluster.yaml. Keys in it are 0600."`
+	Hosts                []Host     `json:"hosts" doc:"Machines of the cluster, reached over SSH."`
+	SSH                  SSH        `json:"ssh,omitempty" doc:"How privcloud connects to the hosts."`
+	Network              Network    `json:"network,omitempty" doc:"Cluster networking."`
+	Etcd                 Etcd       `json:"etcd,omitempty" doc:"The etcd cluster run on the hosts with the etcd role."`
+	Containerd           Containerd `json:"containerd,omitempty" doc:"The container runtime on every node."`
+	Kubelet              Kubelet    `json:"kubelet,omitempty" doc:"Settings for the kubelet on every node."`
+	KubeProxy            KubeProxy  `json:"kubeProxy,omitempty" doc:"Settings for kube-proxy on every node."`
+	Addons               Addons     `json:"addons,omitempty" doc:"Cluster add-ons applied after the nodes are Ready."`
+	Bundle               Bundle     `json:"bundle,omitempty" doc:"The air-gap bundle every binary and image comes from."`
+	PKI                  PKI        `json:"pki,omitempty" doc:"The cluster's certificates and keys."`
+}
+
+// Role is what a host does in the cluster.
+type Role string
+
+const (
+	RoleControlPlane Role = "control-plane"
+	RoleEtcd         Role = "etcd"
+	RoleWorker       Role = "worker"
+)
+
+// Roles lists every role a host may have, in a stable order.
+var Roles = []Role{RoleControlPlane, RoleEtcd, RoleWorker}
+
+// Host is one machine of the cluster.
+type Host struct {
+	Name            string            `json:"name" doc:"Host name; becomes the Kubernetes node name. A DNS-1123 subdomain, unique in the cluster."`
+	Address         string            `json:"address" doc:"Address privcloud connects to over SSH: an IP address or a DNS name."`
+	InternalAddress string            `json:"internalAddress,omitempty" doc:"IP address cluster traffic uses (node InternalIP, etcd peers). Default: address, when it is an IP."`
+	Port            int               `json:"port,omitempty" doc:"SSH port."`
+	User            string            `json:"user,omitempty" doc:"SSH user; non-root users need sudo (see ssh.sudo)."`
+	SSHKeyPath      string            `json:"sshKeyPath,omitempty" doc:"Private key file for this host. Its passphrase, if any, comes from PRIVCLOUD_SSH_KEY_PASSPHRASE or a terminal prompt."`
+	HostKey         string            `json:"hostKey,omitempty" doc:"Pinned SSH host public key in authorized_keys format (e.g. 'ssh-ed25519 AAAA...'); checked in addition to known_hosts."`
+	Bastions        []Bastion         `json:"bastions,omitempty" doc:"Jump hosts to cross, in order, before reaching this host."`
+	Roles           []Role            `json:"roles" enum:"control-plane,etcd,worker" doc:"What the host runs: control-plane, etcd, worker."`
+	Labels          map[string]string `json:"labels,omitempty" doc:"Kubernetes node labels."`
+	Taints          []Taint           `json:"taints,omitempty" doc:"Kubernetes node taints."`
+}
+
+// Bastion is one jump host on the way to a cluster host.
+type Bastion struct {
+	Address    string `json:"address" doc:"Jump host address."`
+	Port       int    `json:"port,omitempty" doc:"Jump host SSH port."`
+	User       string `json:"user,omitempty" doc:"Jump host SSH user."`
+	SSHKeyPath string `json:"sshKeyPath,omitempty" doc:"Private key for the jump host."`
+	HostKey    string `json:"hostKey,omitempty" doc:"Pinned jump host public key (authorized_keys format)."`
+}
+
+// Taint is a Kubernetes node taint.
+type Taint struct {
+	Key    string `json:"key" doc:"Taint key (a qualified name)."`
+	Value  string `json:"value,omitempty" doc:"Taint value."`
+	Effect string `json:"effect" enum:"NoSchedule,PreferNoSchedule,NoExecute" doc:"NoSchedule, PreferNoSchedule or NoExecute."`
+}
+
+// SSH holds the connection settings shared by every host.
+type SSH struct {
+	KnownHostsFiles   []string `json:"knownHostsFiles,omitempty" doc:"known_hosts files that host keys are verified against (hashed entries, @cert-authority and @revoked understood)."`
+	Concurrency       int      `json:"concurrency,omitempty" doc:"How many hosts privcloud works on at once."`
+	ConnectTimeout    Duration `json:"connectTimeout,omitempty" doc:"Limit for establishing one SSH connection."`
+	CommandTimeout    Duration `json:"commandTimeout,omitempty" doc:"Default limit for one remote command."`
+	KeepAliveInterval Duration `json:"keepAliveInterval,omitempty" doc:"Interval of SSH keepalive requests."`
+	Sudo              Sudo     `json:"sudo,omitempty" doc:"Privilege escalation for non-root users."`
+}
+
+// Sudo says how commands get root on hosts whose user is not root.
+type Sudo struct {
+	PasswordEnv string `json:"passwordEnv,omitempty" doc:"Environment variable holding the sudo password, fed to sudo on stdin. Empty: passwordless sudo."`
+}
+
+// Network is the cluster's addressing.
+type Network struct {
+	PodCIDR          string `json:"podCIDR,omitempty" doc:"Addresses for pods; every node gets a slice of nodeCIDRMaskSize bits."`
+	ServiceCIDR      string `json:"serviceCIDR,omitempty" doc:"Addresses for ClusterIP Services (IPv4: /12 or smaller)."`
+	ClusterDNS       string `json:"clusterDNS,omitempty" doc:"ClusterIP of the cluster DNS Service; inside serviceCIDR."`
+	DNSDomain        string `json:"dnsDomain,omitempty" doc:"Cluster DNS domain."`
+	Plugin           string `json:"plugin,omitempty" enum:"bridge" doc:"Pod network: 'bridge' (bridge + host-local CNI plugins, routes between nodes; needs one L2 segment)."`
+	NodeCIDRMaskSize int    `json:"nodeCIDRMaskSize,omitempty" doc:"Prefix length of each node's pod CIDR."`
+}
+
+// Etcd configures the etcd members.
+type Etcd struct {
+	DataDir   string            `json:"dataDir,omitempty" doc:"Data directory on every etcd host."`
+	ExtraArgs map[string]string `json:"extraArgs,omitempty" doc:"Extra etcd flags, without leading dashes."`
+}
+
+// Containerd configures the container runtime.
+type Containerd struct {
+	DefaultRuntime      string           `json:"defaultRuntime,omitempty" doc:"Runtime handler used when a pod names no RuntimeClass: runc, or kata when enabled."`
+	Kata                Kata             `json:"kata,omitempty" doc:"Kata Containers: pods in lightweight VMs, chosen per pod with a RuntimeClass."`
+	RestrictOOMScoreAdj bool             `json:"restrictOOMScoreAdj,omitempty" doc:"Set when hosts lack CAP_SYS_RESOURCE (containers, some sandboxes): containerd then never lowers oom_score_adj."`
+	RegistryMirrors     []RegistryMirror `json:"registryMirrors,omitempty" doc:"Mirrors containerd uses instead of a registry."`
+}
+
+// Kata enables Kata Containers as an extra runtime.
+type Kata struct {
+	Enabled          bool   `json:"enabled,omitempty" doc:"Register the kata runtime in containerd and create its RuntimeClass. Kata pods need /dev/kvm on the node."`
+	RuntimeClassName string `json:"runtimeClassName,omitempty" doc:"Name of the RuntimeClass pods select."`
+	Handler          string `json:"handler,omitempty" doc:"containerd runtime handler name."`
+	OverheadCPU      string `json:"overheadCPU,omitempty" doc:"Pod overhead CPU accounted for each Kata pod (a Kubernetes quantity)."`
+	OverheadMemory   string `json:"overheadMemory,omitempty" doc:"Pod overhead memory accounted for each Kata pod (a Kubernetes quantity)."`
+}
+
+// RegistryMirror points containerd at mirrors of one registry.
+type RegistryMirror struct {
+	Registry  string   `json:"registry" doc:"Registry host being mirrored, e.g. docker.io or quay.example.com:443."`
+	Endpoints []string `json:"endpoints" doc:"Mirror URLs, tried in order (https:// or http://)."`
+}
+
+// Kubelet configures the kubelet.
+type Kubelet struct {
+	CgroupDriver string `json:"cgroupDriver,omitempty" enum:"systemd,cgroupfs" doc:"systemd or cgroupfs; must match how containerd runs containers."`
+	FailCgroupV1 *bool  `json:"failCgroupV1,omitempty" doc:"Refuse to start on cgroup v1 hosts (Kubernetes >= 1.35 default). Set false for cgroup v1 hosts."`
+	MaxPods      int    `json:"maxPods,omitempty" doc:"Maximum pods per node."`
+}
+
+// KubeProxy configures kube-proxy.
+type KubeProxy struct {
+	Mode      string    `json:"mode,omitempty" enum:"iptables,ipvs,nftables" doc:"iptables, ipvs or nftables."`
+	Conntrack Conntrack `json:"conntrack,omitempty" doc:"Connection tracking limits kube-proxy sets."`
+}
+
+// Conntrack mirrors kube-proxy's conntrack settings.
+type Conntrack struct {
+	MaxPerCore *int32 `json:"maxPerCore,omitempty" doc:"nf_conntrack_max per CPU core; 0 leaves the kernel's value (needed where it cannot be set, e.g. in a container)."`
+}
+
+// Addons lists the add-ons privcloud applies.
+type Addons struct {
+	CoreDNS CoreDNS `json:"coredns,omitempty" doc:"Cluster DNS."`
+	Multus  Multus  `json:"multus,omitempty" doc:"Several networks per pod."`
+	Quay    Quay    `json:"quay,omitempty" doc:"The cluster's private image registry."`
+}
+
+// CoreDNS configures the cluster DNS add-on.
+type CoreDNS struct {
+	Enabled   *bool    `json:"enabled,omitempty" doc:"Install CoreDNS."`
+	Replicas  int      `json:"replicas,omitempty" doc:"CoreDNS replicas (spread over nodes)."`
+	Upstreams []string `json:"upstreams,omitempty" doc:"Resolvers for names outside the cluster (IP or IP:port). Empty: each node's /etc/resolv.conf."`
+}
+
+// Multus configures the multi-network CNI add-on.
+type Multus struct {
+	Enabled  *bool          `json:"enabled,omitempty" doc:"Install Multus."`
+	Networks []ExtraNetwork `json:"networks,omitempty" doc:"Extra networks, each becoming a NetworkAttachmentDefinition."`
+}
+
+// ExtraNetwork is a secondary pod network attached through Multus.
+type ExtraNetwork struct {
+	Name      string   `json:"name" doc:"NetworkAttachmentDefinition name (a DNS label)."`
+	Namespace string   `json:"namespace,omitempty" doc:"Namespace of the NetworkAttachmentDefinition."`
+	Type      string   `json:"type" enum:"macvlan,bridge" doc:"macvlan or bridge."`
+	Master    string   `json:"master,omitempty" doc:"Host interface macvlan attaches to."`
+	Bridge    string   `json:"bridge,omitempty" doc:"Bridge name for type bridge."`
+	IPAM      string   `json:"ipam,omitempty" enum:"host-local,static" doc:"host-local or static."`
+	Subnet    string   `json:"subnet,omitempty" doc:"Subnet for host-local IPAM."`
+	Addresses []string `json:"addresses,omitempty" doc:"Addresses (CIDR notation) pods may request with static IPAM."`
+}
+
+// Quay configures the private registry add-on.
+type Quay struct {
+	Enabled      bool   `json:"enabled,omitempty" doc:"Install Quay (needs its image in the bundle)."`
+	Hostname     string `json:"hostname,omitempty" doc:"DNS name clients use for the registry; goes into its TLS certificate."`
+	StorageClass string `json:"storageClass,omitempty" doc:"StorageClass for Quay, PostgreSQL and Redis volumes. Empty: hostPath under hostPathDir."`
+	HostPathDir  string `json:"hostPathDir,omitempty" doc:"Directory on a node for hostPath volumes when no storageClass is set."`
+	UseAsMirror  bool   `json:"useAsMirror,omitempty" doc:"Add Quay as a mirror in every node's containerd."`
+}
+
+// Bundle points at the air-gap bundle.
+type Bundle struct {
+	Path string `json:"path,omitempty" doc:"Bundle file built by 'privcloud bundle build', relative to cluster.yaml."`
+}
+
+// PKI configures the cluster certificates.
+type PKI struct {
+	KeyAlgorithm string   `json:"keyAlgorithm,omitempty" enum:"ecdsa-p256,rsa-2048,rsa-3072,rsa-4096" doc:"ecdsa-p256, rsa-2048, rsa-3072 or rsa-4096."`
+	CertValidity Duration `json:"certValidity,omitempty" doc:"Lifetime of leaf certificates."`
+	CAValidity   Duration `json:"caValidity,omitempty" doc:"Lifetime of CA certificates."`
+	ExternalCA   bool     `json:"externalCA,omitempty" doc:"CA keys are kept elsewhere: privcloud checks the leaves you provide instead of signing them."`
+	ExtraSANs    []string `json:"extraSANs,omitempty" doc:"Additional DNS names and IPs for the API server certificate."`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s", "8760h") in YAML and JSON.
+type Duration struct {
+	time.Duration
+}
+
+// String writes the duration the way people do: "8760h", "10m", "1m30s" rather than "8760h0m0s".
+func (d Duration) String() string {
+	s := d.Duration.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(d.String())
+}
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration must be a string such as \"30s\" or \"8760h\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: use units such as s, m, h (e.g. \"30s\", \"8760h\")", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// HasRole reports whether the host has role r.
+func (h *Host) HasRole(r Role) bool {
+	for _, have := range h.Roles {
+		if have == r {
+			return true
+		}
+	}
+	return false
+}
+
+// HostsWithRole returns the hosts that have role r, in file order.
+func (s *ClusterSpec) HostsWithRole(r Role) []Host {
+	var out []Host
+	for _, h := range s.Hosts {
+		if h.HasRole(r) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
