@@ -1,0 +1,391 @@
+package workflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"sync"
+	"time"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/report"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+// RecordDir is where each host keeps the record of the phases completed on it, one JSON file per workflow.
+const RecordDir = "/var/lib/privcloud/phases"
+
+// Run is the state one workflow execution shares between its phases.
+type Run struct {
+	Workflow    string
+	Cluster     *api.Cluster
+	Targets     []*Target
+	DryRun      bool
+	Reporter    *report.Reporter
+	Concurrency int
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+
+	mu      sync.Mutex
+	current string // the phase being run; phases run one after another
+	changes map[string]int
+	facts   map[string]map[string]string
+	records map[string]map[string]Record
+}
+
+// Record is one completed phase in a host's record.
+type Record struct {
+	CompletedAt time.Time `json:"completedAt"`
+	DurationMS  float64   `json:"durationMs"`
+}
+
+// TargetsFor returns the targets a per-host phase runs on: those with any of roles, or all when roles is empty.
+func (r *Run) TargetsFor(roles []api.Role) []*Target {
+	if len(roles) == 0 {
+		return r.Targets
+	}
+	var out []*Target
+	for _, t := range r.Targets {
+		for _, role := range roles {
+			if t.Spec.HasRole(role) {
+				out = append(out, t)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Changed notes that a phase changed something on host (empty for the cluster as a whole); the summary
+// counts changes so a converged re-run can say "0 changed".
+func (r *Run) Changed(host, what string) {
+	r.mu.Lock()
+	if r.changes == nil {
+		r.changes = map[string]int{}
+	}
+	r.changes[host]++
+	r.mu.Unlock()
+}
+
+func (r *Run) changeCount(host string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changes[host]
+}
+
+func (r *Run) totalChanges() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.changes {
+		n += c
+	}
+	return n
+}
+
+// Plan reports an action a dry run would take (the dry-run hosts' record callback) and counts it as a change.
+func (r *Run) Plan(a ssh.Action) {
+	r.mu.Lock()
+	phase := r.current
+	r.mu.Unlock()
+	r.Changed(a.Host, a.Kind)
+	r.Reporter.Emit(report.Event{Workflow: r.Workflow, Phase: phase, Host: a.Host, Status: report.Planned, Message: a.String()})
+}
+
+// SetFact stores something learned about a host (OS, kernel, addresses) for later phases.
+func (r *Run) SetFact(host, key, value string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.facts == nil {
+		r.facts = map[string]map[string]string{}
+	}
+	if r.facts[host] == nil {
+		r.facts[host] = map[string]string{}
+	}
+	r.facts[host][key] = value
+}
+
+// Fact returns a stored fact and whether it was set.
+func (r *Run) Fact(host, key string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.facts[host][key]
+	return v, ok
+}
+
+func (r *Run) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// HostError is a phase's failure on one host.
+type HostError struct {
+	Host string
+	Err  error
+}
+
+// PhaseError is a phase that failed, cluster-wide or on some hosts. It unwraps to every underlying error, so
+// errors.Is(err, ErrNotImplemented) and errors.As(err, **ssh.UnreachableError) see through it.
+type PhaseError struct {
+	Workflow string
+	Phase    string
+	Of       int // hosts the phase ran on
+	Hosts    []HostError
+	Err      error
+}
+
+func (e *PhaseError) Error() string {
+	var b strings.Builder
+	if e.Err != nil {
+		fmt.Fprintf(&b, "phase %s failed: %v", e.Phase, e.Err)
+	} else {
+		fmt.Fprintf(&b, "phase %s failed on %d of %d hosts:", e.Phase, len(e.Hosts), e.Of)
+		for _, h := range e.Hosts {
+			fmt.Fprintf(&b, "\n  %s: %v", h.Host, h.Err)
+		}
+	}
+	if !errors.Is(e, ErrNotImplemented) {
+		fmt.Fprintf(&b, "\nfix the cause, then re-run (phases are idempotent) or resume with: privcloud %s --from %s", e.Workflow, e.Phase)
+	}
+	return b.String()
+}
+
+// Unwrap returns every underlying error.
+func (e *PhaseError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{e.Err}
+	}
+	out := make([]error, len(e.Hosts))
+	for i, h := range e.Hosts {
+		out[i] = h.Err
+	}
+	return out
+}
+
+// Execute runs steps in order and stops at the first failing phase. Per-host phases run on all their hosts
+// before the next phase starts; a failure on one host lets the others finish, then stops the workflow.
+func Execute(ctx context.Context, r *Run, steps []Step) error {
+	start := r.now()
+	sum := report.Summary{}
+	defer func() {
+		r.Reporter.Emit(report.Event{Workflow: r.Workflow, Status: report.Done, Summary: &sum,
+			DurationMS: report.Duration(r.now().Sub(start))})
+	}()
+	for _, st := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sum.Phases++
+		r.mu.Lock()
+		r.current = st.Path
+		r.mu.Unlock()
+		if st.Phase.Skip != nil {
+			if why := st.Phase.Skip(r); why != "" {
+				sum.Skipped++
+				r.emit(st.Path, "", report.Skipped, 0, why, nil)
+				continue
+			}
+		}
+		var err error
+		if st.Phase.Run != nil {
+			err = r.runOnce(ctx, st)
+		} else {
+			err = r.runPerHost(ctx, st)
+		}
+		var skip *SkipError
+		switch {
+		case errors.As(err, &skip):
+			sum.Skipped++
+		case err != nil:
+			sum.Failed++
+			sum.Changed = r.totalChanges()
+			return err
+		default:
+			sum.OK++
+		}
+	}
+	sum.Changed = r.totalChanges()
+	return nil
+}
+
+func (r *Run) runOnce(ctx context.Context, st Step) error {
+	before := r.changeCount("")
+	t0 := r.now()
+	r.emit(st.Path, "", report.Started, 0, "", nil)
+	err := st.Phase.Run(ctx, r)
+	d := r.now().Sub(t0)
+	status := statusOf(err, r.changeCount("") > before)
+	r.emit(st.Path, "", status, d, skipReason(err), reportedErr(err))
+	if err == nil || status == report.Skipped {
+		return err // a SkipError goes up so the summary counts the phase as skipped
+	}
+	return &PhaseError{Workflow: r.Workflow, Phase: st.Path, Err: err}
+}
+
+func (r *Run) runPerHost(ctx context.Context, st Step) error {
+	targets := r.TargetsFor(st.Phase.Roles)
+	if len(targets) == 0 {
+		r.emit(st.Path, "", report.Skipped, 0, "no host has role "+rolesText(st.Phase.Roles), nil)
+		return Skip("no matching host")
+	}
+	t0 := r.now()
+	errs := make([]error, len(targets))
+	sem := make(chan struct{}, max(1, r.Concurrency))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		// Take the slot before starting the goroutine: hosts start in file order and at most
+		// Concurrency goroutines exist at once, however many hosts there are.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = r.runOnHost(ctx, st, t)
+		}()
+	}
+	wg.Wait()
+
+	perr := &PhaseError{Workflow: r.Workflow, Phase: st.Path, Of: len(targets)}
+	skipped := 0
+	for i, err := range errs {
+		var skip *SkipError
+		switch {
+		case err == nil:
+		case errors.As(err, &skip):
+			skipped++
+		default:
+			perr.Hosts = append(perr.Hosts, HostError{Host: targets[i].Spec.Name, Err: err})
+		}
+	}
+	d := r.now().Sub(t0)
+	msg := fmt.Sprintf("%d host(s)", len(targets))
+	switch {
+	case len(perr.Hosts) > 0:
+		r.emit(st.Path, "", statusOf(perr, false), d, fmt.Sprintf("failed on %d of %d host(s)", len(perr.Hosts), len(targets)), nil)
+		return perr
+	case skipped == len(targets):
+		r.emit(st.Path, "", report.Skipped, d, msg, nil)
+		return Skip("skipped on every host")
+	}
+	r.emit(st.Path, "", report.OK, d, msg, nil)
+	return nil
+}
+
+func (r *Run) runOnHost(ctx context.Context, st Step, t *Target) error {
+	name := t.Spec.Name
+	before := r.changeCount(name)
+	t0 := r.now()
+	r.emit(st.Path, name, report.Started, 0, "", nil)
+	err := st.Phase.RunHost(ctx, r, t)
+	d := r.now().Sub(t0)
+	if err == nil && !r.DryRun {
+		if rerr := r.record(ctx, t, st.Path, d); rerr != nil {
+			err = fmt.Errorf("phase succeeded but its completion could not be recorded: %w", rerr)
+		}
+	}
+	r.emit(st.Path, name, statusOf(err, r.changeCount(name) > before), d, skipReason(err), reportedErr(err))
+	return err
+}
+
+// record adds the phase to the host's completion record, written atomically through the host.
+func (r *Run) record(ctx context.Context, t *Target, path string, d time.Duration) error {
+	file := RecordDir + "/" + r.Workflow + ".json"
+	r.mu.Lock()
+	if r.records == nil {
+		r.records = map[string]map[string]Record{}
+	}
+	recs, loaded := r.records[t.Spec.Name]
+	r.mu.Unlock()
+	if !loaded {
+		var err error
+		if recs, err = ReadRecords(ctx, t.Host, r.Workflow); err != nil {
+			return err
+		}
+	}
+	recs[path] = Record{CompletedAt: r.now().UTC(), DurationMS: *report.Duration(d)}
+	r.mu.Lock()
+	r.records[t.Spec.Name] = recs
+	r.mu.Unlock()
+	data, err := json.MarshalIndent(recs, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = t.Host.Upload(ctx, ssh.Bytes(append(data, '\n')), file, 0o644)
+	return err
+}
+
+// ReadRecords returns the phases of workflow completed on host, by path; none when there is no record yet.
+func ReadRecords(ctx context.Context, h ssh.Host, workflow string) (map[string]Record, error) {
+	recs := map[string]Record{}
+	data, err := h.ReadFile(ctx, RecordDir+"/"+workflow+".json")
+	if errors.Is(err, fs.ErrNotExist) {
+		return recs, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(data, &recs); err != nil {
+		return nil, fmt.Errorf("%s: phase record %s/%s.json is corrupt: %w", h.Name(), RecordDir, workflow, err)
+	}
+	return recs, nil
+}
+
+func (r *Run) emit(phase, host string, s report.Status, d time.Duration, msg string, err error) {
+	e := report.Event{Workflow: r.Workflow, Phase: phase, Host: host, Status: s, Message: msg}
+	if s != report.Started && s != report.Skipped || d > 0 {
+		e.DurationMS = report.Duration(d)
+	}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	r.Reporter.Emit(e)
+}
+
+func statusOf(err error, changed bool) report.Status {
+	var skip *SkipError
+	switch {
+	case err == nil && changed:
+		return report.Changed
+	case err == nil:
+		return report.OK
+	case errors.As(err, &skip):
+		return report.Skipped
+	case errors.Is(err, ErrNotImplemented):
+		return report.NotImplemented
+	}
+	return report.Failed
+}
+
+func skipReason(err error) string {
+	var skip *SkipError
+	if errors.As(err, &skip) {
+		return skip.Reason
+	}
+	return ""
+}
+
+func reportedErr(err error) error {
+	var skip *SkipError
+	if errors.As(err, &skip) {
+		return nil
+	}
+	return err
+}
+
+func rolesText(roles []api.Role) string {
+	s := make([]string, len(roles))
+	for i, r := range roles {
+		s[i] = string(r)
+	}
+	return strings.Join(s, " or ")
+}
