@@ -146,7 +146,7 @@ type Selection struct {
 // SelectionError is an --only/--skip/--from path the workflow does not have.
 type SelectionError struct {
 	Flag, Path, Workflow string
-	Valid              []string
+	Valid                []string
 }
 
 func (e *SelectionError) Error() string {
