@@ -21,6 +21,9 @@ type Phase struct {
 	Short string
 	// Roles limits a per-host phase to hosts with at least one of these roles; empty means every host.
 	Roles []api.Role
+	// Required phases run whatever the selection says (connect: every other phase needs its connections);
+	// --skip of a required phase is refused.
+	Required bool
 	// Skip, when it returns a reason, skips the phase (an add-on that is disabled, say).
 	Skip    func(r *Run) string
 	Run     func(ctx context.Context, r *Run) error
@@ -147,9 +150,13 @@ type Selection struct {
 type SelectionError struct {
 	Flag, Path, Workflow string
 	Valid                []string
+	Reason               string
 }
 
 func (e *SelectionError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("--%s %s: %s", e.Flag, e.Path, e.Reason)
+	}
 	return fmt.Sprintf("--%s: %s has no phase %q; its phases are: %s", e.Flag, e.Workflow, e.Path, strings.Join(e.Valid, ", "))
 }
 
@@ -174,6 +181,12 @@ func (w Workflow) Select(sel Selection) ([]Step, error) {
 	if err := errors.Join(check("only", sel.Only...), check("skip", sel.Skip...)); err != nil {
 		return nil, err
 	}
+	for _, s := range steps {
+		if s.Phase.Required && matchesAny(s.Path, sel.Skip) {
+			return nil, &SelectionError{Flag: "skip", Path: s.Path, Workflow: w.Name, Valid: valid,
+				Reason: "it cannot be skipped: the phases after it depend on it"}
+		}
+	}
 	if sel.From != "" {
 		if err := check("from", sel.From); err != nil {
 			return nil, err
@@ -186,7 +199,16 @@ func (w Workflow) Select(sel Selection) ([]Step, error) {
 		}
 	}
 	var out []Step
+	for _, s := range w.Steps() {
+		if s.Phase.Required && !containsStep(steps, s.Path) {
+			out = append(out, s) // before --from's start: still needed
+		}
+	}
 	for _, s := range steps {
+		if s.Phase.Required {
+			out = append(out, s)
+			continue
+		}
 		if len(sel.Only) > 0 && !matchesAny(s.Path, sel.Only) {
 			continue
 		}
@@ -196,6 +218,15 @@ func (w Workflow) Select(sel Selection) ([]Step, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+func containsStep(steps []Step, path string) bool {
+	for _, s := range steps {
+		if s.Path == path {
+			return true
+		}
+	}
+	return false
 }
 
 func matches(path, sel string) bool {

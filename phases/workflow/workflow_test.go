@@ -40,6 +40,7 @@ func (tr *trace) perHost(name string) func(context.Context, *Run, *Target) error
 
 func testWorkflow(tr *trace) Workflow {
 	return Workflow{Name: "init", Phases: []Phase{
+		{Name: "connect", Required: true, RunHost: tr.perHost("connect")},
 		{Name: "preflight", RunHost: tr.perHost("preflight")},
 		{Name: "certs", Phases: []Phase{
 			{Name: "ca", Run: tr.once("certs/ca")},
@@ -104,14 +105,15 @@ func TestSelect(t *testing.T) {
 		sel  Selection
 		want string
 	}{
-		{"all", Selection{}, "preflight certs/ca certs/etcd-ca certs/apiserver etcd kubelet"},
-		{"only group", Selection{Only: []string{"certs"}}, "certs/ca certs/etcd-ca certs/apiserver"},
-		{"only leaf", Selection{Only: []string{"certs/etcd-ca", "kubelet"}}, "certs/etcd-ca kubelet"},
-		{"skip", Selection{Skip: []string{"certs/ca", "etcd"}}, "preflight certs/etcd-ca certs/apiserver kubelet"},
-		{"from leaf", Selection{From: "certs/etcd-ca"}, "certs/etcd-ca certs/apiserver etcd kubelet"},
-		{"from group", Selection{From: "certs"}, "certs/ca certs/etcd-ca certs/apiserver etcd kubelet"},
-		{"from and skip", Selection{From: "certs", Skip: []string{"certs/apiserver"}}, "certs/ca certs/etcd-ca etcd kubelet"},
-		{"from and only", Selection{From: "etcd", Only: []string{"certs", "kubelet"}}, "kubelet"},
+		{"all", Selection{}, "connect preflight certs/ca certs/etcd-ca certs/apiserver etcd kubelet"},
+		{"only group", Selection{Only: []string{"certs"}}, "connect certs/ca certs/etcd-ca certs/apiserver"},
+		{"only leaf", Selection{Only: []string{"certs/etcd-ca", "kubelet"}}, "connect certs/etcd-ca kubelet"},
+		{"skip", Selection{Skip: []string{"certs/ca", "etcd"}}, "connect preflight certs/etcd-ca certs/apiserver kubelet"},
+		{"from leaf", Selection{From: "certs/etcd-ca"}, "connect certs/etcd-ca certs/apiserver etcd kubelet"},
+		{"from group", Selection{From: "certs"}, "connect certs/ca certs/etcd-ca certs/apiserver etcd kubelet"},
+		{"from and skip", Selection{From: "certs", Skip: []string{"certs/apiserver"}}, "connect certs/ca certs/etcd-ca etcd kubelet"},
+		{"from and only", Selection{From: "etcd", Only: []string{"certs", "kubelet"}}, "connect kubelet"},
+		{"only required", Selection{Only: []string{"connect"}}, "connect"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -127,6 +129,14 @@ func TestSelect(t *testing.T) {
 				t.Errorf("got %v, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestRequiredPhaseCannotBeSkipped(t *testing.T) {
+	_, err := testWorkflow(&trace{}).Select(Selection{Skip: []string{"connect"}})
+	var se *SelectionError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "cannot be skipped") {
+		t.Fatalf("want a refusal to skip connect, got %v", err)
 	}
 }
 
@@ -154,13 +164,13 @@ func TestExecuteOrderAndRoles(t *testing.T) {
 	if err := Execute(context.Background(), r, steps); err != nil {
 		t.Fatal(err)
 	}
-	want := "preflight@cp1 preflight@w1 certs/ca certs/etcd-ca certs/apiserver etcd@cp1 kubelet@cp1 kubelet@w1"
+	want := "connect@cp1 connect@w1 preflight@cp1 preflight@w1 certs/ca certs/etcd-ca certs/apiserver etcd@cp1 kubelet@cp1 kubelet@w1"
 	if got := strings.Join(tr.calls, " "); got != want {
 		t.Errorf("order:\n got %s\nwant %s", got, want)
 	}
 	evs := events(t, &out)
 	last := evs[len(evs)-1]
-	if last.Status != report.Done || last.Summary.Phases != 6 || last.Summary.OK != 6 || last.Summary.Failed != 0 {
+	if last.Status != report.Done || last.Summary.Phases != 7 || last.Summary.OK != 7 || last.Summary.Failed != 0 {
 		t.Errorf("summary = %+v", last.Summary)
 	}
 	for _, e := range evs {
@@ -184,10 +194,10 @@ func TestRecordsCompletedPhasesOnHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	wRec, _ := ReadRecords(context.Background(), w1, "init")
-	if _, ok := cpRec["etcd"]; !ok || len(cpRec) != 3 {
-		t.Errorf("cp1 record = %v, want preflight, etcd, kubelet", cpRec)
+	if _, ok := cpRec["etcd"]; !ok || len(cpRec) != 4 {
+		t.Errorf("cp1 record = %v, want connect, preflight, etcd, kubelet", cpRec)
 	}
-	if _, ok := wRec["etcd"]; ok || len(wRec) != 2 {
+	if _, ok := wRec["etcd"]; ok || len(wRec) != 3 {
 		t.Errorf("w1 record = %v: etcd did not run there", wRec)
 	}
 	_, mode, _ := cp.File(RecordDir + "/init.json")

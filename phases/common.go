@@ -1,0 +1,122 @@
+// Package phases declares privcloud's workflows, each as one ordered list of phases in its own file
+// (init.go, join.go, reset.go, upgrade.go), and runs them against a cluster.
+//
+// Phases shared by several workflows are built by the functions in this file so every list uses the same
+// definition. A phase whose capability is not built yet fails with workflow.ErrNotImplemented: privcloud
+// never reports work it did not do.
+package phases
+
+import (
+	"context"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/report"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+var (
+	controlPlane = []api.Role{api.RoleControlPlane}
+	etcdMembers  = []api.Role{api.RoleEtcd}
+)
+
+func connect() workflow.Phase {
+	return workflow.Phase{Name: "connect", Short: "Connect to every host over SSH, verifying its host key", Required: true,
+		RunHost: workflow.NotImplemented("connecting to hosts comes with the SSH transport")}
+}
+
+func preflight() workflow.Phase {
+	return workflow.Phase{Name: "preflight", Short: "Check OS, kernel modules, swap, ports, clock skew, cgroups, disk, unique names",
+		RunHost: workflow.NotImplemented("host checks come with the SSH transport")}
+}
+
+func distributeBundle() workflow.Phase {
+	return workflow.Phase{Name: "bundle", Short: "Send each host the binaries and images its roles need, verified by sha256",
+		RunHost: workflow.NotImplemented("bundle distribution comes with the air-gap bundle")}
+}
+
+func hostPrep() workflow.Phase {
+	return workflow.Phase{Name: "host-prep", Short: "Load kernel modules, set sysctls, create directories",
+		RunHost: workflow.NotImplemented("host preparation comes with the cluster phases")}
+}
+
+func containerd() workflow.Phase {
+	return workflow.Phase{Name: "containerd", Short: "Install and configure containerd, runc and Kata; import images", Phases: []workflow.Phase{
+		{Name: "install", Short: "Install containerd, runc and the CNI plugins from the bundle",
+			RunHost: workflow.NotImplemented("containerd installation comes with the cluster phases")},
+		{Name: "config", Short: "Write containerd's drop-in configuration (runtimes, mirrors, sandbox image)",
+			RunHost: workflow.NotImplemented("containerd configuration comes with the cluster phases")},
+		{Name: "images", Short: "Import the bundle's images through the containerd API",
+			RunHost: workflow.NotImplemented("image import comes with the air-gap bundle")},
+	}}
+}
+
+func certs() workflow.Phase {
+	return workflow.Phase{Name: "certs", Short: "Generate the cluster PKI locally and send each host its part", Phases: []workflow.Phase{
+		{Name: "generate", Short: "Create or reuse every CA, certificate and kubeconfig in the local state directory",
+			Run: workflow.NotImplementedOnce("PKI generation comes with the cluster PKI")},
+		{Name: "distribute", Short: "Send each host only the certificates and keys its roles need",
+			RunHost: workflow.NotImplemented("PKI distribution comes with the cluster PKI")},
+	}}
+}
+
+func etcd() workflow.Phase {
+	return workflow.Phase{Name: "etcd", Short: "Run etcd with TLS peer and client authentication; wait for health", Roles: etcdMembers,
+		RunHost: workflow.NotImplemented("etcd comes with the cluster phases")}
+}
+
+func controlPlanePhases() workflow.Phase {
+	return workflow.Phase{Name: "control-plane", Short: "Run the Kubernetes control plane", Phases: []workflow.Phase{
+		{Name: "apiserver", Short: "Run kube-apiserver (secure port only, RBAC, admission plugins); wait for /readyz", Roles: controlPlane,
+			RunHost: workflow.NotImplemented("kube-apiserver comes with the cluster phases")},
+		{Name: "controller-manager", Short: "Run kube-controller-manager with leader election", Roles: controlPlane,
+			RunHost: workflow.NotImplemented("kube-controller-manager comes with the cluster phases")},
+		{Name: "scheduler", Short: "Run kube-scheduler with leader election", Roles: controlPlane,
+			RunHost: workflow.NotImplemented("kube-scheduler comes with the cluster phases")},
+	}}
+}
+
+func nodePhases() workflow.Phase {
+	return workflow.Phase{Name: "node", Short: "Run kubelet and kube-proxy on every host", Phases: []workflow.Phase{
+		{Name: "kubelet", Short: "Configure and start the kubelet with its node certificate",
+			RunHost: workflow.NotImplemented("the kubelet comes with the cluster phases")},
+		{Name: "kube-proxy", Short: "Configure and start kube-proxy",
+			RunHost: workflow.NotImplemented("kube-proxy comes with the cluster phases")},
+	}}
+}
+
+func podNetwork() workflow.Phase {
+	return workflow.Phase{Name: "network", Short: "Configure the pod network (bridge CNI, per-node pod CIDRs and routes)",
+		RunHost: workflow.NotImplemented("the pod network comes with the cluster phases")}
+}
+
+func waitNodesReady() workflow.Phase {
+	return workflow.Phase{Name: "wait-ready", Short: "Wait until every node reports Ready",
+		Run: workflow.NotImplementedOnce("node readiness checks come with the cluster phases")}
+}
+
+// Execution is how one workflow run is carried out.
+type Execution struct {
+	DryRun    bool
+	Selection workflow.Selection
+	Reporter  *report.Reporter
+}
+
+// Execute runs wf against cluster c. In a dry run every host is a recorder: changes are reported as planned
+// actions and nothing is changed.
+func Execute(ctx context.Context, wf workflow.Workflow, c *api.Cluster, ex Execution) error {
+	steps, err := wf.Select(ex.Selection)
+	if err != nil {
+		return err
+	}
+	r := &workflow.Run{Workflow: wf.Name, Cluster: c, DryRun: ex.DryRun, Reporter: ex.Reporter,
+		Concurrency: c.Spec.SSH.Concurrency}
+	for _, h := range c.Spec.Hosts {
+		t := &workflow.Target{Spec: h}
+		if ex.DryRun {
+			t.Host = ssh.NewRecorder(h.Name, nil, r.Plan)
+		}
+		r.Targets = append(r.Targets, t)
+	}
+	return workflow.Execute(ctx, r, steps)
+}

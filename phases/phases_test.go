@@ -1,0 +1,83 @@
+package phases
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/report"
+)
+
+func TestWorkflowsAreWellFormed(t *testing.T) {
+	for _, wf := range []workflow.Workflow{Init(), Join(), Reset(), Upgrade()} {
+		if err := wf.Check(); err != nil {
+			t.Errorf("%s: %v", wf.Name, err)
+		}
+		for _, s := range wf.Paths() {
+			if s.Phase.Short == "" {
+				t.Errorf("%s: phase %s has no description for its help", wf.Name, s.Path)
+			}
+		}
+	}
+}
+
+func TestInitOrder(t *testing.T) {
+	var got []string
+	for _, s := range Init().Steps() {
+		got = append(got, s.Path)
+	}
+	order := strings.Join(got, " ")
+	// Each phase depends on the ones before it; this is the order the cluster comes up in.
+	want := []string{"connect", "preflight", "bundle", "host-prep", "containerd/install", "certs/generate", "etcd",
+		"control-plane/apiserver", "control-plane/controller-manager", "control-plane/scheduler", "cluster-rbac",
+		"node/kubelet", "network", "wait-ready", "addons/coredns", "kubeconfig"}
+	pos := -1
+	for _, w := range want {
+		i := strings.Index(order, w)
+		if i <= pos {
+			t.Fatalf("phase %s out of order in %s", w, order)
+		}
+		pos = i
+	}
+}
+
+func TestUnbuiltCapabilityFailsAsNotImplemented(t *testing.T) {
+	c := api.Example()
+	var out bytes.Buffer
+	err := Execute(context.Background(), Init(), c, Execution{Reporter: report.New(&out, report.Text)})
+	if !errors.Is(err, workflow.ErrNotImplemented) {
+		t.Fatalf("init must fail as not implemented, got %v", err)
+	}
+	if !strings.Contains(out.String(), "MISSING  connect") {
+		t.Errorf("report does not show the missing phase:\n%s", out.String())
+	}
+}
+
+func TestAddonSkipRules(t *testing.T) {
+	c := api.Example()
+	r := &workflow.Run{Cluster: c}
+	skip := map[string]string{}
+	for _, s := range Init().Steps() {
+		if s.Phase.Skip != nil {
+			skip[s.Path] = s.Phase.Skip(r)
+		}
+	}
+	if skip["addons/quay"] != "quay is disabled in cluster.yaml" || skip["addons/kata"] == "" {
+		t.Errorf("quay and kata are off by default and must be skipped: %q", skip)
+	}
+	if skip["addons/coredns"] != "" || skip["addons/multus"] != "" {
+		t.Errorf("coredns and multus are on by default: %q", skip)
+	}
+	c.Spec.Addons.Quay.Enabled = true
+	if s := Init().Steps(); s != nil {
+		for _, st := range s {
+			if st.Path == "addons/quay" && st.Phase.Skip(r) != "" {
+				t.Error("enabled quay must not be skipped")
+			}
+		}
+	}
+}
