@@ -38,6 +38,8 @@ type Event struct {
 	Message    string    `json:"message,omitempty"`
 	Error      string    `json:"error,omitempty"`
 	Summary    *Summary  `json:"summary,omitempty"`
+	// ExitCode closes a failed command's stream in JSON mode.
+	ExitCode int `json:"exitCode,omitempty"`
 }
 
 // Summary counts the outcome of a workflow.
@@ -122,7 +124,7 @@ func (r *Reporter) text(e Event) string {
 	switch e.Status {
 	case Done:
 		s := e.Summary
-		line := fmt.Sprintf("%s: %d phases: %d ok, %d skipped, %d failed; %d changed", e.Workflow, s.Phases, s.OK, s.Skipped, s.Failed, s.Changed)
+		line := fmt.Sprintf("%s: %s: %d ok, %d skipped, %d failed; %d changed", e.Workflow, plural(s.Phases, "phase"), s.OK, s.Skipped, s.Failed, s.Changed)
 		if e.DurationMS != nil {
 			line += " in " + formatMS(*e.DurationMS)
 		}
@@ -163,4 +165,11 @@ func formatMS(ms float64) string {
 	default:
 		return d.Round(10 * time.Millisecond).String()
 	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -1,0 +1,100 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+// Exit codes. Scripts may rely on them; they only ever gain new values.
+const (
+	ExitOK             = 0
+	ExitFailure        = 1 // anything not listed below
+	ExitUsage          = 2 // bad flags, arguments or environment variables
+	ExitInvalidConfig  = 3 // cluster.yaml missing, unreadable or invalid
+	ExitUnreachable    = 4 // a host could not be connected to or authenticated with
+	ExitPhaseFailed    = 5 // a phase failed on a host or cluster-wide
+	ExitNotImplemented = 6 // the capability asked for does not exist yet
+)
+
+var exitCodeHelp = []struct {
+	code int
+	text string
+}{
+	{ExitOK, "success"},
+	{ExitFailure, "an unexpected failure"},
+	{ExitUsage, "bad flags, arguments or PRIVCLOUD_* environment variables"},
+	{ExitInvalidConfig, "cluster.yaml is missing, unreadable or invalid (every problem is listed with its field and line)"},
+	{ExitUnreachable, "a host could not be reached or refused authentication or its host key did not verify"},
+	{ExitPhaseFailed, "a phase failed; the message names the phase and hosts and how to resume"},
+	{ExitNotImplemented, "the command or phase asked for is not implemented yet"},
+}
+
+// ExitCode maps an error to the process exit code.
+func ExitCode(err error) int {
+	var (
+		usage       *usageError
+		config      *configError
+		selection   *workflow.SelectionError
+		unreachable *ssh.UnreachableError
+		phase       *workflow.PhaseError
+	)
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &usage), errors.As(err, &selection):
+		return ExitUsage
+	case errors.As(err, &config):
+		return ExitInvalidConfig
+	case errors.As(err, &unreachable):
+		return ExitUnreachable
+	case errors.Is(err, workflow.ErrNotImplemented):
+		return ExitNotImplemented
+	case errors.As(err, &phase):
+		return ExitPhaseFailed
+	}
+	return ExitFailure
+}
+
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func asUsageError(err error) error {
+	var u *usageError
+	if errors.As(err, &u) {
+		return err
+	}
+	return &usageError{err: err}
+}
+
+// configError is a cluster.yaml that could not be used.
+type configError struct {
+	err  error
+	path string
+}
+
+func (e *configError) Error() string {
+	if errors.Is(e.err, fs.ErrNotExist) {
+		return fmt.Sprintf("%s does not exist: pass --config, or start from 'privcloud config print-defaults > %s'", e.path, e.path)
+	}
+	return e.err.Error()
+}
+
+func (e *configError) Unwrap() error { return e.err }
+
+func newExitCodesTopic() *cobra.Command {
+	var b strings.Builder
+	b.WriteString("privcloud exits with one of these codes:\n\n")
+	for _, e := range exitCodeHelp {
+		fmt.Fprintf(&b, "  %d  %s\n", e.code, e.text)
+	}
+	return &cobra.Command{Use: "exit-codes", Short: "What privcloud's exit codes mean", Long: b.String()}
+}

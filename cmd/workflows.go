@@ -1,0 +1,123 @@
+package cmd
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/privcloud/privcloud/phases"
+	"github.com/privcloud/privcloud/phases/workflow"
+)
+
+// workflowCommand describes a command that runs a workflow.
+type workflowCommand struct {
+	workflow func() workflow.Workflow
+	use      string
+	short    string
+	long     string
+}
+
+var (
+	initWorkflow = workflowCommand{workflow: phases.Init, use: "init",
+		short: "Bring up a new cluster from cluster.yaml",
+		long: `Bring up a new cluster: every phase below runs in order over SSH. Each phase is idempotent: re-running
+init on a converged cluster changes nothing. After a failure, fix the cause and re-run, or resume with --from.`}
+	joinWorkflow = workflowCommand{workflow: phases.Join, use: "join",
+		short: "Add the hosts of cluster.yaml that are not yet part of the cluster",
+		long: `Add every host listed in cluster.yaml that is not yet a member: workers, and control-plane hosts with their
+etcd member (added through the etcd API first, so quorum is never at risk).`}
+	resetWorkflow = workflowCommand{workflow: phases.Reset, use: "reset",
+		short: "Return hosts to their state before privcloud",
+		long: `Return hosts to their pre-install state: an etcd member leaves the cluster first, then services, files, CNI
+configuration, iptables rules and mounts are removed. Safe to re-run.`}
+	upgradeApplyWorkflow = workflowCommand{workflow: phases.Upgrade, use: "apply",
+		short: "Upgrade the cluster to spec.kubernetesVersion",
+		long: `Upgrade to spec.kubernetesVersion: an etcd snapshot first, then control-plane hosts one at a time and workers
+in batches, each gated on health and switched back automatically when the gate fails.`}
+)
+
+type selectionFlags struct {
+	only, skip []string
+	from       string
+}
+
+func newWorkflowCommand(g *globalOptions, wc workflowCommand) *cobra.Command {
+	wf := wc.workflow()
+	sel := &selectionFlags{}
+	c := &cobra.Command{
+		Use:   wc.use,
+		Short: wc.short,
+		Long:  wc.long + "\n\nPhases (address them with --only, --skip, --from or '" + wf.Name + " phase PATH'):\n" + phaseTree(wf),
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return g.runWorkflow(c, wf, workflow.Selection{Only: sel.only, Skip: sel.skip, From: sel.from})
+		},
+	}
+	g.addWorkflowFlags(c)
+	c.Flags().StringSliceVar(&sel.only, "only", nil, "run only these phases (paths, comma-separated; a group runs all its phases)")
+	c.Flags().StringSliceVar(&sel.skip, "skip", nil, "skip these phases")
+	c.Flags().StringVar(&sel.from, "from", "", "start at this phase, e.g. to resume after a failure")
+	c.AddCommand(newPhaseCommand(g, wf))
+	return c
+}
+
+// newPhaseCommand generates '<workflow> phase PATH' for every phase path of the workflow.
+func newPhaseCommand(g *globalOptions, wf workflow.Workflow) *cobra.Command {
+	p := group("phase", "Run one phase of "+wf.Name+" (a group runs all its phases)")
+	p.Long = "Run one phase of " + wf.Name + " on its own. Phases:\n" + phaseTree(wf)
+	for _, s := range wf.Paths() {
+		path := s.Path
+		c := &cobra.Command{
+			Use:   path,
+			Short: s.Phase.Short,
+			Args:  noArgs,
+			RunE: func(c *cobra.Command, _ []string) error {
+				return g.runWorkflow(c, wf, workflow.Selection{Only: []string{path}})
+			},
+		}
+		g.addWorkflowFlags(c)
+		p.AddCommand(c)
+	}
+	return p
+}
+
+func (g *globalOptions) addWorkflowFlags(c *cobra.Command) {
+	g.addConfigFlag(c)
+	g.addOutputFlag(c)
+	g.addDryRunFlag(c)
+}
+
+func (g *globalOptions) runWorkflow(c *cobra.Command, wf workflow.Workflow, sel workflow.Selection) error {
+	cluster, err := g.loadCluster()
+	if err != nil {
+		return err
+	}
+	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, Selection: sel, Reporter: g.reporter()})
+}
+
+// phaseTree renders the workflow's phases indented by depth, in the order they run.
+func phaseTree(wf workflow.Workflow) string {
+	var b strings.Builder
+	for _, s := range wf.Paths() {
+		depth := strings.Count(s.Path, "/")
+		fmt.Fprintf(&b, "  %s%-*s %s\n", strings.Repeat("  ", depth), 34-2*depth, s.Path, s.Phase.Short)
+	}
+	return b.String()
+}
+
+func newUpgradeCommand(g *globalOptions) *cobra.Command {
+	c := group("upgrade", "Plan and apply a Kubernetes upgrade")
+	plan := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what an upgrade to spec.kubernetesVersion would do, or why it is refused",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return g.runWorkflow(c, phases.Upgrade(), workflow.Selection{Only: []string{"plan"}})
+		},
+	}
+	g.addConfigFlag(plan)
+	g.addOutputFlag(plan)
+	c.AddCommand(plan, newWorkflowCommand(g, upgradeApplyWorkflow))
+	return c
+}
