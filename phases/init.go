@@ -23,8 +23,10 @@ func Init() workflow.Workflow {
 				Skip: func(r *workflow.Run) string { return disabled(r.Cluster.Spec.Addons.CoreDNS.Enabled, "coredns") },
 				Run:  workflow.NotImplementedOnce("add-ons come with the add-on phases")},
 			{Name: "kata", Short: "The kata RuntimeClass",
-				Skip: func(r *workflow.Run) string { return disabledBool(r.Cluster.Spec.Containerd.Kata.Enabled, "containerd.kata") },
-				Run:  workflow.NotImplementedOnce("add-ons come with the add-on phases")},
+				Skip: func(r *workflow.Run) string {
+					return disabledBool(r.Cluster.Spec.Containerd.Kata.Enabled, "containerd.kata")
+				},
+				Run: workflow.NotImplementedOnce("add-ons come with the add-on phases")},
 			{Name: "multus", Short: "Multus and the NetworkAttachmentDefinitions of cluster.yaml",
 				Skip: func(r *workflow.Run) string { return disabled(r.Cluster.Spec.Addons.Multus.Enabled, "multus") },
 				Run:  workflow.NotImplementedOnce("add-ons come with the add-on phases")},
