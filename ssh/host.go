@@ -87,6 +87,16 @@ type LocalFile string
 // Open opens the file.
 func (f LocalFile) Open() (io.ReadCloser, error) { return os.Open(string(f)) }
 
+// ReadAll reads the whole content into memory; for small files (configuration, records) only.
+func ReadAll(c Content) ([]byte, error) {
+	rc, err := c.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
 // ExecError is a remote command that ran and exited non-zero.
 type ExecError struct {
 	Host     string

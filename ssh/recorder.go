@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"strings"
@@ -72,12 +71,7 @@ func (r *Recorder) Run(ctx context.Context, cmd string, opts ...RunOption) (Resu
 
 // Upload records the write with a diff against the current file, and reports whether it would change it.
 func (r *Recorder) Upload(ctx context.Context, content Content, dst string, mode fs.FileMode) (bool, error) {
-	rc, err := content.Open()
-	if err != nil {
-		return false, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
+	data, err := ReadAll(content)
 	if err != nil {
 		return false, err
 	}

@@ -77,19 +77,11 @@ func Skip(reason string) error { return &SkipError{Reason: reason} }
 // Steps flattens the tree into its leaves, in order.
 func (w Workflow) Steps() []Step {
 	var out []Step
-	var walk func(prefix string, ps []Phase)
-	walk = func(prefix string, ps []Phase) {
-		for i := range ps {
-			p := &ps[i]
-			path := prefix + p.Name
-			if len(p.Phases) > 0 {
-				walk(path+"/", p.Phases)
-				continue
-			}
-			out = append(out, Step{Path: path, Phase: p})
+	for _, s := range w.Paths() {
+		if len(s.Phase.Phases) == 0 {
+			out = append(out, s)
 		}
 	}
-	walk("", w.Phases)
 	return out
 }
 

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"sort"
@@ -116,12 +115,7 @@ func (f *Fake) Run(ctx context.Context, cmd string, opts ...ssh.RunOption) (ssh.
 
 // Upload stores the content, reporting a change only when the bytes or mode differ.
 func (f *Fake) Upload(ctx context.Context, content ssh.Content, dst string, mode fs.FileMode) (bool, error) {
-	rc, err := content.Open()
-	if err != nil {
-		return false, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
+	data, err := ssh.ReadAll(content)
 	if err != nil {
 		return false, err
 	}
