@@ -18,12 +18,12 @@ import (
 type Host interface {
 	// Name is the host's name from cluster.yaml.
 	Name() string
-	// Run executes cmd through the remote shell. A non-zero exit is returned as *ExecError together with
-	// the Result, so callers that expect failures can inspect it.
+	// Run executes cmd through the remote shell, as root (through sudo for other users). A non-zero exit is
+	// returned as *ExecError together with the Result, so callers that expect failures can inspect it.
 	Run(ctx context.Context, cmd string, opts ...RunOption) (Result, error)
 	// Upload writes content to dst atomically (temporary file, fsync, rename) with the given mode. It reports
 	// whether the file changed: a destination already holding the same bytes is left alone.
-	Upload(ctx context.Context, content Content, dst string, mode fs.FileMode) (changed bool, err error)
+	Upload(ctx context.Context, content Content, dst string, mode fs.FileMode, opts ...FileOption) (changed bool, err error)
 	// ReadFile returns a remote file's content; a missing file gives an error matching fs.ErrNotExist.
 	ReadFile(ctx context.Context, path string) ([]byte, error)
 	// Dial opens a connection from the host to a TCP address or unix socket (network "tcp" or "unix"),
@@ -43,7 +43,6 @@ type Result struct {
 // RunOptions adjust one command; build them with the RunOption helpers.
 type RunOptions struct {
 	Stdin    io.Reader
-	Sudo     bool
 	ReadOnly bool
 }
 
@@ -52,9 +51,6 @@ type RunOption func(*RunOptions)
 
 // WithStdin feeds r to the command's standard input (secrets go here, never on the command line).
 func WithStdin(r io.Reader) RunOption { return func(o *RunOptions) { o.Stdin = r } }
-
-// WithSudo runs the command as root on hosts whose user is not root.
-func WithSudo() RunOption { return func(o *RunOptions) { o.Sudo = true } }
 
 // ReadOnly marks a command that only inspects the host. A dry run executes read-only commands for real, so
 // a plan reflects the host's actual state, and records every other command instead of running it.

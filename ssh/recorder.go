@@ -70,7 +70,7 @@ func (r *Recorder) Run(ctx context.Context, cmd string, opts ...RunOption) (Resu
 }
 
 // Upload records the write with a diff against the current file, and reports whether it would change it.
-func (r *Recorder) Upload(ctx context.Context, content Content, dst string, mode fs.FileMode) (bool, error) {
+func (r *Recorder) Upload(ctx context.Context, content Content, dst string, mode fs.FileMode, _ ...FileOption) (bool, error) {
 	data, err := ReadAll(content)
 	if err != nil {
 		return false, err

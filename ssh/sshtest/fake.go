@@ -114,7 +114,7 @@ func (f *Fake) Run(ctx context.Context, cmd string, opts ...ssh.RunOption) (ssh.
 }
 
 // Upload stores the content, reporting a change only when the bytes or mode differ.
-func (f *Fake) Upload(ctx context.Context, content ssh.Content, dst string, mode fs.FileMode) (bool, error) {
+func (f *Fake) Upload(ctx context.Context, content ssh.Content, dst string, mode fs.FileMode, _ ...ssh.FileOption) (bool, error) {
 	data, err := ssh.ReadAll(content)
 	if err != nil {
 		return false, err

@@ -1,0 +1,130 @@
+package ssh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	xssh "golang.org/x/crypto/ssh"
+)
+
+// ErrConnectionLost is a connection that died while a command ran; the command's outcome is unknown.
+var ErrConnectionLost = errors.New("SSH connection lost")
+
+// maxOutput caps what one command's stdout or stderr keeps in memory; the rest is dropped and flagged.
+const maxOutput = 32 << 20
+
+// Run executes cmd in the remote shell. Hosts whose user is not root run it through sudo.
+func (c *Client) Run(ctx context.Context, cmd string, opts ...RunOption) (Result, error) {
+	o := Apply(opts)
+	var stdout, stderr cappedBuffer
+	err := c.run(ctx, cmd, o.Stdin, &stdout, &stderr)
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	var ee *ExecError
+	if errors.As(err, &ee) {
+		res.ExitCode = ee.ExitCode
+		ee.Stderr = string(res.Stderr)
+	}
+	return res, err
+}
+
+// run starts cmd with the given streams and waits for it, honouring ctx and the command timeout.
+func (c *Client) run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if c.cmdTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cmdTimeout)
+		defer cancel()
+	}
+	select {
+	case c.sessions <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %q: %w", c.name, cmd, ctx.Err())
+	}
+	defer func() { <-c.sessions }()
+
+	sess, err := c.client().NewSession()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", c.name, ErrConnectionLost, err)
+	}
+	defer sess.Close()
+	full, stdin := c.privileged(cmd, stdin)
+	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
+	if err := sess.Start(full); err != nil {
+		return fmt.Errorf("%s: start %q: %w: %v", c.name, cmd, ErrConnectionLost, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = sess.Signal(xssh.SIGKILL) // stop the remote process, not just our side of it
+		sess.Close()
+		<-done
+		return fmt.Errorf("%s: %q: %w", c.name, cmd, ctx.Err())
+	}
+	var exit *xssh.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exit) && exit.Signal() == "":
+		return &ExecError{Host: c.name, Cmd: cmd, ExitCode: exit.ExitStatus()}
+	case errors.As(err, &exit):
+		return &ExecError{Host: c.name, Cmd: cmd, ExitCode: 128 + signalNumber(exit.Signal())}
+	}
+	return fmt.Errorf("%s: %q: %w: %v", c.name, cmd, ErrConnectionLost, err)
+}
+
+// privileged wraps cmd in sudo for non-root users. The password, when there is one, goes first on stdin,
+// never on the command line; -k makes sudo always read it, so it never reaches the command itself.
+func (c *Client) privileged(cmd string, stdin io.Reader) (string, io.Reader) {
+	if c.user == "root" {
+		return cmd, stdin
+	}
+	if c.sudoPassword == "" {
+		return "sudo -n -- sh -c " + ShellQuote(cmd), stdin
+	}
+	pw := strings.NewReader(c.sudoPassword + "\n")
+	if stdin == nil {
+		return "sudo -k -S -p '' -- sh -c " + ShellQuote(cmd), pw
+	}
+	return "sudo -k -S -p '' -- sh -c " + ShellQuote(cmd), io.MultiReader(pw, stdin)
+}
+
+// ShellQuote quotes s for a POSIX shell.
+func ShellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func signalNumber(sig string) int {
+	for n, name := range map[int]string{1: "HUP", 2: "INT", 3: "QUIT", 6: "ABRT", 9: "KILL", 13: "PIPE", 14: "ALRM", 15: "TERM"} {
+		if name == sig {
+			return n
+		}
+	}
+	return 0
+}
+
+// cappedBuffer keeps the first maxOutput bytes written to it.
+type cappedBuffer struct {
+	buf       bytes.Buffer
+	truncated bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := maxOutput - b.buf.Len(); room < len(p) {
+		b.truncated = true
+		b.buf.Write(p[:max(0, room)])
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *cappedBuffer) Bytes() []byte {
+	if b.truncated {
+		return append(b.buf.Bytes(), "\n[output truncated]"...)
+	}
+	return b.buf.Bytes()
+}

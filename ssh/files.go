@@ -1,0 +1,159 @@
+package ssh
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// exitNotExist is the exit code the remote read script uses for a missing file.
+const exitNotExist = 66
+
+// exitChecksum is the exit code of the upload script when the received bytes do not match.
+const exitChecksum = 65
+
+// uploadScript receives stdin into a temporary file beside the destination, checks its sha256, sets mode and
+// owner, fsyncs and renames it into place: readers see the old file or the new one, never a part. If the
+// stream breaks, the checksum fails or a signal arrives, the temporary file is removed.
+const uploadScript = `set -eu
+dst=$1 sum=$2 mode=$3 owner=$4
+dir=$(dirname -- "$dst")
+mkdir -p -- "$dir"
+tmp=$(mktemp -- "$dir/.privcloud-upload.XXXXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+trap 'exit 1' HUP INT TERM PIPE
+cat > "$tmp"
+got=$(sha256sum -- "$tmp"); got=${got%% *}
+if [ "$got" != "$sum" ]; then echo "checksum mismatch: received $got, sent $sum" >&2; exit 65; fi
+chmod -- "$mode" "$tmp"
+if [ -n "$owner" ]; then chown -- "$owner" "$tmp"; fi
+sync -- "$tmp"
+mv -f -- "$tmp" "$dst"
+trap - EXIT
+sync -- "$dir" 2>/dev/null || true`
+
+// statScript prints the sha256, mode and owner of a file, or nothing when it does not exist.
+const statScript = `[ -f "$1" ] || exit 0; s=$(sha256sum -- "$1"); echo "${s%% *} $(stat -c '%a %U:%G' -- "$1")"`
+
+// FileOption adjusts an upload.
+type FileOption func(*fileOptions)
+
+type fileOptions struct{ owner string }
+
+// WithOwner sets the uploaded file's owner ("user" or "user:group").
+func WithOwner(owner string) FileOption { return func(o *fileOptions) { o.owner = owner } }
+
+// Upload writes content to dst atomically with mode (and owner), verified by sha256 on the host. A file that
+// already has the same content, mode and owner is left alone and Upload reports no change. The content is
+// streamed, never held in memory. If the connection dies mid-transfer, Upload reconnects and sends it again
+// once: the destination never holds a partial file.
+func (c *Client) Upload(ctx context.Context, content Content, dst string, mode fs.FileMode, opts ...FileOption) (bool, error) {
+	var o fileOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	sum, err := contentSHA256(content)
+	if err != nil {
+		return false, fmt.Errorf("%s: upload %s: %w", c.name, dst, err)
+	}
+	modeStr := fmt.Sprintf("%o", mode.Perm())
+	res, err := c.Run(ctx, "sh -c "+ShellQuote(statScript)+" privcloud-stat "+ShellQuote(dst))
+	if err != nil {
+		return false, err
+	}
+	if fields := strings.Fields(string(res.Stdout)); len(fields) == 3 && fields[0] == sum && fields[1] == modeStr &&
+		(o.owner == "" || ownerMatches(fields[2], o.owner)) {
+		return false, nil
+	}
+	err = c.send(ctx, content, dst, sum, modeStr, o.owner)
+	if errors.Is(err, ErrConnectionLost) && ctx.Err() == nil {
+		if rerr := c.reconnect(ctx); rerr != nil {
+			return false, fmt.Errorf("%w (reconnecting: %v)", err, rerr)
+		}
+		err = c.send(ctx, content, dst, sum, modeStr, o.owner)
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (c *Client) send(ctx context.Context, content Content, dst, sum, mode, owner string) error {
+	rc, err := content.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	var stderr cappedBuffer
+	cmd := "sh -c " + ShellQuote(uploadScript) + " privcloud-upload " + ShellQuote(dst) + " " + sum + " " + mode + " " + ShellQuote(owner)
+	err = c.run(ctx, cmd, rc, io.Discard, &stderr)
+	var ee *ExecError
+	if errors.As(err, &ee) {
+		ee.Cmd = "upload " + dst
+		ee.Stderr = string(stderr.Bytes())
+		if ee.ExitCode == exitChecksum {
+			return fmt.Errorf("%s: upload %s: %s", c.name, dst, strings.TrimSpace(ee.Stderr))
+		}
+	}
+	return err
+}
+
+func ownerMatches(have, want string) bool {
+	if strings.Contains(want, ":") {
+		return have == want
+	}
+	user, _, _ := strings.Cut(have, ":")
+	return user == want
+}
+
+func contentSHA256(content Content) (string, error) {
+	rc, err := content.Open()
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ReadFile returns the content of a remote file; a missing file gives an error matching fs.ErrNotExist.
+func (c *Client) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	res, err := c.Run(ctx, fmt.Sprintf("if [ -e %[1]s ]; then exec cat -- %[1]s; else exit %d; fi", ShellQuote(path), exitNotExist))
+	var ee *ExecError
+	if errors.As(err, &ee) && ee.ExitCode == exitNotExist {
+		return nil, &fs.PathError{Op: "read", Path: c.name + ":" + path, Err: fs.ErrNotExist}
+	}
+	return res.Stdout, err
+}
+
+// Download streams a remote file to a local path, atomically (temporary file, then rename).
+func (c *Client) Download(ctx context.Context, remote, local string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(local), ".privcloud-download-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	var stderr cappedBuffer
+	err = c.run(ctx, fmt.Sprintf("if [ -e %[1]s ]; then exec cat -- %[1]s; else exit %d; fi", ShellQuote(remote), exitNotExist), nil, tmp, &stderr)
+	var ee *ExecError
+	if errors.As(err, &ee) && ee.ExitCode == exitNotExist {
+		err = &fs.PathError{Op: "download", Path: c.name + ":" + remote, Err: fs.ErrNotExist}
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), local)
+}
