@@ -227,8 +227,8 @@ func describeKey(k xssh.PublicKey) string {
 
 type probeKey struct{}
 
-func (probeKey) Type() string                        { return "privcloud-probe" }
-func (probeKey) Marshal() []byte                     { return []byte("privcloud-probe") }
+func (probeKey) Type() string                         { return "privcloud-probe" }
+func (probeKey) Marshal() []byte                      { return []byte("privcloud-probe") }
 func (probeKey) Verify([]byte, *xssh.Signature) error { return errors.New("probe key") }
 
 type probeAddr struct{}
