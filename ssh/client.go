@@ -119,7 +119,9 @@ func (d *Dialer) dialHop(ctx context.Context, chain []*xssh.Client, hop endpoint
 	var err error
 	switch {
 	case len(chain) > 0:
-		conn, err = chain[len(chain)-1].DialContext(hctx, "tcp", addr)
+		if conn, err = chain[len(chain)-1].DialContext(hctx, "tcp", addr); err != nil {
+			return nil, fmt.Errorf("the bastion before it could not open a connection to %s: %w", addr, err)
+		}
 	case d.dialTCP != nil:
 		conn, err = d.dialTCP(hctx, addr)
 	default:

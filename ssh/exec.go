@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	xssh "golang.org/x/crypto/ssh"
 )
@@ -31,19 +34,26 @@ func (c *Client) Run(ctx context.Context, cmd string, opts ...RunOption) (Result
 	return res, err
 }
 
-// run starts cmd with the given streams and waits for it, honouring ctx and the command timeout.
+// run starts cmd with the given streams and waits for it, honouring ctx and the command timeout. When ctx
+// ends first, the remote command and everything it started are killed: OpenSSH refuses signal requests on
+// root sessions, so the kill goes over a second session to the process group sshd made for the command.
 func (c *Client) run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if c.cmdTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cmdTimeout)
 		defer cancel()
 	}
-	select {
-	case c.sessions <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %q: %w", c.name, cmd, ctx.Err())
+	if err := c.acquire(ctx); err != nil {
+		return fmt.Errorf("%s: %q: %w", c.name, cmd, err)
 	}
-	defer func() { <-c.sessions }()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-c.sessions
+		}
+	}
+	defer release()
 
 	sess, err := c.client().NewSession()
 	if err != nil {
@@ -51,8 +61,10 @@ func (c *Client) run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	}
 	defer sess.Close()
 	full, stdin := c.privileged(cmd, stdin)
-	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
-	if err := sess.Start(full); err != nil {
+	sid := &sessionIDWriter{w: stderr}
+	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, sid
+	// sshd starts each command as a session leader: its pid is the id of the group to kill on cancel.
+	if err := sess.Start(`printf 'privcloud-sid:%s\n' "$$" >&2; exec ` + full); err != nil {
 		return fmt.Errorf("%s: start %q: %w: %v", c.name, cmd, ErrConnectionLost, err)
 	}
 	done := make(chan error, 1)
@@ -60,9 +72,13 @@ func (c *Client) run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		_ = sess.Signal(xssh.SIGKILL) // stop the remote process, not just our side of it
 		sess.Close()
-		<-done
+		release() // the kill needs a session slot of its own
+		c.kill(sid.ID())
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+		}
 		return fmt.Errorf("%s: %q: %w", c.name, cmd, ctx.Err())
 	}
 	var exit *xssh.ExitError
@@ -77,11 +93,78 @@ func (c *Client) run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	return fmt.Errorf("%s: %q: %w: %v", c.name, cmd, ErrConnectionLost, err)
 }
 
+func (c *Client) acquire(ctx context.Context) error {
+	select {
+	case c.sessions <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// kill ends the process group of a cancelled command.
+func (c *Client) kill(sid string) {
+	if sid == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_ = c.run(ctx, "kill -KILL -- -"+sid+" 2>/dev/null || pkill -KILL -s "+sid, nil, io.Discard, io.Discard)
+}
+
+// sessionIDWriter passes stderr through, minus the first line the command wrapper prints: its session id.
+type sessionIDWriter struct {
+	w    io.Writer
+	mu   sync.Mutex
+	head []byte
+	done bool
+	id   string
+}
+
+func (s *sessionIDWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return s.w.Write(p)
+	}
+	s.head = append(s.head, p...)
+	i := bytes.IndexByte(s.head, '\n')
+	if i < 0 {
+		s.mu.Unlock()
+		return len(p), nil
+	}
+	s.done = true
+	rest := s.head[i+1:]
+	if id, ok := strings.CutPrefix(string(s.head[:i]), "privcloud-sid:"); ok {
+		s.id = id
+	} else {
+		rest = s.head
+	}
+	s.head = nil
+	s.mu.Unlock()
+	if len(rest) > 0 {
+		if _, err := s.w.Write(rest); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// ID returns the session id, once printed.
+func (s *sessionIDWriter) ID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := strconv.Atoi(s.id); err != nil {
+		return ""
+	}
+	return s.id
+}
+
 // privileged wraps cmd in sudo for non-root users. The password, when there is one, goes first on stdin,
 // never on the command line; -k makes sudo always read it, so it never reaches the command itself.
 func (c *Client) privileged(cmd string, stdin io.Reader) (string, io.Reader) {
 	if c.user == "root" {
-		return cmd, stdin
+		return "sh -c " + ShellQuote(cmd), stdin
 	}
 	if c.sudoPassword == "" {
 		return "sudo -n -- sh -c " + ShellQuote(cmd), stdin

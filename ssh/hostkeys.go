@@ -22,6 +22,8 @@ const (
 	HostKeyChanged  HostKeyProblem = "changed"
 	HostKeyRevoked  HostKeyProblem = "revoked"
 	HostKeyNotOnPin HostKeyProblem = "not-pinned"
+	// HostKeyBadCert is a host certificate no trusted CA vouches for (unknown CA, expired, wrong principal).
+	HostKeyBadCert HostKeyProblem = "untrusted-certificate"
 )
 
 // HostKeyError is a host key that did not verify. It says what was presented, what was expected and where
@@ -44,6 +46,10 @@ func (e *HostKeyError) Error() string {
 	case HostKeyRevoked:
 		return fmt.Sprintf("host key of %s is REVOKED (%s): it presented %s. Refusing to connect", e.Address,
 			strings.Join(e.Known, "; "), e.Presented)
+	case HostKeyBadCert:
+		return fmt.Sprintf("host certificate of %s is not trusted: %s (presented %s). Add its CA to known_hosts "+
+			"as '@cert-authority [host]:port KEY' or check the certificate's validity and principals",
+			e.Address, strings.Join(e.Known, "; "), e.Presented)
 	case HostKeyNotOnPin:
 		return fmt.Sprintf("host key of %s does not match the hostKey pinned in cluster.yaml: it presented %s, "+
 			"the pin is %s. Refusing to connect: this may be an attack; if the host was reinstalled, update the pin",
@@ -63,6 +69,10 @@ type HostKeys struct {
 
 	mu sync.Mutex
 	db xssh.HostKeyCallback
+	// authorities are the @cert-authority lines: knownhosts reports their keys among a host's known keys,
+	// which must not be mistaken for the host's own.
+	authorities map[string]bool // "file:line"
+	caKeys      map[string]bool // marshalled CA keys
 }
 
 // NewHostKeys reads the known_hosts files. Files that do not exist yet are treated as empty; unreadable or
@@ -97,7 +107,39 @@ func (hk *HostKeys) load() error {
 		return fmt.Errorf("known_hosts: %w", err)
 	}
 	hk.db = db
+	hk.authorities, hk.caKeys = map[string]bool{}, map[string]bool{}
+	for _, f := range present {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("known_hosts file %s: %w", f, err)
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 4 || fields[0] != "@cert-authority" {
+				continue
+			}
+			hk.authorities[fmt.Sprintf("%s:%d", f, i+1)] = true
+			if k, _, _, _, err := xssh.ParseAuthorizedKey([]byte(strings.Join(fields[2:], " "))); err == nil {
+				hk.caKeys[string(k.Marshal())] = true
+			}
+		}
+	}
 	return nil
+}
+
+func (hk *HostKeys) isAuthority(k knownhosts.KnownKey) bool {
+	return hk.authorities[fmt.Sprintf("%s:%d", k.Filename, k.Line)]
+}
+
+// plainKeys drops the @cert-authority entries from a host's known keys.
+func (hk *HostKeys) plainKeys(keys []knownhosts.KnownKey) []knownhosts.KnownKey {
+	var out []knownhosts.KnownKey
+	for _, k := range keys {
+		if !hk.isAuthority(k) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Callback returns the host-key check for address ("host:port"), with pinned ("" for none) as an extra
@@ -129,26 +171,36 @@ func (hk *HostKeys) verify(address string, remote net.Addr, key xssh.PublicKey, 
 	}
 	hk.mu.Lock()
 	defer hk.mu.Unlock()
+	if !isCert(key) && hk.caKeys[string(key.Marshal())] {
+		// knownhosts would match a CA key presented as a plain host key; a CA vouches for others only
+		return &HostKeyError{Address: address, Problem: HostKeyChanged, Presented: presented,
+			Known: []string{"that key is a certificate authority in known_hosts, not a host key"}}
+	}
 	err := hk.db(address, remote, key)
 	var ke *knownhosts.KeyError
 	var re *knownhosts.RevokedError
+	if errors.As(err, &ke) {
+		ke = &knownhosts.KeyError{Want: hk.plainKeys(ke.Want)}
+	}
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &re):
 		return &HostKeyError{Address: address, Problem: HostKeyRevoked, Presented: presented,
 			Known: []string{fmt.Sprintf("@revoked in %s:%d", re.Revoked.Filename, re.Revoked.Line)}}
-	case errors.As(err, &ke) && len(ke.Want) > 0:
+	case ke != nil && len(ke.Want) > 0:
 		known := make([]string, len(ke.Want))
 		for i, w := range ke.Want {
 			known[i] = fmt.Sprintf("%s:%d has %s", w.Filename, w.Line, describeKey(w.Key))
 		}
 		return &HostKeyError{Address: address, Problem: HostKeyChanged, Presented: presented, Known: known}
-	case errors.As(err, &ke) && pin != nil:
+	case ke != nil && pin != nil:
 		return nil // unknown to known_hosts, but it matches the pin
-	case errors.As(err, &ke) && hk.acceptNew:
+	case ke != nil && hk.acceptNew:
 		return hk.record(address, key)
-	case errors.As(err, &ke):
+	case ke == nil && isCert(key):
+		return &HostKeyError{Address: address, Problem: HostKeyBadCert, Presented: presented, Known: []string{err.Error()}}
+	case ke != nil:
 		host, port, _ := net.SplitHostPort(address)
 		return &HostKeyError{Address: address, Problem: HostKeyUnknown, Presented: presented, KnownHosts: hk.files[0],
 			ScanCommand: fmt.Sprintf("ssh-keyscan -p %s %s >> %s", port, host, hk.files[0])}
@@ -183,8 +235,8 @@ func (hk *HostKeys) record(address string, key xssh.PublicKey) error {
 
 // Algorithms returns the host-key algorithms to offer for address, in the order known_hosts lists its keys,
 // so the server presents a key privcloud can verify instead of one of another type that would look like a
-// changed key. It returns nil (the library's defaults) when known_hosts has no plain key for the host, e.g.
-// when only a @cert-authority line covers it.
+// changed key. A @cert-authority line covering the host puts the certificate algorithms at its place. It
+// returns nil (the library's defaults) when known_hosts knows nothing of the host.
 func (hk *HostKeys) Algorithms(address string) []string {
 	hk.mu.Lock()
 	defer hk.mu.Unlock()
@@ -197,7 +249,11 @@ func (hk *HostKeys) Algorithms(address string) []string {
 	var algos []string
 	seen := map[string]bool{}
 	for _, w := range ke.Want {
-		for _, a := range algorithmsFor(w.Key.Type()) {
+		candidates := algorithmsFor(w.Key.Type())
+		if hk.isAuthority(w) {
+			candidates = certAlgorithms // the CA's own type says nothing of the host key it signed
+		}
+		for _, a := range candidates {
 			if !seen[a] {
 				seen[a] = true
 				algos = append(algos, a)
@@ -205,6 +261,11 @@ func (hk *HostKeys) Algorithms(address string) []string {
 		}
 	}
 	return algos
+}
+
+var certAlgorithms = []string{
+	xssh.CertAlgoED25519v01, xssh.CertAlgoECDSA256v01, xssh.CertAlgoECDSA384v01, xssh.CertAlgoECDSA521v01,
+	xssh.CertAlgoRSASHA512v01, xssh.CertAlgoRSASHA256v01, xssh.CertAlgoSKED25519v01, xssh.CertAlgoSKECDSA256v01,
 }
 
 // algorithmsFor maps a key type to the signature algorithms that verify with it, strongest first.
@@ -216,6 +277,11 @@ func algorithmsFor(keyType string) []string {
 		return []string{xssh.CertAlgoRSASHA512v01, xssh.CertAlgoRSASHA256v01, xssh.CertAlgoRSAv01}
 	}
 	return []string{keyType}
+}
+
+func isCert(k xssh.PublicKey) bool {
+	_, ok := k.(*xssh.Certificate)
+	return ok
 }
 
 func describeKey(k xssh.PublicKey) string {
