@@ -26,7 +26,9 @@ func newKey(t *testing.T) xssh.PublicKey {
 	return k
 }
 
-func authorized(k xssh.PublicKey) string { return strings.TrimSpace(string(xssh.MarshalAuthorizedKey(k))) }
+func authorized(k xssh.PublicKey) string {
+	return strings.TrimSpace(string(xssh.MarshalAuthorizedKey(k)))
+}
 
 func check(t *testing.T, hk *HostKeys, addr string, key xssh.PublicKey) HostKeyProblem {
 	t.Helper()

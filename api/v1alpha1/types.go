@@ -72,7 +72,7 @@ type Host struct {
 	Port            int               `json:"port,omitempty" doc:"SSH port."`
 	User            string            `json:"user,omitempty" doc:"SSH user; non-root users need sudo (see ssh.sudo)."`
 	SSHKeyPath      string            `json:"sshKeyPath,omitempty" doc:"Private key file for this host. Its passphrase, if any, comes from PRIVCLOUD_SSH_KEY_PASSPHRASE or a terminal prompt."`
-	HostKey         string            `json:"hostKey,omitempty" doc:"Pinned SSH host public key in authorized_keys format (e.g. 'ssh-ed25519 AAAA...'); checked in addition to known_hosts."`
+	HostKey         string            `json:"hostKey,omitempty" doc:"Pinned SSH host public key in authorized_keys format (e.g. 'ssh-ed25519 AAAA...'). The host must present it; it is trusted even when known_hosts does not list the host, and a different key in known_hosts is still refused."`
 	Bastions        []Bastion         `json:"bastions,omitempty" doc:"Jump hosts to cross, in order, before reaching this host."`
 	Roles           []Role            `json:"roles" enum:"control-plane,etcd,worker" doc:"What the host runs: control-plane, etcd, worker."`
 	Labels          map[string]string `json:"labels,omitempty" doc:"Kubernetes node labels."`
@@ -103,6 +103,7 @@ type SSH struct {
 	CommandTimeout    Duration `json:"commandTimeout,omitempty" doc:"Default limit for one remote command."`
 	KeepAliveInterval Duration `json:"keepAliveInterval,omitempty" doc:"Interval of SSH keepalive requests."`
 	Sudo              Sudo     `json:"sudo,omitempty" doc:"Privilege escalation for non-root users."`
+	PasswordEnv       string   `json:"passwordEnv,omitempty" doc:"Environment variable holding an SSH login password, offered after the key. Empty: keys only."`
 }
 
 // Sudo says how commands get root on hosts whose user is not root.

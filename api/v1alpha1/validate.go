@@ -294,6 +294,9 @@ func (v *validator) ssh(s *SSH) {
 	if s.Sudo.PasswordEnv != "" && !envNameRE.MatchString(s.Sudo.PasswordEnv) {
 		v.add("spec.ssh.sudo.passwordEnv", "%q is not an environment variable name", s.Sudo.PasswordEnv)
 	}
+	if s.PasswordEnv != "" && !envNameRE.MatchString(s.PasswordEnv) {
+		v.add("spec.ssh.passwordEnv", "%q is not an environment variable name", s.PasswordEnv)
+	}
 }
 
 func (v *validator) positive(path string, d Duration) bool {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/report"
 	"github.com/privcloud/privcloud/ssh"
 )
@@ -234,26 +235,9 @@ func (r *Run) runPerHost(ctx context.Context, st Step) error {
 		return Skip("no matching host")
 	}
 	t0 := r.now()
-	errs := make([]error, len(targets))
-	sem := make(chan struct{}, max(1, r.Concurrency))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		// Take the slot before starting the goroutine: hosts start in file order and at most
-		// Concurrency goroutines exist at once, however many hosts there are.
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			errs[i] = ctx.Err()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			errs[i] = r.runOnHost(ctx, st, t)
-		}()
-	}
-	wg.Wait()
+	errs := parallel.ForEach(ctx, len(targets), r.Concurrency, func(i int) error {
+		return r.runOnHost(ctx, st, targets[i])
+	})
 
 	perr := &PhaseError{Workflow: r.Workflow, Phase: st.Path, Of: len(targets)}
 	skipped := 0
