@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,7 +32,32 @@ func run(t *testing.T, args ...string) result {
 	return result{code: code, out: out.String(), errOut: errOut.String()}
 }
 
+// example is only loaded and validated: its 10.77.0.x hosts are never dialled by these tests.
 const example = "../cluster.example.yaml"
+
+// closedConfig writes a cluster.yaml whose three hosts are loopback ports nothing listens on, so a command that
+// connects fails fast as unreachable without any traffic leaving the machine.
+func closedConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	var hosts strings.Builder
+	for i, role := range []string{"[control-plane, etcd]", "[worker]", "[worker]"} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		fmt.Fprintf(&hosts, "  - {name: h%d, address: 127.0.0.1, port: %d, roles: %s}\n", i+1, port, role)
+	}
+	doc := "apiVersion: privcloud.io/v1alpha1\nkind: Cluster\nmetadata: {name: t}\nspec:\n  hosts:\n" + hosts.String() +
+		"  ssh:\n    connectTimeout: 5s\n    knownHostsFiles: [" + filepath.Join(dir, "known_hosts") + "]\n"
+	p := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 func writeConfig(t *testing.T, content string) string {
 	t.Helper()
@@ -81,6 +108,7 @@ func TestValidateJSON(t *testing.T) {
 
 func TestExitCodes(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "absent.yaml")
+	closed := closedConfig(t)
 	cases := []struct {
 		name   string
 		args   []string
@@ -95,7 +123,10 @@ func TestExitCodes(t *testing.T) {
 		{"required phase skipped", []string{"init", "-f", example, "--skip", "connect"}, ExitUsage, "cannot be skipped"},
 		{"positional to init", []string{"init", "extra"}, ExitUsage, "takes no arguments"},
 		{"missing config", []string{"init", "-f", missing}, ExitInvalidConfig, "does not exist"},
-		{"not implemented workflow", []string{"init", "-f", example}, ExitNotImplemented, "not implemented yet"},
+		{"unreachable hosts", []string{"init", "-f", closed}, ExitUnreachable, "connection refused"},
+		{"unreachable for exec", []string{"exec", "-f", closed, "--", "true"}, ExitUnreachable, "3 unreachable"},
+		{"exec unknown host", []string{"exec", "-f", closed, "--hosts", "nope", "--", "true"}, ExitUsage, `no host named "nope"`},
+		{"preflight unreachable", []string{"preflight", "-f", closed}, ExitUnreachable, "cannot connect"},
 		{"not implemented command", []string{"certs", "generate", "-f", example}, ExitNotImplemented, "not implemented yet"},
 		{"not implemented bundle", []string{"bundle", "build", "-f", "bundle.yaml", "-o", "out.tar.zst"}, ExitNotImplemented, "not implemented yet"},
 		{"exec needs a command", []string{"exec", "-f", example}, ExitUsage, "requires at least 1 arg"},
@@ -160,8 +191,8 @@ func TestEnvironmentSelectsPhases(t *testing.T) {
 }
 
 func TestJSONStream(t *testing.T) {
-	r := run(t, "init", "-f", example, "-o", "json")
-	if r.code != ExitNotImplemented {
+	r := run(t, "init", "-f", closedConfig(t), "-o", "json")
+	if r.code != ExitUnreachable {
 		t.Fatalf("exit %d", r.code)
 	}
 	lines := strings.Split(strings.TrimSpace(r.out), "\n")
@@ -171,7 +202,7 @@ func TestJSONStream(t *testing.T) {
 			t.Fatalf("stdout line is not JSON: %q", l)
 		}
 	}
-	if last.Status != report.Failed || last.ExitCode != ExitNotImplemented {
+	if last.Status != report.Failed || last.ExitCode != ExitUnreachable {
 		t.Errorf("last event = %+v, want the failure with its exit code", last)
 	}
 }
@@ -197,9 +228,9 @@ func TestPhaseSubcommandsForEveryPath(t *testing.T) {
 }
 
 func TestPhaseSubcommandRunsOnlyThatPhase(t *testing.T) {
-	r := run(t, "init", "phase", "addons/quay", "-f", example, "-o", "json")
-	// connect is required and runs first; it is not implemented yet, so the run stops there
-	if r.code != ExitNotImplemented || !strings.Contains(r.out, `"phase":"connect"`) || strings.Contains(r.out, `"phase":"preflight"`) {
+	r := run(t, "init", "phase", "addons/quay", "-f", closedConfig(t), "-o", "json")
+	// connect is required and runs first; the hosts do not answer, so the run stops there
+	if r.code != ExitUnreachable || !strings.Contains(r.out, `"phase":"connect"`) || strings.Contains(r.out, `"phase":"preflight`) {
 		t.Errorf("exit %d\n%s", r.code, r.out)
 	}
 }

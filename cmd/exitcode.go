@@ -8,7 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/privcloud/privcloud/fleet"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/preflight"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -19,7 +21,7 @@ const (
 	ExitUsage          = 2 // bad flags, arguments or environment variables
 	ExitInvalidConfig  = 3 // cluster.yaml missing, unreadable or invalid
 	ExitUnreachable    = 4 // a host could not be connected to or authenticated with
-	ExitPhaseFailed    = 5 // a phase failed on a host or cluster-wide
+	ExitPhaseFailed    = 5 // a phase, preflight check or remote command failed
 	ExitNotImplemented = 6 // the capability asked for does not exist yet
 )
 
@@ -32,7 +34,7 @@ var exitCodeHelp = []struct {
 	{ExitUsage, "bad flags, arguments or PRIVCLOUD_* environment variables"},
 	{ExitInvalidConfig, "cluster.yaml is missing, unreadable or invalid (every problem is listed with its field and line)"},
 	{ExitUnreachable, "a host could not be reached or refused authentication or its host key did not verify"},
-	{ExitPhaseFailed, "a phase failed; the message names the phase and hosts and how to resume"},
+	{ExitPhaseFailed, "a phase, a preflight check or a remote command failed; the message names the phase and hosts and how to resume"},
 	{ExitNotImplemented, "the command or phase asked for is not implemented yet"},
 }
 
@@ -44,6 +46,8 @@ func ExitCode(err error) int {
 		selection   *workflow.SelectionError
 		unreachable *ssh.UnreachableError
 		phase       *workflow.PhaseError
+		remote      *fleet.Error
+		checks      *preflight.FailedError
 	)
 	switch {
 	case err == nil:
@@ -54,9 +58,11 @@ func ExitCode(err error) int {
 		return ExitInvalidConfig
 	case errors.As(err, &unreachable):
 		return ExitUnreachable
+	case errors.As(err, &remote) && len(remote.Unreachable) > 0:
+		return ExitUnreachable
 	case errors.Is(err, workflow.ErrNotImplemented):
 		return ExitNotImplemented
-	case errors.As(err, &phase):
+	case errors.As(err, &phase), errors.As(err, &remote), errors.As(err, &checks):
 		return ExitPhaseFailed
 	}
 	return ExitFailure

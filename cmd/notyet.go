@@ -24,19 +24,6 @@ func (g *globalOptions) pending(use, short, what string, args cobra.PositionalAr
 	return c
 }
 
-func newPreflightCommand(g *globalOptions) *cobra.Command {
-	return g.pending("preflight", "Connect to every host and report what it found",
-		"preflight comes with the SSH transport", noArgs)
-}
-
-func newExecCommand(g *globalOptions) *cobra.Command {
-	c := g.pending("exec -- COMMAND [ARG...]", "Run a command on many hosts at once, with per-host output and exit codes",
-		"exec comes with the SSH transport", cobra.MinimumNArgs(1))
-	c.Flags().StringSlice("role", nil, "run on hosts with these roles")
-	c.Flags().StringSlice("hosts", nil, "run on these hosts (names from cluster.yaml)")
-	return c
-}
-
 func newCertsCommand(g *globalOptions) *cobra.Command {
 	c := group("certs", "Generate, check and renew the cluster certificates")
 	check := g.pending("check-expiration", "List every certificate with its expiry", "certificate reports come with the cluster PKI", noArgs)

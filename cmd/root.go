@@ -7,14 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"golang.org/x/term"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/report"
+	"github.com/privcloud/privcloud/ssh"
 )
 
 // EnvPrefix prefixes the environment variable of every flag: --dry-run is PRIVCLOUD_DRY_RUN.
@@ -33,6 +36,7 @@ type globalOptions struct {
 	dryRun     bool
 	output     string
 	verbose    int
+	acceptNew  bool
 
 	format report.Format
 	// started is set once flags parsed and the command began; an error before it is a usage error.
@@ -152,6 +156,34 @@ func (g *globalOptions) addOutputFlag(c *cobra.Command) {
 
 func (g *globalOptions) addDryRunFlag(c *cobra.Command) {
 	c.Flags().BoolVar(&g.dryRun, "dry-run", false, "show what would change, change nothing")
+}
+
+// addConnectFlags adds the flags of commands that connect to hosts.
+func (g *globalOptions) addConnectFlags(c *cobra.Command) {
+	c.Flags().BoolVar(&g.acceptNew, "accept-new-host-keys", false,
+		"trust hosts never seen before and record their keys in the first known_hosts file (changed keys are always refused)")
+}
+
+// dialer builds the SSH dialer for a cluster from the operator's environment.
+func (g *globalOptions) dialer(c *api.Cluster) (*ssh.Dialer, error) {
+	d, err := ssh.NewDialer(c, ssh.Environment{Getenv: os.Getenv, Prompt: g.prompt(), AcceptNewHostKeys: g.acceptNew})
+	if err != nil {
+		return nil, &configError{err: err, path: g.configPath}
+	}
+	return d, nil
+}
+
+// prompt asks for secrets on the terminal, when stdin is one; CI has none.
+func (g *globalOptions) prompt() func(string) ([]byte, error) {
+	f, ok := g.streams.In.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return func(question string) ([]byte, error) {
+		fmt.Fprint(g.streams.Err, question)
+		defer fmt.Fprintln(g.streams.Err)
+		return term.ReadPassword(int(f.Fd()))
+	}
 }
 
 func (g *globalOptions) reporter() *report.Reporter {

@@ -1,13 +1,16 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/phases"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
 )
 
 // workflowCommand describes a command that runs a workflow.
@@ -86,6 +89,7 @@ func (g *globalOptions) addWorkflowFlags(c *cobra.Command) {
 	g.addConfigFlag(c)
 	g.addOutputFlag(c)
 	g.addDryRunFlag(c)
+	g.addConnectFlags(c)
 }
 
 func (g *globalOptions) runWorkflow(c *cobra.Command, wf workflow.Workflow, sel workflow.Selection) error {
@@ -93,7 +97,12 @@ func (g *globalOptions) runWorkflow(c *cobra.Command, wf workflow.Workflow, sel 
 	if err != nil {
 		return err
 	}
-	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, Selection: sel, Reporter: g.reporter()})
+	d, err := g.dialer(cluster)
+	if err != nil {
+		return err
+	}
+	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, Selection: sel, Reporter: g.reporter(),
+		Connect: func(ctx context.Context, h api.Host) (ssh.Host, error) { return d.Connect(ctx, h) }})
 }
 
 // phaseTree renders the workflow's phases indented by depth, in the order they run.
@@ -118,6 +127,7 @@ func newUpgradeCommand(g *globalOptions) *cobra.Command {
 	}
 	g.addConfigFlag(plan)
 	g.addOutputFlag(plan)
+	g.addConnectFlags(plan)
 	c.AddCommand(plan, newWorkflowCommand(g, upgradeApplyWorkflow))
 	return c
 }

@@ -8,6 +8,7 @@ package phases
 
 import (
 	"context"
+	"fmt"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -22,12 +23,24 @@ var (
 
 func connect() workflow.Phase {
 	return workflow.Phase{Name: "connect", Short: "Connect to every host over SSH, verifying its host key", Required: true,
-		RunHost: workflow.NotImplemented("connecting to hosts comes with the SSH transport")}
+		RunHost: connectHost}
 }
 
-func preflight() workflow.Phase {
-	return workflow.Phase{Name: "preflight", Short: "Check OS, kernel modules, swap, ports, clock skew, cgroups, disk, unique names",
-		RunHost: workflow.NotImplemented("host checks come with the SSH transport")}
+// connectHost opens the host's connection. In a dry run the connection is wrapped in a recorder: the plan
+// reads the real host, and every change is reported instead of made.
+func connectHost(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	if r.Connect == nil {
+		return fmt.Errorf("%w: no SSH dialer configured", workflow.ErrNotImplemented)
+	}
+	h, err := r.Connect(ctx, t.Spec)
+	if err != nil {
+		return err
+	}
+	if r.DryRun {
+		h = ssh.NewRecorder(t.Spec.Name, h, r.Plan)
+	}
+	t.Host = h
+	return nil
 }
 
 func distributeBundle() workflow.Phase {
@@ -100,23 +113,28 @@ type Execution struct {
 	DryRun    bool
 	Selection workflow.Selection
 	Reporter  *report.Reporter
+	// Connect opens a host's connection (ssh.Dialer.Connect in the CLI).
+	Connect func(ctx context.Context, h api.Host) (ssh.Host, error)
 }
 
-// Execute runs wf against cluster c. In a dry run every host is a recorder: changes are reported as planned
-// actions and nothing is changed.
+// Execute runs wf against cluster c and closes every connection it opened. In a dry run every host is a
+// recorder: changes are reported as planned actions and nothing is changed.
 func Execute(ctx context.Context, wf workflow.Workflow, c *api.Cluster, ex Execution) error {
 	steps, err := wf.Select(ex.Selection)
 	if err != nil {
 		return err
 	}
 	r := &workflow.Run{Workflow: wf.Name, Cluster: c, DryRun: ex.DryRun, Reporter: ex.Reporter,
-		Concurrency: c.Spec.SSH.Concurrency}
+		Concurrency: c.Spec.SSH.Concurrency, Connect: ex.Connect}
 	for _, h := range c.Spec.Hosts {
-		t := &workflow.Target{Spec: h}
-		if ex.DryRun {
-			t.Host = ssh.NewRecorder(h.Name, nil, r.Plan)
-		}
-		r.Targets = append(r.Targets, t)
+		r.Targets = append(r.Targets, &workflow.Target{Spec: h})
 	}
+	defer func() {
+		for _, t := range r.Targets {
+			if t.Host != nil {
+				t.Host.Close()
+			}
+		}
+	}()
 	return workflow.Execute(ctx, r, steps)
 }

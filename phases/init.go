@@ -6,7 +6,7 @@ import "github.com/privcloud/privcloud/phases/workflow"
 func Init() workflow.Workflow {
 	return workflow.Workflow{Name: "init", Phases: []workflow.Phase{
 		connect(),
-		preflight(),
+		preflightPhase(),
 		distributeBundle(),
 		hostPrep(),
 		containerd(),

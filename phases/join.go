@@ -9,7 +9,7 @@ func Join() workflow.Workflow {
 		connect(),
 		{Name: "discover", Short: "Find which hosts are already cluster members",
 			Run: workflow.NotImplementedOnce("membership discovery comes with join")},
-		preflight(),
+		preflightPhase(),
 		distributeBundle(),
 		hostPrep(),
 		containerd(),

@@ -21,6 +21,8 @@ const (
 	Skipped        Status = "skipped"
 	Failed         Status = "failed"
 	NotImplemented Status = "not-implemented"
+	// Warning is something worth knowing that does not stop the run.
+	Warning Status = "warning"
 	// Planned is an action a dry run would take.
 	Planned Status = "planned"
 	// Done closes a workflow; its Summary says what happened.
@@ -116,7 +118,7 @@ func Duration(d time.Duration) *float64 {
 }
 
 var textStatus = map[Status]string{
-	OK: "ok", Changed: "changed", Skipped: "skip", Failed: "FAILED", NotImplemented: "MISSING", Planned: "plan",
+	OK: "ok", Changed: "changed", Skipped: "skip", Failed: "FAILED", NotImplemented: "MISSING", Planned: "plan", Warning: "WARNING",
 	Started: "...",
 }
 

@@ -27,6 +27,8 @@ type Run struct {
 	DryRun      bool
 	Reporter    *report.Reporter
 	Concurrency int
+	// Connect opens the connection to a host; the connect phase calls it.
+	Connect func(ctx context.Context, h api.Host) (ssh.Host, error)
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 
@@ -94,6 +96,14 @@ func (r *Run) Plan(a ssh.Action) {
 	r.mu.Unlock()
 	r.Changed(a.Host, a.Kind)
 	r.Reporter.Emit(report.Event{Workflow: r.Workflow, Phase: phase, Host: a.Host, Status: report.Planned, Message: a.String()})
+}
+
+// Warn reports something the operator should know that does not stop the run.
+func (r *Run) Warn(host, msg string) {
+	r.mu.Lock()
+	phase := r.current
+	r.mu.Unlock()
+	r.Reporter.Emit(report.Event{Workflow: r.Workflow, Phase: phase, Host: host, Status: report.Warning, Message: msg})
 }
 
 // SetFact stores something learned about a host (OS, kernel, addresses) for later phases.

@@ -1,0 +1,263 @@
+// Package preflight finds out what each host is (OS, kernel, resources, cgroups, clock) and checks that the
+// cluster described in cluster.yaml can run there. Gathering is one read-only command per host; checking is
+// a pure function of the configuration and the facts, so it is tested without hosts.
+package preflight
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/parallel"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+// Facts is what one host reported.
+type Facts struct {
+	Host          string        `json:"host"`
+	OS            string        `json:"os"`
+	Kernel        string        `json:"kernel"`
+	Arch          string        `json:"arch"`
+	Hostname      string        `json:"hostname"`
+	MachineID     string        `json:"machineID"`
+	CPUs          int           `json:"cpus"`
+	MemoryBytes   uint64        `json:"memoryBytes"`
+	SwapBytes     uint64        `json:"swapBytes"`
+	DiskFreeBytes uint64        `json:"diskFreeBytes"`
+	CgroupVersion int           `json:"cgroupVersion"`
+	Systemd       bool          `json:"systemd"`
+	KVM           bool          `json:"kvm"`
+	ClockSkew     time.Duration `json:"clockSkewNs"`
+}
+
+// gatherScript prints key=value lines; it only reads.
+const gatherScript = `os=unknown; [ -r /etc/os-release ] && os=$(. /etc/os-release; echo "$ID $VERSION_ID")
+echo "os=$os"
+echo "kernel=$(uname -r)"
+echo "arch=$(uname -m)"
+echo "hostname=$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname)"
+echo "machineid=$(cat /etc/machine-id 2>/dev/null)"
+echo "cpus=$(getconf _NPROCESSORS_ONLN)"
+awk '/^MemTotal:/{print "memkb=" $2} /^SwapTotal:/{print "swapkb=" $2}' /proc/meminfo
+echo "swaps=$(awk 'NR>1' /proc/swaps | wc -l)"
+echo "diskkb=$(df -Pk /var 2>/dev/null | awk 'NR==2{print $4}')"
+echo "cgroupfs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
+[ -d /run/systemd/system ] && echo systemd=yes
+[ -c /dev/kvm ] && echo kvm=yes
+echo "time=$(date +%s%N)"`
+
+// Gather runs the fact script on h. The clock skew is the host's time against the midpoint of the round trip.
+func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
+	before := time.Now()
+	res, err := h.Run(ctx, gatherScript, ssh.ReadOnly())
+	after := time.Now()
+	if err != nil {
+		return Facts{}, err
+	}
+	f := Facts{Host: h.Name()}
+	kv := map[string]string{}
+	for _, line := range strings.Split(string(res.Stdout), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			kv[k] = strings.TrimSpace(v)
+		}
+	}
+	f.OS, f.Kernel, f.Arch, f.Hostname, f.MachineID = kv["os"], kv["kernel"], kv["arch"], kv["hostname"], kv["machineid"]
+	f.CPUs, _ = strconv.Atoi(kv["cpus"])
+	f.MemoryBytes = kib(kv["memkb"])
+	if n, _ := strconv.Atoi(kv["swaps"]); n > 0 {
+		f.SwapBytes = kib(kv["swapkb"])
+	}
+	f.DiskFreeBytes = kib(kv["diskkb"])
+	f.CgroupVersion = 1
+	if kv["cgroupfs"] == "cgroup2fs" {
+		f.CgroupVersion = 2
+	}
+	f.Systemd, f.KVM = kv["systemd"] == "yes", kv["kvm"] == "yes"
+	if ns, err := strconv.ParseInt(kv["time"], 10, 64); err == nil {
+		mid := before.Add(after.Sub(before) / 2)
+		f.ClockSkew = time.Unix(0, ns).Sub(mid)
+	}
+	return f, nil
+}
+
+func kib(s string) uint64 {
+	n, _ := strconv.ParseUint(s, 10, 64)
+	return n * 1024
+}
+
+// Severity grades a finding.
+type Severity string
+
+const (
+	Error   Severity = "error"
+	Warning Severity = "warning"
+)
+
+// Finding is one problem on one host (or "" for the cluster).
+type Finding struct {
+	Host     string   `json:"host,omitempty"`
+	Check    string   `json:"check"`
+	Severity Severity `json:"severity"`
+	Message  string   `json:"message"`
+}
+
+// Limits a host is checked against.
+const (
+	MaxClockSkewWarning = 2 * time.Second
+	MaxClockSkew        = 30 * time.Second
+	MinControlPlaneMem  = 1536 << 20
+	MinDiskFree         = 2 << 30
+)
+
+// Check judges the facts of every host against the cluster: errors stop an install, warnings name a
+// consequence the operator should know about.
+func Check(c *api.Cluster, facts []Facts) []Finding {
+	var out []Finding
+	add := func(host, check string, sev Severity, format string, args ...any) {
+		out = append(out, Finding{Host: host, Check: check, Severity: sev, Message: fmt.Sprintf(format, args...)})
+	}
+	spec := map[string]api.Host{}
+	for _, h := range c.Spec.Hosts {
+		spec[h.Name] = h
+	}
+	machineIDs := map[string][]string{}
+	hostnames := map[string][]string{}
+	for _, f := range facts {
+		h := spec[f.Host]
+		if !f.Systemd {
+			add(f.Host, "systemd", Error, "systemd is not running: privcloud runs every service as a systemd unit")
+		}
+		if f.Arch != "x86_64" && f.Arch != "aarch64" {
+			add(f.Host, "arch", Error, "architecture %q is not supported (x86_64, aarch64)", f.Arch)
+		}
+		if f.SwapBytes > 0 {
+			add(f.Host, "swap", Error, "swap is on (%s): the kubelet refuses to start; turn it off (swapoff -a and /etc/fstab)", size(f.SwapBytes))
+		}
+		if f.CgroupVersion == 1 && c.Spec.Kubelet.FailCgroupV1 != nil && *c.Spec.Kubelet.FailCgroupV1 {
+			add(f.Host, "cgroups", Error, "the host uses cgroup v1, which the kubelet refuses by default: boot with cgroup v2, or set spec.kubelet.failCgroupV1: false")
+		}
+		switch skew := abs(f.ClockSkew); {
+		case skew > MaxClockSkew:
+			add(f.Host, "clock", Error, "clock is %s off: certificates and etcd leases break; run NTP (chrony, systemd-timesyncd)", f.ClockSkew.Round(time.Millisecond))
+		case skew > MaxClockSkewWarning:
+			add(f.Host, "clock", Warning, "clock is %s off: run NTP", f.ClockSkew.Round(time.Millisecond))
+		}
+		if c.Spec.Containerd.Kata.Enabled && !f.KVM {
+			add(f.Host, "kvm", Warning, "no /dev/kvm: Kata Containers pods (RuntimeClass %s) cannot run on this host; runc pods can", c.Spec.Containerd.Kata.RuntimeClassName)
+		}
+		if h.HasRole(api.RoleControlPlane) && f.MemoryBytes < MinControlPlaneMem {
+			add(f.Host, "memory", Warning, "%s of memory: a control plane wants at least %s", size(f.MemoryBytes), size(MinControlPlaneMem))
+		}
+		if f.DiskFreeBytes < MinDiskFree {
+			add(f.Host, "disk", Warning, "%s free under /var: images and etcd want at least %s", size(f.DiskFreeBytes), size(MinDiskFree))
+		}
+		if f.MachineID != "" {
+			machineIDs[f.MachineID] = append(machineIDs[f.MachineID], f.Host)
+		}
+		hostnames[f.Hostname] = append(hostnames[f.Hostname], f.Host)
+	}
+	for _, id := range sortedKeys(machineIDs) {
+		if hosts := machineIDs[id]; len(hosts) > 1 {
+			add("", "machine-id", Error, "hosts %s share /etc/machine-id %s (cloned images?): regenerate it (systemd-machine-id-setup)", strings.Join(hosts, ", "), id)
+		}
+	}
+	for _, name := range sortedKeys(hostnames) {
+		if hosts := hostnames[name]; len(hosts) > 1 {
+			add("", "hostname", Warning, "hosts %s share the hostname %q: node names come from cluster.yaml, but logs and tools will confuse them", strings.Join(hosts, ", "), name)
+		}
+	}
+	return out
+}
+
+// HasErrors reports whether any finding is an error.
+func HasErrors(fs []Finding) bool {
+	for _, f := range fs {
+		if f.Severity == Error {
+			return true
+		}
+	}
+	return false
+}
+
+// FailedError is a preflight with errors.
+type FailedError struct{ Findings []Finding }
+
+func (e *FailedError) Error() string {
+	var b strings.Builder
+	b.WriteString("preflight found problems:")
+	for _, f := range e.Findings {
+		if f.Severity != Error {
+			continue
+		}
+		host := f.Host
+		if host == "" {
+			host = "cluster"
+		}
+		fmt.Fprintf(&b, "\n  %s: %s: %s", host, f.Check, f.Message)
+	}
+	return b.String()
+}
+
+func abs(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+func size(b uint64) string {
+	const gib = 1 << 30
+	if b >= gib {
+		return fmt.Sprintf("%.1f GiB", float64(b)/gib)
+	}
+	return fmt.Sprintf("%d MiB", b>>20)
+}
+
+func sortedKeys(m map[string][]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Run connects to every host of the cluster, gathers the facts of those that answer and checks them. Hosts
+// that cannot be reached are errors of their own and are reported with the findings.
+func Run(ctx context.Context, d *ssh.Dialer, c *api.Cluster) ([]Facts, []Finding, error) {
+	facts := make([]Facts, len(c.Spec.Hosts))
+	errs := parallel.ForEach(ctx, len(c.Spec.Hosts), c.Spec.SSH.Concurrency, func(i int) error {
+		cl, err := d.Connect(ctx, c.Spec.Hosts[i])
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		facts[i], err = Gather(ctx, cl)
+		return err
+	})
+	var got []Facts
+	var unreachable []error
+	for i, err := range errs {
+		if err != nil {
+			unreachable = append(unreachable, err)
+			continue
+		}
+		got = append(got, facts[i])
+	}
+	findings := Check(c, got)
+	for _, err := range unreachable {
+		findings = append(findings, Finding{Check: "connect", Severity: Error, Message: err.Error()})
+	}
+	if len(unreachable) > 0 {
+		return got, findings, errors.Join(unreachable...)
+	}
+	if HasErrors(findings) {
+		return got, findings, &FailedError{Findings: findings}
+	}
+	return got, findings, nil
+}

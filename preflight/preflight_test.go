@@ -1,0 +1,86 @@
+package preflight
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/ssh"
+	"github.com/privcloud/privcloud/ssh/sshtest"
+)
+
+func healthy(host string) Facts {
+	return Facts{Host: host, OS: "debian 12", Kernel: "6.1.0", Arch: "x86_64", Hostname: host, MachineID: "id-" + host,
+		CPUs: 2, MemoryBytes: 4 << 30, DiskFreeBytes: 50 << 30, CgroupVersion: 2, Systemd: true, KVM: true}
+}
+
+func TestCheck(t *testing.T) {
+	c := api.Example() // cp1 control plane, worker1, worker2; failCgroupV1 true
+	base := []Facts{healthy("cp1"), healthy("worker1"), healthy("worker2")}
+	if got := Check(c, base); len(got) != 0 {
+		t.Fatalf("healthy hosts gave findings: %+v", got)
+	}
+	cases := []struct {
+		name   string
+		mutate func(c *api.Cluster, f []Facts)
+		host   string
+		check  string
+		sev    Severity
+	}{
+		{"swap", func(_ *api.Cluster, f []Facts) { f[1].SwapBytes = 1 << 30 }, "worker1", "swap", Error},
+		{"no systemd", func(_ *api.Cluster, f []Facts) { f[0].Systemd = false }, "cp1", "systemd", Error},
+		{"arch", func(_ *api.Cluster, f []Facts) { f[2].Arch = "riscv64" }, "worker2", "arch", Error},
+		{"cgroup v1", func(_ *api.Cluster, f []Facts) { f[0].CgroupVersion = 1 }, "cp1", "cgroups", Error},
+		{"clock far off", func(_ *api.Cluster, f []Facts) { f[1].ClockSkew = -time.Minute }, "worker1", "clock", Error},
+		{"clock a bit off", func(_ *api.Cluster, f []Facts) { f[1].ClockSkew = 5 * time.Second }, "worker1", "clock", Warning},
+		{"kata without kvm", func(c *api.Cluster, f []Facts) { c.Spec.Containerd.Kata.Enabled = true; f[2].KVM = false }, "worker2", "kvm", Warning},
+		{"small control plane", func(_ *api.Cluster, f []Facts) { f[0].MemoryBytes = 1 << 30 }, "cp1", "memory", Warning},
+		{"low disk", func(_ *api.Cluster, f []Facts) { f[2].DiskFreeBytes = 1 << 30 }, "worker2", "disk", Warning},
+		{"cloned machine id", func(_ *api.Cluster, f []Facts) { f[2].MachineID = f[1].MachineID }, "", "machine-id", Error},
+		{"same hostname", func(_ *api.Cluster, f []Facts) { f[2].Hostname = "localhost"; f[1].Hostname = "localhost" }, "", "hostname", Warning},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := api.Example()
+			f := append([]Facts(nil), base...)
+			tc.mutate(c, f)
+			got := Check(c, f)
+			if len(got) != 1 || got[0].Host != tc.host || got[0].Check != tc.check || got[0].Severity != tc.sev {
+				t.Fatalf("findings %+v, want one %s %s on %q", got, tc.sev, tc.check, tc.host)
+			}
+			if HasErrors(got) != (tc.sev == Error) {
+				t.Error("HasErrors disagrees with the severity")
+			}
+		})
+	}
+	// cgroup v1 is fine once the kubelet is told so
+	c.Spec.Kubelet.FailCgroupV1 = new(bool)
+	f := append([]Facts(nil), base...)
+	f[0].CgroupVersion = 1
+	if got := Check(c, f); len(got) != 0 {
+		t.Errorf("failCgroupV1: false must accept cgroup v1: %+v", got)
+	}
+}
+
+func TestGatherParses(t *testing.T) {
+	h := sshtest.NewFake("cp1")
+	now := time.Now().Add(10 * time.Second).UnixNano()
+	out := "os=debian 12\nkernel=6.1.0-18-amd64\narch=x86_64\nhostname=cp1\nmachineid=abc\ncpus=4\nmemkb=8000000\nswapkb=1000\nswaps=0\ndiskkb=100\ncgroupfs=cgroup2fs\nsystemd=yes\ntime=" + strconv.FormatInt(now, 10) + "\n"
+	h.OnCommand("os=unknown", ssh.Result{Stdout: []byte(out)}, nil)
+	f, err := Gather(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.OS != "debian 12" || f.CPUs != 4 || f.MemoryBytes != 8000000*1024 || f.SwapBytes != 0 || f.CgroupVersion != 2 || !f.Systemd || f.KVM {
+		t.Errorf("facts = %+v", f)
+	}
+	if f.ClockSkew < 9*time.Second || f.ClockSkew > 11*time.Second {
+		t.Errorf("skew %s, want about 10s", f.ClockSkew)
+	}
+	if !strings.Contains(h.Commands()[0], "/proc/meminfo") {
+		t.Error("the fact script was not run")
+	}
+}
