@@ -31,8 +31,14 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
 
+## bench: side-by-side benchmarks, written into BENCHMARKS.md (needs Debian's ansible-core for the comparison)
+bench: build
+	@command -v ansible >/dev/null || { echo "installing ansible-core (the fan-out comparison)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ansible-core >/dev/null; }
+	$(GO) run ./bench/sshbench -privcloud $(BIN) -update BENCHMARKS.md
+
 # These targets arrive with the lab, bundle and cluster phases; until then they say so and fail.
-e2e bench lab lab-up lab-down bundle:
+e2e lab lab-up lab-down bundle:
 	@echo "make $@: not available yet: it needs the SSH transport, the air-gap bundle and the lab (see README.md, Status)" >&2
 	@exit 2
 

@@ -95,6 +95,7 @@ Every flag can also be set through an environment variable: --dry-run is PRIVCLO
 		newUpgradeCommand(g),
 		newPreflightCommand(g),
 		newExecCommand(g),
+		newCopyCommand(g),
 		newCertsCommand(g),
 		newBundleCommand(g),
 		newConfigCommand(g),

@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -89,6 +89,19 @@ func Select(hosts []api.Host, names, roles []string) ([]api.Host, error) {
 // runs on its own, so a fast host is done without waiting for slow ones; done is called as each finishes.
 // Results come back in the order of hosts.
 func Run(ctx context.Context, d *ssh.Dialer, hosts []api.Host, cmd string, concurrency int, done func(Result)) ([]Result, error) {
+	return each(ctx, d, hosts, concurrency, done, func(c *ssh.Client, r *Result) error {
+		res, err := c.Run(ctx, cmd)
+		r.Stdout, r.Stderr, r.ExitCode = string(res.Stdout), string(res.Stderr), res.ExitCode
+		var ee *ssh.ExecError
+		if errors.As(err, &ee) {
+			return nil // a command's failure is its exit code, not an error of the fan-out
+		}
+		return err
+	})
+}
+
+// each connects to every host and applies work to it, collecting a Result per host.
+func each(ctx context.Context, d *ssh.Dialer, hosts []api.Host, concurrency int, done func(Result), work func(*ssh.Client, *Result) error) ([]Result, error) {
 	results := make([]Result, len(hosts))
 	parallel.ForEach(ctx, len(hosts), concurrency, func(i int) error {
 		start := time.Now()
@@ -97,13 +110,10 @@ func Run(ctx context.Context, d *ssh.Dialer, hosts []api.Host, cmd string, concu
 		if err != nil {
 			r.Unreachable, r.Error = true, err.Error()
 		} else {
-			res, rerr := c.Run(ctx, cmd)
-			c.Close()
-			r.Stdout, r.Stderr, r.ExitCode = string(res.Stdout), string(res.Stderr), res.ExitCode
-			var ee *ssh.ExecError
-			if rerr != nil && !errors.As(rerr, &ee) {
-				r.Error = rerr.Error()
+			if err := work(c, &r); err != nil {
+				r.Error = err.Error()
 			}
+			c.Close()
 		}
 		r.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 		results[i] = r
@@ -121,8 +131,6 @@ func Run(ctx context.Context, d *ssh.Dialer, hosts []api.Host, cmd string, concu
 			e.Failed = append(e.Failed, r.Host)
 		}
 	}
-	sort.Strings(e.Unreachable)
-	sort.Strings(e.Failed)
 	if len(e.Failed)+len(e.Unreachable) > 0 {
 		return results, e
 	}
@@ -154,4 +162,18 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// Copy uploads one local file to dst on each host, atomically and verified by sha256; hosts that already
+// hold it unchanged are skipped. A result's Stdout says "changed" or "unchanged".
+func Copy(ctx context.Context, d *ssh.Dialer, hosts []api.Host, src, dst string, mode fs.FileMode, concurrency int, done func(Result)) ([]Result, error) {
+	file := &ssh.File{Path: src} // hashed once for every host
+	return each(ctx, d, hosts, concurrency, done, func(c *ssh.Client, r *Result) error {
+		changed, err := c.Upload(ctx, file, dst, mode)
+		r.Stdout = "unchanged"
+		if changed {
+			r.Stdout = "changed"
+		}
+		return err
+	})
 }

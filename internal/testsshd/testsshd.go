@@ -39,6 +39,9 @@ type Options struct {
 	// User, when set, exists only inside the server's own mount namespace, with Password and sudo rights
 	// that ask for that password. The machine's /etc/passwd is never changed.
 	User, Password string
+	// StockShell gives root Debian's stock shell startup files (/etc/skel) inside the server's own mount
+	// namespace, as on a freshly installed host, whatever this machine's root has in its own.
+	StockShell bool
 }
 
 // Server is one running sshd.
@@ -80,7 +83,7 @@ func Start(dir string, o Options) (*Server, error) {
 		"ListenAddress 127.0.0.1", "HostKey " + filepath.Join(dir, "host_ed25519"),
 		"PidFile " + filepath.Join(dir, "sshd.pid"), "AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
 		"PermitRootLogin prohibit-password", "UsePAM no", "StrictModes no", "KbdInteractiveAuthentication no",
-		"PrintMotd no", "MaxStartups 200", "LogLevel VERBOSE",
+		"PrintMotd no", "MaxStartups 200", "LogLevel VERBOSE", "Subsystem sftp internal-sftp",
 	}
 	if o.RSAHostKey {
 		if s.RSAKey, err = writeRSA(filepath.Join(dir, "host_rsa")); err != nil {
@@ -129,13 +132,30 @@ func Start(dir string, o Options) (*Server, error) {
 func (s *Server) start(o Options) error {
 	log := filepath.Join(s.Dir, "sshd.log")
 	args := []string{"-D", "-f", filepath.Join(s.Dir, "sshd_config"), "-E", log}
-	var cmd *exec.Cmd
+	var mounts []string
 	if o.User != "" {
-		script, err := s.userNamespace(o.User, o.Password)
+		m, err := s.userFiles(o.User, o.Password)
 		if err != nil {
 			return err
 		}
-		cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sshd", Sshd}, args...)...)
+		mounts = append(mounts, m...)
+	}
+	if o.StockShell {
+		for _, f := range []string{".bashrc", ".profile"} {
+			if _, err := os.Stat("/root/" + f); err == nil {
+				mounts = append(mounts, "/etc/skel/"+f, "/root/"+f)
+			}
+		}
+	}
+	var cmd *exec.Cmd
+	if len(mounts) > 0 {
+		var script strings.Builder
+		script.WriteString("set -e\n")
+		for i := 0; i < len(mounts); i += 2 {
+			fmt.Fprintf(&script, "mount --bind %s %s\n", mounts[i], mounts[i+1])
+		}
+		script.WriteString("exec \"$@\"\n")
+		cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script.String(), "sshd", Sshd}, args...)...)
 	} else {
 		cmd = exec.Command(Sshd, args...)
 	}
@@ -164,22 +184,22 @@ func (s *Server) start(o Options) error {
 	return errors.New("sshd did not answer within 15s")
 }
 
-// userNamespace writes passwd, group, shadow and sudoers files holding user and returns the shell script that
-// bind-mounts them over /etc inside sshd's private mount namespace, then starts sshd.
-func (s *Server) userNamespace(user, password string) (string, error) {
+// userFiles writes passwd, group, shadow and sudoers files holding user and returns (source, target) pairs to
+// bind-mount over /etc inside sshd's private mount namespace.
+func (s *Server) userFiles(user, password string) ([]string, error) {
 	hash, err := exec.Command("openssl", "passwd", "-6", password).Output()
 	if err != nil {
-		return "", fmt.Errorf("openssl passwd: %w", err)
+		return nil, fmt.Errorf("openssl passwd: %w", err)
 	}
 	home := filepath.Join(s.Dir, "home")
 	if err := os.MkdirAll(home, 0o755); err != nil {
-		return "", err
+		return nil, err
 	}
 	files := map[string]string{}
 	for _, f := range []string{"passwd", "group", "shadow"} {
 		data, err := os.ReadFile("/etc/" + f)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		files[f] = string(data)
 	}
@@ -187,8 +207,7 @@ func (s *Server) userNamespace(user, password string) (string, error) {
 	files["group"] += fmt.Sprintf("%s:x:4242:\n", user)
 	files["shadow"] += fmt.Sprintf("%s:%s:19000:0:99999:7:::\n", user, strings.TrimSpace(string(hash)))
 	files["sudoers"] = "Defaults !lecture\nroot ALL=(ALL:ALL) ALL\n" + user + " ALL=(ALL:ALL) ALL\n"
-	var script strings.Builder
-	script.WriteString("set -e\n")
+	var mounts []string
 	for name, content := range files {
 		p := filepath.Join(s.Dir, "etc-"+name)
 		mode := os.FileMode(0o644)
@@ -199,15 +218,14 @@ func (s *Server) userNamespace(user, password string) (string, error) {
 			mode = 0o440
 		}
 		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			return "", err
+			return nil, err
 		}
 		if err := os.Chmod(p, mode); err != nil {
-			return "", err
+			return nil, err
 		}
-		fmt.Fprintf(&script, "mount --bind %s /etc/%s\n", p, name)
+		mounts = append(mounts, p, "/etc/"+name)
 	}
-	script.WriteString("exec \"$@\"\n")
-	return script.String(), nil
+	return mounts, nil
 }
 
 // Stop ends the server (SIGKILL by PID) and waits for it to be gone.
