@@ -642,3 +642,73 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+func TestAgentOffersOnlyTheConfiguredKey(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(testsshd.Options{})
+	e.trust(s.KnownHostsLine(s.HostKey))
+	sock := filepath.Join(e.dir, "agent.sock")
+	agentCmd := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agentCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agentCmd.Process.Kill(); agentCmd.Wait() })
+	waitFor(t, 10*time.Second, "ssh-agent's socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	// The agent holds five other keys before ours: offering them all would exhaust sshd's MaxAuthTries (6).
+	env := append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	for i := range 5 {
+		p := filepath.Join(e.dir, fmt.Sprintf("decoy%d", i))
+		if _, err := testsshd.NewUserKey(p); err != nil {
+			t.Fatal(err)
+		}
+		add := exec.Command("ssh-add", p)
+		add.Env = env
+		if out, err := add.CombinedOutput(); err != nil {
+			t.Fatalf("ssh-add: %v %s", err, out)
+		}
+	}
+	add := exec.Command("ssh-add", e.keyPath)
+	add.Env = env
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v %s", err, out)
+	}
+	// the private key leaves the disk; its .pub names which agent identity to use
+	os.WriteFile(e.keyPath+".pub", xssh.MarshalAuthorizedKey(e.key.PublicKey()), 0o644)
+	os.Remove(e.keyPath)
+	d := e.dialer(false)
+	d.Credentials.Getenv = func(k string) string {
+		if k == "SSH_AUTH_SOCK" {
+			return sock
+		}
+		return ""
+	}
+	c := connect(t, d, e.host(s, "root"))
+	if _, err := c.Run(context.Background(), "true"); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(s.Log(), "Failed publickey"); n != 0 {
+		t.Errorf("%d other agent keys were offered to the host", n)
+	}
+}
+
+func TestPasswordLogin(t *testing.T) {
+	e := newEnv(t)
+	for _, d := range []string{filepath.Dir(e.dir), e.dir} {
+		os.Chmod(d, 0o755)
+	}
+	s := e.server(testsshd.Options{User: "privtest", Password: "Pa55-word"})
+	e.trust(s.KnownHostsLine(s.HostKey))
+	h := e.host(s, "privtest")
+	h.SSHKeyPath = ""
+	d := e.dialer(false)
+	d.Credentials.Password = "Pa55-word"
+	d.SudoPassword = "Pa55-word"
+	c := connect(t, d, h)
+	if res, err := c.Run(context.Background(), "id -un"); err != nil || string(res.Stdout) != "root\n" {
+		t.Fatalf("password login then sudo: %q %v", res.Stdout, err)
+	}
+	d.Credentials.Password = "wrong"
+	if _, err := d.Connect(context.Background(), h); err == nil {
+		t.Fatal("a wrong password must be refused")
+	}
+}
