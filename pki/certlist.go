@@ -1,0 +1,189 @@
+package pki
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"time"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+)
+
+// CA names: the signing authorities of the tree.
+const (
+	ClusterCA    = "ca"
+	FrontProxyCA = "front-proxy-ca"
+	EtcdCA       = "etcd/ca"
+)
+
+// AdminGroup is the group of the admin kubeconfig; the cluster binds it to cluster-admin, so the credential
+// can be taken away by removing the binding, unlike system:masters.
+const AdminGroup = "privcloud:cluster-admins"
+
+// Cert is one certificate of the tree. CAs have an empty CA field.
+type Cert struct {
+	Name         string // path in the store without extension: "apiserver", "etcd/server-cp1"
+	CA           string
+	CommonName   string
+	Organization []string
+	Usages       []x509.ExtKeyUsage
+	DNSNames     []string
+	IPs          []net.IP
+}
+
+// Kubeconfig is a client credential with the address of the API server.
+type Kubeconfig struct {
+	Name         string // "admin", "kubelet-cp1"
+	CommonName   string
+	Organization []string
+	Server       string
+}
+
+// Tree is every certificate, key pair and kubeconfig a cluster needs, with how to make them.
+type Tree struct {
+	Cluster      string
+	Algorithm    Algorithm
+	CAValidity   time.Duration
+	CertValidity time.Duration
+	ExternalCA   bool
+	CAs          []Cert
+	Leaves       []Cert
+	Kubeconfigs  []Kubeconfig
+}
+
+// ServiceAccountKey is the name of the service-account signing key pair (sa.key, sa.pub).
+const ServiceAccountKey = "sa"
+
+// TreeFor declares the tree a cluster needs: the same list kubeadm produces, for every control-plane and etcd
+// host at once, plus a kubelet kubeconfig per node.
+func TreeFor(c *api.Cluster) (*Tree, error) {
+	s := &c.Spec
+	t := &Tree{Cluster: c.Metadata.Name, Algorithm: Algorithm(s.PKI.KeyAlgorithm), CAValidity: s.PKI.CAValidity.Duration,
+		CertValidity: s.PKI.CertValidity.Duration, ExternalCA: s.PKI.ExternalCA}
+	server := "https://" + s.ControlPlaneEndpoint
+	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(api.DefaultAPIServerPort))
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+
+	t.CAs = []Cert{
+		{Name: ClusterCA, CommonName: "kubernetes"},
+		{Name: FrontProxyCA, CommonName: "front-proxy-ca"},
+		{Name: EtcdCA, CommonName: "etcd-ca"},
+	}
+	apiserver, err := apiserverSANs(c)
+	if err != nil {
+		return nil, err
+	}
+	apiserver.Name, apiserver.CA, apiserver.CommonName = "apiserver", ClusterCA, "kube-apiserver"
+	apiserver.Usages = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	t.Leaves = append(t.Leaves, apiserver,
+		Cert{Name: "apiserver-kubelet-client", CA: ClusterCA, CommonName: "kube-apiserver-kubelet-client", Usages: client},
+		Cert{Name: "front-proxy-client", CA: FrontProxyCA, CommonName: "front-proxy-client", Usages: client},
+		Cert{Name: "apiserver-etcd-client", CA: EtcdCA, CommonName: "kube-apiserver-etcd-client", Usages: client},
+		Cert{Name: "etcd/healthcheck-client", CA: EtcdCA, CommonName: "kube-etcd-healthcheck-client", Usages: client},
+	)
+	for _, h := range s.HostsWithRole(api.RoleEtcd) {
+		dns := []string{h.Name, "localhost"}
+		ips := []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}
+		if ip := net.ParseIP(h.InternalAddress); ip != nil {
+			ips = append(ips, ip)
+		}
+		t.Leaves = append(t.Leaves,
+			Cert{Name: "etcd/server-" + h.Name, CA: EtcdCA, CommonName: h.Name, Usages: both, DNSNames: dns, IPs: ips},
+			Cert{Name: "etcd/peer-" + h.Name, CA: EtcdCA, CommonName: h.Name, Usages: both, DNSNames: dns, IPs: ips},
+		)
+	}
+	t.Kubeconfigs = []Kubeconfig{
+		{Name: "admin", CommonName: "kubernetes-admin", Organization: []string{AdminGroup}, Server: server},
+		{Name: "super-admin", CommonName: "kubernetes-super-admin", Organization: []string{"system:masters"}, Server: server},
+		{Name: "controller-manager", CommonName: "system:kube-controller-manager", Server: local},
+		{Name: "scheduler", CommonName: "system:kube-scheduler", Server: local},
+		{Name: "kube-proxy", CommonName: "system:kube-proxy", Server: server},
+	}
+	for _, h := range s.Hosts {
+		if isNode(h) {
+			t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: "kubelet-" + h.Name, CommonName: "system:node:" + h.Name,
+				Organization: []string{"system:nodes"}, Server: server})
+		}
+	}
+	return t, nil
+}
+
+// isNode reports whether a host runs a kubelet: control planes and workers do, etcd-only hosts do not.
+func isNode(h api.Host) bool {
+	return h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)
+}
+
+// apiserverSANs collects the API server certificate's names: every control-plane host's name and addresses,
+// the control-plane endpoint, the kubernetes Service names and address, loopback and the extra SANs.
+func apiserverSANs(c *api.Cluster) (Cert, error) {
+	s := &c.Spec
+	dns := map[string]bool{}
+	ips := map[netip.Addr]bool{}
+	addName := func(n string) {
+		if n == "" {
+			return
+		}
+		if ip, err := netip.ParseAddr(n); err == nil {
+			ips[ip] = true
+		} else {
+			dns[n] = true
+		}
+	}
+	for _, h := range s.HostsWithRole(api.RoleControlPlane) {
+		addName(h.Name)
+		addName(h.Address)
+		addName(h.InternalAddress)
+	}
+	if host, _, err := net.SplitHostPort(s.ControlPlaneEndpoint); err == nil {
+		addName(host)
+	}
+	for _, n := range []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + s.Network.DNSDomain, "127.0.0.1"} {
+		addName(n)
+	}
+	svc, err := netip.ParsePrefix(s.Network.ServiceCIDR)
+	if err != nil {
+		return Cert{}, fmt.Errorf("spec.network.serviceCIDR: %w", err)
+	}
+	first, ok := api.NthAddress(svc, 1)
+	if !ok {
+		return Cert{}, fmt.Errorf("spec.network.serviceCIDR %s has no first address", svc)
+	}
+	ips[first] = true
+	for _, san := range s.PKI.ExtraSANs {
+		addName(san)
+	}
+	out := Cert{}
+	for n := range dns {
+		out.DNSNames = append(out.DNSNames, n)
+	}
+	sort.Strings(out.DNSNames)
+	var sorted []netip.Addr
+	for ip := range ips {
+		sorted = append(sorted, ip)
+	}
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Less(sorted[j]) })
+	for _, ip := range sorted {
+		out.IPs = append(out.IPs, net.IP(ip.AsSlice()))
+	}
+	return out, nil
+}
+
+// Names lists every entry of the tree: CAs, the service-account key, leaves and kubeconfigs ("kubeconfig/NAME").
+func (t *Tree) Names() []string {
+	var out []string
+	for _, c := range t.CAs {
+		out = append(out, c.Name)
+	}
+	out = append(out, ServiceAccountKey)
+	for _, c := range t.Leaves {
+		out = append(out, c.Name)
+	}
+	for _, k := range t.Kubeconfigs {
+		out = append(out, "kubeconfig/"+k.Name)
+	}
+	return out
+}

@@ -1,0 +1,86 @@
+package pki
+
+import (
+	"crypto/x509"
+	"fmt"
+	"time"
+)
+
+// Expiry is one entry of the expiration report.
+type Expiry struct {
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"` // ca, certificate, kubeconfig
+	CA        string    `json:"ca,omitempty"`
+	NotAfter  time.Time `json:"notAfter,omitzero"`
+	ExpiresIn string    `json:"expiresIn,omitempty"`
+	External  bool      `json:"external,omitempty"`
+	Problem   string    `json:"problem,omitempty"`
+}
+
+// CheckExpiration reads the store and reports every certificate and kubeconfig of the tree with its expiry,
+// without writing anything. Entries that are missing or unreadable carry a Problem.
+func CheckExpiration(s Store, t *Tree, now time.Time) []Expiry {
+	var out []Expiry
+	for _, c := range t.CAs {
+		out = append(out, expiryOf(c.Name, "ca", "", s.CertPath(c.Name), now, t.ExternalCA))
+	}
+	for _, c := range t.Leaves {
+		out = append(out, expiryOf(c.Name, "certificate", c.CA, s.CertPath(c.Name), now, t.ExternalCA))
+	}
+	for _, k := range t.Kubeconfigs {
+		e := Expiry{Name: "kubeconfig/" + k.Name, Kind: "kubeconfig", CA: ClusterCA, External: t.ExternalCA}
+		data, err := read(s.KubeconfigPath(k.Name))
+		switch {
+		case err != nil:
+			e.Problem = err.Error()
+		case data == nil:
+			e.Problem = "missing"
+		default:
+			if p, err := parseKubeconfig(data); err != nil {
+				e.Problem = "unreadable: " + err.Error()
+			} else {
+				e.setExpiry(p.cert, now)
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func expiryOf(name, kind, ca, path string, now time.Time, external bool) Expiry {
+	e := Expiry{Name: name, Kind: kind, CA: ca, External: external}
+	data, err := read(path)
+	switch {
+	case err != nil:
+		e.Problem = err.Error()
+	case data == nil:
+		e.Problem = "missing"
+	default:
+		e.FromPEM(data, now)
+	}
+	return e
+}
+
+// FromPEM fills the expiry from a PEM certificate (read from a host, say).
+func (e *Expiry) FromPEM(data []byte, now time.Time) {
+	certs, err := parseCerts(data)
+	if err != nil {
+		e.Problem = "unreadable: " + err.Error()
+		return
+	}
+	e.setExpiry(certs[0], now)
+}
+
+func (e *Expiry) setExpiry(c *x509.Certificate, now time.Time) {
+	e.NotAfter = c.NotAfter
+	left := c.NotAfter.Sub(now)
+	if left <= 0 {
+		e.ExpiresIn = "expired"
+		e.Problem = "expired " + c.NotAfter.Format(time.DateOnly)
+		return
+	}
+	e.ExpiresIn = fmt.Sprintf("%dd", int(left.Hours()/24))
+	if left < 24*time.Hour {
+		e.ExpiresIn = left.Round(time.Minute).String()
+	}
+}

@@ -1,0 +1,95 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/x509"
+	"errors"
+
+	"sigs.k8s.io/yaml"
+)
+
+// The kubeconfig file format (client-go's clientcmd v1), reduced to what privcloud writes and reads.
+type kubeconfigFile struct {
+	APIVersion     string         `json:"apiVersion"`
+	Kind           string         `json:"kind"`
+	Clusters       []namedCluster `json:"clusters"`
+	Contexts       []namedContext `json:"contexts"`
+	CurrentContext string         `json:"current-context"`
+	Users          []namedUser    `json:"users"`
+	Preferences    struct{}       `json:"preferences"`
+}
+
+type namedCluster struct {
+	Name    string `json:"name"`
+	Cluster struct {
+		Server                   string `json:"server"`
+		CertificateAuthorityData []byte `json:"certificate-authority-data"`
+	} `json:"cluster"`
+}
+
+type namedContext struct {
+	Name    string `json:"name"`
+	Context struct {
+		Cluster string `json:"cluster"`
+		User    string `json:"user"`
+	} `json:"context"`
+}
+
+type namedUser struct {
+	Name string `json:"name"`
+	User struct {
+		ClientCertificateData []byte `json:"client-certificate-data"`
+		ClientKeyData         []byte `json:"client-key-data"`
+	} `json:"user"`
+}
+
+// renderKubeconfig writes a kubeconfig with one cluster, one user and one context, all data embedded.
+func renderKubeconfig(cluster, user, server string, caBundle []byte, cert *x509.Certificate, key crypto.Signer) ([]byte, error) {
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	var k kubeconfigFile
+	k.APIVersion, k.Kind = "v1", "Config"
+	var c namedCluster
+	c.Name = cluster
+	c.Cluster.Server = server
+	c.Cluster.CertificateAuthorityData = caBundle
+	var u namedUser
+	u.Name = user
+	u.User.ClientCertificateData = encodeCert(cert)
+	u.User.ClientKeyData = keyPEM
+	var ctx namedContext
+	ctx.Name = user + "@" + cluster
+	ctx.Context.Cluster, ctx.Context.User = cluster, user
+	k.Clusters, k.Users, k.Contexts, k.CurrentContext = []namedCluster{c}, []namedUser{u}, []namedContext{ctx}, ctx.Name
+	return yaml.Marshal(k)
+}
+
+// parsedKubeconfig is what a kubeconfig holds that privcloud checks.
+type parsedKubeconfig struct {
+	server   string
+	caBundle []byte
+	cert     *x509.Certificate
+	key      crypto.Signer
+}
+
+func parseKubeconfig(data []byte) (*parsedKubeconfig, error) {
+	var k kubeconfigFile
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		return nil, err
+	}
+	if len(k.Clusters) != 1 || len(k.Users) != 1 {
+		return nil, errors.New("expected exactly one cluster and one user")
+	}
+	certs, err := parseCerts(k.Users[0].User.ClientCertificateData)
+	if err != nil {
+		return nil, err
+	}
+	key, err := parseKey(k.Users[0].User.ClientKeyData)
+	if err != nil {
+		return nil, err
+	}
+	return &parsedKubeconfig{server: k.Clusters[0].Cluster.Server, caBundle: k.Clusters[0].Cluster.CertificateAuthorityData,
+		cert: certs[0], key: key}, nil
+}

@@ -1,0 +1,87 @@
+package pki
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Store is the local PKI folder (the cluster's state directory): certificates and keys under pki/, kubeconfigs
+// under kubeconfig/. Folders are 0700, keys and kubeconfigs 0600, certificates 0644; every file is written
+// atomically so a crash never leaves half a key.
+type Store struct {
+	Dir string
+}
+
+// CertPath is where a certificate of the tree is kept.
+func (s Store) CertPath(name string) string { return filepath.Join(s.Dir, "pki", name+".crt") }
+
+// KeyPath is where a private key of the tree is kept.
+func (s Store) KeyPath(name string) string { return filepath.Join(s.Dir, "pki", name+".key") }
+
+// PublicKeyPath is where the service-account verification key is kept.
+func (s Store) PublicKeyPath(name string) string { return filepath.Join(s.Dir, "pki", name+".pub") }
+
+// KubeconfigPath is where a kubeconfig of the tree is kept.
+func (s Store) KubeconfigPath(name string) string {
+	return filepath.Join(s.Dir, "kubeconfig", name+".conf")
+}
+
+// read returns a file's content, or nil with no error when it does not exist.
+func read(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+// write replaces path atomically: a temporary file in the same folder, fsynced, then renamed.
+func write(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// syncDirs makes the renames in dirs durable.
+func syncDirs(dirs map[string]bool) error {
+	for d := range dirs {
+		f, err := os.Open(d)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
