@@ -127,7 +127,7 @@ func TestExitCodes(t *testing.T) {
 		{"unreachable for exec", []string{"exec", "-f", closed, "--", "true"}, ExitUnreachable, "3 unreachable"},
 		{"exec unknown host", []string{"exec", "-f", closed, "--hosts", "nope", "--", "true"}, ExitUsage, `no host named "nope"`},
 		{"preflight unreachable", []string{"preflight", "-f", closed}, ExitUnreachable, "cannot connect"},
-		{"not implemented command", []string{"certs", "generate", "-f", example}, ExitNotImplemented, "not implemented yet"},
+		{"not implemented command", []string{"backup", "-f", example}, ExitNotImplemented, "not implemented yet"},
 		{"not implemented bundle", []string{"bundle", "build", "-f", "bundle.yaml", "-o", "out.tar.zst"}, ExitNotImplemented, "not implemented yet"},
 		{"exec needs a command", []string{"exec", "-f", example}, ExitUsage, "requires at least 1 arg"},
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/privcloud/privcloud/fleet"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
 	"github.com/privcloud/privcloud/preflight"
 	"github.com/privcloud/privcloud/ssh"
 )
@@ -32,7 +33,7 @@ var exitCodeHelp = []struct {
 	{ExitOK, "success"},
 	{ExitFailure, "an unexpected failure"},
 	{ExitUsage, "bad flags, arguments or PRIVCLOUD_* environment variables"},
-	{ExitInvalidConfig, "cluster.yaml is missing, unreadable or invalid (every problem is listed with its field and line)"},
+	{ExitInvalidConfig, "cluster.yaml is missing, unreadable or invalid (every problem is listed with its field and line), or files an external CA must provide are missing"},
 	{ExitUnreachable, "a host could not be reached or refused authentication or its host key did not verify"},
 	{ExitPhaseFailed, "a phase, a preflight check or a remote command failed; the message names the phase and hosts and how to resume"},
 	{ExitNotImplemented, "the command or phase asked for is not implemented yet"},
@@ -48,13 +49,15 @@ func ExitCode(err error) int {
 		phase       *workflow.PhaseError
 		remote      *fleet.Error
 		checks      *preflight.FailedError
+		missing     *pki.MissingError
+		certs       *certProblemsError
 	)
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.As(err, &usage), errors.As(err, &selection):
 		return ExitUsage
-	case errors.As(err, &config):
+	case errors.As(err, &config), errors.As(err, &missing):
 		return ExitInvalidConfig
 	case errors.As(err, &unreachable):
 		return ExitUnreachable
@@ -62,7 +65,7 @@ func ExitCode(err error) int {
 		return ExitUnreachable
 	case errors.Is(err, workflow.ErrNotImplemented):
 		return ExitNotImplemented
-	case errors.As(err, &phase), errors.As(err, &remote), errors.As(err, &checks):
+	case errors.As(err, &phase), errors.As(err, &remote), errors.As(err, &checks), errors.As(err, &certs):
 		return ExitPhaseFailed
 	}
 	return ExitFailure

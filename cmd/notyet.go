@@ -24,18 +24,6 @@ func (g *globalOptions) pending(use, short, what string, args cobra.PositionalAr
 	return c
 }
 
-func newCertsCommand(g *globalOptions) *cobra.Command {
-	c := group("certs", "Generate, check and renew the cluster certificates")
-	check := g.pending("check-expiration", "List every certificate with its expiry", "certificate reports come with the cluster PKI", noArgs)
-	check.Flags().Bool("remote", false, "read the certificates deployed on the hosts instead of the local store")
-	c.AddCommand(
-		check,
-		g.pending("renew [all|NAME...]", "Renew certificates, re-deploy them and restart what uses them", "renewal comes with the cluster PKI", cobra.ArbitraryArgs),
-		g.pending("generate", "Write the whole PKI to the local state directory only", "PKI generation comes with the cluster PKI", noArgs),
-	)
-	return c
-}
-
 func newBundleCommand(g *globalOptions) *cobra.Command {
 	c := group("bundle", "Build, verify, inspect and sign the air-gap bundle")
 	what := "bundles come with the air-gap bundle"
@@ -49,10 +37,6 @@ func newBundleCommand(g *globalOptions) *cobra.Command {
 		&cobra.Command{Use: "sign FILE", Short: "Sign a bundle with an ed25519 key (not implemented yet)", Args: cobra.ExactArgs(1), RunE: notImplemented(what)},
 	)
 	return c
-}
-
-func newKubeconfigCommand(g *globalOptions) *cobra.Command {
-	return g.pending("kubeconfig", "Write a kubeconfig for the cluster", "kubeconfigs come with the cluster PKI", noArgs)
 }
 
 func newBackupCommand(g *globalOptions) *cobra.Command {

@@ -97,6 +97,11 @@ func (g *globalOptions) runWorkflow(c *cobra.Command, wf workflow.Workflow, sel 
 	if err != nil {
 		return err
 	}
+	return g.runConnected(c, cluster, wf, sel)
+}
+
+// runConnected runs a workflow on a loaded cluster with the SSH dialer its hosts need.
+func (g *globalOptions) runConnected(c *cobra.Command, cluster *api.Cluster, wf workflow.Workflow, sel workflow.Selection) error {
 	d, err := g.dialer(cluster)
 	if err != nil {
 		return err

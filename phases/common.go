@@ -64,15 +64,6 @@ func containerd() workflow.Phase {
 	}}
 }
 
-func certs() workflow.Phase {
-	return workflow.Phase{Name: "certs", Short: "Generate the cluster PKI locally and send each host its part", Phases: []workflow.Phase{
-		{Name: "generate", Short: "Create or reuse every CA, certificate and kubeconfig in the local state directory",
-			Run: workflow.NotImplementedOnce("PKI generation comes with the cluster PKI")},
-		{Name: "distribute", Short: "Send each host only the certificates and keys its roles need",
-			RunHost: workflow.NotImplemented("PKI distribution comes with the cluster PKI")},
-	}}
-}
-
 func etcd() workflow.Phase {
 	return workflow.Phase{Name: "etcd", Short: "Run etcd with TLS peer and client authentication; wait for health", Roles: etcdMembers,
 		RunHost: workflow.NotImplemented("etcd comes with the cluster phases")}

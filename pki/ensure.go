@@ -33,6 +33,8 @@ type Options struct {
 	Renew []string
 	// RenewBefore reissues leaves that expire sooner than this.
 	RenewBefore time.Duration
+	// DryRun decides and reports what would be created or reissued, and writes nothing.
+	DryRun bool
 }
 
 // Action is what Ensure did with one entry.
@@ -87,7 +89,11 @@ type authority struct {
 	pool   *x509.CertPool
 	cert   *x509.Certificate
 	key    crypto.Signer
+	// planned is a CA a dry run would create: it can sign, but nothing verifies against it yet.
+	planned bool
 }
+
+func (a *authority) canSign() bool { return a.key != nil || a.planned }
 
 // issue is one key to generate and certificate to sign.
 type issue struct {
@@ -166,6 +172,9 @@ func (e *ensurer) authorities() error {
 			e.missing = append(e.missing, e.store.CertPath(spec.Name)+" (the "+spec.Name+" CA certificate)")
 		case certPEM == nil:
 			create = append(create, issue{index: e.record(spec.Name, Created, "", time.Time{}), cert: spec, isCA: true})
+			if e.opts.DryRun {
+				e.cas[spec.Name] = &authority{pool: x509.NewCertPool(), planned: true}
+			}
 		default:
 			a, err := e.loadAuthority(spec, certPEM, keyPEM)
 			if err != nil {
@@ -252,7 +261,7 @@ func (e *ensurer) leaf(spec Cert) []issue {
 	switch {
 	case reason == "":
 		return nil
-	case ca.key == nil:
+	case !ca.canSign():
 		e.missing = append(e.missing, fmt.Sprintf("%s and %s: %s", e.store.CertPath(spec.Name), e.store.KeyPath(spec.Name), reason))
 		return nil
 	case reason == "missing":
@@ -324,7 +333,7 @@ func (e *ensurer) kubeconfig(k *Kubeconfig) []issue {
 		}
 	}
 	switch {
-	case ca.key == nil:
+	case !ca.canSign():
 		e.missing = append(e.missing, fmt.Sprintf("%s: %s", e.store.KubeconfigPath(k.Name), reason))
 		return nil
 	case reason == "missing":
@@ -396,6 +405,9 @@ func sanDiff(c *x509.Certificate, dns []string, ips []net.IP) string {
 // run generates the keys of jobs in parallel (key generation is the cost: RSA takes tens of milliseconds
 // each), then signs and writes each.
 func (e *ensurer) run(jobs []issue) error {
+	if e.opts.DryRun {
+		return nil
+	}
 	keys := make([]crypto.Signer, len(jobs))
 	errs := parallel.ForEach(context.Background(), len(jobs), runtime.GOMAXPROCS(0), func(i int) error {
 		var err error

@@ -36,11 +36,8 @@ func CheckExpiration(s Store, t *Tree, now time.Time) []Expiry {
 		case data == nil:
 			e.Problem = "missing"
 		default:
-			if p, err := parseKubeconfig(data); err != nil {
-				e.Problem = "unreadable: " + err.Error()
-			} else {
-				e.setExpiry(p.cert, now)
-			}
+			e = KubeconfigExpiry(e.Name, data, now)
+			e.External = t.ExternalCA
 		}
 		out = append(out, e)
 	}
@@ -83,4 +80,16 @@ func (e *Expiry) setExpiry(c *x509.Certificate, now time.Time) {
 	if left < 24*time.Hour {
 		e.ExpiresIn = left.Round(time.Minute).String()
 	}
+}
+
+// KubeconfigExpiry reports the expiry of a kubeconfig's client certificate.
+func KubeconfigExpiry(name string, data []byte, now time.Time) Expiry {
+	e := Expiry{Name: name, Kind: "kubeconfig", CA: ClusterCA}
+	p, err := parseKubeconfig(data)
+	if err != nil {
+		e.Problem = "unreadable: " + err.Error()
+		return e
+	}
+	e.setExpiry(p.cert, now)
+	return e
 }

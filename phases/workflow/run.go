@@ -62,9 +62,17 @@ func (r *Run) TargetsFor(roles []api.Role) []*Target {
 	return out
 }
 
-// Changed notes that a phase changed something on host (empty for the cluster as a whole); the summary
-// counts changes so a converged re-run can say "0 changed".
+// Changed notes that a phase changed something on host (empty for the cluster as a whole) and reports what;
+// the summary counts changes so a converged re-run can say "0 changed".
 func (r *Run) Changed(host, what string) {
+	r.count(host)
+	r.mu.Lock()
+	phase := r.current
+	r.mu.Unlock()
+	r.Reporter.Emit(report.Event{Workflow: r.Workflow, Phase: phase, Host: host, Status: report.Changed, Message: what})
+}
+
+func (r *Run) count(host string) {
 	r.mu.Lock()
 	if r.changes == nil {
 		r.changes = map[string]int{}
@@ -94,7 +102,7 @@ func (r *Run) Plan(a ssh.Action) {
 	r.mu.Lock()
 	phase := r.current
 	r.mu.Unlock()
-	r.Changed(a.Host, a.Kind)
+	r.count(a.Host)
 	r.Reporter.Emit(report.Event{Workflow: r.Workflow, Phase: phase, Host: a.Host, Status: report.Planned, Message: a.String()})
 }
 
@@ -293,7 +301,7 @@ func (r *Run) runOnHost(ctx context.Context, st Step, t *Target) error {
 
 // record adds the phase to the host's completion record, written atomically through the host.
 func (r *Run) record(ctx context.Context, t *Target, path string, d time.Duration) error {
-	file := RecordDir + "/" + r.Workflow + ".json"
+	file := recordPath(r.Workflow)
 	r.mu.Lock()
 	if r.records == nil {
 		r.records = map[string]map[string]Record{}
@@ -321,7 +329,7 @@ func (r *Run) record(ctx context.Context, t *Target, path string, d time.Duratio
 // ReadRecords returns the phases of workflow completed on host, by path; none when there is no record yet.
 func ReadRecords(ctx context.Context, h ssh.Host, workflow string) (map[string]Record, error) {
 	recs := map[string]Record{}
-	data, err := h.ReadFile(ctx, RecordDir+"/"+workflow+".json")
+	data, err := h.ReadFile(ctx, recordPath(workflow))
 	if errors.Is(err, fs.ErrNotExist) {
 		return recs, nil
 	}
@@ -329,9 +337,14 @@ func ReadRecords(ctx context.Context, h ssh.Host, workflow string) (map[string]R
 		return nil, err
 	}
 	if err := json.Unmarshal(data, &recs); err != nil {
-		return nil, fmt.Errorf("%s: phase record %s/%s.json is corrupt: %w", h.Name(), RecordDir, workflow, err)
+		return nil, fmt.Errorf("%s: phase record %s is corrupt: %w", h.Name(), recordPath(workflow), err)
 	}
 	return recs, nil
+}
+
+// recordPath is the record file of a workflow ("certs renew" -> certs-renew.json).
+func recordPath(workflow string) string {
+	return RecordDir + "/" + strings.ReplaceAll(workflow, " ", "-") + ".json"
 }
 
 func (r *Run) emit(phase, host string, s report.Status, d time.Duration, msg string, err error) {

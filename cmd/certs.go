@@ -1,0 +1,319 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/parallel"
+	"github.com/privcloud/privcloud/phases"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
+	"github.com/privcloud/privcloud/report"
+)
+
+func newCertsCommand(g *globalOptions) *cobra.Command {
+	c := group("certs", "Generate, check and renew the cluster certificates")
+	c.AddCommand(newCertsGenerateCommand(g), newCertsCheckCommand(g), newCertsRenewCommand(g))
+	return c
+}
+
+func newCertsGenerateCommand(g *globalOptions) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "generate",
+		Short: "Write the whole PKI to the local state directory only (for review, or to sign offline)",
+		Long: `Create or reuse every CA, certificate, key and kubeconfig of the cluster in spec.stateDir, without touching
+any host. Valid files are kept; files that no longer match cluster.yaml (a new host, a new SAN, another key
+algorithm) are reissued, and the output says why. With spec.pki.externalCA, nothing is signed: the command
+checks the files you provide and lists what is missing.`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cluster, err := g.loadCluster()
+			if err != nil {
+				return err
+			}
+			res, err := phases.EnsurePKI(cluster, pki.Options{DryRun: g.dryRun})
+			if err != nil {
+				return err
+			}
+			if g.format == report.JSON {
+				g.writeJSON(map[string]any{"dir": cluster.Spec.StateDir, "dryRun": g.dryRun, "entries": res.Outcomes})
+				return nil
+			}
+			w := g.streams.Out
+			fmt.Fprintf(w, "%-32s %-9s %-12s %s\n", "NAME", "ACTION", "EXPIRES", "REASON")
+			for _, o := range res.Outcomes {
+				expires := "-"
+				if !o.NotAfter.IsZero() {
+					expires = o.NotAfter.Format(time.DateOnly)
+				}
+				fmt.Fprintf(w, "%-32s %-9s %-12s %s\n", o.Name, o.Action, expires, o.Reason)
+			}
+			verb := "wrote"
+			if g.dryRun {
+				verb = "would write"
+			}
+			fmt.Fprintf(w, "%s %d of %d entries in %s\n", verb, res.Changed(), len(res.Outcomes), cluster.Spec.StateDir)
+			return nil
+		},
+	}
+	g.addConfigFlag(c)
+	g.addOutputFlag(c)
+	g.addDryRunFlag(c)
+	return c
+}
+
+// expiryRow is one line of check-expiration: a local entry, or a file deployed on a host.
+type expiryRow struct {
+	Host string `json:"host,omitempty"`
+	Path string `json:"path,omitempty"`
+	pki.Expiry
+}
+
+func newCertsCheckCommand(g *globalOptions) *cobra.Command {
+	var remote bool
+	c := &cobra.Command{
+		Use:   "check-expiration",
+		Short: "List every certificate and kubeconfig with its expiry",
+		Long: `List every CA, certificate and kubeconfig with its expiry date and remaining time, from the local state
+directory, or with --remote from what is actually deployed on each host (read over SSH). Exits 5 when
+anything is expired or missing.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cluster, err := g.loadCluster()
+			if err != nil {
+				return err
+			}
+			tree, err := pki.TreeFor(cluster)
+			if err != nil {
+				return err
+			}
+			var rows []expiryRow
+			if remote {
+				if rows, err = g.remoteExpiry(c.Context(), cluster, tree); err != nil {
+					return err
+				}
+			} else {
+				for _, e := range pki.CheckExpiration(phases.PKIStore(cluster), tree, time.Now()) {
+					rows = append(rows, expiryRow{Expiry: e})
+				}
+			}
+			g.printExpiry(rows, remote)
+			var bad []string
+			for _, r := range rows {
+				if r.Problem != "" {
+					bad = append(bad, strings.TrimSpace(r.Host+" "+r.Name)+": "+r.Problem)
+				}
+			}
+			if len(bad) > 0 {
+				err := &certProblemsError{problems: bad}
+				if g.format == report.JSON {
+					return &silentError{err}
+				}
+				return err
+			}
+			return nil
+		},
+	}
+	g.addConfigFlag(c)
+	g.addOutputFlag(c)
+	g.addConnectFlags(c)
+	c.Flags().BoolVar(&remote, "remote", false, "read the certificates deployed on the hosts instead of the local store")
+	return c
+}
+
+// certProblemsError is a check that found expired or missing certificates.
+type certProblemsError struct{ problems []string }
+
+func (e *certProblemsError) Error() string {
+	return fmt.Sprintf("%d certificate(s) need attention:\n  %s", len(e.problems), strings.Join(e.problems, "\n  "))
+}
+
+// remoteExpiry reads every certificate and kubeconfig each host should have, through SSH.
+func (g *globalOptions) remoteExpiry(ctx context.Context, c *api.Cluster, tree *pki.Tree) ([]expiryRow, error) {
+	d, err := g.dialer(c)
+	if err != nil {
+		return nil, err
+	}
+	store := phases.PKIStore(c)
+	perHost := make([][]expiryRow, len(c.Spec.Hosts))
+	errs := parallel.ForEach(ctx, len(c.Spec.Hosts), c.Spec.SSH.Concurrency, func(i int) error {
+		h := c.Spec.Hosts[i]
+		cl, err := d.Connect(ctx, h)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		now := time.Now()
+		for _, dep := range pki.Deployments(store, tree, h) {
+			kind := "certificate"
+			switch {
+			case strings.HasSuffix(dep.Target, ".conf"):
+				kind = "kubeconfig"
+			case !strings.HasSuffix(dep.Target, ".crt"):
+				continue // keys carry no expiry
+			}
+			row := expiryRow{Host: h.Name, Path: dep.Target, Expiry: pki.Expiry{Name: dep.Entry, Kind: kind}}
+			data, err := cl.ReadFile(ctx, dep.Target)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				row.Problem = "not deployed"
+			case err != nil:
+				return err
+			case kind == "kubeconfig":
+				row.Expiry = pki.KubeconfigExpiry(dep.Entry, data, now)
+			default:
+				row.FromPEM(data, now)
+			}
+			perHost[i] = append(perHost[i], row)
+		}
+		return nil
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var rows []expiryRow
+	for _, r := range perHost {
+		rows = append(rows, r...)
+	}
+	return rows, nil
+}
+
+func (g *globalOptions) printExpiry(rows []expiryRow, remote bool) {
+	if g.format == report.JSON {
+		g.writeJSON(map[string]any{"certificates": rows})
+		return
+	}
+	w := g.streams.Out
+	if remote {
+		fmt.Fprintf(w, "%-10s ", "HOST")
+	}
+	fmt.Fprintf(w, "%-32s %-11s %-14s %-12s %-10s %s\n", "NAME", "KIND", "CA", "EXPIRES", "RESIDUAL", "PROBLEM")
+	for _, r := range rows {
+		if remote {
+			fmt.Fprintf(w, "%-10s ", r.Host)
+		}
+		expires := "-"
+		if !r.NotAfter.IsZero() {
+			expires = r.NotAfter.Format(time.DateOnly)
+		}
+		ca := r.CA
+		if r.External {
+			ca += " (external)"
+		}
+		fmt.Fprintf(w, "%-32s %-11s %-14s %-12s %-10s %s\n", r.Name, r.Kind, orDash(ca), expires, orDash(r.ExpiresIn), r.Problem)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newCertsRenewCommand(g *globalOptions) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "renew all|NAME...",
+		Short: "Renew certificates, send them to the hosts that use them and restart what reads them",
+		Long: `Reissue the named certificates and kubeconfigs (names as 'certs check-expiration' lists them; 'all' for
+every one but the CAs and the service-account key), send the new files to the hosts that use them and
+restart the installed services that read a changed file.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cluster, err := g.loadCluster()
+			if err != nil {
+				return err
+			}
+			tree, err := pki.TreeFor(cluster)
+			if err != nil {
+				return err
+			}
+			valid := tree.Names()
+			for _, a := range args {
+				if a != "all" && !slices.Contains(valid, a) {
+					return asUsageError(fmt.Errorf("no certificate named %q; the names are: all, %s", a, strings.Join(valid, ", ")))
+				}
+				if a == pki.ClusterCA || a == pki.FrontProxyCA || a == pki.EtcdCA || a == pki.ServiceAccountKey {
+					return asUsageError(fmt.Errorf("%s cannot be renewed in place: it would invalidate everything it signed", a))
+				}
+			}
+			return g.runConnected(c, cluster, phases.RenewCerts(args), workflow.Selection{})
+		},
+	}
+	g.addWorkflowFlags(c)
+	return c
+}
+
+func newKubeconfigCommand(g *globalOptions) *cobra.Command {
+	var out string
+	var superAdmin bool
+	c := &cobra.Command{
+		Use:   "kubeconfig",
+		Short: "Print or write the cluster's admin kubeconfig",
+		Long: `Print the admin kubeconfig from the local state directory, or write it to --out (mode 0600). Its user is in
+the privcloud:cluster-admins group, bound to cluster-admin. --super-admin gives the break-glass credential
+in system:masters instead, which no RBAC binding can take away: keep it offline.`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cluster, err := g.loadCluster()
+			if err != nil {
+				return err
+			}
+			name := "admin"
+			if superAdmin {
+				name = "super-admin"
+			}
+			path := phases.PKIStore(cluster).KubeconfigPath(name)
+			data, err := os.ReadFile(path)
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("%s does not exist yet: run 'privcloud certs generate' or 'privcloud init' first", path)
+			}
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				_, err = g.streams.Out.Write(data)
+				return err
+			}
+			return writePrivate(out, data)
+		},
+	}
+	g.addConfigFlag(c)
+	c.Flags().StringVar(&out, "out", "", "write to this file (0600) instead of standard output")
+	c.Flags().BoolVar(&superAdmin, "super-admin", false, "the system:masters credential instead of the admin one")
+	return c
+}
+
+// writePrivate writes a secret file atomically with mode 0600.
+func writePrivate(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".privcloud-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

@@ -1,0 +1,135 @@
+package phases
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
+	"github.com/privcloud/privcloud/report"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+// PKIStore is the local PKI of a cluster: its state directory.
+func PKIStore(c *api.Cluster) pki.Store { return pki.Store{Dir: c.Spec.StateDir} }
+
+// certsState carries, from distribution to restarts, which units read a file that changed on each host.
+type certsState struct {
+	renew []string
+
+	mu      sync.Mutex
+	changed map[string][]string // host -> units
+}
+
+func certs() workflow.Phase { return (&certsState{}).phase() }
+
+func (s *certsState) phase() workflow.Phase {
+	return workflow.Phase{Name: "certs", Short: "Generate the cluster PKI locally and send each host its part", Phases: []workflow.Phase{
+		{Name: "generate", Short: "Create or reuse every CA, certificate and kubeconfig in the local state directory", Run: s.generate},
+		{Name: "distribute", Short: "Send each host only the certificates and keys its roles need", RunHost: s.distribute},
+	}}
+}
+
+// generate runs load-or-create on the local store; in a dry run it only reports what it would create.
+func (s *certsState) generate(_ context.Context, r *workflow.Run) error {
+	res, err := EnsurePKI(r.Cluster, pki.Options{Renew: s.renew, DryRun: r.DryRun})
+	if err != nil {
+		return err
+	}
+	for _, o := range res.Outcomes {
+		msg := o.Name + " " + string(o.Action)
+		if o.Reason != "" {
+			msg += ": " + o.Reason
+		}
+		switch {
+		case o.Action != pki.Created && o.Action != pki.Reissued:
+		case r.DryRun:
+			r.Reporter.Emit(report.Event{Workflow: r.Workflow, Phase: "certs/generate", Status: report.Planned, Message: "would be " + msg})
+		default:
+			r.Changed("", msg)
+		}
+	}
+	return nil
+}
+
+// EnsurePKI makes the cluster's local PKI complete and current.
+func EnsurePKI(c *api.Cluster, o pki.Options) (*pki.Result, error) {
+	tree, err := pki.TreeFor(c)
+	if err != nil {
+		return nil, err
+	}
+	return pki.Ensure(PKIStore(c), tree, o)
+}
+
+// distribute uploads the host's share of the PKI; unchanged files are not sent again.
+func (s *certsState) distribute(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	tree, err := pki.TreeFor(r.Cluster)
+	if err != nil {
+		return err
+	}
+	var units []string
+	for _, d := range pki.Deployments(PKIStore(r.Cluster), tree, t.Spec) {
+		if _, err := os.Stat(d.Source); r.DryRun && errors.Is(err, fs.ErrNotExist) {
+			// not generated yet, because the dry run generated nothing: it would be sent
+			r.Reporter.Emit(report.Event{Workflow: r.Workflow, Phase: "certs/distribute", Host: t.Spec.Name, Status: report.Planned,
+				Message: fmt.Sprintf("would write: %s (%04o, from %s once generated)", d.Target, d.Mode, d.Entry)})
+			continue
+		}
+		changed, err := t.Host.Upload(ctx, ssh.LocalFile(d.Source), d.Target, d.Mode, ssh.WithOwner("root:root"))
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.Target, err)
+		}
+		if changed {
+			r.Changed(t.Spec.Name, d.Target)
+			units = append(units, d.Units...)
+		}
+	}
+	s.mu.Lock()
+	if s.changed == nil {
+		s.changed = map[string][]string{}
+	}
+	s.changed[t.Spec.Name] = units
+	s.mu.Unlock()
+	return nil
+}
+
+// restart restarts the installed units that read a file distribution changed; units not installed yet are
+// left alone (they start with the new files).
+func (s *certsState) restart(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	s.mu.Lock()
+	units := slices.Clone(s.changed[t.Spec.Name])
+	s.mu.Unlock()
+	slices.Sort(units)
+	units = slices.Compact(units)
+	if len(units) == 0 {
+		return workflow.Skip("no certificate it uses changed")
+	}
+	var script strings.Builder
+	for _, u := range units {
+		fmt.Fprintf(&script, "if systemctl cat %[1]s.service >/dev/null 2>&1; then systemctl try-restart %[1]s.service && echo %[1]s; fi\n", u)
+	}
+	res, err := t.Host.Run(ctx, script.String())
+	if err != nil {
+		return err
+	}
+	for _, u := range strings.Fields(string(res.Stdout)) {
+		r.Changed(t.Spec.Name, "restarted "+u)
+	}
+	return nil
+}
+
+// RenewCerts reissues the named entries ("all" for every leaf and kubeconfig), sends the new files to the
+// hosts that use them and restarts what reads them.
+func RenewCerts(names []string) workflow.Workflow {
+	s := &certsState{renew: names}
+	p := s.phase()
+	p.Phases = append(p.Phases, workflow.Phase{Name: "restart", Short: "Restart the services that read a changed file", RunHost: s.restart})
+	return workflow.Workflow{Name: "certs renew", Phases: []workflow.Phase{connect(), p}}
+}

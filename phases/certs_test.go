@@ -1,0 +1,122 @@
+package phases
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/report"
+	"github.com/privcloud/privcloud/ssh"
+	"github.com/privcloud/privcloud/ssh/sshtest"
+)
+
+// fakeCluster is the example cluster with its state in a temporary folder and fake hosts behind Connect.
+func fakeCluster(t *testing.T) (*api.Cluster, map[string]*sshtest.Fake, Execution, *bytes.Buffer) {
+	t.Helper()
+	c := api.Example()
+	c.Spec.StateDir = t.TempDir()
+	hosts := map[string]*sshtest.Fake{}
+	for _, h := range c.Spec.Hosts {
+		hosts[h.Name] = sshtest.NewFake(h.Name)
+	}
+	var out bytes.Buffer
+	ex := Execution{Reporter: report.New(&out, report.JSON), Connect: func(_ context.Context, h api.Host) (ssh.Host, error) {
+		return hosts[h.Name], nil
+	}}
+	return c, hosts, ex, &out
+}
+
+func TestCertsPhasesDistributePerRole(t *testing.T) {
+	c, hosts, ex, _ := fakeCluster(t)
+	ex.Selection = workflow.Selection{Only: []string{"certs"}}
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatal(err)
+	}
+	cp, w := hosts["cp1"], hosts["worker1"]
+	for _, p := range []string{"/etc/kubernetes/pki/ca.key", "/etc/kubernetes/pki/apiserver.crt", "/etc/kubernetes/pki/etcd/server.key", "/etc/kubernetes/admin.conf", "/etc/kubernetes/kubelet.conf"} {
+		if _, _, ok := cp.File(p); !ok {
+			t.Errorf("control plane lacks %s", p)
+		}
+	}
+	var workerFiles []string
+	for _, f := range w.Files() {
+		if !strings.HasPrefix(f, workflow.RecordDir) {
+			workerFiles = append(workerFiles, f)
+		}
+	}
+	if strings.Join(workerFiles, " ") != "/etc/kubernetes/kube-proxy.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/pki/ca.crt" {
+		t.Errorf("worker received %v", workerFiles)
+	}
+	local, _ := os.ReadFile(filepath.Join(c.Spec.StateDir, "kubeconfig", "kubelet-worker1.conf"))
+	if data, mode, _ := w.File("/etc/kubernetes/kubelet.conf"); !bytes.Equal(data, local) || mode != 0o600 {
+		t.Errorf("worker1's kubelet.conf is not its own, or mode %o", mode)
+	}
+}
+
+func TestRenewRestartsOnlyWhatChanged(t *testing.T) {
+	c, hosts, ex, out := fakeCluster(t)
+	ex.Selection = workflow.Selection{Only: []string{"certs"}}
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		h.OnCommand("if systemctl cat", ssh.Result{Stdout: []byte("kube-apiserver\n")}, nil)
+	}
+	out.Reset()
+	ex.Selection = workflow.Selection{}
+	if err := Execute(context.Background(), RenewCerts([]string{"apiserver"}), c, ex); err != nil {
+		t.Fatal(err)
+	}
+	restarts := func(h *sshtest.Fake) []string {
+		var cmds []string
+		for _, cmd := range h.Commands() {
+			if strings.HasPrefix(cmd, "if systemctl cat") {
+				cmds = append(cmds, cmd)
+			}
+		}
+		return cmds
+	}
+	cp := restarts(hosts["cp1"])
+	if len(cp) != 1 || !strings.Contains(cp[0], "try-restart kube-apiserver.service") || strings.Contains(cp[0], "etcd") {
+		t.Errorf("cp1 restarts %q, want kube-apiserver only", cp)
+	}
+	if w := restarts(hosts["worker1"]); len(w) != 0 {
+		t.Errorf("a worker restarted %q though none of its files changed", w)
+	}
+	if !strings.Contains(out.String(), `"message":"restarted kube-apiserver"`) {
+		t.Errorf("restart not reported:\n%s", out.String())
+	}
+	// nothing to renew, nothing to send, nothing to restart
+	out.Reset()
+	if err := Execute(context.Background(), Init(), c, Execution{Reporter: ex.Reporter, Connect: ex.Connect, Selection: workflow.Selection{Only: []string{"certs"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"changed":0`) {
+		t.Errorf("a converged run must report 0 changed:\n%s", out.String())
+	}
+}
+
+func TestCertsDryRunWritesNothing(t *testing.T) {
+	c, hosts, ex, out := fakeCluster(t)
+	ex.DryRun = true
+	ex.Selection = workflow.Selection{Only: []string{"certs"}}
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(c.Spec.StateDir); len(entries) != 0 {
+		t.Errorf("dry run wrote the local store: %v", entries)
+	}
+	for name, h := range hosts {
+		if files := h.Files(); len(files) != 0 {
+			t.Errorf("dry run wrote to %s: %v", name, files)
+		}
+	}
+	if !strings.Contains(out.String(), "would be apiserver created") {
+		t.Errorf("dry run does not say what it would create:\n%s", out.String())
+	}
+}
