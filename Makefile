@@ -11,6 +11,10 @@ LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) \
            -X $(PKG)/internal/version.Commit=$(COMMIT) \
            -X $(PKG)/internal/version.Date=$(DATE)
 
+# kubeadm for the PKI comparison, built from source. The default Kubernetes version is v1.37.2, but the Go module
+# proxy refuses the source of k8s.io/kubernetes v1.37.2; v1.37.1 has the same certificate code.
+KUBEADM_VERSION ?= v1.37.1
+
 .PHONY: build test unit lint e2e bench lab lab-up lab-down bundle clean
 
 ## build: the privcloud binary in _output/ (static, reproducible paths)
@@ -36,6 +40,8 @@ bench: build
 	@command -v ansible >/dev/null || { echo "installing ansible-core (the fan-out comparison)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ansible-core >/dev/null; }
 	$(GO) run ./bench/sshbench -privcloud $(BIN) -update BENCHMARKS.md
+	kubeadm=$$(bench/build-kubeadm.sh $(KUBEADM_VERSION)) && \
+		$(GO) run ./bench/pkibench -privcloud $(BIN) -kubeadm $$kubeadm -kubeadm-version $(KUBEADM_VERSION) -update BENCHMARKS.md
 
 # These targets arrive with the lab, bundle and cluster phases; until then they say so and fail.
 e2e lab lab-up lab-down bundle:

@@ -127,10 +127,12 @@ func Ensure(store Store, t *Tree, o Options) (*Result, error) {
 		o.Keys = GenerateKey
 	}
 	e := &ensurer{store: store, tree: t, opts: o, now: o.Now(), cas: map[string]*authority{}, written: map[string]bool{}}
-	if err := e.authorities(); err != nil {
+	// Decide everything first, then make every key in one parallel batch: CAs are signed before the leaves
+	// that need them, but their keys are generated alongside.
+	jobs, err := e.authorities()
+	if err != nil {
 		return nil, err
 	}
-	var jobs []issue
 	jobs = append(jobs, e.serviceAccount()...)
 	for _, c := range t.Leaves {
 		jobs = append(jobs, e.leaf(c)...)
@@ -155,30 +157,29 @@ func (e *ensurer) record(name string, a Action, reason string, notAfter time.Tim
 	return len(e.outcomes) - 1
 }
 
-// authorities loads every CA, creating the missing ones (in parallel) unless the CAs are external.
-func (e *ensurer) authorities() error {
+// authorities loads every CA and plans the missing ones, unless the CAs are external. A planned CA signs the
+// leaves planned after it; nothing verifies against it yet, so existing leaves of a replaced CA are reissued.
+func (e *ensurer) authorities() ([]issue, error) {
 	var create []issue
 	for _, spec := range e.tree.CAs {
 		certPEM, err := read(e.store.CertPath(spec.Name))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		keyPEM, err := read(e.store.KeyPath(spec.Name))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch {
 		case certPEM == nil && e.tree.ExternalCA:
 			e.missing = append(e.missing, e.store.CertPath(spec.Name)+" (the "+spec.Name+" CA certificate)")
 		case certPEM == nil:
 			create = append(create, issue{index: e.record(spec.Name, Created, "", time.Time{}), cert: spec, isCA: true})
-			if e.opts.DryRun {
-				e.cas[spec.Name] = &authority{pool: x509.NewCertPool(), planned: true}
-			}
+			e.cas[spec.Name] = &authority{pool: x509.NewCertPool(), planned: true}
 		default:
 			a, err := e.loadAuthority(spec, certPEM, keyPEM)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			e.cas[spec.Name] = a
 			action := Reused
@@ -188,7 +189,7 @@ func (e *ensurer) authorities() error {
 			e.record(spec.Name, action, "", a.cert.NotAfter)
 		}
 	}
-	return e.run(create)
+	return create, nil
 }
 
 func (e *ensurer) loadAuthority(spec Cert, certPEM, keyPEM []byte) (*authority, error) {

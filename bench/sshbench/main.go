@@ -4,7 +4,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"flag"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/privcloud/privcloud/bench/benchutil"
 	"github.com/privcloud/privcloud/internal/testsshd"
 )
 
@@ -51,7 +51,7 @@ func main() {
 	md := b.markdown(rows, mem, *runs)
 	fmt.Print(md)
 	if *report != "" {
-		if err := replaceSection(*report, md); err != nil {
+		if err := benchutil.ReplaceSection(*report, "ssh", md); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -125,28 +125,13 @@ type row struct {
 	runs        int
 }
 
-// timeIt runs cmd (through bash) n times and returns the median wall time; any failure is fatal, so a
-// number is never reported for work that did not happen.
+// timeIt is the median wall time of n runs of script; a failure ends the benchmark.
 func (b *bench) timeIt(n int, script string) float64 {
-	var times []float64
-	for range n {
-		// every run starts with no dirty pages waiting, so one tool's writes are not another's fsync
-		if err := exec.Command("sync").Run(); err != nil {
-			fatal("sync: %v", err)
-		}
-		cmd := exec.Command("bash", "-c", script)
-		cmd.Dir = b.dir
-		cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(b.dir, "ansible.cfg"))
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
-			fatal("%s: %v\n%s", script, err, out.String())
-		}
-		times = append(times, time.Since(start).Seconds())
+	t, err := benchutil.Median(n, b.dir, []string{"ANSIBLE_CONFIG=" + filepath.Join(b.dir, "ansible.cfg")}, script)
+	if err != nil {
+		fatal("%v", err)
 	}
-	slices.Sort(times)
-	return times[len(times)/2]
+	return t
 }
 
 // sshBase is an OpenSSH client command verifying host keys as privcloud does; the port follows.
@@ -258,10 +243,7 @@ func (b *bench) markdown(rows []row, memMiB float64, runs int) string {
 	for _, r := range rows {
 		ratio := "1.00x"
 		if !strings.HasPrefix(r.tool, "privcloud") {
-			ratio = fmt.Sprintf("%.2fx slower", r.seconds/base[r.group])
-			if r.seconds < base[r.group] {
-				ratio = fmt.Sprintf("%.2fx faster", base[r.group]/r.seconds)
-			}
+			ratio = benchutil.Ratio(r.seconds, base[r.group])
 		}
 		fmt.Fprintf(&w, "| %s | %s | %.2f s | %d | %s |\n", r.group, r.tool, r.seconds, r.runs, ratio)
 	}
@@ -274,20 +256,4 @@ func (b *bench) markdown(rows []row, memMiB float64, runs int) string {
 func machine() string {
 	out, _ := exec.Command("nproc").Output()
 	return strings.TrimSpace(string(out)) + " cores"
-}
-
-const beginMarker, endMarker = "<!-- bench:ssh:begin -->", "<!-- bench:ssh:end -->"
-
-func replaceSection(path, md string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	s := string(data)
-	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
-	if i < 0 || j < i {
-		return fmt.Errorf("%s has no %s ... %s section", path, beginMarker, endMarker)
-	}
-	s = s[:i+len(beginMarker)] + "\n" + md + s[j:]
-	return os.WriteFile(path, []byte(s), 0o644)
 }
