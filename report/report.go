@@ -61,13 +61,15 @@ const (
 	JSON Format = "json"
 )
 
-// ParseFormat accepts "text" or "json".
+// ParseFormat accepts "text" (or its synonym "table") and "json".
 func ParseFormat(s string) (Format, error) {
 	switch Format(s) {
-	case Text, JSON:
-		return Format(s), nil
+	case Text, "table":
+		return Text, nil
+	case JSON:
+		return JSON, nil
 	}
-	return "", fmt.Errorf("unknown output format %q: use text or json", s)
+	return "", fmt.Errorf("unknown output format %q: use text (or table) or json", s)
 }
 
 // Reporter writes events to one stream. It is safe for concurrent use by per-host goroutines.

@@ -174,3 +174,33 @@ func TestHostKeysThroughTheCLI(t *testing.T) {
 		t.Errorf("recorded keys must be trusted afterwards: exit %d\n%s", code, out)
 	}
 }
+
+func TestRemoteCertificateCheck(t *testing.T) {
+	if _, err := os.Stat("/etc/kubernetes"); err == nil {
+		t.Skip("this machine has /etc/kubernetes: the loopback hosts would report its files")
+	}
+	bin := build(t)
+	config, _ := lab(t, true)
+	if code, out := runBin(t, bin, "certs", "generate", "-f", config); code != 0 {
+		t.Fatalf("certs generate: exit %d\n%s", code, out)
+	}
+	cmd := exec.Command(bin, "certs", "check-expiration", "--remote", "-f", config, "-o", "json")
+	stdout, err := cmd.Output()
+	var res struct {
+		Certificates []struct{ Host, Path, Name, Problem string }
+	}
+	if code := exitCode(t, err); code != 5 || json.Unmarshal(stdout, &res) != nil {
+		t.Fatalf("check-expiration --remote: exit %d\n%s", code, stdout)
+	}
+	perHost := map[string]int{}
+	for _, c := range res.Certificates {
+		if c.Problem != "not deployed" {
+			t.Errorf("%s %s: %q", c.Host, c.Path, c.Problem)
+		}
+		perHost[c.Host]++
+	}
+	// the control plane with etcd checks 15 files (3 as a node, 9 as control plane, 3 as etcd member), each worker 3
+	if perHost["h1"] != 15 || perHost["h2"] != 3 || perHost["h3"] != 3 {
+		t.Errorf("files checked per host: %v", perHost)
+	}
+}
