@@ -1,0 +1,606 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	xssh "golang.org/x/crypto/ssh"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+// Names of the lab's network pieces. The switch is a bridge inside its own namespace; the machine reaches it
+// through a veth at GatewayIP.
+const (
+	switchNS   = namePrefix + "sw"
+	uplinkLink = namePrefix + "up"
+	recordName = "lab.json"
+)
+
+func hostNS(i int) string   { return fmt.Sprintf("%sh%d", namePrefix, i) }
+func hostPort(i int) string { return fmt.Sprintf("%sh%d", namePrefix, i) } // the host's port on the switch
+
+// Lab is a set of hosts and the files describing them (cluster.yaml, keys, known_hosts) in Dir.
+type Lab struct {
+	// Dir holds the lab's record and the files users need: .lab in the checkout for `make lab`.
+	Dir string
+	// Runtime holds the hosts' overlays and containerd folders; it must be on ext4 (not overlay or tmpfs).
+	Runtime string
+	// Log receives progress and tool output.
+	Log io.Writer
+
+	rec Record
+}
+
+// Record is what a lab created, written before each resource is made so Down can undo a crashed run.
+type Record struct {
+	Image   string       `json:"image"`
+	Network bool         `json:"network"`
+	Hosts   []HostRecord `json:"hosts"`
+}
+
+// HostRecord is one host's resources.
+type HostRecord struct {
+	Index     int      `json:"index"`
+	Dir       string   `json:"dir"`
+	Mount     string   `json:"mount"`
+	Cgroups   []string `json:"cgroups"`
+	PID       int      `json:"pid"`
+	MachineID string   `json:"machineID"`
+}
+
+// Open loads the lab's record, if any.
+func Open(dir, runtime string, log io.Writer) (*Lab, error) {
+	l := &Lab{Dir: dir, Runtime: runtime, Log: log}
+	data, err := os.ReadFile(filepath.Join(dir, recordName))
+	if errors.Is(err, os.ErrNotExist) {
+		return l, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(data, &l.rec); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, recordName), err)
+	}
+	return l, nil
+}
+
+func (l *Lab) save() error {
+	data, err := json.MarshalIndent(l.rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(l.Dir, recordName+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(l.Dir, recordName))
+}
+
+// Hosts returns the number of hosts the lab has.
+func (l *Lab) Hosts() int { return len(l.rec.Hosts) }
+
+// Up boots n hosts from image and waits until each answers SSH with its known host key. It writes the user
+// key, known_hosts and cluster.yaml into Dir. A lab that is already up is refused.
+func (l *Lab) Up(ctx context.Context, image string, n int) error {
+	if n < 1 || n > maxHosts {
+		return fmt.Errorf("a lab has 1 to %d hosts, not %d", maxHosts, n)
+	}
+	if len(l.rec.Hosts) > 0 || l.rec.Network {
+		return fmt.Errorf("a lab is already up (record %s): take it down first", filepath.Join(l.Dir, recordName))
+	}
+	if out, _ := exec.Command("ip", "netns", "list").Output(); bytes.Contains(out, []byte(switchNS)) {
+		return fmt.Errorf("network namespace %s exists: another lab is up on this machine", switchNS)
+	}
+	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
+		return err
+	}
+	l.rec.Image = image
+	userKey, err := l.writeUserKey()
+	if err != nil {
+		return err
+	}
+	if err := l.netUp(); err != nil {
+		return err
+	}
+	var known strings.Builder
+	for i := 1; i <= n; i++ {
+		hostKey, err := l.hostUp(i, image, userKey)
+		if err != nil {
+			return fmt.Errorf("host h%d: %w", i, err)
+		}
+		fmt.Fprintf(&known, "%s %s\n", HostIP(i), strings.TrimSpace(string(xssh.MarshalAuthorizedKey(hostKey))))
+	}
+	if err := os.WriteFile(l.KnownHosts(), []byte(known.String()), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(l.ClusterConfig(), []byte(l.clusterYAML(n)), 0o600); err != nil {
+		return err
+	}
+	return l.WaitSSH(ctx, 2*time.Minute)
+}
+
+// KeyPath, KnownHosts and ClusterConfig are the files the lab writes for privcloud.
+func (l *Lab) KeyPath() string       { return filepath.Join(l.Dir, "id_ed25519") }
+func (l *Lab) KnownHosts() string    { return filepath.Join(l.Dir, "known_hosts") }
+func (l *Lab) ClusterConfig() string { return filepath.Join(l.Dir, "cluster.yaml") }
+
+func (l *Lab) writeUserKey() (xssh.PublicKey, error) {
+	if data, err := os.ReadFile(l.KeyPath()); err == nil {
+		s, err := xssh.ParsePrivateKey(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", l.KeyPath(), err)
+		}
+		return s.PublicKey(), nil
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	block, err := xssh.MarshalPrivateKey(priv, "privcloud lab")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(l.KeyPath(), pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, err
+	}
+	return xssh.NewPublicKey(pub)
+}
+
+// clusterYAML describes the lab for privcloud: h1 is the control plane, the others are workers, with the
+// settings hosts that are containers on a cgroup v1 machine need.
+func (l *Lab) clusterYAML(n int) string {
+	var b strings.Builder
+	b.WriteString("# Written by the privcloud lab for its hosts; `make lab-down` removes it.\n")
+	b.WriteString("apiVersion: privcloud.io/v1alpha1\nkind: Cluster\nmetadata:\n  name: lab\nspec:\n  stateDir: state\n  hosts:\n")
+	for i := 1; i <= n; i++ {
+		roles := "[worker]"
+		if i == 1 {
+			roles = "[control-plane, etcd]"
+		}
+		fmt.Fprintf(&b, "  - name: h%d\n    address: %s\n    sshKeyPath: id_ed25519\n    roles: %s\n", i, HostIP(i), roles)
+	}
+	b.WriteString(`  ssh:
+    knownHostsFiles: [known_hosts]
+    connectTimeout: 10s
+  containerd:
+    kata:
+      enabled: true
+    # the hosts are containers: no CAP_SYS_RESOURCE to lower oom_score_adj
+    restrictOOMScoreAdj: true
+  kubelet:
+    cgroupDriver: cgroupfs
+    failCgroupV1: false
+  kubeProxy:
+    conntrack:
+      maxPerCore: 0
+`)
+	return b.String()
+}
+
+// Cluster loads the lab's cluster.yaml.
+func (l *Lab) Cluster() (*api.Cluster, error) { return api.Load(l.ClusterConfig()) }
+
+// WaitSSH waits until every host accepts an SSH connection with its known host key.
+func (l *Lab) WaitSSH(ctx context.Context, limit time.Duration) error {
+	c, err := l.Cluster()
+	if err != nil {
+		return err
+	}
+	d, err := ssh.NewDialer(c, ssh.Environment{Getenv: func(string) string { return "" }})
+	if err != nil {
+		return err
+	}
+	d.Attempts, d.ConnectTimeout = 1, 2*time.Second
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for _, h := range c.Spec.Hosts {
+		for {
+			client, err := d.Connect(ctx, h)
+			if err == nil {
+				client.Close()
+				break
+			}
+			var hk *ssh.HostKeyError
+			if errors.As(err, &hk) {
+				return err // a wrong key will not fix itself
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s did not answer SSH within %s: %w (console: %s)", h.Name, limit, err, l.consolePath(h.Name))
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func (l *Lab) consolePath(name string) string { return filepath.Join(l.Runtime, name, "console.log") }
+
+// netUp makes the switch namespace with its bridge and the machine's uplink.
+func (l *Lab) netUp() error {
+	l.rec.Network = true
+	if err := l.save(); err != nil {
+		return err
+	}
+	return l.ip([][]string{
+		{"netns", "add", switchNS},
+		{"-n", switchNS, "link", "set", "lo", "up"},
+		{"-n", switchNS, "link", "add", "br0", "type", "bridge"},
+		{"-n", switchNS, "link", "set", "br0", "up"},
+		{"link", "add", uplinkLink, "type", "veth", "peer", "name", "up0", "netns", switchNS},
+		{"-n", switchNS, "link", "set", "up0", "master", "br0", "up"},
+		{"addr", "add", GatewayIP + "/24", "dev", uplinkLink},
+		{"link", "set", uplinkLink, "up"},
+	})
+}
+
+func (l *Lab) ip(cmds [][]string) error {
+	for _, args := range cmds {
+		if err := run(l.Log, "ip", args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostUp boots host i: its network namespace and switch port, an overlay of the image with its own SSH host
+// key and the lab user's key, a cgroup in every hierarchy, and systemd-nspawn booting its systemd.
+func (l *Lab) hostUp(i int, image string, userKey xssh.PublicKey) (xssh.PublicKey, error) {
+	name := fmt.Sprintf("h%d", i)
+	dir := filepath.Join(l.Runtime, name)
+	hr := HostRecord{Index: i, Dir: dir, Mount: filepath.Join(dir, "root")}
+	l.rec.Hosts = append(l.rec.Hosts, hr)
+	rec := &l.rec.Hosts[len(l.rec.Hosts)-1]
+	if err := l.save(); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"upper", "work", "root", "containerd", "upper/etc/ssh", "upper/root/.ssh"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	// a fresh host key for this host, known before it boots: host keys are verified from the first connection
+	hostKey, err := writeHostKey(filepath.Join(dir, "upper/etc/ssh/ssh_host_ed25519_key"))
+	if err != nil {
+		return nil, err
+	}
+	// every host its own machine id, as real machines have (nspawn would give all of them the same one)
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	rec.MachineID = hex.EncodeToString(id)
+	files := map[string][]byte{
+		"upper/root/.ssh/authorized_keys": xssh.MarshalAuthorizedKey(userKey),
+		"upper/etc/hostname":              []byte(name + "\n"),
+		"upper/etc/machine-id":            []byte(rec.MachineID + "\n"),
+	}
+	for p, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, p), data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	ns := hostNS(i)
+	if err := l.ip([][]string{
+		{"netns", "add", ns},
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"link", "add", hostPort(i), "netns", switchNS, "type", "veth", "peer", "name", "eth0", "netns", ns},
+		{"-n", switchNS, "link", "set", hostPort(i), "master", "br0", "up"},
+		{"-n", ns, "addr", "add", HostIP(i) + "/24", "dev", "eth0"},
+		{"-n", ns, "link", "set", "eth0", "up"},
+		{"-n", ns, "route", "add", "default", "via", GatewayIP},
+	}); err != nil {
+		return nil, err
+	}
+	if err := run(l.Log, "mount", "-t", "overlay", "overlay", "-o",
+		fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", image, filepath.Join(dir, "upper"), filepath.Join(dir, "work")), rec.Mount); err != nil {
+		return nil, err
+	}
+	cgroups, err := hostCgroups("lab-" + name)
+	rec.Cgroups = cgroups
+	if serr := l.save(); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, err
+	}
+	pid, err := l.boot(name, ns, rec)
+	if err != nil {
+		return nil, err
+	}
+	rec.PID = pid
+	return hostKey, l.save()
+}
+
+// boot starts systemd-nspawn for a host inside its cgroups (no systemd on the machine makes a scope for it).
+func (l *Lab) boot(name, ns string, rec *HostRecord) (int, error) {
+	console, err := os.Create(filepath.Join(rec.Dir, "console.log"))
+	if err != nil {
+		return 0, err
+	}
+	defer console.Close()
+	var script strings.Builder
+	for _, d := range rec.Cgroups {
+		fmt.Fprintf(&script, "echo $$ > %s/cgroup.procs\n", d)
+	}
+	script.WriteString(`exec "$@"`)
+	args := []string{"-c", script.String(), "lab-host",
+		"systemd-nspawn", "-q", "-D", rec.Mount, "-M", name, "--uuid=" + rec.MachineID, "-b", "--register=no", "--keep-unit",
+		"--network-namespace-path=/run/netns/" + ns, "--capability=all",
+		"--bind=" + filepath.Join(rec.Dir, "containerd") + ":/var/lib/containerd", "--bind=/dev/kmsg",
+		"--console=read-only", "--resolv-conf=off"}
+	cmd := exec.Command("sh", args...)
+	cmd.Env = append(os.Environ(),
+		"SYSTEMD_SECCOMP=0",                       // nspawn's filter blocks keyctl, which runc needs
+		"SYSTEMD_NSPAWN_API_VFS_WRITABLE=network", // /proc/sys/net writable: per-namespace, for CNI and kube-proxy
+	)
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = console, console, nil
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // the host outlives this process; Down ends it
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	go cmd.Wait() // reap it when it ends while we still run
+	return cmd.Process.Pid, nil
+}
+
+// hostCgroups makes a cgroup named name under this process's own cgroup in every mounted hierarchy.
+func hostCgroups(name string) ([]string, error) {
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	paths := map[string]string{} // controller key -> this process's path
+	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 {
+			paths[parts[1]] = parts[2]
+		}
+	}
+	entries, err := os.ReadDir("/sys/fs/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		mount := filepath.Join("/sys/fs/cgroup", e.Name())
+		if exec.Command("mountpoint", "-q", mount).Run() != nil {
+			continue
+		}
+		k := e.Name()
+		switch k {
+		case "systemd":
+			k = "name=systemd"
+		case "unified":
+			k = ""
+		}
+		cur, ok := paths[k]
+		if !ok {
+			cur = lookupCombined(paths, k)
+		}
+		d := filepath.Join(mount, cur, name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return out, err
+		}
+		out = append(out, d)
+		if e.Name() == "cpuset" {
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				v, err := os.ReadFile(filepath.Join(filepath.Dir(d), f))
+				if err != nil {
+					return out, err
+				}
+				if err := os.WriteFile(filepath.Join(d, f), v, 0o644); err != nil {
+					return out, err
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// lookupCombined finds the path of a controller mounted together with others ("cpu,cpuacct").
+func lookupCombined(paths map[string]string, k string) string {
+	for ctrls, p := range paths {
+		for _, c := range strings.Split(ctrls, ",") {
+			if c == k {
+				return p
+			}
+		}
+	}
+	return "/"
+}
+
+func writeHostKey(path string) (xssh.PublicKey, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	block, err := xssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, err
+	}
+	sshPub, err := xssh.NewPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return sshPub, os.WriteFile(path+".pub", xssh.MarshalAuthorizedKey(sshPub), 0o644)
+}
+
+// Down ends every host (SIGKILL to its systemd ends its whole container at once), unmounts, removes the
+// cgroups, namespaces and links, and the runtime files, following the record. It may be run again.
+func (l *Lab) Down() error {
+	var errs []error
+	for i := len(l.rec.Hosts) - 1; i >= 0; i-- {
+		h := l.rec.Hosts[i]
+		errs = append(errs, l.hostDown(h))
+	}
+	if l.rec.Network {
+		exec.Command("ip", "link", "del", uplinkLink).Run()
+		if err := exec.Command("ip", "netns", "del", switchNS).Run(); err != nil && netnsExists(switchNS) {
+			errs = append(errs, fmt.Errorf("ip netns del %s: %w", switchNS, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	l.rec = Record{}
+	for _, f := range []string{recordName, "known_hosts", "cluster.yaml", "kubeconfig"} {
+		os.Remove(filepath.Join(l.Dir, f))
+	}
+	os.RemoveAll(filepath.Join(l.Dir, "state"))
+	return nil
+}
+
+func (l *Lab) hostDown(h HostRecord) error {
+	if h.PID > 0 && alive(h.PID) {
+		if init := childOf(h.PID); init > 0 {
+			syscall.Kill(init, syscall.SIGKILL) // the container's PID 1: its whole PID namespace goes with it
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for alive(h.PID) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if alive(h.PID) {
+			syscall.Kill(h.PID, syscall.SIGKILL)
+		}
+	}
+	var errs []error
+	if h.Mount != "" && exec.Command("mountpoint", "-q", h.Mount).Run() == nil {
+		if err := run(l.Log, "umount", h.Mount); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, d := range h.Cgroups {
+		if err := removeCgroup(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if ns := hostNS(h.Index); netnsExists(ns) {
+		if err := run(l.Log, "ip", "netns", "del", ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return os.RemoveAll(h.Dir)
+}
+
+// removeCgroup removes a cgroup and the ones under it, deepest first, once their processes are gone.
+func removeCgroup(dir string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	var dirs []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for i := len(dirs) - 1; i >= 0; i-- {
+		for {
+			err := os.Remove(dirs[i])
+			if err == nil || errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("cgroup %s: %w", dirs[i], err)
+			}
+			time.Sleep(50 * time.Millisecond) // its last processes are still exiting
+		}
+	}
+	return nil
+}
+
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	return !(i >= 0 && len(data) > i+2 && data[i+2] == 'Z')
+}
+
+// childOf returns a child of pid (nspawn's only child is the container's init).
+func childOf(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) == 0 {
+		return 0
+	}
+	child, _ := strconv.Atoi(fields[0])
+	return child
+}
+
+func netnsExists(name string) bool {
+	_, err := os.Stat("/run/netns/" + name)
+	return err == nil
+}
+
+// Kill ends host i at once, as a power cut would.
+func (l *Lab) Kill(i int) error {
+	for _, h := range l.rec.Hosts {
+		if h.Index == i {
+			if init := childOf(h.PID); init > 0 {
+				return syscall.Kill(init, syscall.SIGKILL)
+			}
+			return fmt.Errorf("h%d is not running", i)
+		}
+	}
+	return fmt.Errorf("the lab has no host h%d", i)
+}
+
+// Cut takes host i off the network (its switch port down); Restore puts it back.
+func (l *Lab) Cut(i int) error {
+	return run(l.Log, "ip", "-n", switchNS, "link", "set", hostPort(i), "down")
+}
+func (l *Lab) Restore(i int) error {
+	return run(l.Log, "ip", "-n", switchNS, "link", "set", hostPort(i), "up")
+}
+
+// Status describes each host: its process and whether its switch port is up.
+func (l *Lab) Status() string {
+	if len(l.rec.Hosts) == 0 {
+		return "no lab is up\n"
+	}
+	var b strings.Builder
+	for _, h := range l.rec.Hosts {
+		state := "stopped"
+		if h.PID > 0 && alive(h.PID) {
+			state = "running"
+		}
+		link := "connected"
+		if out, err := exec.Command("ip", "-n", switchNS, "-o", "link", "show", hostPort(h.Index)).Output(); err != nil || !bytes.Contains(out, []byte("state UP")) {
+			link = "cut off"
+		}
+		fmt.Fprintf(&b, "h%d  %-12s %-8s %s\n", h.Index, HostIP(h.Index), state, link)
+	}
+	return b.String()
+}
