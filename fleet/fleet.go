@@ -112,6 +112,8 @@ func each(ctx context.Context, d *ssh.Dialer, hosts []api.Host, concurrency int,
 		} else {
 			if err := work(c, &r); err != nil {
 				r.Error = err.Error()
+				// a host that drops the connection mid-command is as unreachable as one that never answered
+				r.Unreachable = errors.Is(err, ssh.ErrConnectionLost)
 			}
 			c.Close()
 		}

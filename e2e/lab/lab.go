@@ -178,7 +178,7 @@ func (l *Lab) clusterYAML(n int) string {
 	}
 	b.WriteString(`  ssh:
     knownHostsFiles: [known_hosts]
-    connectTimeout: 10s
+    connectTimeout: 5s
   containerd:
     kata:
       enabled: true
@@ -564,15 +564,28 @@ func netnsExists(name string) bool {
 	return err == nil
 }
 
-// Kill ends host i at once, as a power cut would.
+// Kill ends host i at once, as a power cut would, and returns once every process of it is gone.
 func (l *Lab) Kill(i int) error {
 	for _, h := range l.rec.Hosts {
-		if h.Index == i {
-			if init := childOf(h.PID); init > 0 {
-				return syscall.Kill(init, syscall.SIGKILL)
-			}
+		if h.Index != i {
+			continue
+		}
+		init := childOf(h.PID)
+		if init <= 0 {
 			return fmt.Errorf("h%d is not running", i)
 		}
+		if err := syscall.Kill(init, syscall.SIGKILL); err != nil {
+			return err
+		}
+		// the kernel tears the PID namespace down asynchronously; nspawn exits when it is gone
+		deadline := time.Now().Add(15 * time.Second)
+		for alive(h.PID) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("h%d: still running 15s after SIGKILL", i)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
 	}
 	return fmt.Errorf("the lab has no host h%d", i)
 }
@@ -603,4 +616,83 @@ func (l *Lab) Status() string {
 		fmt.Fprintf(&b, "h%d  %-12s %-8s %s\n", h.Index, HostIP(h.Index), state, link)
 	}
 	return b.String()
+}
+
+// Logs collects what each host says about itself (its journal, read over SSH, and its console), for tests
+// that fail.
+func (l *Lab) Logs(ctx context.Context) string {
+	var b strings.Builder
+	c, err := l.Cluster()
+	if err != nil {
+		return err.Error()
+	}
+	d, err := ssh.NewDialer(c, ssh.Environment{Getenv: func(string) string { return "" }})
+	if err != nil {
+		return err.Error()
+	}
+	d.Attempts, d.ConnectTimeout = 1, 3*time.Second
+	for _, h := range c.Spec.Hosts {
+		fmt.Fprintf(&b, "==== %s journal\n", h.Name)
+		if client, err := d.Connect(ctx, h); err != nil {
+			fmt.Fprintf(&b, "(unreachable: %v)\n", err)
+		} else {
+			res, _ := client.Run(ctx, "journalctl -b --no-pager -n 150 2>&1; systemctl --failed --no-pager 2>&1")
+			b.Write(res.Stdout)
+			client.Close()
+		}
+		console, _ := os.ReadFile(l.consolePath(h.Name))
+		fmt.Fprintf(&b, "==== %s console (last 3000 bytes)\n%s\n", h.Name, tail(console, 3000))
+	}
+	return b.String()
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// Leftovers lists what a lab left on the machine: namespaces and links of its naming, mounts under runtime,
+// host cgroups, running nspawn processes. Empty after a clean Down.
+func Leftovers(runtime string) []string {
+	var out []string
+	if data, err := exec.Command("ip", "netns", "list").Output(); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], namePrefix) {
+				out = append(out, "network namespace "+f[0])
+			}
+		}
+	}
+	if exec.Command("ip", "link", "show", uplinkLink).Run() == nil {
+		out = append(out, "link "+uplinkLink)
+	}
+	if mounts, err := os.ReadFile("/proc/mounts"); err == nil {
+		for _, line := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], runtime) {
+				out = append(out, "mount "+f[1])
+			}
+		}
+	}
+	filepath.WalkDir("/sys/fs/cgroup", func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), "lab-h") {
+			out = append(out, "cgroup "+p)
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); bytes.Contains(cmd, []byte(runtime)) && alive(pid) {
+			out = append(out, fmt.Sprintf("process %d %s", pid, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '})))
+		}
+	}
+	return out
 }

@@ -1,0 +1,192 @@
+//go:build e2e
+
+// Package e2e runs privcloud against real hosts in the local lab. Each scenario gets fresh hosts; when one
+// fails, the hosts' journals and consoles are printed. The suite fails if the machine's sysctls changed or
+// anything of a lab is left behind.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/privcloud/privcloud/e2e/lab"
+)
+
+var (
+	privcloud string // the binary under test
+	image     string
+)
+
+// machineSysctls are the settings the kubelet would write machine-wide; the lab shields them.
+var machineSysctls = []string{"vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops"}
+
+func sysctls() string {
+	out, _ := exec.Command("sysctl", machineSysctls...).Output()
+	return string(out)
+}
+
+const runtimeRoot = "/var/tmp/privcloud-e2e"
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("the e2e suite needs root (network namespaces, mounts, systemd-nspawn)")
+		os.Exit(1)
+	}
+	before := sysctls()
+	dir, err := os.MkdirTemp("", "privcloud-e2e-")
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	privcloud = filepath.Join(dir, "privcloud")
+	if out, err := exec.Command("go", "build", "-o", privcloud, "../cmd/privcloud").CombinedOutput(); err != nil {
+		fmt.Printf("build privcloud: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	home, _ := os.UserHomeDir()
+	start := time.Now()
+	if image, err = lab.EnsureImage(filepath.Join(home, ".cache/privcloud/lab"), os.Stderr); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	fmt.Printf("lab image ready in %s\n", time.Since(start).Round(time.Millisecond))
+	code := m.Run()
+	if after := sysctls(); after != before {
+		fmt.Printf("FAIL: the machine's sysctls changed:\nbefore:\n%safter:\n%s", before, after)
+		code = 1
+	}
+	if left := lab.Leftovers(runtimeRoot); len(left) > 0 {
+		fmt.Printf("FAIL: the labs left behind:\n  %s\n", strings.Join(left, "\n  "))
+		code = 1
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// newLab boots n fresh hosts for one test and takes them down after it, printing their logs if it failed.
+func newLab(t *testing.T, n int) *lab.Lab {
+	t.Helper()
+	runtime := filepath.Join(runtimeRoot, strings.ReplaceAll(t.Name(), "/", "_"))
+	l, err := lab.Open(t.TempDir(), runtime, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	upErr := l.Up(context.Background(), image, n)
+	t.Cleanup(func() {
+		if t.Failed() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			t.Logf("hosts' logs:\n%s", l.Logs(ctx))
+			cancel()
+		}
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+		if left := lab.Leftovers(runtime); len(left) > 0 {
+			t.Errorf("lab down left behind: %v", left)
+		}
+	})
+	if upErr != nil {
+		t.Fatalf("lab up: %v", upErr)
+	}
+	t.Logf("%d hosts answer SSH after %s", n, time.Since(start).Round(10*time.Millisecond))
+	return l
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, l *lab.Lab, args ...string) result {
+	t.Helper()
+	// -f goes before "--": after it, everything is the remote command
+	flags := []string{"-f", l.ClusterConfig()}
+	if i := slices.Index(args, "--"); i >= 0 {
+		args = slices.Concat(args[:i], flags, args[i:])
+	} else {
+		args = append(args, flags...)
+	}
+	cmd := exec.Command(privcloud, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, out.String(), errOut.String()}
+}
+
+func TestPreflightAndExecOnLabHosts(t *testing.T) {
+	l := newLab(t, 3)
+	r := run(t, l, "preflight")
+	if r.code != 0 || strings.Count(r.stdout, "debian 12") != 3 || !strings.Contains(r.stdout, "no /dev/kvm") {
+		t.Fatalf("preflight: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "exec", "--", "cat /etc/hostname /etc/machine-id; ip -4 -o addr show eth0")
+	if r.code != 0 || !strings.Contains(r.stdout, "10.77.0.13/24") || !strings.Contains(r.stdout, "3 hosts: 3 ok") {
+		t.Fatalf("exec: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// the hosts are air-gapped: nothing leaves the lab network
+	r = run(t, l, "exec", "--hosts", "h1", "--", "timeout 3 bash -c 'echo > /dev/tcp/1.1.1.1/80' && echo REACHED || echo blocked")
+	if !strings.Contains(r.stdout, "blocked") {
+		t.Errorf("a lab host reached outside the lab:\n%s", r.stdout)
+	}
+}
+
+func TestPKIOnLabHosts(t *testing.T) {
+	l := newLab(t, 3)
+	r := run(t, l, "init", "--only", "certs")
+	if r.code != 0 || !strings.Contains(r.stdout, "0 failed") {
+		t.Fatalf("init --only certs: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "certs", "check-expiration", "--remote", "-o", "json")
+	if r.code != 0 || strings.Contains(r.stdout, `"problem"`) {
+		t.Fatalf("deployed certificates: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "init", "--only", "certs")
+	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
+		t.Errorf("re-running changed something:\n%s", r.stdout)
+	}
+	r = run(t, l, "exec", "--role", "worker", "--", "find /etc/kubernetes -type f -name '*.key' | wc -l")
+	if r.code != 0 || strings.Count(r.stdout, "\n  0\n") != 2 {
+		t.Errorf("workers must hold no key files:\n%s", r.stdout)
+	}
+}
+
+func TestHostFaults(t *testing.T) {
+	l := newLab(t, 2)
+	if err := l.Kill(2); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, l, "exec", "--", "true")
+	if r.code != 4 || !strings.Contains(r.stdout, "h2 | UNREACHABLE") || !strings.Contains(r.stdout, "h1 | exit 0") {
+		t.Fatalf("a killed host: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if err := l.Cut(1); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r = run(t, l, "exec", "--hosts", "h1", "--", "true")
+	if r.code != 4 {
+		t.Fatalf("a cut-off host: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("cut-off host reported unreachable after %s", time.Since(start).Round(time.Millisecond))
+	if err := l.Restore(1); err != nil {
+		t.Fatal(err)
+	}
+	if r = run(t, l, "exec", "--hosts", "h1", "--", "true"); r.code != 0 {
+		t.Errorf("after restoring the link: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
