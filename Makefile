@@ -15,25 +15,52 @@ LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) \
 # proxy refuses the source of k8s.io/kubernetes v1.37.2; v1.37.1 has the same certificate code.
 KUBEADM_VERSION ?= v1.37.1
 
-.PHONY: build test unit lint e2e bench lab lab-up lab-down bundle clean
+.PHONY: build test unit lint e2e bench lab lab-up lab-down lab-status bundle clean
 
 ## build: the privcloud binary in _output/ (static, reproducible paths)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/privcloud
 
-## test: lint, then every unit and integration test (what CI runs)
+## test: lint, every unit and integration test, then the e2e suite on lab hosts (what CI runs; needs root)
 test: lint
 	$(GO) test -count=1 -tags integration ./...
+	$(GO) test -count=1 -tags e2e -v ./e2e/...
 
 ## unit: the fast unit tests only (seconds)
 unit:
 	$(GO) test ./...
 
-## lint: gofmt and go vet, for both the default and the integration build
+## lint: gofmt and go vet, for the default, integration and e2e builds
 lint:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
+	$(GO) vet -tags e2e ./e2e/...
+
+## e2e: only the e2e suite (fresh lab hosts per scenario)
+e2e:
+	$(GO) test -count=1 -tags e2e -v ./e2e/...
+
+# The local lab: hosts h1..hN at 10.77.0.11.., their cluster.yaml, keys and known_hosts in .lab/.
+N       ?= 3
+LABCTL  := $(GO) run ./e2e/labctl -dir .lab
+
+## lab-up: start N lab hosts (N=3 by default) that answer SSH with verified host keys
+lab-up:
+	$(LABCTL) -n $(N) up
+
+## lab-down: remove the lab's hosts, mounts, namespaces and cgroups, even after a crash
+lab-down:
+	$(LABCTL) down
+
+## lab-status: the lab's hosts and their links
+lab-status:
+	$(LABCTL) status
+
+## lab: the newcomer's command: 3 lab hosts, then privcloud init against them
+lab: build lab-up
+	@$(BIN) init -f .lab/cluster.yaml || { code=$$?; echo; \
+		echo "privcloud init stopped (exit $$code). The hosts are still up: 'make lab-down' removes them."; exit $$code; }
 
 ## bench: side-by-side benchmarks, written into BENCHMARKS.md (needs Debian's ansible-core for the comparison)
 bench: build
@@ -43,9 +70,9 @@ bench: build
 	kubeadm=$$(bench/build-kubeadm.sh $(KUBEADM_VERSION)) && \
 		$(GO) run ./bench/pkibench -privcloud $(BIN) -kubeadm $$kubeadm -kubeadm-version $(KUBEADM_VERSION) -update BENCHMARKS.md
 
-# These targets arrive with the lab, bundle and cluster phases; until then they say so and fail.
-e2e lab lab-up lab-down bundle:
-	@echo "make $@: not available yet: it needs the SSH transport, the air-gap bundle and the lab (see README.md, Status)" >&2
+# The bundle arrives with its own capability; until then the target says so and fails.
+bundle:
+	@echo "make bundle: not available yet: the air-gap bundle is not built (see README.md, Status)" >&2
 	@exit 2
 
 clean:
