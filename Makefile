@@ -69,6 +69,7 @@ bench: build
 	$(GO) run ./bench/sshbench -privcloud $(BIN) -update BENCHMARKS.md
 	kubeadm=$$(bench/build-kubeadm.sh $(KUBEADM_VERSION)) && \
 		$(GO) run ./bench/pkibench -privcloud $(BIN) -kubeadm $$kubeadm -kubeadm-version $(KUBEADM_VERSION) -update BENCHMARKS.md
+	$(GO) run ./bench/labbench -update BENCHMARKS.md
 
 # The bundle arrives with its own capability; until then the target says so and fails.
 bundle:

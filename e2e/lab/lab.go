@@ -696,3 +696,42 @@ func Leftovers(runtime string) []string {
 	}
 	return out
 }
+
+// Memory is one host's memory use, from its cgroup: rss is anonymous memory of its processes, cache the page
+// cache charged to it.
+type Memory struct {
+	Host       string
+	RSS, Cache uint64
+}
+
+// MemoryUse reads each host's memory cgroup.
+func (l *Lab) MemoryUse() ([]Memory, error) {
+	var out []Memory
+	for _, h := range l.rec.Hosts {
+		m := Memory{Host: fmt.Sprintf("h%d", h.Index)}
+		for _, d := range h.Cgroups {
+			if !strings.HasPrefix(d, "/sys/fs/cgroup/memory/") {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(d, "memory.stat"))
+			if err != nil {
+				return nil, err
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				f := strings.Fields(line)
+				if len(f) != 2 {
+					continue
+				}
+				v, _ := strconv.ParseUint(f[1], 10, 64)
+				switch f[0] {
+				case "total_rss":
+					m.RSS = v
+				case "total_cache":
+					m.Cache = v
+				}
+			}
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
