@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/phases"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -71,6 +71,16 @@ checks the files you provide and lists what is missing.`,
 	return c
 }
 
+// loadTree loads cluster.yaml and declares its certificate tree.
+func (g *globalOptions) loadTree() (*api.Cluster, *pki.Tree, error) {
+	cluster, err := g.loadCluster()
+	if err != nil {
+		return nil, nil, err
+	}
+	tree, err := pki.TreeFor(cluster)
+	return cluster, tree, err
+}
+
 // expiryRow is one line of check-expiration: a local entry, or a file deployed on a host.
 type expiryRow struct {
 	Host string `json:"host,omitempty"`
@@ -88,11 +98,7 @@ directory, or with --remote from what is actually deployed on each host (read ov
 anything is expired or missing.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cluster, err := g.loadCluster()
-			if err != nil {
-				return err
-			}
-			tree, err := pki.TreeFor(cluster)
+			cluster, tree, err := g.loadTree()
 			if err != nil {
 				return err
 			}
@@ -229,11 +235,7 @@ every one but the CAs and the service-account key), send the new files to the ho
 restart the installed services that read a changed file.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cluster, err := g.loadCluster()
-			if err != nil {
-				return err
-			}
-			tree, err := pki.TreeFor(cluster)
+			cluster, tree, err := g.loadTree()
 			if err != nil {
 				return err
 			}
@@ -284,36 +286,11 @@ in system:masters instead, which no RBAC binding can take away: keep it offline.
 				_, err = g.streams.Out.Write(data)
 				return err
 			}
-			return writePrivate(out, data)
+			return atomicfile.Write(out, data, 0o600)
 		},
 	}
 	g.addConfigFlag(c)
 	c.Flags().StringVar(&out, "out", "", "write to this file (0600) instead of standard output")
 	c.Flags().BoolVar(&superAdmin, "super-admin", false, "the system:masters credential instead of the admin one")
 	return c
-}
-
-// writePrivate writes a secret file atomically with mode 0600.
-func writePrivate(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".privcloud-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

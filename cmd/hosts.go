@@ -11,9 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/fleet"
 	"github.com/privcloud/privcloud/preflight"
 	"github.com/privcloud/privcloud/report"
+	"github.com/privcloud/privcloud/ssh"
 )
 
 func newExecCommand(g *globalOptions) *cobra.Command {
@@ -28,22 +30,9 @@ several are a program and its arguments, passed unchanged.
 Exit code 0 when the command succeeded everywhere, 4 when a host was unreachable, 5 when it failed somewhere.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cluster, err := g.loadCluster()
-			if err != nil {
-				return err
-			}
-			targets, err := fleet.Select(cluster.Spec.Hosts, hosts, roles)
-			if err != nil {
-				return asUsageError(err)
-			}
-			d, err := g.dialer(cluster)
-			if err != nil {
-				return err
-			}
-			start := time.Now()
-			results, err := fleet.Run(c.Context(), d, targets, fleet.Command(args), cluster.Spec.SSH.Concurrency, g.printExecResult)
-			g.printExecSummary("exec", results, time.Since(start))
-			return err
+			return g.fanOut(c, "exec", hosts, roles, func(d *ssh.Dialer, targets []api.Host, concurrency int) ([]fleet.Result, error) {
+				return fleet.Run(c.Context(), d, targets, fleet.Command(args), concurrency, g.printExecResult)
+			})
 		},
 	}
 	g.addConfigFlag(c)
@@ -72,22 +61,9 @@ file are left alone. A connection lost mid-copy is re-established and the copy s
 			if _, err := os.Stat(args[0]); err != nil {
 				return asUsageError(err)
 			}
-			cluster, err := g.loadCluster()
-			if err != nil {
-				return err
-			}
-			targets, err := fleet.Select(cluster.Spec.Hosts, hosts, roles)
-			if err != nil {
-				return asUsageError(err)
-			}
-			d, err := g.dialer(cluster)
-			if err != nil {
-				return err
-			}
-			start := time.Now()
-			results, err := fleet.Copy(c.Context(), d, targets, args[0], args[1], fs.FileMode(perm), cluster.Spec.SSH.Concurrency, g.printExecResult)
-			g.printExecSummary("copy", results, time.Since(start))
-			return err
+			return g.fanOut(c, "copy", hosts, roles, func(d *ssh.Dialer, targets []api.Host, concurrency int) ([]fleet.Result, error) {
+				return fleet.Copy(c.Context(), d, targets, args[0], args[1], fs.FileMode(perm), concurrency, g.printExecResult)
+			})
 		},
 	}
 	g.addConfigFlag(c)
@@ -97,6 +73,28 @@ file are left alone. A connection lost mid-copy is re-established and the copy s
 	c.Flags().StringSliceVar(&hosts, "hosts", nil, "copy to these hosts (names from cluster.yaml)")
 	c.Flags().StringVar(&mode, "mode", "0644", "file mode on the hosts (octal)")
 	return c
+}
+
+// fanOut loads the cluster, selects hosts by --hosts and --role, and runs one fleet operation on them with its
+// per-host output and summary.
+func (g *globalOptions) fanOut(c *cobra.Command, what string, hosts, roles []string,
+	do func(d *ssh.Dialer, targets []api.Host, concurrency int) ([]fleet.Result, error)) error {
+	cluster, err := g.loadCluster()
+	if err != nil {
+		return err
+	}
+	targets, err := fleet.Select(cluster.Spec.Hosts, hosts, roles)
+	if err != nil {
+		return asUsageError(err)
+	}
+	d, err := g.dialer(cluster)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	results, err := do(d, targets, cluster.Spec.SSH.Concurrency)
+	g.printExecSummary(what, results, time.Since(start))
+	return err
 }
 
 func (g *globalOptions) printExecResult(r fleet.Result) {

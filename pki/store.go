@@ -2,10 +2,11 @@ package pki
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/privcloud/privcloud/internal/atomicfile"
 )
 
 // Store is the local PKI folder (the cluster's state directory): certificates and keys under pki/, kubeconfigs
@@ -38,37 +39,8 @@ func read(path string) ([]byte, error) {
 	return data, err
 }
 
-// write replaces path atomically: a temporary file in the same folder, fsynced, then renamed.
-func write(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
+// write replaces path atomically.
+func write(path string, data []byte, mode os.FileMode) error { return atomicfile.Write(path, data, mode) }
 
 // syncDirs makes the renames in dirs durable.
 func syncDirs(dirs map[string]bool) error {

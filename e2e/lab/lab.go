@@ -3,11 +3,9 @@ package lab
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +20,8 @@ import (
 	xssh "golang.org/x/crypto/ssh"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/atomicfile"
+	"github.com/privcloud/privcloud/internal/testsshd"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -86,11 +86,7 @@ func (l *Lab) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(l.Dir, recordName+".tmp")
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(l.Dir, recordName))
+	return atomicfile.Write(filepath.Join(l.Dir, recordName), data, 0o600)
 }
 
 // Hosts returns the number of hosts the lab has.
@@ -149,18 +145,11 @@ func (l *Lab) writeUserKey() (xssh.PublicKey, error) {
 		}
 		return s.PublicKey(), nil
 	}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	s, err := testsshd.NewUserKey(l.KeyPath())
 	if err != nil {
 		return nil, err
 	}
-	block, err := xssh.MarshalPrivateKey(priv, "privcloud lab")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(l.KeyPath(), pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, err
-	}
-	return xssh.NewPublicKey(pub)
+	return s.PublicKey(), nil
 }
 
 // clusterYAML describes the lab for privcloud: h1 is the control plane, the others are workers, with the
@@ -426,23 +415,13 @@ func lookupCombined(paths map[string]string, k string) string {
 	return "/"
 }
 
+// writeHostKey writes a new ed25519 host key pair (OpenSSH format) and returns the public half.
 func writeHostKey(path string) (xssh.PublicKey, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	s, err := testsshd.NewUserKey(path)
 	if err != nil {
 		return nil, err
 	}
-	block, err := xssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, err
-	}
-	sshPub, err := xssh.NewPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	return sshPub, os.WriteFile(path+".pub", xssh.MarshalAuthorizedKey(sshPub), 0o644)
+	return s.PublicKey(), os.WriteFile(path+".pub", xssh.MarshalAuthorizedKey(s.PublicKey()), 0o644)
 }
 
 // Down ends every host (SIGKILL to its systemd ends its whole container at once), unmounts, removes the
