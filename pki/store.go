@@ -40,7 +40,9 @@ func read(path string) ([]byte, error) {
 }
 
 // write replaces path atomically.
-func write(path string, data []byte, mode os.FileMode) error { return atomicfile.Write(path, data, mode) }
+func write(path string, data []byte, mode os.FileMode) error {
+	return atomicfile.Write(path, data, mode)
+}
 
 // syncDirs makes the renames in dirs durable.
 func syncDirs(dirs map[string]bool) error {
