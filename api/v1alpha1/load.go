@@ -81,58 +81,67 @@ func parentPath(p string) string {
 // duplicate keys and an unknown apiVersion or kind are all errors naming the field and its line.
 // Nothing is defaulted or validated here.
 func Decode(data []byte) (*Cluster, Lines, error) {
+	var c Cluster
+	lines, err := decodeStrict(data, KindCluster, &c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &c, lines, nil
+}
+
+// decodeStrict parses one document of kind into out, a pointer to that kind's type.
+func decodeStrict(data []byte, kind string, out any) (Lines, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, nil, &ValidationError{Errors: []FieldError{{Path: "(document)", Msg: "the file is empty"}}}
+			return nil, &ValidationError{Errors: []FieldError{{Path: "(document)", Msg: "the file is empty"}}}
 		}
-		return nil, nil, &ValidationError{Errors: []FieldError{{Path: "(document)", Msg: "not valid YAML: " + err.Error()}}}
+		return nil, &ValidationError{Errors: []FieldError{{Path: "(document)", Msg: "not valid YAML: " + err.Error()}}}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return nil, nil, &ValidationError{Errors: []FieldError{{Path: "(document)", Line: extra.Line,
-			Msg: "more than one YAML document: a cluster.yaml holds exactly one Cluster"}}}
+		return nil, &ValidationError{Errors: []FieldError{{Path: "(document)", Line: extra.Line,
+			Msg: "more than one YAML document: a file holds exactly one " + kind}}}
 	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		doc = doc.Content[0]
 	}
 	if doc.Kind != yaml.MappingNode {
-		return nil, nil, &ValidationError{Errors: []FieldError{{Path: "(document)", Line: doc.Line, Msg: "must be a mapping with apiVersion, kind, metadata and spec"}}}
+		return nil, &ValidationError{Errors: []FieldError{{Path: "(document)", Line: doc.Line, Msg: "must be a mapping with apiVersion, kind, metadata and spec"}}}
 	}
-	if err := checkTypeMeta(doc); err != nil {
-		return nil, nil, err
+	if err := checkTypeMeta(doc, kind); err != nil {
+		return nil, err
 	}
 	w := &walker{lines: Lines{}}
-	value := w.walk(doc, reflect.TypeOf(Cluster{}), "")
+	value := w.walk(doc, reflect.TypeOf(out).Elem(), "")
 	if len(w.errs) > 0 {
-		return nil, nil, &ValidationError{Errors: w.errs}
+		return nil, &ValidationError{Errors: w.errs}
 	}
 	raw, err := json.Marshal(value)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var c Cluster
 	jd := json.NewDecoder(bytes.NewReader(raw))
 	jd.DisallowUnknownFields()
-	if err := jd.Decode(&c); err != nil {
-		// The walker checks types first, so this is a value a type rejected (a malformed duration, say).
-		return nil, nil, &ValidationError{Errors: []FieldError{jsonFieldError(err, w.lines)}}
+	if err := jd.Decode(out); err != nil {
+		// The walker checks types first, so this is a value a type rejected.
+		return nil, &ValidationError{Errors: []FieldError{jsonFieldError(err, w.lines)}}
 	}
-	return &c, w.lines, nil
+	return w.lines, nil
 }
 
 // checkTypeMeta is the version switch: the document must declare this package's apiVersion and kind before
 // anything else is read, so a document of another version gets one clear error rather than a list of
 // unknown fields.
-func checkTypeMeta(doc *yaml.Node) error {
+func checkTypeMeta(doc *yaml.Node, kind string) error {
 	var errs []FieldError
 	found := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		found[doc.Content[i].Value] = doc.Content[i+1]
 	}
-	for _, f := range []struct{ key, want string }{{"apiVersion", APIVersion}, {"kind", KindCluster}} {
+	for _, f := range []struct{ key, want string }{{"apiVersion", APIVersion}, {"kind", kind}} {
 		n, ok := found[f.key]
 		switch {
 		case !ok:

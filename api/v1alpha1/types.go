@@ -48,7 +48,7 @@ type ClusterSpec struct {
 	Kubelet              Kubelet    `json:"kubelet,omitempty" doc:"Settings for the kubelet on every node."`
 	KubeProxy            KubeProxy  `json:"kubeProxy,omitempty" doc:"Settings for kube-proxy on every node."`
 	Addons               Addons     `json:"addons,omitempty" doc:"Cluster add-ons applied after the nodes are Ready."`
-	Bundle               Bundle     `json:"bundle,omitempty" doc:"The air-gap bundle every binary and image comes from."`
+	Bundle               BundleRef  `json:"bundle,omitempty" doc:"The air-gap bundle every binary and image comes from."`
 	PKI                  PKI        `json:"pki,omitempty" doc:"The cluster's certificates and keys."`
 }
 
@@ -209,8 +209,8 @@ type Quay struct {
 	UseAsMirror  bool   `json:"useAsMirror,omitempty" doc:"Add Quay as a mirror in every node's containerd."`
 }
 
-// Bundle points at the air-gap bundle.
-type Bundle struct {
+// BundleRef points at the air-gap bundle.
+type BundleRef struct {
 	Path string `json:"path,omitempty" doc:"Bundle file built by 'privcloud bundle build', relative to cluster.yaml."`
 }
 

@@ -1,0 +1,354 @@
+package bundle
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+)
+
+// Builder makes bundles. Build outputs (Go binaries, downloads, pulled images) are cached under Cache, keyed by
+// everything that determines them, so a rebuild with nothing changed only packs the archive.
+type Builder struct {
+	Cache string
+	Log   io.Writer
+	// HTTP fetches url sources (http.DefaultClient when nil).
+	HTTP *http.Client
+}
+
+// Build makes the bundle b describes and writes it to out.
+func (bl *Builder) Build(ctx context.Context, b *api.Bundle, out string) (*Manifest, error) {
+	if ve := api.ValidateBundle(b); ve != nil {
+		return nil, ve
+	}
+	stage, err := os.MkdirTemp(filepath.Dir(absPath(out)), ".bundle-stage-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(stage)
+	m := &Manifest{APIVersion: api.APIVersion, Kind: "BundleManifest", Name: b.Metadata.Name, Platform: b.Spec.Platform}
+	binaries := map[string]string{} // component name -> staged path
+	// binaries first: images may be assembled from them
+	ordered := append([]api.Component(nil), b.Spec.Components...)
+	sort.SliceStable(ordered, func(i, j int) bool { return ordered[i].Kind() == "binary" && ordered[j].Kind() != "binary" })
+	for _, c := range ordered {
+		mc := Component{Name: c.Name, Version: c.Version, Kind: c.Kind(), Roles: roleNames(c.Roles)}
+		var src string
+		switch {
+		case c.Absent != "":
+			mc.Absent, mc.Origin = c.Absent, "absent"
+			if c.Image != nil {
+				mc.ImageRef = c.Image.Ref
+			}
+			m.Components = append(m.Components, mc)
+			continue
+		case c.File != "":
+			src, mc.Origin = c.File, "file:"+c.File
+		case c.URL != "":
+			mc.Origin = c.URL
+			src, err = bl.download(ctx, c.URL, c.SHA256)
+		case c.Go != nil:
+			mc.Origin = fmt.Sprintf("go:%s@%s", goPackage(c.Go), c.Go.Version)
+			src, err = bl.goBuild(ctx, c.Go, b.Spec.Platform, c.Name)
+		case c.Image.Pull != "":
+			mc.Origin, mc.ImageRef = "image:"+c.Image.Pull, c.Image.Ref
+			src, err = bl.pull(ctx, c.Image, b.Spec.Platform)
+		default:
+			mc.Origin, mc.ImageRef = "from-binary:"+strings.Join(c.Image.FromBinary, ","), c.Image.Ref
+			src = filepath.Join(stage, ".assembled-"+c.Name+".tar")
+			err = assemble(c.Image, b.Spec.Platform, binaries, src)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("component %s %s: %w", c.Name, c.Version, err)
+		}
+		mc.Path = path.Join(map[bool]string{true: "images", false: "bin"}[c.Image != nil], c.Name, c.Version, c.Name)
+		if c.Image != nil {
+			mc.Path += ".tar"
+		}
+		f, err := stageFile(src, stage, mc.Path)
+		if err != nil {
+			return nil, fmt.Errorf("component %s: %w", c.Name, err)
+		}
+		mc.SHA256, mc.Size = f.SHA256, f.Size
+		m.Files = append(m.Files, f)
+		m.Components = append(m.Components, mc)
+		if c.Image == nil {
+			binaries[c.Name] = filepath.Join(stage, mc.Path)
+		}
+	}
+	// the manifest keeps the order of bundle.yaml
+	order := map[string]int{}
+	for i, c := range b.Spec.Components {
+		order[c.Name+"@"+c.Version] = i
+	}
+	sort.SliceStable(m.Components, func(i, j int) bool {
+		return order[m.Components[i].Name+"@"+m.Components[i].Version] < order[m.Components[j].Name+"@"+m.Components[j].Version]
+	})
+	sbom, err := spdx(m, stage)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(stage, SBOMName), sbom, 0o644); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(sbom)
+	m.Files = append(m.Files, File{Path: SBOMName, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(sbom))})
+	return m, writeArchive(out, stage, m)
+}
+
+func absPath(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
+}
+
+func roleNames(rs []api.Role) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, string(r))
+	}
+	return out
+}
+
+// stageFile hard-links (or copies) src into the stage at rel and hashes it.
+func stageFile(src, stage, rel string) (File, error) {
+	dst := filepath.Join(stage, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return File{}, err
+	}
+	if err := os.Link(src, dst); err != nil {
+		if err := copyFile(src, dst); err != nil {
+			return File{}, err
+		}
+	}
+	sum, size, err := hashFile(dst)
+	return File{Path: rel, SHA256: sum, Size: size}, err
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func hashFile(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+// cacheKey names a cache entry after everything that determines its content.
+func cacheKey(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(h[:8])
+}
+
+// download fetches url into the cache by its pinned digest; a cached copy is used as is.
+func (bl *Builder) download(ctx context.Context, url, want string) (string, error) {
+	dst := filepath.Join(bl.Cache, "download", want)
+	if sum, _, err := hashFile(dst); err == nil && sum == want {
+		return dst, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	client := bl.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".download-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(tmp, h), resp.Body); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return "", fmt.Errorf("%s has sha256 %s, but %s is pinned: refusing it", url, got, want)
+	}
+	return dst, os.Rename(tmp.Name(), dst)
+}
+
+func goPackage(g *api.GoBuild) string {
+	if g.Package != "" {
+		return g.Package
+	}
+	return g.Module
+}
+
+// goBuild builds a package of a module version in a wrapper module (its replace directives make modules
+// such as k8s.io/kubernetes buildable), statically and reproducibly, and caches the binary.
+func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name string) (string, error) {
+	goos, goarch, _ := strings.Cut(platform, "/")
+	var replaces []string
+	for m, r := range g.Replace {
+		replaces = append(replaces, m+"=>"+r)
+	}
+	sort.Strings(replaces)
+	key := cacheKey(g.Module, g.Version, goPackage(g), g.LDFlags, platform, runtime.Version(), strings.Join(replaces, ";"))
+	out := filepath.Join(bl.Cache, "go", key, name)
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	work := filepath.Join(bl.Cache, "go", key+".src")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return "", err
+	}
+	var mod strings.Builder
+	fmt.Fprintf(&mod, "module privcloud.local/bundle-build\n\ngo 1.26\n\nrequire %s %s\n", g.Module, g.Version)
+	for _, r := range replaces {
+		from, to, _ := strings.Cut(r, "=>")
+		if at := strings.LastIndex(to, "@"); at > 0 && !strings.HasPrefix(to, "/") {
+			to = to[:at] + " " + to[at+1:]
+		}
+		fmt.Fprintf(&mod, "replace %s => %s\n", from, to)
+	}
+	if err := os.WriteFile(filepath.Join(work, "go.mod"), []byte(mod.String()), 0o644); err != nil {
+		return "", err
+	}
+	tmp := out + ".tmp"
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-mod=mod", "-trimpath", "-ldflags", g.LDFlags, "-o", tmp, goPackage(g))
+	cmd.Dir = work
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=")
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = bl.log(), io.MultiWriter(bl.log(), &stderr)
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build %s@%s: %w\n%s", goPackage(g), g.Version, err, lastLines(stderr.String(), 15))
+	}
+	return out, os.Rename(tmp, out)
+}
+
+func (bl *Builder) log() io.Writer {
+	if bl.Log == nil {
+		return io.Discard
+	}
+	return bl.Log
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// spdx writes an SPDX 2.3 document: a package per component and, for Go binaries, a package per module
+// the binary was built from (what `go version -m` reports).
+func spdx(m *Manifest, stage string) ([]byte, error) {
+	type checksum struct {
+		Algorithm string `json:"algorithm"`
+		Value     string `json:"checksumValue"`
+	}
+	type ref struct {
+		Category string `json:"referenceCategory"`
+		Type     string `json:"referenceType"`
+		Locator  string `json:"referenceLocator"`
+	}
+	type pkg struct {
+		SPDXID           string     `json:"SPDXID"`
+		Name             string     `json:"name"`
+		VersionInfo      string     `json:"versionInfo,omitempty"`
+		DownloadLocation string     `json:"downloadLocation"`
+		Checksums        []checksum `json:"checksums,omitempty"`
+		ExternalRefs     []ref      `json:"externalRefs,omitempty"`
+		Comment          string     `json:"comment,omitempty"`
+	}
+	type rel struct {
+		Element string `json:"spdxElementId"`
+		Type    string `json:"relationshipType"`
+		Related string `json:"relatedSpdxElement"`
+	}
+	doc := struct {
+		SPDXVersion       string `json:"spdxVersion"`
+		DataLicense       string `json:"dataLicense"`
+		SPDXID            string `json:"SPDXID"`
+		Name              string `json:"name"`
+		DocumentNamespace string `json:"documentNamespace"`
+		CreationInfo      struct {
+			Creators []string `json:"creators"`
+		} `json:"creationInfo"`
+		Packages      []pkg `json:"packages"`
+		Relationships []rel `json:"relationships"`
+	}{SPDXVersion: "SPDX-2.3", DataLicense: "CC0-1.0", SPDXID: "SPDXRef-DOCUMENT", Name: "privcloud-bundle-" + m.Name}
+	doc.CreationInfo.Creators = []string{"Tool: privcloud"}
+	var digests []string
+	for _, f := range m.Files {
+		digests = append(digests, f.SHA256)
+	}
+	doc.DocumentNamespace = "https://privcloud.io/spdx/" + m.Name + "-" + cacheKey(digests...)
+	for i, c := range m.Components {
+		id := fmt.Sprintf("SPDXRef-Component-%d", i)
+		p := pkg{SPDXID: id, Name: c.Name, VersionInfo: c.Version, DownloadLocation: "NOASSERTION", Comment: c.Origin}
+		if c.SHA256 != "" {
+			p.Checksums = []checksum{{"SHA256", c.SHA256}}
+		}
+		doc.Packages = append(doc.Packages, p)
+		doc.Relationships = append(doc.Relationships, rel{"SPDXRef-DOCUMENT", "DESCRIBES", id})
+		if c.Kind != "binary" {
+			continue
+		}
+		mods, err := goModules(filepath.Join(stage, c.Path))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name, err)
+		}
+		for j, mod := range mods {
+			mid := fmt.Sprintf("%s-Module-%d", id, j)
+			doc.Packages = append(doc.Packages, pkg{SPDXID: mid, Name: mod.Path, VersionInfo: mod.Version, DownloadLocation: "NOASSERTION",
+				ExternalRefs: []ref{{"PACKAGE-MANAGER", "purl", "pkg:golang/" + mod.Path + "@" + mod.Version}}})
+			doc.Relationships = append(doc.Relationships, rel{id, "CONTAINS", mid})
+		}
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}

@@ -1,0 +1,276 @@
+package bundle
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/klauspost/compress/zstd"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+)
+
+// testBundle describes one component of every source kind that works offline.
+func testBundle(t *testing.T, url, urlSum string) *api.Bundle {
+	t.Helper()
+	dir := t.TempDir()
+	script := filepath.Join(dir, "tool.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\necho tool\n"), 0o755)
+	hello, _ := filepath.Abs("testdata/hello")
+	b := &api.Bundle{APIVersion: api.APIVersion, Kind: api.KindBundle, Metadata: api.ObjectMeta{Name: "test"},
+		Spec: api.BundleSpec{Platform: "linux/amd64", Components: []api.Component{
+			{Name: "tool", Version: "1.0", File: script, Roles: []api.Role{api.RoleWorker}},
+			{Name: "hello", Version: "v0.0.0", Go: &api.GoBuild{Module: "example.local/hello", Version: "v0.0.0",
+				Replace: map[string]string{"example.local/hello": hello}}},
+			{Name: "hello-image", Version: "1", Image: &api.Image{Ref: "registry.local/test/hello:1", FromBinary: []string{"hello"},
+				User: "65535:65535", Links: map[string]string{"/bin/hi": "hello"}}},
+			{Name: "quay", Version: "3.12", Image: &api.Image{Ref: "quay.io/projectquay/quay:3.12"}, Absent: "a Python application: cannot be built here"},
+		}}}
+	if url != "" {
+		b.Spec.Components = append(b.Spec.Components, api.Component{Name: "fetched", Version: "2", URL: url, SHA256: urlSum})
+	}
+	return b
+}
+
+func serve(t *testing.T, body []byte) (string, string) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	t.Cleanup(srv.Close)
+	sum := sha256.Sum256(body)
+	return srv.URL + "/artifact", hex.EncodeToString(sum[:])
+}
+
+func build(t *testing.T, b *api.Bundle, cache string) (string, *Manifest) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "bundle.tar.zst")
+	m, err := (&Builder{Cache: cache}).Build(context.Background(), b, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, m
+}
+
+func TestBuildVerifyAndContents(t *testing.T) {
+	url, sum := serve(t, []byte("downloaded artifact"))
+	out, m := build(t, testBundle(t, url, sum), t.TempDir())
+	v, err := Verify(out, nil)
+	if err != nil {
+		t.Fatalf("a fresh bundle must verify: %v", err)
+	}
+	if v.Files != 5 { // tool, hello, hello-image, fetched, the SBOM
+		t.Errorf("%d files verified, want 5", v.Files)
+	}
+	if c := m.Find("quay", ""); c == nil || c.Kind != "absent" || !strings.Contains(c.Absent, "cannot be built") {
+		t.Errorf("absent component not recorded: %+v", c)
+	}
+	if c := m.Find("hello", ""); c.Origin != "go:example.local/hello@v0.0.0" || c.Path != "bin/hello/v0.0.0/hello" {
+		t.Errorf("hello: %+v", c)
+	}
+	if c := m.Find("tool", ""); len(c.Roles) != 1 || c.Roles[0] != "worker" {
+		t.Errorf("roles not recorded: %+v", c)
+	}
+	// the built binary runs and the SBOM lists its main module
+	dir := t.TempDir()
+	paths, err := Extract(out, dir, func(p string) bool { return p == "bin/hello/v0.0.0/hello" || p == SBOMName })
+	if err != nil || len(paths) != 2 {
+		t.Fatalf("extract: %v %v", paths, err)
+	}
+	sbom, _ := os.ReadFile(filepath.Join(dir, SBOMName))
+	if !strings.Contains(string(sbom), `"SPDX-2.3"`) || !strings.Contains(string(sbom), "pkg:golang/example.local/hello@") {
+		t.Errorf("SBOM lacks the Go module list:\n%s", sbom)
+	}
+}
+
+func TestAssembledImageIsValid(t *testing.T) {
+	out, m := build(t, testBundle(t, "", ""), t.TempDir())
+	dir := t.TempDir()
+	c := m.Find("hello-image", "")
+	if _, err := Extract(out, dir, func(p string) bool { return p == c.Path }); err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := name.NewTag(c.ImageRef)
+	img, err := tarball.ImageFromPath(filepath.Join(dir, c.Path), &tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(img); err != nil {
+		t.Fatalf("image digests and sizes do not hold together: %v", err)
+	}
+	cfg, _ := img.ConfigFile()
+	if cfg.Config.Entrypoint[0] != "/bin/hello" || cfg.Config.User != "65535:65535" || cfg.OS != "linux" || cfg.Architecture != "amd64" {
+		t.Errorf("image config %+v", cfg.Config)
+	}
+	layers, _ := img.Layers()
+	rc, _ := layers[0].Uncompressed()
+	tr := tar.NewReader(rc)
+	found := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		found[h.Name] = true
+		if h.Name == "bin/hello" && h.Mode&0o111 == 0 {
+			t.Error("the binary is not executable in the image")
+		}
+	}
+	if !found["bin/hello"] || !found["bin/hi"] || !found["tmp/"] {
+		t.Errorf("layer holds %v", found)
+	}
+}
+
+func TestRebuildIsCachedAndIdentical(t *testing.T) {
+	cache := t.TempDir()
+	b := testBundle(t, "", "")
+	first, _ := build(t, b, cache)
+	cached, _ := filepath.Glob(filepath.Join(cache, "go", "*", "hello"))
+	if len(cached) != 1 {
+		t.Fatalf("go build not cached: %v", cached)
+	}
+	before, _ := os.Stat(cached[0])
+	second, _ := build(t, b, cache)
+	after, _ := os.Stat(cached[0])
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Error("the cached binary was rebuilt")
+	}
+	a, _ := os.ReadFile(first)
+	c, _ := os.ReadFile(second)
+	if !bytes.Equal(a, c) {
+		t.Error("the same inputs gave a different archive")
+	}
+}
+
+func TestURLWithWrongDigestRefused(t *testing.T) {
+	url, _ := serve(t, []byte("tampered in transit"))
+	b := testBundle(t, url, strings.Repeat("ab", 32))
+	_, err := (&Builder{Cache: t.TempDir()}).Build(context.Background(), b, filepath.Join(t.TempDir(), "b.tar.zst"))
+	if err == nil || !strings.Contains(err.Error(), "refusing it") {
+		t.Fatalf("a download that does not match its pin must be refused: %v", err)
+	}
+}
+
+// repack rewrites a bundle with edit applied to each entry (nil result drops it) and extra entries added.
+func repack(t *testing.T, in string, edit func(name string, data []byte) []byte, extra map[string][]byte) string {
+	t.Helper()
+	r, err := Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	out := filepath.Join(t.TempDir(), "tampered.tar.zst")
+	f, _ := os.Create(out)
+	zw, _ := zstd.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	put := func(name string, data []byte) {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
+		tw.Write(data)
+	}
+	put(ManifestName, r.ManifestBytes)
+	for {
+		name, content, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		data, _ := io.ReadAll(content)
+		if data = edit(name, data); data != nil {
+			put(name, data)
+		}
+	}
+	for n, d := range extra {
+		put(n, d)
+	}
+	tw.Close()
+	zw.Close()
+	f.Close()
+	return out
+}
+
+func TestTamperingIsCaught(t *testing.T) {
+	out, _ := build(t, testBundle(t, "", ""), t.TempDir())
+	keep := func(_ string, d []byte) []byte { return d }
+	cases := map[string]struct {
+		bundle string
+		want   string
+	}{
+		"flipped byte": {repack(t, out, func(n string, d []byte) []byte {
+			if n == "bin/tool/1.0/tool" {
+				d = append([]byte(nil), d...)
+				d[3] ^= 0x01
+			}
+			return d
+		}, nil), "bin/tool/1.0/tool: content has sha256"},
+		"missing file": {repack(t, out, func(n string, d []byte) []byte {
+			if n == "bin/hello/v0.0.0/hello" {
+				return nil
+			}
+			return d
+		}, nil), "bin/hello/v0.0.0/hello: listed in the manifest but missing"},
+		"extra file": {repack(t, out, keep, map[string][]byte{"bin/evil": []byte("x")}), "bin/evil: not in the manifest"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Verify(tc.bundle, nil)
+			var ve *VerifyError
+			if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestSignatures(t *testing.T) {
+	out, _ := build(t, testBundle(t, "", ""), t.TempDir())
+	keyPath := filepath.Join(t.TempDir(), "signing.key")
+	if err := GenerateSigningKey(keyPath); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := ReadPrivateKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ReadPublicKey(keyPath + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(keyPath); fi.Mode().Perm() != 0o600 {
+		t.Errorf("private key mode %o", fi.Mode().Perm())
+	}
+	if _, err := Verify(out, pub); err == nil || !strings.Contains(err.Error(), "no signature") {
+		t.Fatalf("requiring a signature on an unsigned bundle: %v", err)
+	}
+	if err := Sign(out, priv); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Verify(out, pub)
+	if err != nil || !v.Signed {
+		t.Fatalf("signed bundle: %v %+v", err, v)
+	}
+	otherPub, _, _ := ed25519.GenerateKey(nil)
+	if _, err := Verify(out, otherPub); err == nil || !strings.Contains(err.Error(), "does not verify with the given public key") {
+		t.Errorf("another key must not verify: %v", err)
+	}
+	// a signature moved onto another bundle (another manifest) is refused, with or without a key
+	url, sum := serve(t, []byte("one more component"))
+	other, _ := build(t, testBundle(t, url, sum), t.TempDir())
+	data, _ := os.ReadFile(out + ".sig")
+	os.WriteFile(other+".sig", data, 0o644)
+	for _, key := range []ed25519.PublicKey{pub, nil} {
+		if _, err := Verify(other, key); err == nil || !strings.Contains(err.Error(), "signature is for another manifest") {
+			t.Errorf("a signature of another bundle (key %v): %v", key != nil, err)
+		}
+	}
+}

@@ -1,0 +1,3 @@
+module example.local/hello
+
+go 1.26

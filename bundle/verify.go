@@ -1,0 +1,223 @@
+package bundle
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/privcloud/privcloud/internal/atomicfile"
+)
+
+// VerifyError lists every problem found in a bundle.
+type VerifyError struct {
+	Bundle   string
+	Problems []string
+}
+
+func (e *VerifyError) Error() string {
+	return fmt.Sprintf("%s does not verify:\n  - %s", e.Bundle, strings.Join(e.Problems, "\n  - "))
+}
+
+// Verification says what Verify checked.
+type Verification struct {
+	Manifest *Manifest
+	Files    int
+	Signed   bool // a signature was present and verified
+}
+
+// Verify reads the whole bundle once: every file must be listed in the manifest with its sha256 and size,
+// every listed file must be present, and every component must point at a listed file. With pub, the
+// detached signature (path + ".sig") must exist and verify; without, a signature that exists is still
+// checked for integrity against the manifest.
+func Verify(path string, pub ed25519.PublicKey) (*Verification, error) {
+	r, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	m := r.Manifest
+	ve := &VerifyError{Bundle: path}
+	want := map[string]File{}
+	for _, f := range m.Files {
+		want[f.Path] = f
+	}
+	for _, c := range m.Components {
+		if c.Kind == "absent" {
+			continue
+		}
+		if f, ok := want[c.Path]; !ok || f.SHA256 != c.SHA256 {
+			ve.Problems = append(ve.Problems, fmt.Sprintf("component %s %s: its file %s is not listed with the same sha256", c.Name, c.Version, c.Path))
+		}
+	}
+	seen := map[string]bool{}
+	for {
+		name, content, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			ve.Problems = append(ve.Problems, err.Error())
+			break
+		}
+		f, listed := want[name]
+		switch {
+		case !listed:
+			ve.Problems = append(ve.Problems, fmt.Sprintf("%s: not in the manifest", name))
+			continue
+		case seen[name]:
+			ve.Problems = append(ve.Problems, fmt.Sprintf("%s: appears twice", name))
+		}
+		seen[name] = true
+		h := sha256.New()
+		n, err := io.Copy(h, content)
+		if err != nil {
+			ve.Problems = append(ve.Problems, fmt.Sprintf("%s: %v", name, err))
+			break
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != f.SHA256 || n != f.Size {
+			ve.Problems = append(ve.Problems, fmt.Sprintf("%s: content has sha256 %s and %d bytes, the manifest says %s and %d bytes", name, got, n, f.SHA256, f.Size))
+		}
+	}
+	var missing []string
+	for p := range want {
+		if !seen[p] {
+			missing = append(missing, p)
+		}
+	}
+	sort.Strings(missing)
+	for _, p := range missing {
+		ve.Problems = append(ve.Problems, fmt.Sprintf("%s: listed in the manifest but missing", p))
+	}
+	v := &Verification{Manifest: m, Files: len(seen)}
+	switch sig, err := readSignature(path); {
+	case errors.Is(err, os.ErrNotExist) && pub != nil:
+		ve.Problems = append(ve.Problems, fmt.Sprintf("no signature: %s.sig does not exist", path))
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		ve.Problems = append(ve.Problems, err.Error())
+	default:
+		sum := sha256.Sum256(r.ManifestBytes)
+		if hex.EncodeToString(sum[:]) != sig.ManifestSHA256 {
+			ve.Problems = append(ve.Problems, "the signature is for another manifest")
+		} else if pub != nil && !ed25519.Verify(pub, sum[:], sig.Signature) {
+			ve.Problems = append(ve.Problems, "the signature does not verify with the given public key")
+		} else {
+			v.Signed = pub != nil
+		}
+	}
+	if len(ve.Problems) > 0 {
+		return v, ve
+	}
+	return v, nil
+}
+
+// signature is the detached signature file.
+type signature struct {
+	Algorithm      string `json:"algorithm"`
+	ManifestSHA256 string `json:"manifestSha256"`
+	Signature      []byte `json:"signature"`
+}
+
+func readSignature(bundle string) (*signature, error) {
+	data, err := os.ReadFile(bundle + ".sig")
+	if err != nil {
+		return nil, err
+	}
+	var s signature
+	if err := json.Unmarshal(data, &s); err != nil || s.Algorithm != "ed25519" {
+		return nil, fmt.Errorf("%s.sig is not a privcloud ed25519 signature", bundle)
+	}
+	return &s, nil
+}
+
+// Sign writes path.sig: an ed25519 signature over the sha256 of the bundle's manifest, which lists the
+// sha256 of every file, so the signature covers the whole bundle.
+func Sign(path string, key ed25519.PrivateKey) error {
+	r, err := Open(path)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(r.ManifestBytes)
+	r.Close()
+	data, err := json.MarshalIndent(signature{Algorithm: "ed25519", ManifestSHA256: hex.EncodeToString(sum[:]),
+		Signature: ed25519.Sign(key, sum[:])}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path+".sig", data, 0o644)
+}
+
+// GenerateSigningKey writes a new ed25519 private key (PKCS#8 PEM, 0600) and its public key (PEM) next to it.
+func GenerateSigningKey(path string) error {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	return atomicfile.Write(path+".pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644)
+}
+
+// ReadPrivateKey reads an ed25519 private key written by GenerateSigningKey.
+func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
+	block, err := readPEM(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s is not an ed25519 key", path)
+	}
+	return priv, nil
+}
+
+// ReadPublicKey reads an ed25519 public key written by GenerateSigningKey.
+func ReadPublicKey(path string) (ed25519.PublicKey, error) {
+	block, err := readPEM(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s is not an ed25519 public key", path)
+	}
+	return pub, nil
+}
+
+func readPEM(path string) (*pem.Block, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	return block, nil
+}
