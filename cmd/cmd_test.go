@@ -128,7 +128,7 @@ func TestExitCodes(t *testing.T) {
 		{"exec unknown host", []string{"exec", "-f", closed, "--hosts", "nope", "--", "true"}, ExitUsage, `no host named "nope"`},
 		{"preflight unreachable", []string{"preflight", "-f", closed}, ExitUnreachable, "cannot connect"},
 		{"not implemented command", []string{"backup", "-f", example}, ExitNotImplemented, "not implemented yet"},
-		{"not implemented bundle", []string{"bundle", "build", "-f", "bundle.yaml", "-o", "out.tar.zst"}, ExitNotImplemented, "not implemented yet"},
+		{"bundle description missing", []string{"bundle", "build", "-f", missing, "-o", "out.tar.zst"}, ExitInvalidConfig, "does not exist"},
 		{"exec needs a command", []string{"exec", "-f", example}, ExitUsage, "requires at least 1 arg"},
 	}
 	for _, tc := range cases {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/fleet"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
@@ -35,7 +36,7 @@ var exitCodeHelp = []struct {
 	{ExitUsage, "bad flags, arguments or PRIVCLOUD_* environment variables"},
 	{ExitInvalidConfig, "cluster.yaml is missing, unreadable or invalid (every problem is listed with its field and line), or files an external CA must provide are missing"},
 	{ExitUnreachable, "a host could not be reached or refused authentication or its host key did not verify"},
-	{ExitPhaseFailed, "a phase, a preflight check or a remote command failed; the message names the phase and hosts and how to resume"},
+	{ExitPhaseFailed, "a phase, a check (preflight, certificates, bundle verification) or a remote command failed; the message says what and where"},
 	{ExitNotImplemented, "the command or phase asked for is not implemented yet"},
 }
 
@@ -51,6 +52,7 @@ func ExitCode(err error) int {
 		checks      *preflight.FailedError
 		missing     *pki.MissingError
 		certs       *certProblemsError
+		badBundle   *bundle.VerifyError
 	)
 	switch {
 	case err == nil:
@@ -65,7 +67,8 @@ func ExitCode(err error) int {
 		return ExitUnreachable
 	case errors.Is(err, workflow.ErrNotImplemented):
 		return ExitNotImplemented
-	case errors.As(err, &phase), errors.As(err, &remote), errors.As(err, &checks), errors.As(err, &certs):
+	case errors.As(err, &phase), errors.As(err, &remote), errors.As(err, &checks), errors.As(err, &certs),
+		errors.As(err, &badBundle):
 		return ExitPhaseFailed
 	}
 	return ExitFailure

@@ -1,0 +1,192 @@
+package cmd
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/report"
+)
+
+func newBundleCommand(g *globalOptions) *cobra.Command {
+	c := group("bundle", "Build, verify, inspect and sign the air-gap bundle")
+	c.AddCommand(newBundleBuildCommand(g), newBundleVerifyCommand(g), newBundleInspectCommand(g), newBundleSignCommand(g), newBundleKeygenCommand(g))
+	return c
+}
+
+func newBundleBuildCommand(g *globalOptions) *cobra.Command {
+	var spec, out, cache string
+	c := &cobra.Command{
+		Use:   "build",
+		Short: "Build a bundle from bundle.yaml: every binary and image, a manifest and an SBOM in one archive",
+		Long: `Build the bundle bundle.yaml describes into one tar+zstd archive. Sources: file (a local path), url (with
+its pinned sha256), go (a module version built with CGO_ENABLED=0 and -trimpath through the Go module proxy),
+image.pull (from a registry) and image.fromBinary (an image assembled from the bundle's own binaries).
+Build outputs are cached under --cache, so a rebuild with nothing changed only packs the archive. This is the
+only step that may reach the network; installing from the bundle never does.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			b, err := api.LoadBundle(spec)
+			if err != nil {
+				return &configError{err: err, path: spec}
+			}
+			start := time.Now()
+			m, err := (&bundle.Builder{Cache: cache, Log: g.progressLog()}).Build(c.Context(), b, out)
+			if err != nil {
+				return err
+			}
+			if g.format == report.JSON {
+				g.writeJSON(map[string]any{"bundle": out, "manifest": m, "seconds": time.Since(start).Seconds()})
+				return nil
+			}
+			g.printComponents(m)
+			fi, _ := os.Stat(out)
+			fmt.Fprintf(g.streams.Out, "wrote %s (%d components, %.1f MiB) in %s\n", out, len(m.Components),
+				float64(fi.Size())/(1<<20), time.Since(start).Round(10*time.Millisecond))
+			return nil
+		},
+	}
+	home, _ := os.UserHomeDir()
+	c.Flags().StringVarP(&spec, "file", "f", "bundle.yaml", "bundle description")
+	c.Flags().StringVarP(&out, "output", "o", "privcloud-bundle.tar.zst", "bundle file to write")
+	c.Flags().StringVar(&cache, "cache", filepath.Join(home, ".cache/privcloud/bundle"), "build cache")
+	return c
+}
+
+// progressLog is where long builds print their tools' output: stderr with -v, nowhere otherwise.
+func (g *globalOptions) progressLog() io.Writer {
+	if g.verbose > 0 {
+		return g.streams.Err
+	}
+	return nil
+}
+
+func newBundleVerifyCommand(g *globalOptions) *cobra.Command {
+	var pubPath string
+	c := &cobra.Command{
+		Use:   "verify FILE",
+		Short: "Check every file of a bundle against its manifest, and its signature",
+		Long: `Read the whole bundle once and check every file's sha256 and size against the manifest, that nothing is
+missing or added, and the detached signature FILE.sig: with --pub it must exist and verify with that key.
+Fully offline. Exits 5 and lists every problem when the bundle does not verify.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var pub ed25519.PublicKey
+			if pubPath != "" {
+				var err error
+				if pub, err = bundle.ReadPublicKey(pubPath); err != nil {
+					return asUsageError(err)
+				}
+			}
+			v, err := bundle.Verify(args[0], pub)
+			if err != nil {
+				return err
+			}
+			sig := "unsigned"
+			if v.Signed {
+				sig = "signature verified"
+			} else if _, serr := os.Stat(args[0] + ".sig"); serr == nil {
+				sig = "signed (pass --pub to verify the signer)"
+			}
+			fmt.Fprintf(g.streams.Out, "%s: %d files verified against the manifest; %s\n", args[0], v.Files, sig)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&pubPath, "pub", "", "ed25519 public key the signature must verify with")
+	return c
+}
+
+func newBundleInspectCommand(g *globalOptions) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "inspect FILE",
+		Short: "List a bundle's components (without unpacking it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			r, err := bundle.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			if g.format == report.JSON {
+				g.writeJSON(r.Manifest)
+				return nil
+			}
+			fmt.Fprintf(g.streams.Out, "bundle %s for %s\n", r.Manifest.Name, r.Manifest.Platform)
+			g.printComponents(r.Manifest)
+			return nil
+		},
+	}
+	g.addOutputFlag(c)
+	return c
+}
+
+func (g *globalOptions) printComponents(m *bundle.Manifest) {
+	w := g.streams.Out
+	fmt.Fprintf(w, "%-20s %-12s %-7s %-22s %10s  %-12s %s\n", "NAME", "VERSION", "KIND", "ROLES", "SIZE", "SHA256", "ORIGIN")
+	for _, c := range m.Components {
+		roles := strings.Join(c.Roles, ",")
+		if roles == "" {
+			roles = "all"
+		}
+		size, sum, origin := fmt.Sprintf("%.1f MiB", float64(c.Size)/(1<<20)), c.SHA256, c.Origin
+		if len(sum) > 12 {
+			sum = sum[:12]
+		}
+		if c.Kind == "absent" {
+			size, sum, origin = "-", "-", "ABSENT: "+c.Absent
+		}
+		fmt.Fprintf(w, "%-20s %-12s %-7s %-22s %10s  %-12s %s\n", c.Name, c.Version, c.Kind, roles, size, sum, origin)
+	}
+}
+
+func newBundleSignCommand(g *globalOptions) *cobra.Command {
+	var key string
+	c := &cobra.Command{
+		Use:   "sign FILE",
+		Short: "Sign a bundle with an ed25519 key (writes FILE.sig)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			priv, err := bundle.ReadPrivateKey(key)
+			if err != nil {
+				return asUsageError(err)
+			}
+			if err := bundle.Sign(args[0], priv); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.streams.Out, "wrote %s.sig\n", args[0])
+			return nil
+		},
+	}
+	c.Flags().StringVar(&key, "key", "", "ed25519 private key (from 'privcloud bundle keygen')")
+	_ = c.MarkFlagRequired("key")
+	return c
+}
+
+func newBundleKeygenCommand(g *globalOptions) *cobra.Command {
+	var out string
+	c := &cobra.Command{
+		Use:   "keygen",
+		Short: "Make an ed25519 signing key (KEY, 0600) and its public key (KEY.pub)",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if _, err := os.Stat(out); err == nil {
+				return asUsageError(fmt.Errorf("%s exists: not overwriting a signing key", out))
+			}
+			if err := bundle.GenerateSigningKey(out); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.streams.Out, "wrote %s and %s.pub\n", out, out)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&out, "out", "bundle-signing.key", "private key file to write")
+	return c
+}
