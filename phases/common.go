@@ -43,11 +43,6 @@ func connectHost(ctx context.Context, r *workflow.Run, t *workflow.Target) error
 	return nil
 }
 
-func distributeBundle() workflow.Phase {
-	return workflow.Phase{Name: "bundle", Short: "Send each host the binaries and images its roles need, verified by sha256",
-		RunHost: workflow.NotImplemented("bundle distribution comes with the air-gap bundle")}
-}
-
 func hostPrep() workflow.Phase {
 	return workflow.Phase{Name: "host-prep", Short: "Load kernel modules, set sysctls, create directories",
 		RunHost: workflow.NotImplemented("host preparation comes with the cluster phases")}

@@ -1,0 +1,92 @@
+package phases
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/phases/workflow"
+)
+
+// smallBundle builds a bundle of two files and an image made of one of them, offline.
+func smallBundle(t *testing.T, out string) *bundle.Manifest {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range map[string]string{"common": "#!/bin/sh\necho everywhere\n", "tool": "#!/bin/sh\necho workers\n"} {
+		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755)
+	}
+	b := &api.Bundle{APIVersion: api.APIVersion, Kind: api.KindBundle, Metadata: api.ObjectMeta{Name: "small"},
+		Spec: api.BundleSpec{Platform: "linux/amd64", Components: []api.Component{
+			{Name: "common", Version: "1", File: filepath.Join(dir, "common")},
+			{Name: "tool", Version: "2", File: filepath.Join(dir, "tool"), Roles: []api.Role{api.RoleWorker}},
+			{Name: "img", Version: "3", Image: &api.Image{Ref: "registry.local/img:3", FromBinary: []string{"common"}}},
+			{Name: "quay", Version: "3.12", Image: &api.Image{Ref: "quay.io/projectquay/quay:3.12"}, Absent: "cannot be built here"},
+		}}}
+	m, err := (&bundle.Builder{Cache: t.TempDir()}).Build(context.Background(), b, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestBundlePhaseSendsEachHostItsShare(t *testing.T) {
+	c, hosts, ex, out := fakeCluster(t)
+	c.Spec.Bundle.Path = filepath.Join(t.TempDir(), "b.tar.zst")
+	m := smallBundle(t, c.Spec.Bundle.Path)
+	ex.Selection = workflow.Selection{Only: []string{"bundle"}}
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatal(err)
+	}
+	cp, w := hosts["cp1"], hosts["worker1"]
+	common := RemotePath(*m.Find("common", ""))
+	tool := RemotePath(*m.Find("tool", ""))
+	img := RemotePath(*m.Find("img", ""))
+	if common != "/opt/privcloud/common/1/common" || img != "/var/lib/privcloud/images/img/3.tar" {
+		t.Errorf("remote layout %s %s", common, img)
+	}
+	for _, p := range []string{common, img} {
+		if _, _, ok := cp.File(p); !ok {
+			t.Errorf("cp1 lacks %s", p)
+		}
+	}
+	if _, _, ok := cp.File(tool); ok {
+		t.Error("the control plane received a workers-only component")
+	}
+	data, mode, ok := w.File(tool)
+	if !ok || mode != 0o755 || !strings.Contains(string(data), "workers") {
+		t.Errorf("worker's tool: %v %o %q", ok, mode, data)
+	}
+	if _, mode, _ := w.File(img); mode != 0o644 {
+		t.Errorf("image archive mode %o", mode)
+	}
+	if !strings.Contains(out.String(), "quay 3.12 is not in the bundle: cannot be built here") {
+		t.Errorf("an absent component must be reported:\n%s", out.String())
+	}
+	out.Reset()
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"changed":0`) {
+		t.Errorf("a second run must send nothing:\n%s", out.String())
+	}
+}
+
+func TestBundlePhaseRefusesMissingOrBadBundles(t *testing.T) {
+	c, _, ex, _ := fakeCluster(t)
+	ex.Selection = workflow.Selection{Only: []string{"bundle"}}
+	c.Spec.Bundle.Path = filepath.Join(t.TempDir(), "absent.tar.zst")
+	err := Execute(context.Background(), Init(), c, ex)
+	if err == nil || !strings.Contains(err.Error(), "does not exist: build it with 'privcloud bundle build'") {
+		t.Errorf("missing bundle: %v", err)
+	}
+	c.Spec.Bundle.Path = filepath.Join(t.TempDir(), "b.tar.zst")
+	smallBundle(t, c.Spec.Bundle.Path)
+	os.WriteFile(c.Spec.Bundle.Path, []byte("not a bundle"), 0o644)
+	if err := Execute(context.Background(), Init(), c, ex); err == nil || !strings.Contains(err.Error(), "not a privcloud bundle") {
+		t.Errorf("a corrupt bundle must be refused before anything is sent: %v", err)
+	}
+}
