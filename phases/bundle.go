@@ -48,10 +48,10 @@ func distributeBundle() workflow.Phase {
 
 // bundleState verifies and unpacks the bundle once per run, for every host.
 type bundleState struct {
-	once      sync.Once
-	manifest  *bundle.Manifest
-	local     string // folder the needed files were extracted to
-	err       error
+	once     sync.Once
+	manifest *bundle.Manifest
+	local    string // folder the needed files were extracted to
+	err      error
 	warnOnce sync.Once
 }
 
