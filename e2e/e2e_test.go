@@ -190,3 +190,39 @@ func TestHostFaults(t *testing.T) {
 		t.Errorf("after restoring the link: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+func TestBundleOnLabHosts(t *testing.T) {
+	l := newLab(t, 3)
+	hello, _ := filepath.Abs("../bundle/testdata/hello")
+	spec := filepath.Join(l.Dir, "bundle.yaml")
+	os.WriteFile(spec, []byte(`apiVersion: privcloud.io/v1alpha1
+kind: Bundle
+metadata: {name: e2e}
+spec:
+  components:
+  - name: hello
+    version: v0.0.0
+    go: {module: example.local/hello, version: v0.0.0, replace: {example.local/hello: `+hello+`}}
+  - {name: hello-image, version: "1", roles: [worker], image: {ref: "registry.local/hello:1", fromBinary: [hello]}}
+`), 0o600)
+	// the lab's cluster.yaml takes the bundle from its default place next to it
+	build := exec.Command(privcloud, "bundle", "build", "-f", spec, "-o", filepath.Join(l.Dir, "privcloud-bundle.tar.zst"), "--cache", filepath.Join(l.Dir, "cache"))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("bundle build: %v\n%s", err, out)
+	}
+	r := run(t, l, "init", "--only", "bundle")
+	if r.code != 0 {
+		t.Fatalf("init --only bundle: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "exec", "--", "/opt/privcloud/hello/v0.0.0/hello; ls /var/lib/privcloud/images/hello-image 2>/dev/null || echo no-image")
+	if r.code != 0 || strings.Count(r.stdout, "hello from the bundle") != 3 {
+		t.Fatalf("the bundle's binary does not run on every host:\n%s%s", r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "h1 | exit 0") || strings.Count(r.stdout, "1.tar") != 2 || strings.Count(r.stdout, "no-image") != 1 {
+		t.Errorf("the workers-only image went elsewhere:\n%s", r.stdout)
+	}
+	r = run(t, l, "init", "--only", "bundle")
+	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
+		t.Errorf("re-sending an unchanged bundle changed something:\n%s", r.stdout)
+	}
+}
