@@ -46,6 +46,8 @@ type Component struct {
 	SHA256   string   `json:"sha256,omitempty"`
 	Size     int64    `json:"size,omitempty"`
 	ImageRef string   `json:"imageRef,omitempty"`
+	// ImageOnly binaries are packed into images and never installed on hosts.
+	ImageOnly bool `json:"imageOnly,omitempty"`
 	Origin   string   `json:"origin"`
 	Absent   string   `json:"absent,omitempty"`
 }

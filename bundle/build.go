@@ -44,7 +44,7 @@ func (bl *Builder) Build(ctx context.Context, b *api.Bundle, out string) (*Manif
 	ordered := append([]api.Component(nil), b.Spec.Components...)
 	sort.SliceStable(ordered, func(i, j int) bool { return ordered[i].Kind() == "binary" && ordered[j].Kind() != "binary" })
 	for _, c := range ordered {
-		mc := Component{Name: c.Name, Version: c.Version, Kind: c.Kind(), Roles: roleNames(c.Roles)}
+		mc := Component{Name: c.Name, Version: c.Version, Kind: c.Kind(), Roles: roleNames(c.Roles), ImageOnly: c.ImageOnly}
 		var src string
 		switch {
 		case c.Absent != "":
@@ -233,7 +233,7 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 		replaces = append(replaces, m+"=>"+r)
 	}
 	sort.Strings(replaces)
-	key := cacheKey(g.Module, g.Version, goPackage(g), g.LDFlags, platform, runtime.Version(), strings.Join(replaces, ";"))
+	key := cacheKey(g.Module, g.Version, goPackage(g), g.LDFlags, platform, runtime.Version(), strings.Join(replaces, ";"), g.StagingVersion)
 	out := filepath.Join(bl.Cache, "go", key, name)
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
@@ -244,12 +244,30 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 	}
 	var mod strings.Builder
 	fmt.Fprintf(&mod, "module privcloud.local/bundle-build\n\ngo 1.26\n\nrequire %s %s\n", g.Module, g.Version)
-	for _, r := range replaces {
-		from, to, _ := strings.Cut(r, "=>")
+	if err := os.WriteFile(filepath.Join(work, "go.mod"), []byte(mod.String()), 0o644); err != nil {
+		return "", err
+	}
+	all := map[string]string{}
+	if _, local := g.Replace[g.Module]; !local {
+		inherited, err := inheritedReplaces(ctx, work, g.Module, g.Version, g.StagingVersion)
+		if err != nil {
+			return "", err
+		}
+		all = inherited
+	}
+	for from, to := range g.Replace { // bundle.yaml's own replaces win
 		if at := strings.LastIndex(to, "@"); at > 0 && !strings.HasPrefix(to, "/") {
 			to = to[:at] + " " + to[at+1:]
 		}
-		fmt.Fprintf(&mod, "replace %s => %s\n", from, to)
+		all[from] = to
+	}
+	froms := make([]string, 0, len(all))
+	for f := range all {
+		froms = append(froms, f)
+	}
+	sort.Strings(froms)
+	for _, f := range froms {
+		fmt.Fprintf(&mod, "replace %s => %s\n", f, all[f])
 	}
 	if err := os.WriteFile(filepath.Join(work, "go.mod"), []byte(mod.String()), 0o644); err != nil {
 		return "", err
@@ -267,6 +285,56 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 		return "", fmt.Errorf("go build %s@%s: %w\n%s", goPackage(g), g.Version, err, lastLines(stderr.String(), 15))
 	}
 	return out, os.Rename(tmp, out)
+}
+
+// inheritedReplaces reads module@version's go.mod and returns its replace directives for a wrapper module:
+// `go install module@version` refuses modules that have any, yet their binaries are built with them. Replaces
+// pointing at ./staging folders (k8s.io/kubernetes) are pinned to the published staging version; other local
+// paths cannot be followed from outside the repository and are an error.
+func inheritedReplaces(ctx context.Context, dir, module, version, staging string) (map[string]string, error) {
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", module+"@"+version)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	var info struct{ GoMod, Error string }
+	if jerr := json.Unmarshal(out, &info); jerr != nil || info.GoMod == "" {
+		return nil, fmt.Errorf("go mod download %s@%s: %v %s", module, version, err, info.Error)
+	}
+	data, err := os.ReadFile(info.GoMod)
+	if err != nil {
+		return nil, err
+	}
+	replaces := map[string]string{}
+	inBlock := false
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(strings.SplitN(line, "//", 2)[0])
+		switch {
+		case line == "replace (":
+			inBlock = true
+			continue
+		case inBlock && line == ")":
+			inBlock = false
+			continue
+		case strings.HasPrefix(line, "replace "):
+			line = strings.TrimPrefix(line, "replace ")
+		case !inBlock:
+			continue
+		}
+		from, to, ok := strings.Cut(line, "=>")
+		if !ok {
+			continue
+		}
+		fromPath := strings.Fields(from)[0]
+		target := strings.Fields(to)
+		switch {
+		case len(target) == 2:
+			replaces[fromPath] = target[0] + " " + target[1]
+		case len(target) == 1 && strings.HasPrefix(target[0], "./staging/") && staging != "":
+			replaces[fromPath] = fromPath + " " + staging
+		case len(target) == 1:
+			return nil, fmt.Errorf("%s@%s replaces %s with the local folder %s: set go.stagingVersion, or go.replace for it", module, version, fromPath, target[0])
+		}
+	}
+	return replaces, nil
 }
 
 func (bl *Builder) log() io.Writer {

@@ -35,6 +35,9 @@ func RemotePath(c bundle.Component) string {
 
 // wantsComponent reports whether a host's roles call for a component (no roles: every host).
 func wantsComponent(h api.Host, c bundle.Component) bool {
+	if c.ImageOnly {
+		return false
+	}
 	if len(c.Roles) == 0 {
 		return true
 	}

@@ -22,6 +22,7 @@ func smallBundle(t *testing.T, out string) *bundle.Manifest {
 	b := &api.Bundle{APIVersion: api.APIVersion, Kind: api.KindBundle, Metadata: api.ObjectMeta{Name: "small"},
 		Spec: api.BundleSpec{Platform: "linux/amd64", Components: []api.Component{
 			{Name: "common", Version: "1", File: filepath.Join(dir, "common")},
+			{Name: "inner", Version: "1", File: filepath.Join(dir, "common"), ImageOnly: true},
 			{Name: "tool", Version: "2", File: filepath.Join(dir, "tool"), Roles: []api.Role{api.RoleWorker}},
 			{Name: "img", Version: "3", Image: &api.Image{Ref: "registry.local/img:3", FromBinary: []string{"common"}}},
 			{Name: "quay", Version: "3.12", Image: &api.Image{Ref: "quay.io/projectquay/quay:3.12"}, Absent: "cannot be built here"},
@@ -55,6 +56,9 @@ func TestBundlePhaseSendsEachHostItsShare(t *testing.T) {
 	}
 	if _, _, ok := cp.File(tool); ok {
 		t.Error("the control plane received a workers-only component")
+	}
+	if _, _, ok := cp.File(RemotePath(*m.Find("inner", ""))); ok {
+		t.Error("an image-only binary was installed on a host")
 	}
 	data, mode, ok := w.File(tool)
 	if !ok || mode != 0o755 || !strings.Contains(string(data), "workers") {

@@ -40,6 +40,8 @@ type Component struct {
 	Go      *GoBuild `json:"go,omitempty" doc:"Source: a Go package built with CGO_ENABLED=0 and -trimpath through the Go module proxy."`
 	Image   *Image   `json:"image,omitempty" doc:"This component is a container image."`
 	Absent  string   `json:"absent,omitempty" doc:"Recorded in the manifest as missing, with this reason, so what needs it can say so."`
+	// A binary only images are made of: packed, never installed on hosts.
+	ImageOnly bool `json:"imageOnly,omitempty" doc:"A binary used only to assemble images: it is not installed on hosts."`
 }
 
 // GoBuild builds one package of a module version.
@@ -49,6 +51,9 @@ type GoBuild struct {
 	Package string            `json:"package,omitempty" doc:"Package to build; default: the module itself."`
 	Replace map[string]string `json:"replace,omitempty" doc:"replace directives of the wrapper module (module path -> module@version, or a local folder relative to bundle.yaml)."`
 	LDFlags string            `json:"ldflags,omitempty" doc:"-ldflags, e.g. to stamp versions with -X."`
+	// k8s.io/kubernetes replaces every k8s.io/* staging module with a folder of its repository; a wrapper
+	// module needs the published versions instead.
+	StagingVersion string `json:"stagingVersion,omitempty" doc:"For modules (k8s.io/kubernetes) whose go.mod replaces modules with ./staging folders: the published version to use for each of them, e.g. v0.37.1."`
 }
 
 // Image is how an image component is made.
@@ -174,6 +179,9 @@ func ValidateBundle(b *Bundle) *ValidationError {
 			}
 			if !strings.HasPrefix(c.Go.Version, "v") {
 				v.add(p+".go.version", "%q is not a module version such as v3.6.5", c.Go.Version)
+			}
+			if c.Go.StagingVersion != "" && !strings.HasPrefix(c.Go.StagingVersion, "v") {
+				v.add(p+".go.stagingVersion", "%q is not a module version such as v0.37.1", c.Go.StagingVersion)
 			}
 		}
 		if c.Image != nil {

@@ -44,6 +44,8 @@ type Lab struct {
 	Runtime string
 	// Log receives progress and tool output.
 	Log io.Writer
+	// Bundle, when set, is the bundle the lab's cluster.yaml installs from.
+	Bundle string
 
 	rec Record
 }
@@ -157,7 +159,13 @@ func (l *Lab) writeUserKey() (xssh.PublicKey, error) {
 func (l *Lab) clusterYAML(n int) string {
 	var b strings.Builder
 	b.WriteString("# Written by the privcloud lab for its hosts; `make lab-down` removes it.\n")
-	b.WriteString("apiVersion: privcloud.io/v1alpha1\nkind: Cluster\nmetadata:\n  name: lab\nspec:\n  stateDir: state\n  hosts:\n")
+	b.WriteString("apiVersion: privcloud.io/v1alpha1\nkind: Cluster\nmetadata:\n  name: lab\nspec:\n  stateDir: state\n")
+	// the newest version the lab bundle can build (the module proxy refuses the source of v1.37.2)
+	b.WriteString("  kubernetesVersion: v1.37.1\n")
+	if l.Bundle != "" {
+		fmt.Fprintf(&b, "  bundle:\n    path: %s\n", l.Bundle)
+	}
+	b.WriteString("  hosts:\n")
 	for i := 1; i <= n; i++ {
 		roles := "[worker]"
 		if i == 1 {

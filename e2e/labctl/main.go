@@ -21,6 +21,7 @@ func main() {
 	cache := flag.String("cache", filepath.Join(home(), ".cache/privcloud/lab"), "image cache")
 	n := flag.Int("n", 3, "hosts to start (up)")
 	verbose := flag.Bool("v", false, "show the commands' output")
+	bundlePath := flag.String("bundle", "", "bundle the lab's cluster.yaml installs from (up)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: labctl [flags] image|up|down|status|kill N|cut N|restore N")
 		flag.PrintDefaults()
@@ -39,6 +40,11 @@ func main() {
 	l, err := lab.Open(*dir, *runtime, log)
 	if err != nil {
 		fail(err)
+	}
+	if *bundlePath != "" {
+		if l.Bundle, err = filepath.Abs(*bundlePath); err != nil {
+			fail(err)
+		}
 	}
 	switch flag.Arg(0) {
 	case "image":
