@@ -47,9 +47,9 @@ type Component struct {
 	Size     int64    `json:"size,omitempty"`
 	ImageRef string   `json:"imageRef,omitempty"`
 	// ImageOnly binaries are packed into images and never installed on hosts.
-	ImageOnly bool `json:"imageOnly,omitempty"`
-	Origin   string   `json:"origin"`
-	Absent   string   `json:"absent,omitempty"`
+	ImageOnly bool   `json:"imageOnly,omitempty"`
+	Origin    string `json:"origin"`
+	Absent    string `json:"absent,omitempty"`
 }
 
 // File is one archive entry.

@@ -289,8 +289,8 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 
 // inheritedReplaces reads module@version's go.mod and returns its replace directives for a wrapper module:
 // `go install module@version` refuses modules that have any, yet their binaries are built with them. Replaces
-// pointing at ./staging folders (k8s.io/kubernetes) are pinned to the published staging version; other local
-// paths cannot be followed from outside the repository and are an error.
+// pointing at folders of the module's own repository (k8s.io/kubernetes' ./staging, etcd's ./api) cannot be
+// followed from outside it: they are pinned to the published version named by stagingVersion.
 func inheritedReplaces(ctx context.Context, dir, module, version, staging string) (map[string]string, error) {
 	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", module+"@"+version)
 	cmd.Dir = dir
@@ -328,7 +328,7 @@ func inheritedReplaces(ctx context.Context, dir, module, version, staging string
 		switch {
 		case len(target) == 2:
 			replaces[fromPath] = target[0] + " " + target[1]
-		case len(target) == 1 && strings.HasPrefix(target[0], "./staging/") && staging != "":
+		case len(target) == 1 && staging != "":
 			replaces[fromPath] = fromPath + " " + staging
 		case len(target) == 1:
 			return nil, fmt.Errorf("%s@%s replaces %s with the local folder %s: set go.stagingVersion, or go.replace for it", module, version, fromPath, target[0])

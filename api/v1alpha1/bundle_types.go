@@ -51,9 +51,9 @@ type GoBuild struct {
 	Package string            `json:"package,omitempty" doc:"Package to build; default: the module itself."`
 	Replace map[string]string `json:"replace,omitempty" doc:"replace directives of the wrapper module (module path -> module@version, or a local folder relative to bundle.yaml)."`
 	LDFlags string            `json:"ldflags,omitempty" doc:"-ldflags, e.g. to stamp versions with -X."`
-	// k8s.io/kubernetes replaces every k8s.io/* staging module with a folder of its repository; a wrapper
+	// k8s.io/kubernetes and etcd replace their own submodules with folders of their repository; a wrapper
 	// module needs the published versions instead.
-	StagingVersion string `json:"stagingVersion,omitempty" doc:"For modules (k8s.io/kubernetes) whose go.mod replaces modules with ./staging folders: the published version to use for each of them, e.g. v0.37.1."`
+	StagingVersion string `json:"stagingVersion,omitempty" doc:"For modules whose go.mod replaces modules with folders of their own repository (k8s.io/kubernetes' ./staging, etcd's ./api): the published version to use for each of them, e.g. v0.37.1 for Kubernetes v1.37.1, v3.7.0 for etcd v3.7.0."`
 }
 
 // Image is how an image component is made.
