@@ -3,6 +3,7 @@ package bundle
 import (
 	"context"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -283,6 +284,11 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 	cmd.Stdout, cmd.Stderr = bl.log(), io.MultiWriter(bl.log(), &stderr)
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("go build %s@%s: %w\n%s", goPackage(g), g.Version, err, lastLines(stderr.String(), 15))
+	}
+	// For a package that is not main, go build -o writes an object archive, not a program.
+	if _, err := buildinfo.ReadFile(tmp); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("%s@%s is not a main package: it builds no program", goPackage(g), g.Version)
 	}
 	return out, os.Rename(tmp, out)
 }

@@ -274,3 +274,16 @@ func TestSignatures(t *testing.T) {
 		}
 	}
 }
+
+func TestLibraryPackageIsRefused(t *testing.T) {
+	lib, _ := filepath.Abs("testdata/lib")
+	b := &api.Bundle{APIVersion: api.APIVersion, Kind: api.KindBundle, Metadata: api.ObjectMeta{Name: "t"},
+		Spec: api.BundleSpec{Platform: "linux/amd64", Components: []api.Component{
+			{Name: "lib", Version: "v0.0.0", Go: &api.GoBuild{Module: "example.local/lib", Version: "v0.0.0",
+				Replace: map[string]string{"example.local/lib": lib}}},
+		}}}
+	_, err := (&Builder{Cache: t.TempDir()}).Build(context.Background(), b, filepath.Join(t.TempDir(), "b.tar.zst"))
+	if err == nil || !strings.Contains(err.Error(), "is not a main package") {
+		t.Fatalf("building a library must be refused, not packed as an archive: %v", err)
+	}
+}

@@ -1,0 +1,3 @@
+module example.local/lib
+
+go 1.26
