@@ -234,7 +234,7 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 		replaces = append(replaces, m+"=>"+r)
 	}
 	sort.Strings(replaces)
-	key := cacheKey(g.Module, g.Version, goPackage(g), g.LDFlags, platform, runtime.Version(), strings.Join(replaces, ";"), g.StagingVersion)
+	key := cacheKey(g.Module, g.Version, goPackage(g), g.LDFlags, platform, runtime.Version(), strings.Join(replaces, ";"), g.StagingVersion, fmt.Sprint(g.CGO))
 	out := filepath.Join(bl.Cache, "go", key, name)
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
@@ -279,7 +279,11 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-mod=mod", "-trimpath", "-ldflags", g.LDFlags, "-o", tmp, goPackage(g))
 	cmd.Dir = work
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=")
+	cgo := "0"
+	if g.CGO {
+		cgo = "1"
+	}
+	cmd.Env = append(os.Environ(), "CGO_ENABLED="+cgo, "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=")
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = bl.log(), io.MultiWriter(bl.log(), &stderr)
 	if err := cmd.Run(); err != nil {

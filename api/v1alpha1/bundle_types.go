@@ -51,6 +51,7 @@ type GoBuild struct {
 	Package string            `json:"package,omitempty" doc:"Package to build; default: the module itself."`
 	Replace map[string]string `json:"replace,omitempty" doc:"replace directives of the wrapper module (module path -> module@version, or a local folder relative to bundle.yaml)."`
 	LDFlags string            `json:"ldflags,omitempty" doc:"-ldflags, e.g. to stamp versions with -X."`
+	CGO     bool              `json:"cgo,omitempty" doc:"Build with cgo (runc's nsenter is C): the binary then links the build machine's C library, so build on the hosts' distribution. Default: CGO_ENABLED=0, a static binary."`
 	// k8s.io/kubernetes and etcd replace their own submodules with folders of their repository; a wrapper
 	// module needs the published versions instead.
 	StagingVersion string `json:"stagingVersion,omitempty" doc:"For modules whose go.mod replaces modules with folders of their own repository (k8s.io/kubernetes' ./staging, etcd's ./api): the published version to use for each of them, e.g. v0.37.1 for Kubernetes v1.37.1, v3.7.0 for etcd v3.7.0."`
