@@ -1,0 +1,35 @@
+// Package templates renders every file privcloud writes to a node from embedded templates, so what lands on
+// hosts is reviewable in one place and pinned by golden files.
+package templates
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"text/template"
+)
+
+//go:embed files/*
+var files embed.FS
+
+var parsed = template.Must(template.New("").Option("missingkey=error").ParseFS(files, "files/*"))
+
+// Render fills the template named name (a file under files/) with data.
+func Render(name string, data any) ([]byte, error) {
+	var b bytes.Buffer
+	if err := parsed.ExecuteTemplate(&b, name, data); err != nil {
+		return nil, fmt.Errorf("render %s: %w", name, err)
+	}
+	return b.Bytes(), nil
+}
+
+// Containerd is what containerd's drop-in is made of.
+type Containerd struct {
+	Version             string
+	DefaultRuntime      string
+	SystemdCgroup       bool
+	RestrictOOMScoreAdj bool
+	Kata                bool
+	KataHandler         string
+	SandboxImage        string
+}

@@ -1,0 +1,36 @@
+package templates
+
+import (
+	"testing"
+
+	"github.com/privcloud/privcloud/internal/golden"
+)
+
+var labContainerd = Containerd{Version: "v2.2.1", DefaultRuntime: "runc", SystemdCgroup: false, RestrictOOMScoreAdj: true,
+	Kata: true, KataHandler: "kata", SandboxImage: "registry.k8s.io/pause:3.10"}
+
+func render(t *testing.T, name string, data any) string {
+	t.Helper()
+	out, err := Render(name, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func TestContainerdService(t *testing.T) { golden.Assert(t, render(t, "containerd.service", labContainerd)) }
+func TestContainerdConfig(t *testing.T)  { golden.Assert(t, render(t, "containerd-config.toml", nil)) }
+func TestContainerdDropInLab(t *testing.T) {
+	golden.Assert(t, render(t, "containerd-privcloud.toml", labContainerd))
+}
+
+func TestContainerdDropInDefaults(t *testing.T) {
+	golden.Assert(t, render(t, "containerd-privcloud.toml", Containerd{Version: "v2.2.1", DefaultRuntime: "runc", SystemdCgroup: true,
+		SandboxImage: "registry.k8s.io/pause:3.10"}))
+}
+
+func TestMissingFieldIsAnError(t *testing.T) {
+	if _, err := Render("containerd-privcloud.toml", map[string]any{"Version": "x"}); err == nil {
+		t.Error("a template must not render with a value missing")
+	}
+}
