@@ -18,20 +18,17 @@ import (
 	"github.com/privcloud/privcloud/ssh"
 )
 
-// Where bundle contents go on hosts: each binary under its own version, so two versions sit side by side for
-// upgrades and rollbacks; image archives where the containerd phase imports them from.
-const (
-	RemoteBinDir   = "/opt/privcloud"
-	RemoteImageDir = "/var/lib/privcloud/images"
-)
+// RemoteBinDir is where bundle binaries go on hosts, each under its own version, so two versions sit side by
+// side for upgrades and rollbacks.
+const RemoteBinDir = "/opt/privcloud"
 
-// RemotePath is where a component of the bundle is installed on a host.
+// RemotePath is where a binary of the bundle is installed on a host.
 func RemotePath(c bundle.Component) string {
-	if c.Kind == "image" {
-		return path.Join(RemoteImageDir, c.Name, c.Version+".tar")
-	}
 	return path.Join(RemoteBinDir, c.Name, c.Version, c.Name)
 }
+
+// LocalPath is where a component of the bundle was unpacked on this machine.
+func (s *bundleState) LocalPath(c bundle.Component) string { return filepath.Join(s.local, c.Path) }
 
 // wantsComponent reports whether a host's roles call for a component (no roles: every host).
 func wantsComponent(h api.Host, c bundle.Component) bool {
@@ -44,9 +41,8 @@ func wantsComponent(h api.Host, c bundle.Component) bool {
 	return slices.ContainsFunc(c.Roles, func(r string) bool { return h.HasRole(api.Role(r)) })
 }
 
-func distributeBundle() workflow.Phase {
-	st := &bundleState{}
-	return workflow.Phase{Name: "bundle", Short: "Send each host the binaries and images its roles need, verified by sha256", RunHost: st.distribute}
+func distributeBundle(st *bundleState) workflow.Phase {
+	return workflow.Phase{Name: "bundle", Short: "Send each host the binaries its roles need, verified by sha256 (images go to containerd)", RunHost: st.distribute}
 }
 
 // bundleState verifies and unpacks the bundle once per run, for every host.
@@ -113,15 +109,11 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 		}
 	})
 	for _, c := range s.manifest.Components {
-		if c.Kind == "absent" || !wantsComponent(t.Spec, c) {
-			continue
-		}
-		mode := fs.FileMode(0o755)
-		if c.Kind == "image" {
-			mode = 0o644
+		if c.Kind != "binary" || !wantsComponent(t.Spec, c) {
+			continue // images are streamed into containerd by containerd/images
 		}
 		dst := RemotePath(c)
-		changed, err := t.Host.Upload(ctx, ssh.NewFile(filepath.Join(s.local, c.Path), c.SHA256), dst, mode, ssh.WithOwner("root:root"))
+		changed, err := t.Host.Upload(ctx, ssh.NewFile(filepath.Join(s.local, c.Path), c.SHA256), dst, 0o755, ssh.WithOwner("root:root"))
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", c.Name, c.Version, err)
 		}

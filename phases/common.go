@@ -48,17 +48,6 @@ func hostPrep() workflow.Phase {
 		RunHost: workflow.NotImplemented("host preparation comes with the cluster phases")}
 }
 
-func containerd() workflow.Phase {
-	return workflow.Phase{Name: "containerd", Short: "Install and configure containerd, runc and Kata; import images", Phases: []workflow.Phase{
-		{Name: "install", Short: "Install containerd, runc and the CNI plugins from the bundle",
-			RunHost: workflow.NotImplemented("containerd installation comes with the cluster phases")},
-		{Name: "config", Short: "Write containerd's drop-in configuration (runtimes, mirrors, sandbox image)",
-			RunHost: workflow.NotImplemented("containerd configuration comes with the cluster phases")},
-		{Name: "images", Short: "Import the bundle's images through the containerd API",
-			RunHost: workflow.NotImplemented("image import comes with the air-gap bundle")},
-	}}
-}
-
 func etcd() workflow.Phase {
 	return workflow.Phase{Name: "etcd", Short: "Run etcd with TLS peer and client authentication; wait for health", Roles: etcdMembers,
 		RunHost: workflow.NotImplemented("etcd comes with the cluster phases")}

@@ -1,0 +1,225 @@
+package phases
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
+	"github.com/privcloud/privcloud/templates"
+)
+
+// The containerd runtime on nodes.
+const (
+	containerdSocket    = "/run/containerd/containerd.sock"
+	containerdNamespace = "k8s.io" // where the kubelet's CRI looks for images
+	// archiveLabel records which bundle archive an image came from, so an unchanged image is not imported again.
+	archiveLabel = "privcloud.io/archive-sha256"
+)
+
+var nodes = []api.Role{api.RoleControlPlane, api.RoleWorker}
+
+// runtimeLinks are the bundle binaries containerd needs, and where each is linked from.
+var runtimeLinks = map[string]string{
+	"containerd": "/usr/local/bin/containerd", "containerd-shim-runc-v2": "/usr/local/bin/containerd-shim-runc-v2",
+	"ctr": "/usr/local/bin/ctr", "runc": "/usr/local/bin/runc",
+}
+
+func containerd(b *bundleState) workflow.Phase {
+	return workflow.Phase{Name: "containerd", Short: "Install and configure containerd, runc and Kata; import images", Phases: []workflow.Phase{
+		{Name: "install", Short: "Link containerd, runc and the CNI plugins to the bundle's versions", Roles: nodes,
+			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error { return installRuntime(ctx, r, t, b) }},
+		{Name: "config", Short: "Write containerd's unit and drop-in configuration (runtimes, sandbox image); start it", Roles: nodes,
+			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error { return configureContainerd(ctx, r, t, b) }},
+		{Name: "images", Short: "Stream the bundle's images into containerd through its API, over SSH", Roles: nodes,
+			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error { return importImages(ctx, r, t, b) }},
+	}}
+}
+
+// installRuntime points the runtime's well-known paths at the bundle's versions: each link is replaced
+// atomically (a new link renamed over the old), so switching versions never leaves a moment without one.
+func installRuntime(ctx context.Context, r *workflow.Run, t *workflow.Target, b *bundleState) error {
+	if err := b.prepare(r); err != nil {
+		return err
+	}
+	var script strings.Builder
+	for _, c := range b.manifest.Components {
+		link, ok := runtimeLinks[c.Name]
+		if cni, isCNI := strings.CutPrefix(c.Name, "cni-"); isCNI {
+			link, ok = "/opt/cni/bin/"+cni, true
+		}
+		if !ok || c.Kind != "binary" {
+			continue
+		}
+		target := RemotePath(c)
+		fmt.Fprintf(&script, "if [ \"$(readlink %[1]s)\" != %[2]s ]; then mkdir -p \"$(dirname %[1]s)\"; ln -sfn %[2]s %[1]s.privcloud && mv -Tf %[1]s.privcloud %[1]s && echo %[1]s; fi\n",
+			ssh.ShellQuote(link), ssh.ShellQuote(target))
+	}
+	if script.Len() == 0 {
+		return fmt.Errorf("the bundle has no containerd or runc")
+	}
+	res, err := t.Host.Run(ctx, "set -e\n"+script.String())
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Fields(string(res.Stdout)) {
+		r.Changed(t.Spec.Name, "linked "+l)
+	}
+	return nil
+}
+
+// configureContainerd writes containerd's unit and configuration and (re)starts it only when they changed or
+// it is not running, then waits until its API answers.
+func configureContainerd(ctx context.Context, r *workflow.Run, t *workflow.Target, b *bundleState) error {
+	if err := b.prepare(r); err != nil {
+		return err
+	}
+	spec := r.Cluster.Spec
+	data := templates.Containerd{DefaultRuntime: spec.Containerd.DefaultRuntime, SystemdCgroup: spec.Kubelet.CgroupDriver == "systemd",
+		RestrictOOMScoreAdj: spec.Containerd.RestrictOOMScoreAdj, Kata: spec.Containerd.Kata.Enabled, KataHandler: spec.Containerd.Kata.Handler,
+		SandboxImage: sandboxImage(b.manifest)}
+	if c := b.manifest.Find("containerd", ""); c != nil {
+		data.Version = c.Version
+	}
+	changed := false
+	for _, f := range []struct{ template, path string }{
+		{"containerd.service", "/etc/systemd/system/containerd.service"},
+		{"containerd-config.toml", "/etc/containerd/config.toml"},
+		{"containerd-privcloud.toml", "/etc/containerd/conf.d/privcloud.toml"},
+	} {
+		content, err := templates.Render(f.template, data)
+		if err != nil {
+			return err
+		}
+		c, err := t.Host.Upload(ctx, ssh.Bytes(content), f.path, 0o644, ssh.WithOwner("root:root"))
+		if err != nil {
+			return err
+		}
+		if c {
+			changed = true
+			r.Changed(t.Spec.Name, f.path)
+		}
+	}
+	action := "if ! systemctl is-active -q containerd; then systemctl start containerd; echo started; fi"
+	if changed {
+		action = "systemctl restart containerd; echo restarted"
+	}
+	res, err := t.Host.Run(ctx, "systemctl daemon-reload && systemctl enable -q containerd && "+action)
+	if err != nil {
+		return err
+	}
+	if s := strings.TrimSpace(string(res.Stdout)); s != "" {
+		r.Changed(t.Spec.Name, "containerd "+s)
+	}
+	if r.DryRun {
+		return nil
+	}
+	cl, err := containerdClient(ctx, t.Host)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return waitContainerd(ctx, cl, 60*time.Second)
+}
+
+// sandboxImage is the reference of the bundle's pause image.
+func sandboxImage(m *bundle.Manifest) string {
+	if c := m.Find("pause", ""); c != nil && c.ImageRef != "" {
+		return c.ImageRef
+	}
+	return "registry.k8s.io/pause:3.10"
+}
+
+// containerdClient talks to a host's containerd through the SSH connection: no port is opened on the host.
+func containerdClient(ctx context.Context, h ssh.Host) (*client.Client, error) {
+	dial := func(ctx context.Context, _ string) (net.Conn, error) { return h.Dial(ctx, "unix", containerdSocket) }
+	return client.New(containerdSocket, client.WithDefaultNamespace(containerdNamespace), client.WithDialOpts([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dial),
+	}))
+}
+
+func waitContainerd(ctx context.Context, cl *client.Client, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := cl.Version(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("containerd did not answer within %s: %w (see journalctl -u containerd)", limit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// importImages streams each image the host needs from the local bundle into its containerd, unpacked for the
+// default snapshotter; an image already imported from the same archive is skipped.
+func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *bundleState) error {
+	if err := b.prepare(r); err != nil {
+		return err
+	}
+	if r.DryRun {
+		for _, c := range b.manifest.Components {
+			if c.Kind == "image" && wantsComponent(t.Spec, c) {
+				r.Plan(ssh.Action{Host: t.Spec.Name, Kind: "run", Cmd: "import image " + c.ImageRef})
+			}
+		}
+		return nil
+	}
+	cl, err := containerdClient(ctx, t.Host)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for _, c := range b.manifest.Components {
+		if c.Kind != "image" || !wantsComponent(t.Spec, c) {
+			continue
+		}
+		if img, err := cl.GetImage(ctx, c.ImageRef); err == nil && img.Labels()[archiveLabel] == c.SHA256 {
+			continue
+		}
+		if err := importImage(ctx, cl, b.LocalPath(c), c.SHA256); err != nil {
+			return fmt.Errorf("image %s: %w", c.ImageRef, err)
+		}
+		r.Changed(t.Spec.Name, "imported "+c.ImageRef)
+	}
+	return nil
+}
+
+func importImage(ctx context.Context, cl *client.Client, path, sha string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	imgs, err := cl.Import(ctx, f, client.WithImageLabels(map[string]string{archiveLabel: sha}))
+	if err != nil {
+		return err
+	}
+	if len(imgs) == 0 {
+		return errors.New("the archive holds no image")
+	}
+	for _, i := range imgs {
+		if err := client.NewImage(cl, i).Unpack(ctx, ""); err != nil {
+			return fmt.Errorf("unpack %s: %w", i.Name, err)
+		}
+	}
+	return nil
+}
