@@ -39,11 +39,17 @@ var runtimeLinks = map[string]string{
 func containerd(b *bundleState) workflow.Phase {
 	return workflow.Phase{Name: "containerd", Short: "Install and configure containerd, runc and Kata; import images", Phases: []workflow.Phase{
 		{Name: "install", Short: "Link containerd, runc and the CNI plugins to the bundle's versions", Roles: nodes,
-			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error { return installRuntime(ctx, r, t, b) }},
+			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+				return installRuntime(ctx, r, t, b)
+			}},
 		{Name: "config", Short: "Write containerd's unit and drop-in configuration (runtimes, sandbox image); start it", Roles: nodes,
-			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error { return configureContainerd(ctx, r, t, b) }},
+			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+				return configureContainerd(ctx, r, t, b)
+			}},
 		{Name: "images", Short: "Stream the bundle's images into containerd through its API, over SSH", Roles: nodes,
-			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error { return importImages(ctx, r, t, b) }},
+			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+				return importImages(ctx, r, t, b)
+			}},
 	}}
 }
 

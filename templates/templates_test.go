@@ -18,8 +18,10 @@ func render(t *testing.T, name string, data any) string {
 	return string(out)
 }
 
-func TestContainerdService(t *testing.T) { golden.Assert(t, render(t, "containerd.service", labContainerd)) }
-func TestContainerdConfig(t *testing.T)  { golden.Assert(t, render(t, "containerd-config.toml", nil)) }
+func TestContainerdService(t *testing.T) {
+	golden.Assert(t, render(t, "containerd.service", labContainerd))
+}
+func TestContainerdConfig(t *testing.T) { golden.Assert(t, render(t, "containerd-config.toml", nil)) }
 func TestContainerdDropInLab(t *testing.T) {
 	golden.Assert(t, render(t, "containerd-privcloud.toml", labContainerd))
 }
