@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
@@ -108,6 +109,7 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 			}
 		}
 	})
+	var links strings.Builder
 	for _, c := range s.manifest.Components {
 		if c.Kind != "binary" || !wantsComponent(t.Spec, c) {
 			continue // images are streamed into containerd by containerd/images
@@ -120,6 +122,42 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 		if changed {
 			r.Changed(t.Spec.Name, dst)
 		}
+		if link := activeLink(c); link != "" && active(s.manifest, c, r.Cluster.Spec.KubernetesVersion) {
+			// a new link renamed over the old: switching versions never leaves a moment without one
+			fmt.Fprintf(&links, "if [ \"$(readlink %[1]s)\" != %[2]s ]; then mkdir -p \"$(dirname %[1]s)\"; ln -sfn %[2]s %[1]s.privcloud && mv -Tf %[1]s.privcloud %[1]s && echo %[1]s; fi\n",
+				ssh.ShellQuote(link), ssh.ShellQuote(dst))
+		}
+	}
+	if links.Len() == 0 {
+		return nil
+	}
+	res, err := t.Host.Run(ctx, "set -e\n"+links.String())
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Fields(string(res.Stdout)) {
+		r.Changed(t.Spec.Name, "linked "+l)
 	}
 	return nil
+}
+
+// activeLink is the well-known path of a binary: CNI plugins where containerd looks for them, the rest on PATH.
+func activeLink(c bundle.Component) string {
+	if plugin, ok := strings.CutPrefix(c.Name, "cni-"); ok {
+		return "/opt/cni/bin/" + plugin
+	}
+	return "/usr/local/bin/" + c.Name
+}
+
+// kubernetesComponents are the binaries of a Kubernetes release: the one of spec.kubernetesVersion is active.
+var kubernetesComponents = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"}
+
+// active reports whether c is the version of its binary that should run: for Kubernetes components the one of
+// kubernetesVersion, for the others the first the bundle lists.
+func active(m *bundle.Manifest, c bundle.Component, kubernetesVersion string) bool {
+	if slices.Contains(kubernetesComponents, c.Name) {
+		return c.Version == kubernetesVersion
+	}
+	first := m.Find(c.Name, "")
+	return first != nil && first.Version == c.Version
 }

@@ -62,6 +62,10 @@ func TestBundlePhaseSendsEachHostItsShare(t *testing.T) {
 	if _, _, ok := cp.File(RemotePath(*m.Find("inner", ""))); ok {
 		t.Error("an image-only binary was installed on a host")
 	}
+	links := strings.Join(cp.Commands(), "\n")
+	if !strings.Contains(links, "ln -sfn '/opt/privcloud/common/1/common' '/usr/local/bin/common.privcloud'") || strings.Contains(links, "/usr/local/bin/inner") {
+		t.Errorf("the active version must be linked on PATH, image-only binaries not at all:\n%s", links)
+	}
 	data, mode, ok := w.File(tool)
 	if !ok || mode != 0o755 || !strings.Contains(string(data), "workers") {
 		t.Errorf("worker's tool: %v %o %q", ok, mode, data)

@@ -30,18 +30,8 @@ const (
 
 var nodes = []api.Role{api.RoleControlPlane, api.RoleWorker}
 
-// runtimeLinks are the bundle binaries containerd needs, and where each is linked from.
-var runtimeLinks = map[string]string{
-	"containerd": "/usr/local/bin/containerd", "containerd-shim-runc-v2": "/usr/local/bin/containerd-shim-runc-v2",
-	"ctr": "/usr/local/bin/ctr", "runc": "/usr/local/bin/runc",
-}
-
 func containerd(b *bundleState) workflow.Phase {
 	return workflow.Phase{Name: "containerd", Short: "Install and configure containerd, runc and Kata; import images", Phases: []workflow.Phase{
-		{Name: "install", Short: "Link containerd, runc and the CNI plugins to the bundle's versions", Roles: nodes,
-			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-				return installRuntime(ctx, r, t, b)
-			}},
 		{Name: "config", Short: "Write containerd's unit and drop-in configuration (runtimes, sandbox image); start it", Roles: nodes,
 			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 				return configureContainerd(ctx, r, t, b)
@@ -51,38 +41,6 @@ func containerd(b *bundleState) workflow.Phase {
 				return importImages(ctx, r, t, b)
 			}},
 	}}
-}
-
-// installRuntime points the runtime's well-known paths at the bundle's versions: each link is replaced
-// atomically (a new link renamed over the old), so switching versions never leaves a moment without one.
-func installRuntime(ctx context.Context, r *workflow.Run, t *workflow.Target, b *bundleState) error {
-	if err := b.prepare(r); err != nil {
-		return err
-	}
-	var script strings.Builder
-	for _, c := range b.manifest.Components {
-		link, ok := runtimeLinks[c.Name]
-		if cni, isCNI := strings.CutPrefix(c.Name, "cni-"); isCNI {
-			link, ok = "/opt/cni/bin/"+cni, true
-		}
-		if !ok || c.Kind != "binary" {
-			continue
-		}
-		target := RemotePath(c)
-		fmt.Fprintf(&script, "if [ \"$(readlink %[1]s)\" != %[2]s ]; then mkdir -p \"$(dirname %[1]s)\"; ln -sfn %[2]s %[1]s.privcloud && mv -Tf %[1]s.privcloud %[1]s && echo %[1]s; fi\n",
-			ssh.ShellQuote(link), ssh.ShellQuote(target))
-	}
-	if script.Len() == 0 {
-		return fmt.Errorf("the bundle has no containerd or runc")
-	}
-	res, err := t.Host.Run(ctx, "set -e\n"+script.String())
-	if err != nil {
-		return err
-	}
-	for _, l := range strings.Fields(string(res.Stdout)) {
-		r.Changed(t.Spec.Name, "linked "+l)
-	}
-	return nil
 }
 
 // configureContainerd writes containerd's unit and configuration and (re)starts it only when they changed or

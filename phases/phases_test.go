@@ -32,7 +32,7 @@ func TestInitOrder(t *testing.T) {
 	}
 	order := strings.Join(got, " ")
 	// Each phase depends on the ones before it; this is the order the cluster comes up in.
-	want := []string{"connect", "preflight", "bundle", "host-prep", "containerd/install", "certs/generate", "etcd",
+	want := []string{"connect", "preflight", "bundle", "host-prep", "containerd/config", "containerd/images", "certs/generate", "etcd",
 		"control-plane/apiserver", "control-plane/controller-manager", "control-plane/scheduler", "cluster-rbac",
 		"node/kubelet", "network", "wait-ready", "addons/coredns", "kubeconfig"}
 	pos := -1
