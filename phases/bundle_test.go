@@ -63,7 +63,7 @@ func TestBundlePhaseSendsEachHostItsShare(t *testing.T) {
 		t.Error("an image-only binary was installed on a host")
 	}
 	links := strings.Join(cp.Commands(), "\n")
-	if !strings.Contains(links, "ln -sfn '/opt/privcloud/common/1/common' '/usr/local/bin/common.privcloud'") || strings.Contains(links, "/usr/local/bin/inner") {
+	if !strings.Contains(links, "ln -sfn '/opt/privcloud/common/1/common' '/usr/local/bin/common'.privcloud") || strings.Contains(links, "/usr/local/bin/inner") {
 		t.Errorf("the active version must be linked on PATH, image-only binaries not at all:\n%s", links)
 	}
 	data, mode, ok := w.File(tool)
