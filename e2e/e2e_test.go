@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/e2e/lab"
 )
 
@@ -269,5 +271,52 @@ func TestContainerdOnLabHost(t *testing.T) {
 	r = run(t, l, "init", "--only", "bundle,containerd")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
 		t.Errorf("a converged runtime changed on the second run:\n%s", r.stdout)
+	}
+}
+
+// labBundle builds, into dir/privcloud-bundle.tar.zst, the lab bundle's components whose names are listed
+// (same specs, so it shares `make bundle`'s cache).
+func labBundle(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	b, err := api.LoadBundle("lab/bundle.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := b.Spec.Components[:0]
+	for _, c := range b.Spec.Components {
+		if slices.Contains(names, c.Name) && (!strings.HasPrefix(c.Name, "kube") || c.Version == "v1.37.1") {
+			kept = append(kept, c)
+		}
+	}
+	b.Spec.Components = kept
+	home, _ := os.UserHomeDir()
+	builder := &bundle.Builder{Cache: filepath.Join(home, ".cache/privcloud/bundle")}
+	if _, err := builder.Build(context.Background(), b, filepath.Join(dir, "privcloud-bundle.tar.zst")); err != nil {
+		t.Fatalf("bundle: %v", err)
+	}
+}
+
+func TestControlPlaneOnLabHost(t *testing.T) {
+	l := newLab(t, 1)
+	labBundle(t, l.Dir, "etcd", "etcdctl", "kube-apiserver")
+	r := run(t, l, "init", "--only", "bundle,certs,etcd,control-plane/apiserver")
+	if r.code != 0 || !strings.Contains(r.stdout, "ok       etcd") || !strings.Contains(r.stdout, "ok       control-plane/apiserver") {
+		t.Fatalf("etcd and kube-apiserver: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// etcd answers over TLS with a client certificate, and refuses a client without one
+	r = run(t, l, "exec", "--", "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "+
+		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key endpoint health; "+
+		"etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --command-timeout=3s endpoint health >/dev/null 2>&1 && echo ANONYMOUS-OK || echo anonymous-refused")
+	if !strings.Contains(r.stdout, "is healthy") || !strings.Contains(r.stdout, "anonymous-refused") {
+		t.Errorf("etcd over TLS:\n%s%s", r.stdout, r.stderr)
+	}
+	// the API server has no insecure port and refuses anonymous requests
+	r = run(t, l, "exec", "--", "curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:6443/readyz; echo; curl -s -m 3 http://127.0.0.1:8080/ >/dev/null && echo INSECURE-OPEN || echo no-insecure-port")
+	if !strings.Contains(r.stdout, "401") || !strings.Contains(r.stdout, "no-insecure-port") {
+		t.Errorf("kube-apiserver must refuse anonymous requests and have no insecure port:\n%s", r.stdout)
+	}
+	r = run(t, l, "init", "--only", "bundle,certs,etcd,control-plane/apiserver")
+	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
+		t.Errorf("a converged control plane changed (or restarted) on the second run:\n%s", r.stdout)
 	}
 }

@@ -48,15 +48,9 @@ func hostPrep() workflow.Phase {
 		RunHost: workflow.NotImplemented("host preparation comes with the cluster phases")}
 }
 
-func etcd() workflow.Phase {
-	return workflow.Phase{Name: "etcd", Short: "Run etcd with TLS peer and client authentication; wait for health", Roles: etcdMembers,
-		RunHost: workflow.NotImplemented("etcd comes with the cluster phases")}
-}
-
 func controlPlanePhases() workflow.Phase {
 	return workflow.Phase{Name: "control-plane", Short: "Run the Kubernetes control plane", Phases: []workflow.Phase{
-		{Name: "apiserver", Short: "Run kube-apiserver (secure port only, RBAC, admission plugins); wait for /readyz", Roles: controlPlane,
-			RunHost: workflow.NotImplemented("kube-apiserver comes with the cluster phases")},
+		apiserver(),
 		{Name: "controller-manager", Short: "Run kube-controller-manager with leader election", Roles: controlPlane,
 			RunHost: workflow.NotImplemented("kube-controller-manager comes with the cluster phases")},
 		{Name: "scheduler", Short: "Run kube-scheduler with leader election", Roles: controlPlane,

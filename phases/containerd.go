@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -56,7 +55,7 @@ func configureContainerd(ctx context.Context, r *workflow.Run, t *workflow.Targe
 	if c := b.manifest.Find("containerd", ""); c != nil {
 		data.Version = c.Version
 	}
-	changed := false
+	var files []serviceFile
 	for _, f := range []struct{ template, path string }{
 		{"containerd.service", "/etc/systemd/system/containerd.service"},
 		{"containerd-config.toml", "/etc/containerd/config.toml"},
@@ -66,25 +65,10 @@ func configureContainerd(ctx context.Context, r *workflow.Run, t *workflow.Targe
 		if err != nil {
 			return err
 		}
-		c, err := t.Host.Upload(ctx, ssh.Bytes(content), f.path, 0o644, ssh.WithOwner("root:root"))
-		if err != nil {
-			return err
-		}
-		if c {
-			changed = true
-			r.Changed(t.Spec.Name, f.path)
-		}
+		files = append(files, serviceFile{f.path, content, 0o644})
 	}
-	action := "if ! systemctl is-active -q containerd; then systemctl start containerd; echo started; fi"
-	if changed {
-		action = "systemctl restart containerd; echo restarted"
-	}
-	res, err := t.Host.Run(ctx, "systemctl daemon-reload && systemctl enable -q containerd && "+action)
-	if err != nil {
+	if err := ensureService(ctx, r, t, "containerd", files...); err != nil {
 		return err
-	}
-	if s := strings.TrimSpace(string(res.Stdout)); s != "" {
-		r.Changed(t.Spec.Name, "containerd "+s)
 	}
 	if r.DryRun {
 		return nil

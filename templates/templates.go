@@ -33,3 +33,16 @@ type Containerd struct {
 	KataHandler         string
 	SandboxImage        string
 }
+
+// Etcd is one etcd member's unit.
+type Etcd struct {
+	Name, IP, DataDir   string
+	InitialCluster      string // name=https://ip:2380,...
+	ClusterState, Token string
+	ExtraArgs           []string // flag=value, without dashes
+}
+
+// APIServer is one kube-apiserver's unit.
+type APIServer struct {
+	Version, IP, EtcdServers, ServiceCIDR, DNSDomain string
+}

@@ -36,3 +36,13 @@ func TestMissingFieldIsAnError(t *testing.T) {
 		t.Error("a template must not render with a value missing")
 	}
 }
+
+func TestEtcdService(t *testing.T) {
+	golden.Assert(t, render(t, "etcd.service", Etcd{Name: "h1", IP: "10.77.0.11", DataDir: "/var/lib/etcd",
+		InitialCluster: "h1=https://10.77.0.11:2380", ClusterState: "new", Token: "lab", ExtraArgs: []string{"quota-backend-bytes=8589934592"}}))
+}
+
+func TestAPIServerService(t *testing.T) {
+	golden.Assert(t, render(t, "kube-apiserver.service", APIServer{Version: "v1.37.1", IP: "10.77.0.11",
+		EtcdServers: "https://10.77.0.11:2379", ServiceCIDR: "10.96.0.0/12", DNSDomain: "cluster.local"}))
+}

@@ -1,0 +1,107 @@
+package phases
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+// serviceFile is a file a systemd service reads: its unit or its configuration.
+type serviceFile struct {
+	Path    string
+	Content []byte
+	Mode    os.FileMode
+}
+
+// ensureService writes a service's files and makes it run: it restarts the service only when a file changed,
+// starts it when it is not running, and otherwise leaves it alone, so a converged host is not disturbed.
+func ensureService(ctx context.Context, r *workflow.Run, t *workflow.Target, unit string, files ...serviceFile) error {
+	changed := false
+	for _, f := range files {
+		c, err := t.Host.Upload(ctx, ssh.Bytes(f.Content), f.Path, f.Mode, ssh.WithOwner("root:root"))
+		if err != nil {
+			return err
+		}
+		if c {
+			changed = true
+			r.Changed(t.Spec.Name, f.Path)
+		}
+	}
+	action := fmt.Sprintf("if ! systemctl is-active -q %[1]s; then systemctl start %[1]s; echo started; fi", unit)
+	if changed {
+		action = fmt.Sprintf("systemctl restart %s; echo restarted", unit)
+	}
+	res, err := t.Host.Run(ctx, fmt.Sprintf("systemctl daemon-reload && systemctl enable -q %s && %s", unit, action))
+	if err != nil {
+		return err
+	}
+	if s := strings.TrimSpace(string(res.Stdout)); s != "" {
+		r.Changed(t.Spec.Name, unit+" "+s)
+	}
+	return nil
+}
+
+// clientTLS is a TLS client configuration from files of the local PKI store: a CA to trust and a key pair
+// to present.
+func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s holds no certificate", caFile)
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// waitHealthy polls https://addr/path on the host, through the SSH connection, until it answers 200 with a
+// body containing want. When the limit passes, the error carries the end of the unit's journal.
+func waitHealthy(ctx context.Context, t *workflow.Target, unit, addr, path, want string, cfg *tls.Config, limit time.Duration) error {
+	host, _, _ := net.SplitHostPort(addr)
+	cfg = cfg.Clone()
+	cfg.ServerName = host
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: cfg,
+		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return t.Host.Dial(ctx, "tcp", addr) },
+	}}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(limit)
+	last := "no answer yet"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
+		if resp, err := client.Do(req); err != nil {
+			last = err.Error()
+		} else {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), want) {
+				return nil
+			}
+			last = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		}
+		if time.Now().After(deadline) {
+			res, _ := t.Host.Run(ctx, "journalctl -u "+unit+" -n 25 --no-pager", ssh.ReadOnly())
+			return fmt.Errorf("%s not healthy after %s (https://%s%s: %s); its journal ends:\n%s", unit, limit, addr, path, last, res.Stdout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
