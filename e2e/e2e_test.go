@@ -298,10 +298,18 @@ func labBundle(t *testing.T, dir string, names ...string) {
 
 func TestControlPlaneOnLabHost(t *testing.T) {
 	l := newLab(t, 1)
-	labBundle(t, l.Dir, "etcd", "etcdctl", "kube-apiserver")
-	r := run(t, l, "init", "--only", "bundle,certs,etcd,control-plane/apiserver")
-	if r.code != 0 || !strings.Contains(r.stdout, "ok       etcd") || !strings.Contains(r.stdout, "ok       control-plane/apiserver") {
-		t.Fatalf("etcd and kube-apiserver: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	labBundle(t, l.Dir, "etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+	const phases = "bundle,certs,etcd,control-plane,cluster-rbac"
+	r := run(t, l, "init", "--only", phases)
+	if r.code != 0 || !strings.Contains(r.stdout, "ok       etcd") || !strings.Contains(r.stdout, "ok       control-plane/scheduler") {
+		t.Fatalf("etcd and the control plane: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// the admin kubeconfig's group is bound to cluster-admin; the controller-manager and scheduler lead
+	r = run(t, l, "exec", "--", "kubectl --kubeconfig /etc/kubernetes/admin.conf auth can-i '*' '*'; "+
+		"kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get leases -o name")
+	if !strings.Contains(r.stdout, "yes") || !strings.Contains(r.stdout, "lease.coordination.k8s.io/kube-controller-manager") ||
+		!strings.Contains(r.stdout, "lease.coordination.k8s.io/kube-scheduler") {
+		t.Errorf("admin access and leader leases:\n%s%s", r.stdout, r.stderr)
 	}
 	// etcd answers over TLS with a client certificate, and refuses a client without one
 	r = run(t, l, "exec", "--", "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "+
@@ -315,7 +323,7 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 	if !strings.Contains(r.stdout, "401") || !strings.Contains(r.stdout, "no-insecure-port") {
 		t.Errorf("kube-apiserver must refuse anonymous requests and have no insecure port:\n%s", r.stdout)
 	}
-	r = run(t, l, "init", "--only", "bundle,certs,etcd,control-plane/apiserver")
+	r = run(t, l, "init", "--only", phases)
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
 		t.Errorf("a converged control plane changed (or restarted) on the second run:\n%s", r.stdout)
 	}

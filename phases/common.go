@@ -51,10 +51,8 @@ func hostPrep() workflow.Phase {
 func controlPlanePhases() workflow.Phase {
 	return workflow.Phase{Name: "control-plane", Short: "Run the Kubernetes control plane", Phases: []workflow.Phase{
 		apiserver(),
-		{Name: "controller-manager", Short: "Run kube-controller-manager with leader election", Roles: controlPlane,
-			RunHost: workflow.NotImplemented("kube-controller-manager comes with the cluster phases")},
-		{Name: "scheduler", Short: "Run kube-scheduler with leader election", Roles: controlPlane,
-			RunHost: workflow.NotImplemented("kube-scheduler comes with the cluster phases")},
+		controllerManager(),
+		scheduler(),
 	}}
 }
 

@@ -11,6 +11,7 @@ import (
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
+	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/templates"
 )
 
@@ -82,3 +83,83 @@ func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 	}
 	return waitHealthy(ctx, t, "kube-apiserver", net.JoinHostPort("127.0.0.1", "6443"), "/readyz", "ok", cfg, 3*time.Minute)
 }
+
+func controllerManager() workflow.Phase {
+	return workflow.Phase{Name: "controller-manager", Short: "Run kube-controller-manager with leader election; wait until it holds its lease", Roles: controlPlane,
+		RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+			spec := r.Cluster.Spec
+			return runLeaderElected(ctx, r, t, "kube-controller-manager", templates.ControllerManager{Version: spec.KubernetesVersion,
+				ClusterName: r.Cluster.Metadata.Name, PodCIDR: spec.Network.PodCIDR, ServiceCIDR: spec.Network.ServiceCIDR,
+				NodeCIDRMaskSize: spec.Network.NodeCIDRMaskSize})
+		}}
+}
+
+func scheduler() workflow.Phase {
+	return workflow.Phase{Name: "scheduler", Short: "Run kube-scheduler with leader election; wait until it holds its lease", Roles: controlPlane,
+		RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+			return runLeaderElected(ctx, r, t, "kube-scheduler", templates.ControllerManager{Version: r.Cluster.Spec.KubernetesVersion})
+		}}
+}
+
+// runLeaderElected runs a leader-elected component and waits until some instance holds its lease: with
+// several control planes only one leads, and any leader proves the component works.
+func runLeaderElected(ctx context.Context, r *workflow.Run, t *workflow.Target, unit string, data templates.ControllerManager) error {
+	content, err := templates.Render(unit+".service", data)
+	if err != nil {
+		return err
+	}
+	if err := ensureService(ctx, r, t, unit, serviceFile{"/etc/systemd/system/" + unit + ".service", content, 0o644}); err != nil {
+		return err
+	}
+	if r.DryRun {
+		return nil
+	}
+	api, err := newAPIClient(t.Host, PKIStore(r.Cluster).KubeconfigPath("super-admin"))
+	if err != nil {
+		return err
+	}
+	defer api.close()
+	_, err = api.waitLease(ctx, unit, 2*time.Minute)
+	return err
+}
+
+func clusterRBAC() workflow.Phase {
+	return workflow.Phase{Name: "cluster-rbac", Short: "Bind the admin group to cluster-admin and the apiserver's kubelet client to kubelet-api-admin",
+		Run: applyClusterRBAC}
+}
+
+// applyClusterRBAC creates the bindings kubeadm creates too: the admin kubeconfig's group gets cluster-admin
+// (revocable, unlike system:masters), and the API server's kubelet client may use the kubelet API (exec, logs).
+func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
+	cps := r.TargetsFor(controlPlane)
+	if r.DryRun {
+		r.Plan(sshAction(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client"))
+		return nil
+	}
+	api, err := newAPIClient(cps[0].Host, PKIStore(r.Cluster).KubeconfigPath("super-admin"))
+	if err != nil {
+		return err
+	}
+	defer api.close()
+	for _, b := range []struct{ name, role, kind, subject string }{
+		{"privcloud:cluster-admins", "cluster-admin", "Group", pki.AdminGroup},
+		{"privcloud:apiserver-kubelet-client", "system:kubelet-api-admin", "User", "kube-apiserver-kubelet-client"},
+	} {
+		obj := map[string]any{
+			"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+			"metadata": map[string]any{"name": b.name, "labels": map[string]string{"app.kubernetes.io/managed-by": "privcloud"}},
+			"roleRef":  map[string]string{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": b.role},
+			"subjects": []map[string]string{{"apiGroup": "rbac.authorization.k8s.io", "kind": b.kind, "name": b.subject}},
+		}
+		changed, err := api.apply(ctx, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/"+b.name, obj)
+		if err != nil {
+			return err
+		}
+		if changed {
+			r.Changed("", "ClusterRoleBinding "+b.name)
+		}
+	}
+	return nil
+}
+
+func sshAction(host, what string) ssh.Action { return ssh.Action{Host: host, Kind: "run", Cmd: what} }

@@ -2,8 +2,11 @@ package pki
 
 import (
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"os"
 
 	"sigs.k8s.io/yaml"
 )
@@ -92,4 +95,18 @@ func parseKubeconfig(data []byte) (*parsedKubeconfig, error) {
 	}
 	return &parsedKubeconfig{server: k.Clusters[0].Cluster.Server, caBundle: k.Clusters[0].Cluster.CertificateAuthorityData,
 		cert: certs[0], key: key}, nil
+}
+
+// Credentials returns a kubeconfig's client certificate and key (as a TLS key pair) and its CA bundle, for
+// talking to the API server without client-go.
+func Credentials(path string) (tls.Certificate, []byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	p, err := parseKubeconfig(data)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return tls.Certificate{Certificate: [][]byte{p.cert.Raw}, PrivateKey: p.key, Leaf: p.cert}, p.caBundle, nil
 }

@@ -46,3 +46,9 @@ type Etcd struct {
 type APIServer struct {
 	Version, IP, EtcdServers, ServiceCIDR, DNSDomain string
 }
+
+// ControllerManager is kube-controller-manager's unit (kube-scheduler's uses only Version).
+type ControllerManager struct {
+	Version, ClusterName, PodCIDR, ServiceCIDR string
+	NodeCIDRMaskSize                           int
+}

@@ -46,3 +46,12 @@ func TestAPIServerService(t *testing.T) {
 	golden.Assert(t, render(t, "kube-apiserver.service", APIServer{Version: "v1.37.1", IP: "10.77.0.11",
 		EtcdServers: "https://10.77.0.11:2379", ServiceCIDR: "10.96.0.0/12", DNSDomain: "cluster.local"}))
 }
+
+func TestControllerManagerService(t *testing.T) {
+	golden.Assert(t, render(t, "kube-controller-manager.service", ControllerManager{Version: "v1.37.1", ClusterName: "lab",
+		PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", NodeCIDRMaskSize: 24}))
+}
+
+func TestSchedulerService(t *testing.T) {
+	golden.Assert(t, render(t, "kube-scheduler.service", ControllerManager{Version: "v1.37.1"}))
+}
