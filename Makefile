@@ -73,7 +73,7 @@ bench: build
 
 ## bundle: the default lab bundle, built from source into _output/ (cached: a rebuild with nothing changed only repacks)
 bundle: build
-	@command -v busybox >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends busybox-static
+	@dpkg -s busybox-static libseccomp-dev >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends busybox-static libseccomp-dev
 	$(BIN) bundle build -v -f e2e/lab/bundle.yaml -o _output/lab-bundle.tar.zst
 
 clean:

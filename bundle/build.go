@@ -234,7 +234,7 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 		replaces = append(replaces, m+"=>"+r)
 	}
 	sort.Strings(replaces)
-	key := cacheKey(g.Module, g.Version, goPackage(g), g.LDFlags, platform, runtime.Version(), strings.Join(replaces, ";"), g.StagingVersion, fmt.Sprint(g.CGO))
+	key := cacheKey(g.Module, g.Version, goPackage(g), g.LDFlags, platform, runtime.Version(), strings.Join(replaces, ";"), g.StagingVersion, fmt.Sprint(g.CGO), strings.Join(g.Tags, ","))
 	out := filepath.Join(bl.Cache, "go", key, name)
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
@@ -277,7 +277,7 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-mod=mod", "-trimpath", "-ldflags", g.LDFlags, "-o", tmp, goPackage(g))
+	cmd := exec.CommandContext(ctx, "go", "build", "-mod=mod", "-trimpath", "-tags", strings.Join(g.Tags, ","), "-ldflags", g.LDFlags, "-o", tmp, goPackage(g))
 	cmd.Dir = work
 	cgo := "0"
 	if g.CGO {

@@ -37,6 +37,8 @@ type globalOptions struct {
 	output     string
 	verbose    int
 	acceptNew  bool
+	// kubeconfigOut is init's --kubeconfig-out.
+	kubeconfigOut string
 
 	format report.Format
 	// started is set once flags parsed and the command began; an error before it is a usage error.

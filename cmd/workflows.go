@@ -58,6 +58,9 @@ func newWorkflowCommand(g *globalOptions, wc workflowCommand) *cobra.Command {
 		},
 	}
 	g.addWorkflowFlags(c)
+	if wc.use == "init" {
+		c.Flags().StringVar(&g.kubeconfigOut, "kubeconfig-out", "", "where to write the admin kubeconfig (0600); default: kubeconfig next to cluster.yaml")
+	}
 	c.Flags().StringSliceVar(&sel.only, "only", nil, "run only these phases (paths, comma-separated; a group runs all its phases)")
 	c.Flags().StringSliceVar(&sel.skip, "skip", nil, "skip these phases")
 	c.Flags().StringVar(&sel.from, "from", "", "start at this phase, e.g. to resume after a failure")
@@ -106,7 +109,7 @@ func (g *globalOptions) runConnected(c *cobra.Command, cluster *api.Cluster, wf 
 	if err != nil {
 		return err
 	}
-	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, Selection: sel, Reporter: g.reporter(),
+	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, Selection: sel, Reporter: g.reporter(), KubeconfigOut: g.kubeconfigOut,
 		Connect: func(ctx context.Context, h api.Host) (ssh.Host, error) { return d.Connect(ctx, h) }})
 }
 

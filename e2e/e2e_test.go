@@ -8,6 +8,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,6 +23,7 @@ import (
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/e2e/lab"
+	"github.com/privcloud/privcloud/pki"
 )
 
 var (
@@ -240,7 +244,7 @@ spec:
   - {name: containerd, version: v2.2.1, go: {module: github.com/containerd/containerd/v2, version: v2.2.1, package: github.com/containerd/containerd/v2/cmd/containerd}}
   - {name: containerd-shim-runc-v2, version: v2.2.1, go: {module: github.com/containerd/containerd/v2, version: v2.2.1, package: github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2}}
   - {name: ctr, version: v2.2.1, go: {module: github.com/containerd/containerd/v2, version: v2.2.1, package: github.com/containerd/containerd/v2/cmd/ctr}}
-  - {name: runc, version: v1.3.0, go: {module: github.com/opencontainers/runc, version: v1.3.0, cgo: true}}
+  - {name: runc, version: v1.3.0, go: {module: github.com/opencontainers/runc, version: v1.3.0, cgo: true, tags: [seccomp]}}
   - {name: probe, version: v0.0.0, imageOnly: true, go: {module: github.com/privcloud/privcloud, version: v0.0.0, package: github.com/privcloud/privcloud/assets/probe, replace: {github.com/privcloud/privcloud: `+repo+`}}}
   - {name: test, version: "1", image: {ref: "registry.local/privcloud/test:1", fromBinary: [probe]}}
 `), 0o600)
@@ -327,4 +331,53 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
 		t.Errorf("a converged control plane changed (or restarted) on the second run:\n%s", r.stdout)
 	}
+}
+
+func TestClusterOnLabHosts(t *testing.T) {
+	l := newLab(t, 3)
+	labBundle(t, l.Dir, "containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
+		"etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
+		"pause-bin", "pause", "probe", "busybox", "test")
+	start := time.Now()
+	r := run(t, l, "init", "--skip", "addons")
+	if r.code != 0 {
+		t.Fatalf("init: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("init of 3 nodes: %s", time.Since(start).Round(100*time.Millisecond))
+
+	// the admin kubeconfig written next to cluster.yaml reaches /readyz from this machine, over verified TLS
+	kubeconfig := filepath.Join(l.Dir, "kubeconfig")
+	if fi, err := os.Stat(kubeconfig); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin kubeconfig: %v", err)
+	}
+	cert, ca, err := pki.Credentials(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
+	resp, err := client.Get("https://" + lab.HostIP(1) + ":6443/readyz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz through the admin kubeconfig: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	// the seed's smoke test: a pod of the bundle's test image is scheduled, runs, answers exec, is deleted
+	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
+	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers; "+
+		kubectl+"run smoke --image=registry.local/privcloud/test:1 --image-pull-policy=Never --restart=Never --command -- /bin/probe serve && "+
+		kubectl+"wait --for=condition=Ready pod/smoke --timeout=120s && "+
+		kubectl+"exec smoke -- /bin/probe get http://127.0.0.1:8080/ && "+
+		kubectl+"delete pod smoke --wait=true --timeout=60s")
+	if r.code != 0 || strings.Count(r.stdout, " Ready ") != 3 || !strings.Contains(r.stdout, "pod/smoke condition met") ||
+		!strings.Contains(r.stdout, "smoke\n") || !strings.Contains(r.stdout, `pod "smoke" deleted`) {
+		t.Fatalf("smoke test: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	start = time.Now()
+	r = run(t, l, "init", "--skip", "addons")
+	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
+		t.Errorf("re-running init on a converged cluster changed something:\n%s", r.stdout)
+	}
+	t.Logf("no-op re-run: %s", time.Since(start).Round(100*time.Millisecond))
 }

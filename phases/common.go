@@ -43,36 +43,12 @@ func connectHost(ctx context.Context, r *workflow.Run, t *workflow.Target) error
 	return nil
 }
 
-func hostPrep() workflow.Phase {
-	return workflow.Phase{Name: "host-prep", Short: "Load kernel modules, set sysctls, create directories",
-		RunHost: workflow.NotImplemented("host preparation comes with the cluster phases")}
-}
-
 func controlPlanePhases() workflow.Phase {
 	return workflow.Phase{Name: "control-plane", Short: "Run the Kubernetes control plane", Phases: []workflow.Phase{
 		apiserver(),
 		controllerManager(),
 		scheduler(),
 	}}
-}
-
-func nodePhases() workflow.Phase {
-	return workflow.Phase{Name: "node", Short: "Run kubelet and kube-proxy on every host", Phases: []workflow.Phase{
-		{Name: "kubelet", Short: "Configure and start the kubelet with its node certificate",
-			RunHost: workflow.NotImplemented("the kubelet comes with the cluster phases")},
-		{Name: "kube-proxy", Short: "Configure and start kube-proxy",
-			RunHost: workflow.NotImplemented("kube-proxy comes with the cluster phases")},
-	}}
-}
-
-func podNetwork() workflow.Phase {
-	return workflow.Phase{Name: "network", Short: "Configure the pod network (bridge CNI, per-node pod CIDRs and routes)",
-		RunHost: workflow.NotImplemented("the pod network comes with the cluster phases")}
-}
-
-func waitNodesReady() workflow.Phase {
-	return workflow.Phase{Name: "wait-ready", Short: "Wait until every node reports Ready",
-		Run: workflow.NotImplementedOnce("node readiness checks come with the cluster phases")}
 }
 
 // Execution is how one workflow run is carried out.
@@ -82,6 +58,8 @@ type Execution struct {
 	Reporter  *report.Reporter
 	// Connect opens a host's connection (ssh.Dialer.Connect in the CLI).
 	Connect func(ctx context.Context, h api.Host) (ssh.Host, error)
+	// KubeconfigOut is where init writes the admin kubeconfig ("" for next to cluster.yaml).
+	KubeconfigOut string
 }
 
 // Execute runs wf against cluster c and closes every connection it opened. In a dry run every host is a
@@ -92,7 +70,7 @@ func Execute(ctx context.Context, wf workflow.Workflow, c *api.Cluster, ex Execu
 		return err
 	}
 	r := &workflow.Run{Workflow: wf.Name, Cluster: c, DryRun: ex.DryRun, Reporter: ex.Reporter,
-		Concurrency: c.Spec.SSH.Concurrency, Connect: ex.Connect}
+		Concurrency: c.Spec.SSH.Concurrency, Connect: ex.Connect, KubeconfigOut: ex.KubeconfigOut}
 	for _, h := range c.Spec.Hosts {
 		r.Targets = append(r.Targets, &workflow.Target{Spec: h})
 	}

@@ -34,8 +34,7 @@ func Init() workflow.Workflow {
 				Skip: func(r *workflow.Run) string { return disabledBool(r.Cluster.Spec.Addons.Quay.Enabled, "quay") },
 				Run:  workflow.NotImplementedOnce("add-ons come with the add-on phases")},
 		}},
-		{Name: "kubeconfig", Short: "Write the admin kubeconfig (0600) pointing at the control-plane endpoint",
-			Run: workflow.NotImplementedOnce("the admin kubeconfig comes with the cluster PKI")},
+		kubeconfigPhase(),
 	}}
 }
 

@@ -52,3 +52,19 @@ type ControllerManager struct {
 	Version, ClusterName, PodCIDR, ServiceCIDR string
 	NodeCIDRMaskSize                           int
 }
+
+// Node is what a node's kubelet, kube-proxy and pod network files are made of.
+type Node struct {
+	Version, Name, IP     string
+	CgroupDriver          string
+	FailCgroupV1          bool
+	ClusterDNS, DNSDomain string
+	MaxPods               int
+	Labels, Taints        string // comma-separated key=value and key=value:Effect
+	PodCIDR, Mode         string
+	ConntrackMaxPerCore   int32
+	Routes                []Route
+}
+
+// Route sends a pod network to the node that hosts it.
+type Route struct{ CIDR, Via string }

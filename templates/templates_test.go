@@ -55,3 +55,14 @@ func TestControllerManagerService(t *testing.T) {
 func TestSchedulerService(t *testing.T) {
 	golden.Assert(t, render(t, "kube-scheduler.service", ControllerManager{Version: "v1.37.1"}))
 }
+
+var labNode = Node{Version: "v1.37.1", Name: "h2", IP: "10.77.0.12", CgroupDriver: "cgroupfs", FailCgroupV1: false,
+	ClusterDNS: "10.96.0.10", DNSDomain: "cluster.local", MaxPods: 110, Labels: "topology.kubernetes.io/zone=a",
+	Taints: "dedicated=infra:NoSchedule", PodCIDR: "10.244.1.0/24", Mode: "iptables",
+	Routes: []Route{{CIDR: "10.244.0.0/24", Via: "10.77.0.11"}, {CIDR: "10.244.2.0/24", Via: "10.77.0.13"}}}
+
+func TestNodeFiles(t *testing.T) {
+	for _, name := range []string{"kubelet-config.yaml", "kubelet.service", "kube-proxy-config.yaml", "kube-proxy.service", "bridge.conflist", "pod-routes.service", "sysctl.conf", "modules.conf"} {
+		t.Run(name, func(t *testing.T) { golden.Assert(t, render(t, name, labNode)) })
+	}
+}

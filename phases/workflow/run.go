@@ -27,6 +27,8 @@ type Run struct {
 	DryRun      bool
 	Reporter    *report.Reporter
 	Concurrency int
+	// KubeconfigOut is where init writes the admin kubeconfig ("" for next to cluster.yaml).
+	KubeconfigOut string
 	// Connect opens the connection to a host; the connect phase calls it.
 	Connect func(ctx context.Context, h api.Host) (ssh.Host, error)
 	// Now is the clock; tests replace it.

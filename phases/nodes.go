@@ -1,0 +1,269 @@
+package phases
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/atomicfile"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
+	"github.com/privcloud/privcloud/templates"
+)
+
+// nodeData gathers what a node's files are made of.
+func nodeData(r *workflow.Run, h api.Host) templates.Node {
+	s := r.Cluster.Spec
+	d := templates.Node{Version: s.KubernetesVersion, Name: h.Name, IP: h.InternalAddress, CgroupDriver: s.Kubelet.CgroupDriver,
+		FailCgroupV1: s.Kubelet.FailCgroupV1 != nil && *s.Kubelet.FailCgroupV1, ClusterDNS: s.Network.ClusterDNS,
+		DNSDomain: s.Network.DNSDomain, MaxPods: s.Kubelet.MaxPods, PodCIDR: s.Network.PodCIDR, Mode: s.KubeProxy.Mode}
+	if m := s.KubeProxy.Conntrack.MaxPerCore; m != nil {
+		d.ConntrackMaxPerCore = *m
+	}
+	var labels, taints []string
+	for k, v := range h.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	for _, t := range h.Taints {
+		taints = append(taints, fmt.Sprintf("%s=%s:%s", t.Key, t.Value, t.Effect))
+	}
+	sort.Strings(labels) // a stable unit: map order must not restart the kubelet
+	d.Labels, d.Taints = strings.Join(labels, ","), strings.Join(taints, ",")
+	return d
+}
+
+func render(name string, data any) []byte {
+	out, err := templates.Render(name, data)
+	if err != nil {
+		panic(err) // templates are fixed and covered by golden tests; a failure here is a programming error
+	}
+	return out
+}
+
+func hostPrep() workflow.Phase {
+	return workflow.Phase{Name: "host-prep", Short: "Load kernel modules, set sysctls, create directories", RunHost: prepareHost}
+}
+
+// prepareHost writes the module and sysctl settings pod networking needs and applies them now. Hosts that
+// cannot load modules (containers) keep what the machine loaded; a missing bridge netfilter is a warning.
+func prepareHost(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	for _, f := range []serviceFile{
+		{"/etc/modules-load.d/privcloud.conf", render("modules.conf", nil), 0o644},
+		{"/etc/sysctl.d/99-privcloud.conf", render("sysctl.conf", nil), 0o644},
+	} {
+		changed, err := t.Host.Upload(ctx, ssh.Bytes(f.Content), f.Path, f.Mode, ssh.WithOwner("root:root"))
+		if err != nil {
+			return err
+		}
+		if changed {
+			r.Changed(t.Spec.Name, f.Path)
+		}
+	}
+	res, err := t.Host.Run(ctx, `set -e
+mkdir -p /etc/kubernetes/pki /var/lib/kubelet /var/lib/kube-proxy /etc/cni/net.d /opt/cni/bin
+for m in overlay br_netfilter; do modprobe "$m" 2>/dev/null || true; done
+sysctl -q -w net.ipv4.ip_forward=1
+if [ -d /proc/sys/net/bridge ]; then
+  sysctl -q -w net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+else
+  echo no-br-netfilter
+fi`)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(string(res.Stdout), "no-br-netfilter") {
+		r.Warn(t.Spec.Name, "br_netfilter is not loaded and cannot be: bridged pod traffic bypasses iptables, so Services may not reach pods on the same node")
+	}
+	return nil
+}
+
+// controlPlaneAPI is an API client through the first control-plane host, as super-admin (privcloud's own
+// bootstrap identity, never sent to hosts).
+func controlPlaneAPI(r *workflow.Run) (*apiClient, error) {
+	cps := r.TargetsFor(controlPlane)
+	if len(cps) == 0 || cps[0].Host == nil {
+		return nil, fmt.Errorf("no connected control-plane host")
+	}
+	return newAPIClient(cps[0].Host, PKIStore(r.Cluster).KubeconfigPath("super-admin"))
+}
+
+type node struct {
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		PodCIDR string `json:"podCIDR"`
+	} `json:"spec"`
+	Status struct {
+		Conditions []struct{ Type, Status, Message string } `json:"conditions"`
+		Addresses  []struct{ Type, Address string }         `json:"addresses"`
+	} `json:"status"`
+}
+
+func (n node) ready() bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == "Ready" {
+			return c.Status == "True"
+		}
+	}
+	return false
+}
+
+func (n node) internalIP() string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == "InternalIP" {
+			return a.Address
+		}
+	}
+	return ""
+}
+
+// waitNode polls a node until check accepts it.
+func waitNode(ctx context.Context, c *apiClient, name, what string, limit time.Duration, check func(node) bool) (node, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		var n node
+		_, err := c.do(ctx, http.MethodGet, "/api/v1/nodes/"+name, "", nil, &n)
+		if err == nil && check(n) {
+			return n, nil
+		}
+		if time.Now().After(deadline) {
+			return n, fmt.Errorf("node %s: %s not seen within %s (last: %v)", name, what, limit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func nodePhases() workflow.Phase {
+	return workflow.Phase{Name: "node", Short: "Run kubelet and kube-proxy on every node", Phases: []workflow.Phase{
+		{Name: "kubelet", Short: "Configure and start the kubelet with its node certificate; wait until the node registers", Roles: nodes, RunHost: runKubelet},
+		{Name: "kube-proxy", Short: "Configure and start kube-proxy", Roles: nodes, RunHost: runKubeProxy},
+	}}
+}
+
+func runKubelet(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	d := nodeData(r, t.Spec)
+	if err := ensureService(ctx, r, t, "kubelet",
+		serviceFile{"/var/lib/kubelet/config.yaml", render("kubelet-config.yaml", d), 0o644},
+		serviceFile{"/etc/systemd/system/kubelet.service", render("kubelet.service", d), 0o644}); err != nil {
+		return err
+	}
+	if r.DryRun {
+		return nil
+	}
+	c, err := controlPlaneAPI(r)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	_, err = waitNode(ctx, c, t.Spec.Name, "registration", 2*time.Minute, func(node) bool { return true })
+	return err
+}
+
+func runKubeProxy(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	d := nodeData(r, t.Spec)
+	return ensureService(ctx, r, t, "kube-proxy",
+		serviceFile{"/var/lib/kube-proxy/config.yaml", render("kube-proxy-config.yaml", d), 0o644},
+		serviceFile{"/etc/systemd/system/kube-proxy.service", render("kube-proxy.service", d), 0o644})
+}
+
+func podNetwork() workflow.Phase {
+	return workflow.Phase{Name: "network", Short: "Configure the pod network (bridge CNI, per-node pod CIDRs and routes)", Roles: nodes, RunHost: configureNetwork}
+}
+
+// configureNetwork writes the bridge CNI configuration for the node's pod CIDR (allocated by the
+// controller-manager) and routes to every other node's pod CIDR.
+func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	if r.DryRun {
+		r.Plan(sshAction(t.Spec.Name, "write the bridge CNI configuration and pod routes once the node has its pod CIDR"))
+		return nil
+	}
+	c, err := controlPlaneAPI(r)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	self, err := waitNode(ctx, c, t.Spec.Name, "a pod CIDR", 2*time.Minute, func(n node) bool { return n.Spec.PodCIDR != "" })
+	if err != nil {
+		return err
+	}
+	var list struct{ Items []node }
+	if _, err := c.do(ctx, http.MethodGet, "/api/v1/nodes", "", nil, &list); err != nil {
+		return err
+	}
+	d := nodeData(r, t.Spec)
+	d.PodCIDR = self.Spec.PodCIDR
+	for _, n := range list.Items {
+		if n.Metadata.Name != t.Spec.Name && n.Spec.PodCIDR != "" && n.internalIP() != "" {
+			d.Routes = append(d.Routes, templates.Route{CIDR: n.Spec.PodCIDR, Via: n.internalIP()})
+		}
+	}
+	sort.Slice(d.Routes, func(i, j int) bool { return d.Routes[i].CIDR < d.Routes[j].CIDR })
+	changed, err := t.Host.Upload(ctx, ssh.Bytes(render("bridge.conflist", d)), "/etc/cni/net.d/10-privcloud.conflist", 0o644, ssh.WithOwner("root:root"))
+	if err != nil {
+		return err
+	}
+	if changed {
+		r.Changed(t.Spec.Name, "/etc/cni/net.d/10-privcloud.conflist")
+	}
+	return ensureService(ctx, r, t, "privcloud-pod-routes",
+		serviceFile{"/etc/systemd/system/privcloud-pod-routes.service", render("pod-routes.service", d), 0o644})
+}
+
+func waitNodesReady() workflow.Phase {
+	return workflow.Phase{Name: "wait-ready", Short: "Wait until every node reports Ready", Run: func(ctx context.Context, r *workflow.Run) error {
+		if r.DryRun {
+			return nil
+		}
+		c, err := controlPlaneAPI(r)
+		if err != nil {
+			return err
+		}
+		defer c.close()
+		for _, t := range r.TargetsFor(nodes) {
+			if _, err := waitNode(ctx, c, t.Spec.Name, "Ready", 3*time.Minute, node.ready); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
+
+func kubeconfigPhase() workflow.Phase {
+	return workflow.Phase{Name: "kubeconfig", Short: "Write the admin kubeconfig (0600) pointing at the control-plane endpoint", Run: writeAdminKubeconfig}
+}
+
+// writeAdminKubeconfig copies the admin kubeconfig from the local PKI to --kubeconfig-out (by default
+// "kubeconfig" next to the state directory, that is next to cluster.yaml).
+func writeAdminKubeconfig(_ context.Context, r *workflow.Run) error {
+	out := r.KubeconfigOut
+	if out == "" {
+		out = filepath.Join(filepath.Dir(r.Cluster.Spec.StateDir), "kubeconfig")
+	}
+	if r.DryRun {
+		r.Plan(ssh.Action{Kind: "write", Path: out, Mode: 0o600, SHA256: strings.Repeat("0", 12)})
+		return nil
+	}
+	data, err := os.ReadFile(PKIStore(r.Cluster).KubeconfigPath("admin"))
+	if err != nil {
+		return err
+	}
+	if old, err := os.ReadFile(out); err == nil && string(old) == string(data) {
+		return nil
+	}
+	if err := atomicfile.Write(out, data, 0o600); err != nil {
+		return err
+	}
+	r.Changed("", "wrote "+out)
+	return nil
+}
