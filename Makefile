@@ -22,9 +22,11 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/privcloud
 
 ## test: lint, every unit and integration test, then the e2e suite on lab hosts (what CI runs; needs root)
+# On a fresh machine the e2e suite builds its bundles (Kubernetes included) from source first: minutes,
+# cached in ~/.cache/privcloud afterwards; the timeouts leave room for that.
 test: lint
-	$(GO) test -count=1 -tags integration ./...
-	$(GO) test -count=1 -tags e2e -v ./e2e/...
+	$(GO) test -count=1 -timeout 20m -tags integration ./...
+	$(GO) test -count=1 -timeout 60m -tags e2e -v ./e2e/...
 
 ## unit: the fast unit tests only (seconds)
 unit:
@@ -39,7 +41,7 @@ lint:
 
 ## e2e: only the e2e suite (fresh lab hosts per scenario)
 e2e:
-	$(GO) test -count=1 -tags e2e -v ./e2e/...
+	$(GO) test -count=1 -timeout 60m -tags e2e -v ./e2e/...
 
 # The local lab: hosts h1..hN at 10.77.0.11.., their cluster.yaml, keys and known_hosts in .lab/.
 N       ?= 3
