@@ -152,6 +152,23 @@ func TestRebuildIsCachedAndIdentical(t *testing.T) {
 	if !bytes.Equal(a, c) {
 		t.Error("the same inputs gave a different archive")
 	}
+	// building again into the same file with nothing changed keeps the archive as it is
+	before, _ = os.Stat(second)
+	if _, err := (&Builder{Cache: cache}).Build(context.Background(), b, second); err != nil {
+		t.Fatal(err)
+	}
+	after, _ = os.Stat(second)
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Error("an unchanged bundle was packed again")
+	}
+	// a changed input is noticed
+	b.Spec.Components[0].Version = "1.1"
+	if _, err := (&Builder{Cache: cache}).Build(context.Background(), b, second); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Open(second); err != nil || r.Manifest.Find("tool", "1.1") == nil {
+		t.Errorf("a changed bundle.yaml must be rebuilt: %v", err)
+	}
 }
 
 func TestURLWithWrongDigestRefused(t *testing.T) {
