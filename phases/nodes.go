@@ -93,6 +93,20 @@ func controlPlaneAPI(r *workflow.Run) (*apiClient, error) {
 	return newAPIClient(cps[0].Host, PKIStore(r.Cluster).KubeconfigPath("super-admin"))
 }
 
+// withControlPlaneAPI runs fn with an API client through the first control-plane host; a dry run skips it,
+// as nothing it would wait for was started.
+func withControlPlaneAPI(r *workflow.Run, fn func(*apiClient) error) error {
+	if r.DryRun {
+		return nil
+	}
+	c, err := controlPlaneAPI(r)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	return fn(c)
+}
+
 type node struct {
 	Metadata struct {
 		Name string `json:"name"`
@@ -158,16 +172,10 @@ func runKubelet(ctx context.Context, r *workflow.Run, t *workflow.Target) error 
 		serviceFile{"/etc/systemd/system/kubelet.service", render("kubelet.service", d), 0o644}); err != nil {
 		return err
 	}
-	if r.DryRun {
-		return nil
-	}
-	c, err := controlPlaneAPI(r)
-	if err != nil {
+	return withControlPlaneAPI(r, func(c *apiClient) error {
+		_, err := waitNode(ctx, c, t.Spec.Name, "registration", 2*time.Minute, func(node) bool { return true })
 		return err
-	}
-	defer c.close()
-	_, err = waitNode(ctx, c, t.Spec.Name, "registration", 2*time.Minute, func(node) bool { return true })
-	return err
+	})
 }
 
 func runKubeProxy(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
@@ -222,20 +230,14 @@ func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 
 func waitNodesReady() workflow.Phase {
 	return workflow.Phase{Name: "wait-ready", Short: "Wait until every node reports Ready", Run: func(ctx context.Context, r *workflow.Run) error {
-		if r.DryRun {
-			return nil
-		}
-		c, err := controlPlaneAPI(r)
-		if err != nil {
-			return err
-		}
-		defer c.close()
-		for _, t := range r.TargetsFor(nodes) {
-			if _, err := waitNode(ctx, c, t.Spec.Name, "Ready", 3*time.Minute, node.ready); err != nil {
-				return err
+		return withControlPlaneAPI(r, func(c *apiClient) error {
+			for _, t := range r.TargetsFor(nodes) {
+				if _, err := waitNode(ctx, c, t.Spec.Name, "Ready", 3*time.Minute, node.ready); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	}}
 }
 
