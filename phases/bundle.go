@@ -12,9 +12,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
 )
@@ -62,16 +64,14 @@ func (s *bundleState) prepare(r *workflow.Run) error {
 			s.err = fmt.Errorf("the bundle %s (spec.bundle.path) does not exist: build it with 'privcloud bundle build' (the lab's: 'make bundle')", file)
 			return
 		}
-		v, err := bundle.Verify(file, nil)
-		if err != nil {
-			s.err = err
+		s.manifest, s.err = verifiedManifest(file, filepath.Join(r.Cluster.Spec.StateDir, "bundle"))
+		if s.err != nil {
 			return
 		}
-		s.manifest = v.Manifest
 		// unpacked per bundle content: the same bundle is never unpacked twice
-		s.local = filepath.Join(r.Cluster.Spec.StateDir, "bundle", bundleID(v.Manifest))
+		s.local = filepath.Join(r.Cluster.Spec.StateDir, "bundle", bundleID(s.manifest))
 		needed := map[string]bool{}
-		for _, c := range v.Manifest.Components {
+		for _, c := range s.manifest.Components {
 			if c.Kind == "absent" {
 				continue
 			}
@@ -88,6 +88,37 @@ func (s *bundleState) prepare(r *workflow.Run) error {
 		}
 	})
 	return s.err
+}
+
+// verifiedManifest verifies the bundle fully (every file's sha256) unless this very file (same size, inode
+// and change time) was verified before, as recorded in dir: a re-run does not re-read the whole archive.
+func verifiedManifest(file, dir string) (*bundle.Manifest, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return nil, err
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	id := fmt.Sprintf("%s %d %d %d", file, fi.Size(), fi.ModTime().UnixNano(), 0)
+	if st != nil {
+		id = fmt.Sprintf("%s %d %d %d.%09d", file, fi.Size(), st.Ino, st.Ctim.Sec, st.Ctim.Nsec)
+	}
+	record := filepath.Join(dir, "verified")
+	if data, err := os.ReadFile(record); err == nil && strings.TrimSpace(string(data)) == id {
+		r, err := bundle.Open(file)
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		return r.Manifest, nil
+	}
+	v, err := bundle.Verify(file, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return v.Manifest, atomicfile.Write(record, []byte(id+"\n"), 0o600)
 }
 
 func bundleID(m *bundle.Manifest) string {
@@ -109,18 +140,30 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 			}
 		}
 	})
-	var links strings.Builder
+	var wanted []bundle.Component
+	var paths []string
 	for _, c := range s.manifest.Components {
-		if c.Kind != "binary" || !wantsComponent(t.Spec, c) {
-			continue // images are streamed into containerd by containerd/images
+		if c.Kind == "binary" && wantsComponent(t.Spec, c) { // images are streamed into containerd by containerd/images
+			wanted = append(wanted, c)
+			paths = append(paths, RemotePath(c))
 		}
+	}
+	// what the host already has, in one round trip: only files that differ are sent
+	have, err := ssh.States(ctx, t.Host, paths)
+	if err != nil {
+		return err
+	}
+	var links strings.Builder
+	for _, c := range wanted {
 		dst := RemotePath(c)
-		changed, err := t.Host.Upload(ctx, ssh.NewFile(filepath.Join(s.local, c.Path), c.SHA256), dst, 0o755, ssh.WithOwner("root:root"))
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", c.Name, c.Version, err)
-		}
-		if changed {
-			r.Changed(t.Spec.Name, dst)
+		if st, ok := have[dst]; !ok || st.SHA256 != c.SHA256 || st.Mode != "755" || st.Owner != "root:root" {
+			changed, err := t.Host.Upload(ctx, ssh.NewFile(filepath.Join(s.local, c.Path), c.SHA256), dst, 0o755, ssh.WithOwner("root:root"))
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", c.Name, c.Version, err)
+			}
+			if changed {
+				r.Changed(t.Spec.Name, dst)
+			}
 		}
 		if link := activeLink(c); link != "" && active(s.manifest, c, r.Cluster.Spec.KubernetesVersion) {
 			// a new link renamed over the old: switching versions never leaves a moment without one

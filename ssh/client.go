@@ -32,6 +32,9 @@ type Dialer struct {
 	SudoPassword string
 	// Attempts is how many times a transient connect failure is tried (at least 1).
 	Attempts int
+	// SumsDir is where hosts record the hashes of uploaded files (DefaultSumsDir when empty); tests whose
+	// "hosts" are this machine point it at a folder of their own.
+	SumsDir string
 	// dialTCP opens the first hop's TCP connection; tests wrap it to cut connections.
 	dialTCP func(ctx context.Context, addr string) (net.Conn, error)
 }
@@ -64,7 +67,7 @@ func (d *Dialer) Connect(ctx context.Context, h api.Host) (*Client, error) {
 		if err == nil {
 			c := &Client{name: h.Name, address: target.hostPort(), user: h.User, conn: chain[len(chain)-1], chain: chain,
 				cmdTimeout: d.CommandTimeout, sudoPassword: d.SudoPassword, sessions: make(chan struct{}, maxSessions),
-				closed: make(chan struct{}),
+				closed: make(chan struct{}), sumsDir: d.SumsDir,
 				redial: func(ctx context.Context) ([]*xssh.Client, error) { return d.dialChain(ctx, hops) }}
 			if d.KeepAlive > 0 {
 				go c.keepAlive(d.KeepAlive)
@@ -194,6 +197,7 @@ type Client struct {
 	redial              func(context.Context) ([]*xssh.Client, error)
 	cmdTimeout          time.Duration
 	sudoPassword        string
+	sumsDir             string
 	sessions            chan struct{}
 
 	mu    sync.Mutex

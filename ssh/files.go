@@ -38,19 +38,76 @@ if [ -n "$owner" ]; then chown -- "$owner" "$tmp"; fi
 sync -- "$tmp"
 mv -f -- "$tmp" "$dst"
 trap - EXIT
-sync -- "$dir" 2>/dev/null || true`
+sync -- "$dir" 2>/dev/null || true
+remember "$dst" "$sum"`
 
 // statScript prints the sha256, mode and owner of a file, or nothing when it does not exist.
-const statScript = hashFunc + `[ -f "$1" ] || exit 0; echo "$(sha256 "$1") $(stat -c '%a %U:%G' -- "$1")"`
+const statScript = hashFunc + `state "$1"`
 
 // hashFunc defines sha256 FILE: OpenSSL where the host has it (it uses the CPU's SHA extensions, several
-// times faster than coreutils), sha256sum otherwise.
+// times faster than coreutils), sha256sum otherwise; and remember FILE SUM, which records a file's hash with
+// its size, inode and ctime in the folder $PRIVCLOUD_SUMS (DefaultSumsDir unless the Dialer says otherwise).
 const hashFunc = `sha256() {
   if command -v openssl >/dev/null 2>&1; then s=$(openssl dgst -sha256 -r "$1") || return 1
   else s=$(sha256sum -- "$1") || return 1; fi
   echo "${s%% *}"
 }
+record() { echo "$PRIVCLOUD_SUMS/$(printf %s "$1" | tr / %)"; }
+# state FILE prints the file's sha256, mode and owner. The sha256 comes from the record of the last hash when
+# the size, inode and ctime are unchanged since (no write leaves all three alone, and ctime cannot be set
+# back), so a converged re-run does not re-read gigabytes.
+state() {
+  [ -f "$1" ] || return 0
+  rec=$(record "$1"); now=$(stat -c '%s %i %.9Z' -- "$1")
+  if [ -f "$rec" ] && [ "$(sed -n 2p "$rec")" = "$now" ]; then sum=$(sed -n 1p "$rec"); else sum=$(sha256 "$1"); remember "$1" "$sum"; fi
+  echo "$sum $(stat -c '%a %U:%G' -- "$1")"
+}
+remember() {
+  r=$(record "$1"); mkdir -p "$PRIVCLOUD_SUMS"
+  printf '%s\n%s\n' "$2" "$(stat -c '%s %i %.9Z' -- "$1")" > "$r.tmp" && mv -f "$r.tmp" "$r" || true
+}
 `
+
+// DefaultSumsDir is where hosts keep the record of the hashes of the files privcloud wrote.
+const DefaultSumsDir = "/var/lib/privcloud/sums"
+
+func (c *Client) sumsEnv() string {
+	dir := c.sumsDir
+	if dir == "" {
+		dir = DefaultSumsDir
+	}
+	return "PRIVCLOUD_SUMS=" + ShellQuote(dir) + " "
+}
+
+// FileState is what a remote file is: its sha256, mode (octal, as stat prints it) and owner ("user:group").
+type FileState struct {
+	SHA256, Mode, Owner string
+}
+
+// States reports the state of each of paths that exists on h, in one command however many there are.
+func States(ctx context.Context, h Host, paths []string) (map[string]FileState, error) {
+	env := "PRIVCLOUD_SUMS=" + DefaultSumsDir + " "
+	if c, ok := h.(interface{ sumsEnv() string }); ok {
+		env = c.sumsEnv()
+	}
+	var script strings.Builder
+	script.WriteString(hashFunc)
+	for _, p := range paths {
+		fmt.Fprintf(&script, "s=$(state %[1]s); [ -z \"$s\" ] || printf '%%s\\t%%s\\n' %[1]s \"$s\"\n", ShellQuote(p))
+	}
+	res, err := h.Run(ctx, env+"sh -c "+ShellQuote(script.String()), ReadOnly())
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]FileState{}
+	for _, line := range strings.Split(string(res.Stdout), "\n") {
+		path, rest, ok := strings.Cut(line, "\t")
+		if f := strings.Fields(rest); ok && len(f) == 3 {
+			out[path] = FileState{SHA256: f[0], Mode: f[1], Owner: f[2]}
+		}
+	}
+	return out, nil
+}
 
 // FileOption adjusts an upload.
 type FileOption func(*fileOptions)
@@ -74,7 +131,7 @@ func (c *Client) Upload(ctx context.Context, content Content, dst string, mode f
 		return false, fmt.Errorf("%s: upload %s: %w", c.name, dst, err)
 	}
 	modeStr := fmt.Sprintf("%o", mode.Perm())
-	res, err := c.Run(ctx, "sh -c "+ShellQuote(statScript)+" privcloud-stat "+ShellQuote(dst))
+	res, err := c.Run(ctx, c.sumsEnv()+"sh -c "+ShellQuote(statScript)+" privcloud-stat "+ShellQuote(dst))
 	if err != nil {
 		return false, err
 	}
@@ -102,7 +159,7 @@ func (c *Client) send(ctx context.Context, content Content, dst, sum, mode, owne
 	}
 	defer rc.Close()
 	var stderr cappedBuffer
-	cmd := "sh -c " + ShellQuote(uploadScript) + " privcloud-upload " + ShellQuote(dst) + " " + sum + " " + mode + " " + ShellQuote(owner)
+	cmd := c.sumsEnv() + "sh -c " + ShellQuote(uploadScript) + " privcloud-upload " + ShellQuote(dst) + " " + sum + " " + mode + " " + ShellQuote(owner)
 	err = c.run(ctx, cmd, rc, io.Discard, &stderr)
 	var ee *ExecError
 	if errors.As(err, &ee) {

@@ -83,8 +83,9 @@ func (e *env) dialer(acceptNew bool) *Dialer {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	// the servers run on this machine: the record of uploaded files' hashes goes to the test's folder
 	return &Dialer{HostKeys: hk, Credentials: &Credentials{Getenv: os.Getenv}, ConnectTimeout: 10 * time.Second,
-		CommandTimeout: 2 * time.Minute, KeepAlive: 5 * time.Second, Attempts: 3}
+		CommandTimeout: 2 * time.Minute, KeepAlive: 5 * time.Second, Attempts: 3, SumsDir: filepath.Join(e.dir, "sums")}
 }
 
 func (e *env) host(s *testsshd.Server, user string) api.Host {
@@ -437,6 +438,16 @@ func TestUpload200MB(t *testing.T) {
 	if err != nil || changed {
 		t.Errorf("same content again: changed=%v err=%v, want a skip", changed, err)
 	}
+	// a change the record cannot vouch for is seen: same size, new content
+	f, _ := os.OpenFile(dst, os.O_WRONLY, 0)
+	f.WriteAt([]byte{0xff}, 1000)
+	f.Close()
+	if changed, err := c.Upload(context.Background(), LocalFile(src), dst, 0o640); err != nil || !changed {
+		t.Errorf("a file changed in place must be sent again: changed=%v err=%v", changed, err)
+	}
+	if got := remoteSHA(t, c, dst); got != sum {
+		t.Fatalf("after re-sending: %s, want %s", got, sum)
+	}
 	changed, err = c.Upload(context.Background(), LocalFile(src), dst, 0o600)
 	if err != nil || !changed {
 		t.Errorf("a new mode must be applied: changed=%v err=%v", changed, err)
@@ -710,5 +721,27 @@ func TestPasswordLogin(t *testing.T) {
 	d.Credentials.Password = "wrong"
 	if _, err := d.Connect(context.Background(), h); err == nil {
 		t.Fatal("a wrong password must be refused")
+	}
+}
+
+func TestStatesInOneCommand(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(testsshd.Options{})
+	e.trust(s.KnownHostsLine(s.HostKey))
+	c := connect(t, e.dialer(false), e.host(s, "root"))
+	ctx := context.Background()
+	a, b := filepath.Join(e.dir, "a b", "x"), filepath.Join(e.dir, "it's", "y")
+	for _, p := range []string{a, b} {
+		if _, err := c.Upload(ctx, Bytes("content of "+p), p, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	states, err := States(ctx, c, []string{a, b, filepath.Join(e.dir, "absent")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256([]byte("content of " + a))
+	if len(states) != 2 || states[a].SHA256 != hex.EncodeToString(want[:]) || states[a].Mode != "640" || states[b].Owner != "root:root" {
+		t.Errorf("states = %+v", states)
 	}
 }

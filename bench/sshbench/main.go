@@ -18,10 +18,11 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
+	xssh "golang.org/x/crypto/ssh"
 
 	"github.com/privcloud/privcloud/bench/benchutil"
 	"github.com/privcloud/privcloud/internal/testsshd"
+	"github.com/privcloud/privcloud/ssh"
 )
 
 func main() {
@@ -78,7 +79,7 @@ func setup(n int, bin string) (*bench, error) {
 	var known, hosts, inv strings.Builder
 	inv.WriteString("[all]\n")
 	for i := range n {
-		s, err := testsshd.Start(filepath.Join(dir, fmt.Sprintf("h%d", i+1)), testsshd.Options{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}, StockShell: true})
+		s, err := testsshd.Start(filepath.Join(dir, fmt.Sprintf("h%d", i+1)), testsshd.Options{AuthorizedKeys: []xssh.PublicKey{signer.PublicKey()}, StockShell: true})
 		if err != nil {
 			b.stop()
 			return nil, err
@@ -117,6 +118,13 @@ func (b *bench) stop() {
 		s.Stop()
 	}
 	os.RemoveAll(b.dir)
+	// the "hosts" are this machine: remove the hash records privcloud copy left for the bench's files
+	records, _ := filepath.Glob(filepath.Join(ssh.DefaultSumsDir, strings.ReplaceAll(b.dir, "/", "%")+"*"))
+	for _, r := range records {
+		os.Remove(r)
+	}
+	os.Remove(ssh.DefaultSumsDir)
+	os.Remove(filepath.Dir(ssh.DefaultSumsDir))
 }
 
 type row struct {
