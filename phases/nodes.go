@@ -253,7 +253,7 @@ func writeAdminKubeconfig(_ context.Context, r *workflow.Run) error {
 		out = filepath.Join(filepath.Dir(r.Cluster.Spec.StateDir), "kubeconfig")
 	}
 	if r.DryRun {
-		r.Plan(ssh.Action{Kind: "write", Path: out, Mode: 0o600, SHA256: strings.Repeat("0", 12)})
+		r.Plan(sshAction("", "write the admin kubeconfig to "+out+" (0600)"))
 		return nil
 	}
 	data, err := os.ReadFile(PKIStore(r.Cluster).KubeconfigPath("admin"))

@@ -50,7 +50,9 @@ type Summary struct {
 	OK      int `json:"ok"`
 	Skipped int `json:"skipped"`
 	Failed  int `json:"failed"`
-	Changed int `json:"changed"`
+	// Changed counts changes made, or in a dry run the changes that would be made.
+	Changed int  `json:"changed"`
+	DryRun  bool `json:"dryRun,omitempty"`
 }
 
 // Format selects the output style.
@@ -128,7 +130,11 @@ func (r *Reporter) text(e Event) string {
 	switch e.Status {
 	case Done:
 		s := e.Summary
-		line := fmt.Sprintf("%s: %s: %d ok, %d skipped, %d failed; %d changed", e.Workflow, plural(s.Phases, "phase"), s.OK, s.Skipped, s.Failed, s.Changed)
+		changed := fmt.Sprintf("%d changed", s.Changed)
+		if s.DryRun {
+			changed = fmt.Sprintf("dry run: %d changes planned, none made", s.Changed)
+		}
+		line := fmt.Sprintf("%s: %s: %d ok, %d skipped, %d failed; %s", e.Workflow, plural(s.Phases, "phase"), s.OK, s.Skipped, s.Failed, changed)
 		if e.DurationMS != nil {
 			line += " in " + formatMS(*e.DurationMS)
 		}

@@ -192,7 +192,7 @@ func (e *PhaseError) Unwrap() []error {
 // before the next phase starts; a failure on one host lets the others finish, then stops the workflow.
 func Execute(ctx context.Context, r *Run, steps []Step) error {
 	start := r.now()
-	sum := report.Summary{}
+	sum := report.Summary{DryRun: r.DryRun}
 	defer func() {
 		r.Reporter.Emit(report.Event{Workflow: r.Workflow, Status: report.Done, Summary: &sum,
 			DurationMS: report.Duration(r.now().Sub(start))})
@@ -240,7 +240,7 @@ func (r *Run) runOnce(ctx context.Context, st Step) error {
 	r.emit(st.Path, "", report.Started, 0, "", nil)
 	err := st.Phase.Run(ctx, r)
 	d := r.now().Sub(t0)
-	status := statusOf(err, r.changeCount("") > before)
+	status := r.statusOf(err, r.changeCount("") > before)
 	r.emit(st.Path, "", status, d, skipReason(err), reportedErr(err))
 	if err == nil || status == report.Skipped {
 		return err // a SkipError goes up so the summary counts the phase as skipped
@@ -275,7 +275,7 @@ func (r *Run) runPerHost(ctx context.Context, st Step) error {
 	msg := fmt.Sprintf("%d host(s)", len(targets))
 	switch {
 	case len(perr.Hosts) > 0:
-		r.emit(st.Path, "", statusOf(perr, false), d, fmt.Sprintf("failed on %d of %d host(s)", len(perr.Hosts), len(targets)), nil)
+		r.emit(st.Path, "", r.statusOf(perr, false), d, fmt.Sprintf("failed on %d of %d host(s)", len(perr.Hosts), len(targets)), nil)
 		return perr
 	case skipped == len(targets):
 		r.emit(st.Path, "", report.Skipped, d, msg, nil)
@@ -297,7 +297,7 @@ func (r *Run) runOnHost(ctx context.Context, st Step, t *Target) error {
 			err = fmt.Errorf("phase succeeded but its completion could not be recorded: %w", rerr)
 		}
 	}
-	r.emit(st.Path, name, statusOf(err, r.changeCount(name) > before), d, skipReason(err), reportedErr(err))
+	r.emit(st.Path, name, r.statusOf(err, r.changeCount(name) > before), d, skipReason(err), reportedErr(err))
 	return err
 }
 
@@ -360,9 +360,12 @@ func (r *Run) emit(phase, host string, s report.Status, d time.Duration, msg str
 	r.Reporter.Emit(e)
 }
 
-func statusOf(err error, changed bool) report.Status {
+// statusOf grades a phase's outcome; in a dry run, changes are only planned.
+func (r *Run) statusOf(err error, changed bool) report.Status {
 	var skip *SkipError
 	switch {
+	case err == nil && changed && r.DryRun:
+		return report.Planned
 	case err == nil && changed:
 		return report.Changed
 	case err == nil:
