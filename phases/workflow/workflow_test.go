@@ -366,13 +366,22 @@ func TestDryRunRecordsInsteadOfChanging(t *testing.T) {
 		t.Errorf("dry run wrote files (phase record?): %v", files)
 	}
 	var plans []string
+	hostStatusPlanned := false
 	for _, e := range events(t, &out) {
-		if e.Status == report.Planned {
+		switch {
+		case e.Status == report.Planned && e.Message == "" && e.DurationMS != nil:
+			hostStatusPlanned = e.Host == "cp1" // the phase's own line on the host: planned, not changed
+		case e.Status == report.Planned:
 			if e.Phase != "configure" || e.Host != "cp1" {
 				t.Errorf("planned event not attributed: %+v", e)
 			}
 			plans = append(plans, e.Message)
+		case e.Status == report.Changed:
+			t.Errorf("a dry run reported a change: %+v", e)
 		}
+	}
+	if !hostStatusPlanned {
+		t.Error("the host's status in a dry run must be planned")
 	}
 	if len(plans) != 2 || !strings.Contains(plans[0], "would write: /etc/app.conf") || !strings.Contains(plans[0], "-b=2\n+b=3") ||
 		plans[1] != "would run: systemctl restart app" {
