@@ -22,11 +22,11 @@ func Init() workflow.Workflow {
 			{Name: "coredns", Short: "Cluster DNS at the clusterDNS address",
 				Skip: func(r *workflow.Run) string { return disabled(r.Cluster.Spec.Addons.CoreDNS.Enabled, "coredns") },
 				Run:  workflow.NotImplementedOnce("add-ons come with the add-on phases")},
-			{Name: "kata", Short: "The kata RuntimeClass",
+			{Name: "kata", Short: "The kata RuntimeClass (handler and pod overhead)",
 				Skip: func(r *workflow.Run) string {
 					return disabledBool(r.Cluster.Spec.Containerd.Kata.Enabled, "containerd.kata")
 				},
-				Run: workflow.NotImplementedOnce("add-ons come with the add-on phases")},
+				Run: applyKataRuntimeClass},
 			{Name: "multus", Short: "Multus and the NetworkAttachmentDefinitions of cluster.yaml",
 				Skip: func(r *workflow.Run) string { return disabled(r.Cluster.Spec.Addons.Multus.Enabled, "multus") },
 				Run:  workflow.NotImplementedOnce("add-ons come with the add-on phases")},
