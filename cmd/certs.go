@@ -13,11 +13,11 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/internal/atomicfile"
-	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/phases"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
 	"github.com/privcloud/privcloud/report"
+	"github.com/privcloud/privcloud/ssh"
 )
 
 func newCertsCommand(g *globalOptions) *cobra.Command {
@@ -151,13 +151,11 @@ func (g *globalOptions) remoteExpiry(ctx context.Context, c *api.Cluster, tree *
 	}
 	store := phases.PKIStore(c)
 	perHost := make([][]expiryRow, len(c.Spec.Hosts))
-	errs := parallel.ForEach(ctx, len(c.Spec.Hosts), c.Spec.SSH.Concurrency, func(i int) error {
-		h := c.Spec.Hosts[i]
-		cl, err := d.Connect(ctx, h)
+	errs := d.OnEach(ctx, c.Spec.Hosts, c.Spec.SSH.Concurrency, func(i int, cl *ssh.Client, err error) error {
 		if err != nil {
 			return err
 		}
-		defer cl.Close()
+		h := c.Spec.Hosts[i]
 		now := time.Now()
 		for _, dep := range pki.Deployments(store, tree, h) {
 			kind := "certificate"

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
-	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -103,19 +102,15 @@ func Run(ctx context.Context, d *ssh.Dialer, hosts []api.Host, cmd string, concu
 // each connects to every host and applies work to it, collecting a Result per host.
 func each(ctx context.Context, d *ssh.Dialer, hosts []api.Host, concurrency int, done func(Result), work func(*ssh.Client, *Result) error) ([]Result, error) {
 	results := make([]Result, len(hosts))
-	parallel.ForEach(ctx, len(hosts), concurrency, func(i int) error {
+	d.OnEach(ctx, hosts, concurrency, func(i int, c *ssh.Client, err error) error {
 		start := time.Now()
 		r := Result{Host: hosts[i].Name}
-		c, err := d.Connect(ctx, hosts[i])
 		if err != nil {
 			r.Unreachable, r.Error = true, err.Error()
-		} else {
-			if err := work(c, &r); err != nil {
-				r.Error = err.Error()
-				// a host that drops the connection mid-command is as unreachable as one that never answered
-				r.Unreachable = errors.Is(err, ssh.ErrConnectionLost)
-			}
-			c.Close()
+		} else if err := work(c, &r); err != nil {
+			r.Error = err.Error()
+			// a host that drops the connection mid-command is as unreachable as one that never answered
+			r.Unreachable = errors.Is(err, ssh.ErrConnectionLost)
 		}
 		r.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 		results[i] = r

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
-	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -231,12 +230,10 @@ func sortedKeys(m map[string][]string) []string {
 // that cannot be reached are errors of their own and are reported with the findings.
 func Run(ctx context.Context, d *ssh.Dialer, c *api.Cluster) ([]Facts, []Finding, error) {
 	facts := make([]Facts, len(c.Spec.Hosts))
-	errs := parallel.ForEach(ctx, len(c.Spec.Hosts), c.Spec.SSH.Concurrency, func(i int) error {
-		cl, err := d.Connect(ctx, c.Spec.Hosts[i])
+	errs := d.OnEach(ctx, c.Spec.Hosts, c.Spec.SSH.Concurrency, func(i int, cl *ssh.Client, err error) error {
 		if err != nil {
 			return err
 		}
-		defer cl.Close()
 		facts[i], err = Gather(ctx, cl)
 		return err
 	})

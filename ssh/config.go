@@ -54,21 +54,16 @@ func NewDialer(c *api.Cluster, env Environment) (*Dialer, error) {
 	}, nil
 }
 
-// ConnectAll connects to hosts in parallel, at most concurrency at once. It returns a client per host that
-// answered (nil for the others, at the same index) and one error per host that did not.
-func (d *Dialer) ConnectAll(ctx context.Context, hosts []api.Host, concurrency int) ([]*Client, []error) {
-	clients := make([]*Client, len(hosts))
-	errs := parallel.ForEach(ctx, len(hosts), concurrency, func(i int) error {
-		var err error
-		clients[i], err = d.Connect(ctx, hosts[i])
-		return err
-	})
-	for i, err := range errs {
-		if err != nil && clients[i] == nil {
-			if _, ok := err.(*UnreachableError); !ok {
-				errs[i] = &UnreachableError{Host: hosts[i].Name, Address: hosts[i].Address, Err: err}
-			}
+// OnEach connects to each host, at most concurrency at once, and calls fn with the connection, or with the
+// connect error (an *UnreachableError) and no connection; the connection is closed when fn returns. It
+// returns fn's result per host, by index.
+func (d *Dialer) OnEach(ctx context.Context, hosts []api.Host, concurrency int, fn func(i int, c *Client, err error) error) []error {
+	return parallel.ForEach(ctx, len(hosts), concurrency, func(i int) error {
+		c, err := d.Connect(ctx, hosts[i])
+		if err != nil {
+			return fn(i, nil, err)
 		}
-	}
-	return clients, errs
+		defer c.Close()
+		return fn(i, c, nil)
+	})
 }
