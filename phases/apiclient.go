@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -93,28 +94,23 @@ func (c *apiClient) apply(ctx context.Context, path string, object any) (bool, e
 // waitLease waits until a leader-election lease in kube-system is held, which a controller-manager or
 // scheduler takes once it runs and reaches the API server.
 func (c *apiClient) waitLease(ctx context.Context, name string, limit time.Duration) (string, error) {
-	deadline := time.Now().Add(limit)
-	last := ""
-	for {
+	var holder string
+	err := poll(ctx, limit, time.Second, func() error {
 		var lease struct {
 			Spec struct {
 				HolderIdentity string `json:"holderIdentity"`
 			} `json:"spec"`
 		}
-		_, err := c.do(ctx, http.MethodGet, "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"+name, "", nil, &lease)
-		switch {
-		case err == nil && lease.Spec.HolderIdentity != "":
-			return lease.Spec.HolderIdentity, nil
-		case err != nil:
-			last = err.Error()
+		if _, err := c.do(ctx, http.MethodGet, "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"+name, "", nil, &lease); err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no %s holds its lease after %s: %s", name, limit, strings.TrimSpace(last))
+		if holder = lease.Spec.HolderIdentity; holder == "" {
+			return errors.New("nobody holds it yet")
 		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(time.Second):
-		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		return "", fmt.Errorf("no %s holds its lease after %s: %s", name, limit, strings.TrimSpace(err.Error()))
 	}
+	return holder, err
 }

@@ -98,23 +98,16 @@ func containerdClient(ctx context.Context, h ssh.Host) (*client.Client, error) {
 }
 
 func waitContainerd(ctx context.Context, cl *client.Client, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
+	err := poll(ctx, limit, 250*time.Millisecond, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		_, err := cl.Version(cctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("containerd did not answer within %s: %w (see journalctl -u containerd)", limit, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("containerd did not answer within %s: %w (see journalctl -u containerd)", limit, err)
 	}
+	return err
 }
 
 // importImages streams each image the host needs from the local bundle into its containerd, unpacked for the

@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -140,22 +141,21 @@ func (n node) internalIP() string {
 
 // waitNode polls a node until check accepts it.
 func waitNode(ctx context.Context, c *apiClient, name, what string, limit time.Duration, check func(node) bool) (node, error) {
-	deadline := time.Now().Add(limit)
-	for {
-		var n node
-		_, err := c.do(ctx, http.MethodGet, "/api/v1/nodes/"+name, "", nil, &n)
-		if err == nil && check(n) {
-			return n, nil
+	var n node
+	err := poll(ctx, limit, time.Second, func() error {
+		n = node{}
+		if _, err := c.do(ctx, http.MethodGet, "/api/v1/nodes/"+name, "", nil, &n); err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			return n, fmt.Errorf("node %s: %s not seen within %s (last: %v)", name, what, limit, err)
+		if !check(n) {
+			return errors.New("not yet")
 		}
-		select {
-		case <-ctx.Done():
-			return n, ctx.Err()
-		case <-time.After(time.Second):
-		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		return n, fmt.Errorf("node %s: %s not seen within %s (last: %v)", name, what, limit, err)
 	}
+	return n, err
 }
 
 func nodePhases() workflow.Phase {

@@ -80,28 +80,42 @@ func waitHealthy(ctx context.Context, t *workflow.Target, unit, addr, path, want
 		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return t.Host.Dial(ctx, "tcp", addr) },
 	}}
 	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(limit)
-	last := "no answer yet"
-	for {
+	err := poll(ctx, limit, 500*time.Millisecond, func() error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
-		if resp, err := client.Do(req); err != nil {
-			last = err.Error()
-		} else {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), want) {
-				return nil
-			}
-			last = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), want) {
+			return nil
+		}
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	})
+	if err != nil && ctx.Err() == nil {
+		res, _ := t.Host.Run(ctx, "journalctl -u "+unit+" -n 25 --no-pager", ssh.ReadOnly())
+		return fmt.Errorf("%s not healthy after %s (https://%s%s: %v); its journal ends:\n%s", unit, limit, addr, path, err, res.Stdout)
+	}
+	return err
+}
+
+// poll calls try every interval until it succeeds. When ctx ends it returns ctx's error; when limit has
+// passed, the last error try gave.
+func poll(ctx context.Context, limit, every time.Duration, try func() error) error {
+	deadline := time.Now().Add(limit)
+	for {
+		err := try()
+		if err == nil {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			res, _ := t.Host.Run(ctx, "journalctl -u "+unit+" -n 25 --no-pager", ssh.ReadOnly())
-			return fmt.Errorf("%s not healthy after %s (https://%s%s: %s); its journal ends:\n%s", unit, limit, addr, path, last, res.Stdout)
+			return err
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 }
