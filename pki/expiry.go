@@ -22,36 +22,31 @@ type Expiry struct {
 func CheckExpiration(s Store, t *Tree, now time.Time) []Expiry {
 	var out []Expiry
 	for _, c := range t.CAs {
-		out = append(out, expiryOf(c.Name, "ca", "", s.CertPath(c.Name), now, t.ExternalCA))
+		out = append(out, expiryOf(Expiry{Name: c.Name, Kind: "ca", External: t.ExternalCA}, s.CertPath(c.Name), now))
 	}
 	for _, c := range t.Leaves {
-		out = append(out, expiryOf(c.Name, "certificate", c.CA, s.CertPath(c.Name), now, t.ExternalCA))
+		out = append(out, expiryOf(Expiry{Name: c.Name, Kind: "certificate", CA: c.CA, External: t.ExternalCA}, s.CertPath(c.Name), now))
 	}
 	for _, k := range t.Kubeconfigs {
-		e := Expiry{Name: "kubeconfig/" + k.Name, Kind: "kubeconfig", CA: ClusterCA, External: t.ExternalCA}
-		data, err := read(s.KubeconfigPath(k.Name))
-		switch {
-		case err != nil:
-			e.Problem = err.Error()
-		case data == nil:
-			e.Problem = "missing"
-		default:
-			e = KubeconfigExpiry(e.Name, data, now)
-			e.External = t.ExternalCA
-		}
-		out = append(out, e)
+		out = append(out, expiryOf(Expiry{Name: "kubeconfig/" + k.Name, Kind: "kubeconfig", CA: ClusterCA, External: t.ExternalCA},
+			s.KubeconfigPath(k.Name), now))
 	}
 	return out
 }
 
-func expiryOf(name, kind, ca, path string, now time.Time, external bool) Expiry {
-	e := Expiry{Name: name, Kind: kind, CA: ca, External: external}
+// expiryOf reads the file at path and fills e's expiry from it: a certificate, or a kubeconfig's client
+// certificate.
+func expiryOf(e Expiry, path string, now time.Time) Expiry {
 	data, err := read(path)
 	switch {
 	case err != nil:
 		e.Problem = err.Error()
 	case data == nil:
 		e.Problem = "missing"
+	case e.Kind == "kubeconfig":
+		external := e.External
+		e = KubeconfigExpiry(e.Name, data, now)
+		e.External = external
 	default:
 		e.FromPEM(data, now)
 	}

@@ -196,15 +196,10 @@ func (l *Lab) Cluster() (*api.Cluster, error) { return api.Load(l.ClusterConfig(
 
 // WaitSSH waits until every host accepts an SSH connection with its known host key.
 func (l *Lab) WaitSSH(ctx context.Context, limit time.Duration) error {
-	c, err := l.Cluster()
+	c, d, err := l.dialer(2 * time.Second)
 	if err != nil {
 		return err
 	}
-	d, err := ssh.NewDialer(c, ssh.Environment{Getenv: func(string) string { return "" }})
-	if err != nil {
-		return err
-	}
-	d.Attempts, d.ConnectTimeout = 1, 2*time.Second
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for _, h := range c.Spec.Hosts {
@@ -226,6 +221,20 @@ func (l *Lab) WaitSSH(ctx context.Context, limit time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// dialer reaches the lab's hosts with their known host keys: one attempt per call, the caller retries.
+func (l *Lab) dialer(connectTimeout time.Duration) (*api.Cluster, *ssh.Dialer, error) {
+	c, err := l.Cluster()
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := ssh.NewDialer(c, ssh.Environment{Getenv: func(string) string { return "" }})
+	if err != nil {
+		return nil, nil, err
+	}
+	d.Attempts, d.ConnectTimeout = 1, connectTimeout
+	return c, d, nil
 }
 
 func (l *Lab) consolePath(name string) string { return filepath.Join(l.Runtime, name, "console.log") }
@@ -609,15 +618,10 @@ func (l *Lab) Status() string {
 // that fail.
 func (l *Lab) Logs(ctx context.Context) string {
 	var b strings.Builder
-	c, err := l.Cluster()
+	c, d, err := l.dialer(3 * time.Second)
 	if err != nil {
 		return err.Error()
 	}
-	d, err := ssh.NewDialer(c, ssh.Environment{Getenv: func(string) string { return "" }})
-	if err != nil {
-		return err.Error()
-	}
-	d.Attempts, d.ConnectTimeout = 1, 3*time.Second
 	for _, h := range c.Spec.Hosts {
 		fmt.Fprintf(&b, "==== %s journal\n", h.Name)
 		if client, err := d.Connect(ctx, h); err != nil {
