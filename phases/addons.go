@@ -1,30 +1,198 @@
 package phases
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/privcloud/privcloud/addons"
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
 )
 
-// applyKataRuntimeClass creates the RuntimeClass pods select to run in Kata VMs: its handler is the runtime
-// containerd/config registered, its overhead the resources each VM costs beyond its containers.
-func applyKataRuntimeClass(ctx context.Context, r *workflow.Run) error {
-	kata := r.Cluster.Spec.Containerd.Kata
+// addonReadyLimit bounds the wait for an add-on's workloads to roll out.
+const addonReadyLimit = 5 * time.Minute
+
+// ErrImagesMissing marks an add-on that cannot run because the bundle lacks its images.
+var ErrImagesMissing = errors.New("the bundle lacks the add-on's images")
+
+// addonPhases is one phase per add-on: render, server-side apply through a control-plane host, wait until
+// its workloads are rolled out and its Services have endpoints.
+func addonPhases(b *bundleState) workflow.Phase {
+	var ps []workflow.Phase
+	for _, a := range addons.All() {
+		ps = append(ps, workflow.Phase{Name: a.Name, Short: a.Short,
+			Skip: func(r *workflow.Run) string { return a.Disabled(&r.Cluster.Spec) },
+			Run:  func(ctx context.Context, r *workflow.Run) error { return applyAddon(ctx, r, b, a) }})
+	}
+	return workflow.Phase{Name: "addons", Short: "Apply the add-ons with server-side apply and wait until they are ready", Phases: ps}
+}
+
+func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.Addon) error {
+	if err := b.prepare(r); err != nil {
+		return err
+	}
+	in := &addons.Inputs{Cluster: r.Cluster, Images: addons.ImageRefs(b.manifest)}
+	missing := a.MissingImages(&r.Cluster.Spec, b.manifest)
+	if a.Name == "quay" {
+		q, err := quayState(r)
+		if err != nil {
+			return err
+		}
+		in.Quay = q
+	}
+	for _, img := range a.Images(&r.Cluster.Spec) {
+		if _, ok := in.Images[img]; !ok {
+			// rendered all the same, so the API server can check the manifests before the add-on fails
+			in.Images[img] = "missing.invalid/" + img
+		}
+	}
+	if a.Name == "coredns" {
+		up, err := corednsUpstreams(ctx, r)
+		if err != nil {
+			return err
+		}
+		in.Upstreams = up
+	}
+	objs, err := a.Render(in)
+	if err != nil {
+		return err
+	}
 	if r.DryRun {
-		r.Plan(sshAction("", "apply RuntimeClass "+kata.RuntimeClassName+" (handler "+kata.Handler+")"))
+		for _, o := range objs {
+			r.Plan(sshAction("", "apply "+kube.Name(o)))
+		}
+		if len(missing) > 0 {
+			r.Warn("", "add-on "+a.Name+" cannot run: "+strings.Join(missing, "; "))
+		}
 		return nil
 	}
-	return withControlPlaneAPI(r, func(c *apiClient) error {
-		obj := map[string]any{
-			"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
-			"metadata": map[string]any{"name": kata.RuntimeClassName, "labels": map[string]string{"app.kubernetes.io/managed-by": "privcloud"}},
-			"handler":  kata.Handler,
-			"overhead": map[string]any{"podFixed": map[string]string{"cpu": kata.OverheadCPU, "memory": kata.OverheadMemory}},
+	return withControlPlaneAPI(r, func(c *kube.Client) error {
+		if len(missing) > 0 || r.ServerDryRun {
+			return serverDryRun(ctx, r, c, a, objs, missing)
 		}
-		changed, err := c.apply(ctx, "/apis/node.k8s.io/v1/runtimeclasses/"+kata.RuntimeClassName, obj)
-		if err == nil && changed {
-			r.Changed("", "RuntimeClass "+kata.RuntimeClassName)
+		if err := applyObjects(ctx, r, c, objs...); err != nil {
+			return err
 		}
-		return err
+		return c.WaitReady(ctx, objs, addonReadyLimit)
 	})
+}
+
+// serverDryRun has the API server validate and admit every object without storing it. An add-on whose images
+// the bundle lacks gets this far and then fails with the reason, so its manifests are still proven.
+func serverDryRun(ctx context.Context, r *workflow.Run, c *kube.Client, a addons.Addon, objs []*unstructured.Unstructured, missing []string) error {
+	res, err := c.Apply(ctx, objs, true)
+	if err != nil {
+		return fmt.Errorf("add-on %s: server-side dry run: %w", a.Name, err)
+	}
+	changes := 0
+	for _, o := range res {
+		if o.Changed {
+			changes++
+		}
+	}
+	msg := fmt.Sprintf("server-side dry run: the API server accepted all %d objects (%d would change)", len(res), changes)
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: add-on %s cannot run: %s (%s)", ErrImagesMissing, a.Name, strings.Join(missing, "; "), msg)
+	}
+	r.Warn("", "add-on "+a.Name+": "+msg+"; nothing was stored")
+	return nil
+}
+
+// quayState gathers Quay's secrets (made once, kept 0600 in the state directory), its certificate from the
+// cluster PKI and the node that keeps its hostPath data: the first worker, or the first node.
+func quayState(r *workflow.Run) (*addons.QuayState, error) {
+	store := PKIStore(r.Cluster)
+	q := &addons.QuayState{Node: firstNode(r.Cluster.Spec.Hosts)}
+	if r.DryRun {
+		q.Secrets = addons.QuaySecrets{DatabasePassword: "(generated)", RedisPassword: "(generated)", SecretKey: "(generated)", DatabaseSecretKey: "(generated)"}
+		return q, nil
+	}
+	secrets, err := addons.LoadOrCreateQuaySecrets(filepath.Join(r.Cluster.Spec.StateDir, "addons", "quay-secrets.json"))
+	if err != nil {
+		return nil, err
+	}
+	q.Secrets = secrets
+	for _, f := range []struct {
+		dst  *[]byte
+		path string
+	}{{&q.TLSCert, store.CertPath(pki.QuayCert)}, {&q.TLSKey, store.KeyPath(pki.QuayCert)}, {&q.CACert, store.CertPath(pki.ClusterCA)}} {
+		if *f.dst, err = os.ReadFile(f.path); err != nil {
+			return nil, fmt.Errorf("Quay's certificate: %w (run 'privcloud certs generate')", err)
+		}
+	}
+	return q, nil
+}
+
+func firstNode(hosts []api.Host) string {
+	for _, role := range []api.Role{api.RoleWorker, api.RoleControlPlane} {
+		for _, h := range hosts {
+			if h.HasRole(role) {
+				return h.Name
+			}
+		}
+	}
+	return ""
+}
+
+// corednsUpstreams decides where CoreDNS forwards names outside the cluster: the configured upstreams, else
+// the nodes' /etc/resolv.conf (CoreDNS runs with the node's resolver configuration). Hosts without a usable
+// nameserver (air-gapped hosts often have none; loopback stubs are unreachable from a pod) leave nothing to
+// forward to: CoreDNS then answers for the cluster only, with a warning, rather than crash-looping.
+func corednsUpstreams(ctx context.Context, r *workflow.Run) ([]string, error) {
+	if up := r.Cluster.Spec.Addons.CoreDNS.Upstreams; len(up) > 0 {
+		return up, nil
+	}
+	var with, without []string
+	for _, t := range r.TargetsFor(nodes) {
+		if t.Host == nil {
+			return nil, fmt.Errorf("host %s is not connected", t.Spec.Name)
+		}
+		data, err := t.Host.ReadFile(ctx, "/etc/resolv.conf")
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("host %s: read /etc/resolv.conf: %w", t.Spec.Name, err)
+		}
+		if len(usableNameservers(data)) > 0 {
+			with = append(with, t.Spec.Name)
+		} else {
+			without = append(without, t.Spec.Name)
+		}
+	}
+	switch {
+	case len(without) == 0:
+		return []string{"/etc/resolv.conf"}, nil
+	case len(with) == 0:
+		r.Warn("", "no node's /etc/resolv.conf names a nameserver reachable from pods and spec.addons.coredns.upstreams is empty: CoreDNS answers for the cluster only")
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("hosts %s have a nameserver in /etc/resolv.conf and hosts %s have none reachable from pods: set spec.addons.coredns.upstreams",
+			strings.Join(with, ", "), strings.Join(without, ", "))
+	}
+}
+
+// usableNameservers lists the resolv.conf nameservers a pod can reach (not loopback stubs).
+func usableNameservers(resolvConf []byte) []string {
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(resolvConf))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if ip, err := netip.ParseAddr(f[1]); err == nil && !ip.IsLoopback() {
+				out = append(out, f[1])
+			}
+		}
+	}
+	return out
 }

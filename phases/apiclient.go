@@ -1,116 +1,104 @@
 package phases
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"strings"
 	"time"
 
-	"github.com/privcloud/privcloud/pki"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/privcloud/privcloud/internal/wait"
+	"github.com/privcloud/privcloud/kube"
+	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
 )
 
-// apiClient talks to a control-plane host's kube-apiserver through the SSH connection (127.0.0.1:6443 on
-// that host), verifying its certificate with the cluster CA and authenticating with a kubeconfig's client
-// certificate. privcloud needs a handful of calls, so plain HTTPS serves them.
-type apiClient struct {
-	http *http.Client
+// apiVia is an API client reaching kube-apiserver on a control-plane host (127.0.0.1:6443 there) through
+// its SSH connection, as super-admin: privcloud's own bootstrap identity, never sent to hosts.
+func apiVia(r *workflow.Run, h ssh.Host) (*kube.Client, error) {
+	return kube.New(PKIStore(r.Cluster).KubeconfigPath("super-admin"), "127.0.0.1:6443", h.Dial)
 }
 
-func newAPIClient(h ssh.Host, kubeconfig string) (*apiClient, error) {
-	cert, ca, err := pki.Credentials(kubeconfig)
-	if err != nil {
-		return nil, err
+// controlPlaneAPI is an API client through the first control-plane host.
+func controlPlaneAPI(r *workflow.Run) (*kube.Client, error) {
+	cps := r.TargetsFor(controlPlane)
+	if len(cps) == 0 || cps[0].Host == nil {
+		return nil, fmt.Errorf("no connected control-plane host")
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("%s holds no CA certificate", kubeconfig)
-	}
-	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
-		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return h.Dial(ctx, "tcp", "127.0.0.1:6443") },
-	}
-	return &apiClient{http: &http.Client{Transport: tr, Timeout: 15 * time.Second}}, nil
+	return apiVia(r, cps[0].Host)
 }
 
-func (c *apiClient) close() { c.http.CloseIdleConnections() }
-
-// do sends a request and decodes a JSON answer into out (when not nil); a status outside 2xx is an error
-// carrying the API server's message.
-func (c *apiClient) do(ctx context.Context, method, path, contentType string, body []byte, out any) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "https://127.0.0.1:6443"+path, bytes.NewReader(body))
+// withControlPlaneAPI runs fn with an API client through the first control-plane host; a dry run skips it,
+// as nothing it would wait for was started.
+func withControlPlaneAPI(r *workflow.Run, fn func(*kube.Client) error) error {
+	if r.DryRun {
+		return nil
+	}
+	c, err := controlPlaneAPI(r)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode/100 != 2 {
-		var status struct{ Message string }
-		json.Unmarshal(data, &status)
-		return resp.StatusCode, fmt.Errorf("%s %s: %s %s", method, path, resp.Status, status.Message)
-	}
-	if out != nil {
-		return resp.StatusCode, json.Unmarshal(data, out)
-	}
-	return resp.StatusCode, nil
+	defer c.Close()
+	return fn(c)
 }
 
-// apply server-side applies one object as field manager privcloud: re-applying an unchanged object changes
-// nothing, and privcloud owns only the fields it sets.
-func (c *apiClient) apply(ctx context.Context, path string, object any) (bool, error) {
-	body, err := json.Marshal(object)
-	if err != nil {
-		return false, err
-	}
-	var before, after struct {
-		Metadata struct{ ResourceVersion string } `json:"metadata"`
-	}
-	code, _ := c.do(ctx, http.MethodGet, path, "", nil, &before)
-	if _, err := c.do(ctx, http.MethodPatch, path+"?fieldManager=privcloud&force=true", "application/apply-patch+yaml", body, &after); err != nil {
-		return false, err
-	}
-	return code == http.StatusNotFound || before.Metadata.ResourceVersion != after.Metadata.ResourceVersion, nil
-}
-
-// waitLease waits until a leader-election lease in kube-system is held, which a controller-manager or
-// scheduler takes once it runs and reaches the API server.
-func (c *apiClient) waitLease(ctx context.Context, name string, limit time.Duration) (string, error) {
-	var holder string
-	err := poll(ctx, limit, time.Second, func() error {
-		var lease struct {
-			Spec struct {
-				HolderIdentity string `json:"holderIdentity"`
-			} `json:"spec"`
+// applyObjects server-side applies objs and reports each one that changed.
+func applyObjects(ctx context.Context, r *workflow.Run, c *kube.Client, objs ...*unstructured.Unstructured) error {
+	res, err := c.Apply(ctx, objs, false)
+	for _, o := range res {
+		if o.Changed {
+			r.Changed("", o.Object)
 		}
-		if _, err := c.do(ctx, http.MethodGet, "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"+name, "", nil, &lease); err != nil {
+	}
+	return err
+}
+
+// object builds an unstructured object from its parts, labelled as privcloud's.
+func object(apiVersion, kind, name string, fields map[string]any) *unstructured.Unstructured {
+	obj := map[string]any{"apiVersion": apiVersion, "kind": kind,
+		"metadata": map[string]any{"name": name, "labels": map[string]any{"app.kubernetes.io/managed-by": "privcloud"}}}
+	for k, v := range fields {
+		obj[k] = v
+	}
+	return &unstructured.Unstructured{Object: obj}
+}
+
+// waitNode polls a node until check accepts it.
+func waitNode(ctx context.Context, c *kube.Client, name, what string, limit time.Duration, check func(*corev1.Node) bool) (*corev1.Node, error) {
+	var n *corev1.Node
+	err := wait.Poll(ctx, limit, time.Second, func() error {
+		var err error
+		if n, err = c.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err != nil {
 			return err
 		}
-		if holder = lease.Spec.HolderIdentity; holder == "" {
-			return errors.New("nobody holds it yet")
+		if !check(n) {
+			return errors.New("not yet")
 		}
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {
-		return "", fmt.Errorf("no %s holds its lease after %s: %s", name, limit, strings.TrimSpace(err.Error()))
+		return n, fmt.Errorf("node %s: %s not seen within %s (last: %v)", name, what, limit, err)
 	}
-	return holder, err
+	return n, err
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func internalIP(n *corev1.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
 }

@@ -53,9 +53,11 @@ func controlPlanePhases() workflow.Phase {
 
 // Execution is how one workflow run is carried out.
 type Execution struct {
-	DryRun    bool
-	Selection workflow.Selection
-	Reporter  *report.Reporter
+	DryRun bool
+	// ServerDryRun has the API server check objects without storing them (add-ons).
+	ServerDryRun bool
+	Selection    workflow.Selection
+	Reporter     *report.Reporter
 	// Connect opens a host's connection (ssh.Dialer.Connect in the CLI).
 	Connect func(ctx context.Context, h api.Host) (ssh.Host, error)
 	// KubeconfigOut is where init writes the admin kubeconfig ("" for next to cluster.yaml).
@@ -69,7 +71,7 @@ func Execute(ctx context.Context, wf workflow.Workflow, c *api.Cluster, ex Execu
 	if err != nil {
 		return err
 	}
-	r := &workflow.Run{Workflow: wf.Name, Cluster: c, DryRun: ex.DryRun, Reporter: ex.Reporter,
+	r := &workflow.Run{Workflow: wf.Name, Cluster: c, DryRun: ex.DryRun, ServerDryRun: ex.ServerDryRun, Reporter: ex.Reporter,
 		Concurrency: c.Spec.SSH.Concurrency, Connect: ex.Connect, KubeconfigOut: ex.KubeconfigOut}
 	for _, h := range c.Spec.Hosts {
 		r.Targets = append(r.Targets, &workflow.Target{Spec: h})

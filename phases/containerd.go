@@ -14,6 +14,7 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/templates"
@@ -98,7 +99,7 @@ func containerdClient(ctx context.Context, h ssh.Host) (*client.Client, error) {
 }
 
 func waitContainerd(ctx context.Context, cl *client.Client, limit time.Duration) error {
-	err := poll(ctx, limit, 250*time.Millisecond, func() error {
+	err := wait.Poll(ctx, limit, 250*time.Millisecond, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		_, err := cl.Version(cctx)

@@ -1,6 +1,8 @@
 package phases
 
 import (
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"context"
 	"fmt"
 	"net"
@@ -114,12 +116,12 @@ func runLeaderElected(ctx context.Context, r *workflow.Run, t *workflow.Target, 
 	if r.DryRun {
 		return nil
 	}
-	api, err := newAPIClient(t.Host, PKIStore(r.Cluster).KubeconfigPath("super-admin"))
+	api, err := apiVia(r, t.Host)
 	if err != nil {
 		return err
 	}
-	defer api.close()
-	_, err = api.waitLease(ctx, unit, 2*time.Minute)
+	defer api.Close()
+	_, err = api.WaitLease(ctx, unit, 2*time.Minute)
 	return err
 }
 
@@ -136,30 +138,22 @@ func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
 		r.Plan(sshAction(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client"))
 		return nil
 	}
-	api, err := newAPIClient(cps[0].Host, PKIStore(r.Cluster).KubeconfigPath("super-admin"))
+	api, err := apiVia(r, cps[0].Host)
 	if err != nil {
 		return err
 	}
-	defer api.close()
+	defer api.Close()
+	var objs []*unstructured.Unstructured
 	for _, b := range []struct{ name, role, kind, subject string }{
 		{"privcloud:cluster-admins", "cluster-admin", "Group", pki.AdminGroup},
 		{"privcloud:apiserver-kubelet-client", "system:kubelet-api-admin", "User", "kube-apiserver-kubelet-client"},
 	} {
-		obj := map[string]any{
-			"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-			"metadata": map[string]any{"name": b.name, "labels": map[string]string{"app.kubernetes.io/managed-by": "privcloud"}},
-			"roleRef":  map[string]string{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": b.role},
-			"subjects": []map[string]string{{"apiGroup": "rbac.authorization.k8s.io", "kind": b.kind, "name": b.subject}},
-		}
-		changed, err := api.apply(ctx, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/"+b.name, obj)
-		if err != nil {
-			return err
-		}
-		if changed {
-			r.Changed("", "ClusterRoleBinding "+b.name)
-		}
+		objs = append(objs, object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", b.name, map[string]any{
+			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": b.role},
+			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": b.kind, "name": b.subject}},
+		}))
 	}
-	return nil
+	return applyObjects(ctx, r, api, objs...)
 }
 
 func sshAction(host, what string) ssh.Action { return ssh.Action{Host: host, Kind: "run", Cmd: what} }

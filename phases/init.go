@@ -18,31 +18,7 @@ func Init() workflow.Workflow {
 		nodePhases(),
 		podNetwork(),
 		waitNodesReady(),
-		{Name: "addons", Short: "Apply the add-ons with server-side apply", Phases: []workflow.Phase{
-			{Name: "coredns", Short: "Cluster DNS at the clusterDNS address",
-				Skip: func(r *workflow.Run) string { return disabled(r.Cluster.Spec.Addons.CoreDNS.Enabled, "coredns") },
-				Run:  workflow.NotImplementedOnce("add-ons come with the add-on phases")},
-			{Name: "kata", Short: "The kata RuntimeClass (handler and pod overhead)",
-				Skip: func(r *workflow.Run) string {
-					return disabledBool(r.Cluster.Spec.Containerd.Kata.Enabled, "containerd.kata")
-				},
-				Run: applyKataRuntimeClass},
-			{Name: "multus", Short: "Multus and the NetworkAttachmentDefinitions of cluster.yaml",
-				Skip: func(r *workflow.Run) string { return disabled(r.Cluster.Spec.Addons.Multus.Enabled, "multus") },
-				Run:  workflow.NotImplementedOnce("add-ons come with the add-on phases")},
-			{Name: "quay", Short: "The Quay registry with PostgreSQL and Redis",
-				Skip: func(r *workflow.Run) string { return disabledBool(r.Cluster.Spec.Addons.Quay.Enabled, "quay") },
-				Run:  workflow.NotImplementedOnce("add-ons come with the add-on phases")},
-		}},
+		addonPhases(b),
 		kubeconfigPhase(),
 	}}
 }
-
-func disabled(enabled *bool, name string) string {
-	if enabled != nil && *enabled {
-		return ""
-	}
-	return name + " is disabled in cluster.yaml"
-}
-
-func disabledBool(enabled bool, name string) string { return disabled(&enabled, name) }

@@ -2,17 +2,19 @@ package phases
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/internal/atomicfile"
+	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/templates"
@@ -84,80 +86,6 @@ fi`)
 	return nil
 }
 
-// controlPlaneAPI is an API client through the first control-plane host, as super-admin (privcloud's own
-// bootstrap identity, never sent to hosts).
-func controlPlaneAPI(r *workflow.Run) (*apiClient, error) {
-	cps := r.TargetsFor(controlPlane)
-	if len(cps) == 0 || cps[0].Host == nil {
-		return nil, fmt.Errorf("no connected control-plane host")
-	}
-	return newAPIClient(cps[0].Host, PKIStore(r.Cluster).KubeconfigPath("super-admin"))
-}
-
-// withControlPlaneAPI runs fn with an API client through the first control-plane host; a dry run skips it,
-// as nothing it would wait for was started.
-func withControlPlaneAPI(r *workflow.Run, fn func(*apiClient) error) error {
-	if r.DryRun {
-		return nil
-	}
-	c, err := controlPlaneAPI(r)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	return fn(c)
-}
-
-type node struct {
-	Metadata struct {
-		Name string `json:"name"`
-	} `json:"metadata"`
-	Spec struct {
-		PodCIDR string `json:"podCIDR"`
-	} `json:"spec"`
-	Status struct {
-		Conditions []struct{ Type, Status, Message string } `json:"conditions"`
-		Addresses  []struct{ Type, Address string }         `json:"addresses"`
-	} `json:"status"`
-}
-
-func (n node) ready() bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == "Ready" {
-			return c.Status == "True"
-		}
-	}
-	return false
-}
-
-func (n node) internalIP() string {
-	for _, a := range n.Status.Addresses {
-		if a.Type == "InternalIP" {
-			return a.Address
-		}
-	}
-	return ""
-}
-
-// waitNode polls a node until check accepts it.
-func waitNode(ctx context.Context, c *apiClient, name, what string, limit time.Duration, check func(node) bool) (node, error) {
-	var n node
-	err := poll(ctx, limit, time.Second, func() error {
-		n = node{}
-		if _, err := c.do(ctx, http.MethodGet, "/api/v1/nodes/"+name, "", nil, &n); err != nil {
-			return err
-		}
-		if !check(n) {
-			return errors.New("not yet")
-		}
-		return nil
-	})
-	if err != nil && ctx.Err() == nil {
-		return n, fmt.Errorf("node %s: %s not seen within %s (last: %v)", name, what, limit, err)
-	}
-	return n, err
-}
-
 func nodePhases() workflow.Phase {
 	return workflow.Phase{Name: "node", Short: "Run kubelet and kube-proxy on every node", Phases: []workflow.Phase{
 		{Name: "kubelet", Short: "Configure and start the kubelet with its node certificate; wait until the node registers", Roles: nodes, RunHost: runKubelet},
@@ -172,8 +100,8 @@ func runKubelet(ctx context.Context, r *workflow.Run, t *workflow.Target) error 
 		serviceFile{"/etc/systemd/system/kubelet.service", render("kubelet.service", d), 0o644}); err != nil {
 		return err
 	}
-	return withControlPlaneAPI(r, func(c *apiClient) error {
-		_, err := waitNode(ctx, c, t.Spec.Name, "registration", 2*time.Minute, func(node) bool { return true })
+	return withControlPlaneAPI(r, func(c *kube.Client) error {
+		_, err := waitNode(ctx, c, t.Spec.Name, "registration", 2*time.Minute, func(*corev1.Node) bool { return true })
 		return err
 	})
 }
@@ -200,20 +128,20 @@ func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 	if err != nil {
 		return err
 	}
-	defer c.close()
-	self, err := waitNode(ctx, c, t.Spec.Name, "a pod CIDR", 2*time.Minute, func(n node) bool { return n.Spec.PodCIDR != "" })
+	defer c.Close()
+	self, err := waitNode(ctx, c, t.Spec.Name, "a pod CIDR", 2*time.Minute, func(n *corev1.Node) bool { return n.Spec.PodCIDR != "" })
 	if err != nil {
 		return err
 	}
-	var list struct{ Items []node }
-	if _, err := c.do(ctx, http.MethodGet, "/api/v1/nodes", "", nil, &list); err != nil {
+	list, err := c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
 		return err
 	}
 	d := nodeData(r, t.Spec)
 	d.PodCIDR = self.Spec.PodCIDR
 	for _, n := range list.Items {
-		if n.Metadata.Name != t.Spec.Name && n.Spec.PodCIDR != "" && n.internalIP() != "" {
-			d.Routes = append(d.Routes, templates.Route{CIDR: n.Spec.PodCIDR, Via: n.internalIP()})
+		if n.Name != t.Spec.Name && n.Spec.PodCIDR != "" && internalIP(&n) != "" {
+			d.Routes = append(d.Routes, templates.Route{CIDR: n.Spec.PodCIDR, Via: internalIP(&n)})
 		}
 	}
 	sort.Slice(d.Routes, func(i, j int) bool { return d.Routes[i].CIDR < d.Routes[j].CIDR })
@@ -230,9 +158,9 @@ func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 
 func waitNodesReady() workflow.Phase {
 	return workflow.Phase{Name: "wait-ready", Short: "Wait until every node reports Ready", Run: func(ctx context.Context, r *workflow.Run) error {
-		return withControlPlaneAPI(r, func(c *apiClient) error {
+		return withControlPlaneAPI(r, func(c *kube.Client) error {
 			for _, t := range r.TargetsFor(nodes) {
-				if _, err := waitNode(ctx, c, t.Spec.Name, "Ready", 3*time.Minute, node.ready); err != nil {
+				if _, err := waitNode(ctx, c, t.Spec.Name, "Ready", 3*time.Minute, nodeReady); err != nil {
 					return err
 				}
 			}

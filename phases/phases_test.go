@@ -66,7 +66,7 @@ func TestAddonSkipRules(t *testing.T) {
 			skip[s.Path] = s.Phase.Skip(r)
 		}
 	}
-	if skip["addons/quay"] != "quay is disabled in cluster.yaml" || skip["addons/kata"] == "" {
+	if skip["addons/quay"] != "spec.addons.quay.enabled is false in cluster.yaml" || skip["addons/kata"] == "" {
 		t.Errorf("quay and kata are off by default and must be skipped: %q", skip)
 	}
 	if skip["addons/coredns"] != "" || skip["addons/multus"] != "" {
@@ -79,5 +79,15 @@ func TestAddonSkipRules(t *testing.T) {
 				t.Error("enabled quay must not be skipped")
 			}
 		}
+	}
+}
+
+func TestUsableNameservers(t *testing.T) {
+	got := usableNameservers([]byte("# generated\nsearch lab\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nnameserver fd00::53\noptions edns0\n"))
+	if strings.Join(got, ",") != "10.0.0.2,fd00::53" {
+		t.Errorf("usableNameservers = %q: loopback stubs are unreachable from pods, the others count", got)
+	}
+	if got := usableNameservers(nil); len(got) != 0 {
+		t.Errorf("an empty resolv.conf has no nameserver, got %q", got)
 	}
 }

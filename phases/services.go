@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
 )
@@ -80,7 +81,7 @@ func waitHealthy(ctx context.Context, t *workflow.Target, unit, addr, path, want
 		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return t.Host.Dial(ctx, "tcp", addr) },
 	}}
 	defer client.CloseIdleConnections()
-	err := poll(ctx, limit, 500*time.Millisecond, func() error {
+	err := wait.Poll(ctx, limit, 500*time.Millisecond, func() error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
 		resp, err := client.Do(req)
 		if err != nil {
@@ -98,24 +99,4 @@ func waitHealthy(ctx context.Context, t *workflow.Target, unit, addr, path, want
 		return fmt.Errorf("%s not healthy after %s (https://%s%s: %v); its journal ends:\n%s", unit, limit, addr, path, err, res.Stdout)
 	}
 	return err
-}
-
-// poll calls try every interval until it succeeds. When ctx ends it returns ctx's error; when limit has
-// passed, the last error try gave.
-func poll(ctx context.Context, limit, every time.Duration, try func() error) error {
-	deadline := time.Now().Add(limit)
-	for {
-		err := try()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(every):
-		}
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/privcloud/privcloud/addons"
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 )
 
@@ -54,6 +55,9 @@ type Tree struct {
 	Kubeconfigs  []Kubeconfig
 }
 
+// QuayCert is the name of the Quay registry's serving certificate, issued by the cluster CA.
+const QuayCert = "addons/quay"
+
 // ServiceAccountKey is the name of the service-account signing key pair (sa.key, sa.pub).
 const ServiceAccountKey = "sa"
 
@@ -95,6 +99,13 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 			Cert{Name: "etcd/server-" + h.Name, CA: EtcdCA, CommonName: h.Name, Usages: both, DNSNames: dns, IPs: ips},
 			Cert{Name: "etcd/peer-" + h.Name, CA: EtcdCA, CommonName: h.Name, Usages: both, DNSNames: dns, IPs: ips},
 		)
+	}
+	if q := s.Addons.Quay; q.Enabled {
+		// Quay's serving certificate: the registry name clients use, its Service names, and 127.0.0.1 where
+		// each node's containerd reaches it through the NodePort
+		t.Leaves = append(t.Leaves, Cert{Name: QuayCert, CA: ClusterCA, CommonName: q.Hostname,
+			Usages:   []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			DNSNames: append([]string{q.Hostname}, addons.QuayDNSNames(s.Network.DNSDomain)...), IPs: []net.IP{net.ParseIP("127.0.0.1")}})
 	}
 	t.Kubeconfigs = []Kubeconfig{
 		{Name: "admin", CommonName: "kubernetes-admin", Organization: []string{AdminGroup}, Server: server},

@@ -21,12 +21,14 @@ const RecordDir = "/var/lib/privcloud/phases"
 
 // Run is the state one workflow execution shares between its phases.
 type Run struct {
-	Workflow    string
-	Cluster     *api.Cluster
-	Targets     []*Target
-	DryRun      bool
-	Reporter    *report.Reporter
-	Concurrency int
+	Workflow string
+	Cluster  *api.Cluster
+	Targets  []*Target
+	DryRun   bool
+	// ServerDryRun sends objects to the API server for validation and admission without storing them.
+	ServerDryRun bool
+	Reporter     *report.Reporter
+	Concurrency  int
 	// KubeconfigOut is where init writes the admin kubeconfig ("" for next to cluster.yaml).
 	KubeconfigOut string
 	// Connect opens the connection to a host; the connect phase calls it.

@@ -1,0 +1,201 @@
+package addons
+
+import (
+	"encoding/base64"
+	"os"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/internal/golden"
+)
+
+const clusterYAML = `apiVersion: privcloud.io/v1alpha1
+kind: Cluster
+metadata:
+  name: lab
+spec:
+  kubernetesVersion: v1.37.1
+  hosts:
+  - {name: cp1, address: 10.77.0.11, roles: [control-plane, etcd]}
+  - {name: w1, address: 10.77.0.12, roles: [worker]}
+  containerd:
+    kata: {enabled: true}
+  addons:
+    coredns: {upstreams: [10.77.0.53, "10.77.0.54:5353"]}
+    multus:
+      networks:
+      - {name: lab-macvlan, type: macvlan, master: host0, ipam: static, addresses: [10.78.0.10/24, 10.78.0.11/24]}
+      - {name: storage, namespace: storage, type: bridge, ipam: host-local, subnet: 10.79.0.0/24}
+    quay: {enabled: true, hostname: registry.lab.example}
+`
+
+func cluster(t *testing.T, patch func(*api.Cluster)) *api.Cluster {
+	t.Helper()
+	c, err := api.LoadBytes([]byte(clusterYAML), "cluster.yaml", "/etc/privcloud", "/root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if patch != nil {
+		patch(c)
+	}
+	return c
+}
+
+var images = map[string]string{
+	"coredns": "registry.k8s.io/coredns/coredns:v1.14.7", "multus": "ghcr.io/k8snetworkplumbingwg/multus-cni:v4.2.2",
+	"quay": "quay.io/projectquay/quay:v3.12.0", "postgresql": "docker.io/library/postgres:15", "redis": "docker.io/library/redis:7",
+}
+
+func inputs(c *api.Cluster) *Inputs {
+	return &Inputs{Cluster: c, Images: images, Upstreams: c.Spec.Addons.CoreDNS.Upstreams, Quay: &QuayState{
+		Secrets: QuaySecrets{DatabasePassword: "db-password", RedisPassword: "redis-password", SecretKey: "secret-key", DatabaseSecretKey: "db-secret-key"},
+		TLSCert: []byte("-----BEGIN CERTIFICATE-----\n"), TLSKey: []byte("-----BEGIN EC PRIVATE KEY-----\n"),
+		CACert: []byte("-----BEGIN CERTIFICATE-----\n"), Node: "w1"}}
+}
+
+// rendered is the add-on's objects as YAML documents, in apply order.
+func rendered(t *testing.T, name string, in *Inputs) string {
+	t.Helper()
+	a, ok := Find(name)
+	if !ok {
+		t.Fatalf("no add-on %s", name)
+	}
+	objs, err := a.Render(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []string
+	for _, o := range objs {
+		if o.GetKind() == "Secret" {
+			o = readable(t, o)
+		}
+		b, err := yaml.Marshal(o.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, string(b))
+	}
+	return strings.Join(docs, "---\n")
+}
+
+// readable shows a Secret's data decoded, so the golden file can be reviewed.
+func readable(t *testing.T, o *unstructured.Unstructured) *unstructured.Unstructured {
+	o = o.DeepCopy()
+	data, _, _ := unstructured.NestedStringMap(o.Object, "data")
+	for k, v := range data {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			t.Fatalf("Secret %s: data %s is not base64: %v", o.GetName(), k, err)
+		}
+		data[k] = "(decoded) " + string(b)
+	}
+	unstructured.SetNestedStringMap(o.Object, data, "data")
+	return o
+}
+
+func TestCoreDNS(t *testing.T) { golden.Assert(t, rendered(t, "coredns", inputs(cluster(t, nil)))) }
+
+func TestCoreDNSWithoutUpstreams(t *testing.T) {
+	in := inputs(cluster(t, nil))
+	in.Upstreams = nil
+	out := rendered(t, "coredns", in)
+	if strings.Contains(out, "forward .") || !strings.Contains(out, "names outside cluster.local are not forwarded") {
+		t.Errorf("without upstreams the Corefile must not forward:\n%s", out)
+	}
+}
+
+func TestKata(t *testing.T)   { golden.Assert(t, rendered(t, "kata", inputs(cluster(t, nil)))) }
+func TestMultus(t *testing.T) { golden.Assert(t, rendered(t, "multus", inputs(cluster(t, nil)))) }
+func TestQuayHostPath(t *testing.T) {
+	golden.Assert(t, rendered(t, "quay", inputs(cluster(t, nil))))
+}
+
+func TestQuayStorageClass(t *testing.T) {
+	golden.Assert(t, rendered(t, "quay", inputs(cluster(t, func(c *api.Cluster) { c.Spec.Addons.Quay.StorageClass = "fast" }))))
+}
+
+// The manifests go through the API server's validation in the e2e suite; here: every namespaced kind has
+// its namespace, and the apply order puts what others need first.
+func TestApplyOrder(t *testing.T) {
+	for _, a := range All() {
+		objs, err := a.Render(inputs(cluster(t, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, o := range objs {
+			if clusterScoped[o.GetKind()] == (o.GetNamespace() != "") {
+				t.Errorf("%s: %s has namespace %q", a.Name, o.GetKind(), o.GetNamespace())
+			}
+			if o.GetKind() == "NetworkAttachmentDefinition" && !seen["CustomResourceDefinition"] {
+				t.Errorf("%s: a NetworkAttachmentDefinition comes before its CRD", a.Name)
+			}
+			if o.GetNamespace() == quayNamespace && !seen["Namespace"] {
+				t.Errorf("%s: %s comes before its namespace", a.Name, o.GetKind())
+			}
+			seen[o.GetKind()] = true
+		}
+	}
+}
+
+var clusterScoped = map[string]bool{"Namespace": true, "CustomResourceDefinition": true, "ClusterRole": true,
+	"ClusterRoleBinding": true, "RuntimeClass": true}
+
+func TestNetworkConfig(t *testing.T) {
+	for _, tc := range []struct {
+		n    api.ExtraNetwork
+		want string
+	}{
+		{api.ExtraNetwork{Name: "a", Type: "macvlan", Master: "eth1", IPAM: "host-local", Subnet: "10.1.0.0/24"},
+			`{"cniVersion":"1.0.0","ipam":{"ranges":[[{"subnet":"10.1.0.0/24"}]],"type":"host-local"},"master":"eth1","mode":"bridge","name":"a","type":"macvlan"}`},
+		{api.ExtraNetwork{Name: "a-very-long-name", Type: "bridge", IPAM: "static", Addresses: []string{"10.1.0.5/24"}},
+			`{"bridge":"br-a-very-long-","capabilities":{"ips":true},"cniVersion":"1.0.0","ipam":{"type":"static"},"name":"a-very-long-name","type":"bridge"}`},
+	} {
+		got, err := NetworkConfig(tc.n)
+		if err != nil || got != tc.want {
+			t.Errorf("NetworkConfig(%+v) = %s, %v; want %s", tc.n, got, err, tc.want)
+		}
+	}
+}
+
+func TestMissingImages(t *testing.T) {
+	m := &bundle.Manifest{Components: []bundle.Component{
+		{Name: "quay", Version: "3.12", Kind: "absent", ImageRef: "quay.io/projectquay/quay:v3.12.0", Absent: "a Python application"},
+		{Name: "postgresql", Version: "15", Kind: "image", ImageRef: "docker.io/library/postgres:15"},
+		{Name: "coredns", Version: "v1.14.7", Kind: "image", ImageRef: "registry.k8s.io/coredns/coredns:v1.14.7"},
+	}}
+	spec := &cluster(t, nil).Spec
+	quay, _ := Find("quay")
+	got := quay.MissingImages(spec, m)
+	want := []string{`the bundle records quay 3.12 (quay.io/projectquay/quay:v3.12.0) as absent: a Python application`, `the bundle has no component "redis"`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("MissingImages = %q, want %q", got, want)
+	}
+	coredns, _ := Find("coredns")
+	if got := coredns.MissingImages(spec, m); len(got) != 0 {
+		t.Errorf("coredns is in the bundle, yet: %q", got)
+	}
+	if refs := ImageRefs(m); refs["quay"] != "" || refs["postgresql"] != "docker.io/library/postgres:15" {
+		t.Errorf("ImageRefs = %v: an absent image has no reference, a present one has", refs)
+	}
+}
+
+func TestQuaySecretsAreMadeOnce(t *testing.T) {
+	path := t.TempDir() + "/addons/quay-secrets.json"
+	first, err := LoadOrCreateQuaySecrets(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := LoadOrCreateQuaySecrets(path)
+	if err != nil || again != first || len(first.DatabasePassword) != 48 || first.DatabasePassword == first.RedisPassword {
+		t.Errorf("secrets %+v then %+v (%v): made once, random, distinct", first, again, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("secrets file mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+}
