@@ -60,11 +60,11 @@ lab-status:
 	$(LABCTL) status
 
 ## lab: the newcomer's command: the lab bundle, 3 lab hosts, privcloud init, then the nodes and the kubeconfig
-# The add-ons not built yet are skipped (privcloud would stop there, saying they are not implemented yet).
 lab: bundle lab-up
-	@$(BIN) init -f .lab/cluster.yaml --skip addons/coredns,addons/multus,addons/quay || { code=$$?; echo; \
+	@$(BIN) init -f .lab/cluster.yaml || { code=$$?; echo; \
 		echo "privcloud init stopped (exit $$code). The hosts are still up: 'make lab-down' removes them."; exit $$code; }
 	@echo; $(BIN) exec -f .lab/cluster.yaml --hosts h1 -- kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o wide
+	@echo; $(BIN) addons status -f .lab/cluster.yaml
 	@echo; echo "The cluster is up. Its admin kubeconfig is .lab/kubeconfig; the bundle's kubectl is unpacked in .lab/state:"; \
 		echo "  $$(ls .lab/state/bundle/*/bin/kubectl/*/kubectl | sort -V | tail -1) --kubeconfig .lab/kubeconfig get pods -A"; \
 		echo "  $(BIN) exec -f .lab/cluster.yaml -- systemctl is-active kubelet containerd"; \

@@ -47,7 +47,7 @@ func cluster(t *testing.T, patch func(*api.Cluster)) *api.Cluster {
 }
 
 var images = map[string]string{
-	"coredns": "registry.k8s.io/coredns/coredns:v1.14.7", "multus": "ghcr.io/k8snetworkplumbingwg/multus-cni:v4.2.2",
+	"coredns": "registry.k8s.io/coredns/coredns:v1.14.7", "multus": "ghcr.io/k8snetworkplumbingwg/multus-cni:v4.2.4",
 	"quay": "quay.io/projectquay/quay:v3.12.0", "postgresql": "docker.io/library/postgres:15", "redis": "docker.io/library/redis:7",
 }
 

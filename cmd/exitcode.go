@@ -53,6 +53,7 @@ func ExitCode(err error) int {
 		missing     *pki.MissingError
 		certs       *certProblemsError
 		badBundle   *bundle.VerifyError
+		notReady    *notReadyError
 	)
 	switch {
 	case err == nil:
@@ -68,7 +69,7 @@ func ExitCode(err error) int {
 	case errors.Is(err, workflow.ErrNotImplemented):
 		return ExitNotImplemented
 	case errors.As(err, &phase), errors.As(err, &remote), errors.As(err, &checks), errors.As(err, &certs),
-		errors.As(err, &badBundle):
+		errors.As(err, &badBundle), errors.As(err, &notReady):
 		return ExitPhaseFailed
 	}
 	return ExitFailure

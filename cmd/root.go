@@ -102,6 +102,7 @@ Every flag can also be set through an environment variable: --dry-run is PRIVCLO
 		newBundleCommand(g),
 		newConfigCommand(g),
 		newKubeconfigCommand(g),
+		newAddonsCommand(g),
 		newBackupCommand(g),
 		newRestoreCommand(g),
 		newVersionCommand(g),

@@ -110,7 +110,12 @@ func (g *globalOptions) runConnected(c *cobra.Command, cluster *api.Cluster, wf 
 		return err
 	}
 	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, Selection: sel, Reporter: g.reporter(), KubeconfigOut: g.kubeconfigOut,
-		Connect: func(ctx context.Context, h api.Host) (ssh.Host, error) { return d.Connect(ctx, h) }})
+		Connect: connectWith(d)})
+}
+
+// connectWith adapts the SSH dialer to the phases' connect function.
+func connectWith(d *ssh.Dialer) func(context.Context, api.Host) (ssh.Host, error) {
+	return func(ctx context.Context, h api.Host) (ssh.Host, error) { return d.Connect(ctx, h) }
 }
 
 // phaseTree renders the workflow's phases indented by depth, in the order they run.

@@ -114,8 +114,14 @@ type result struct {
 
 func run(t *testing.T, l *lab.Lab, args ...string) result {
 	t.Helper()
+	return runConfig(t, l.ClusterConfig(), args...)
+}
+
+// runConfig runs privcloud with the cluster.yaml at config.
+func runConfig(t *testing.T, config string, args ...string) result {
+	t.Helper()
 	// -f goes before "--": after it, everything is the remote command
-	flags := []string{"-f", l.ClusterConfig()}
+	flags := []string{"-f", config}
 	if i := slices.Index(args, "--"); i >= 0 {
 		args = slices.Concat(args[:i], flags, args[i:])
 	} else {
@@ -336,12 +342,10 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 func TestClusterOnLabHosts(t *testing.T) {
 	l := newLab(t, 3)
 	labBundle(t, l.Dir, "containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
-		"etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
-		"pause-bin", "pause", "probe", "busybox", "test")
-	// the add-ons not built yet are skipped; the kata RuntimeClass is applied
-	const skip = "addons/coredns,addons/multus,addons/quay"
+		"cni-macvlan", "cni-static", "etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
+		"pause-bin", "pause", "probe", "busybox", "test", "coredns-bin", "coredns", "multus-bin", "multus-thin", "multus", "quay", "postgresql", "redis")
 	start := time.Now()
-	r := run(t, l, "init", "--skip", skip)
+	r := run(t, l, "init")
 	if r.code != 0 {
 		t.Fatalf("init: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -382,10 +386,71 @@ func TestClusterOnLabHosts(t *testing.T) {
 	if !strings.Contains(r.stdout, "kata 160Mi") || strings.Count(r.stdout, "kata") < 4 {
 		t.Errorf("kata RuntimeClass and handlers:\n%s%s", r.stdout, r.stderr)
 	}
+	checkAddons(t, l, kubectl)
+
 	start = time.Now()
-	r = run(t, l, "init", "--skip", skip)
+	r = run(t, l, "init")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
 		t.Errorf("re-running init on a converged cluster changed something:\n%s", r.stdout)
 	}
 	t.Logf("no-op re-run: %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// checkAddons proves the add-ons work from inside pods: cluster names and a Service name resolve through
+// CoreDNS, two pods on different nodes reach each other over Multus's second interface, and Quay's manifests
+// pass the API server's checks while the add-on refuses to run without its images.
+func checkAddons(t *testing.T, l *lab.Lab, kubectl string) {
+	t.Helper()
+	pod := func(name, node, ip string) string {
+		return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  labels: {app: %s}
+  annotations:
+    k8s.v1.cni.cncf.io/networks: '[{"name": "lab-macvlan", "ips": ["%s"]}]'
+spec:
+  nodeName: %s
+  containers:
+  - {name: probe, image: registry.local/privcloud/test:1, imagePullPolicy: Never, command: [/bin/probe, serve]}
+---
+`, name, name, ip, node)
+	}
+	manifests := pod("net-a", "h2", "10.77.1.10/24") + pod("net-b", "h3", "10.77.1.11/24") +
+		"apiVersion: v1\nkind: Service\nmetadata: {name: net-b}\nspec:\n  selector: {app: net-b}\n  ports: [{port: 8080}]\n"
+	r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"apply -f - <<'EOF'\n"+manifests+"EOF\n"+
+		kubectl+"wait --for=condition=Ready pod/net-a pod/net-b --timeout=120s && "+
+		kubectl+"exec net-a -- /bin/ip -4 addr show net1 && "+
+		kubectl+"exec net-a -- /bin/probe get http://10.77.1.11:8080/ && "+
+		kubectl+"exec net-a -- /bin/probe dns kubernetes.default.svc.cluster.local && "+
+		kubectl+"exec net-a -- /bin/probe dns net-b && "+
+		kubectl+"exec net-a -- /bin/probe get http://net-b.default.svc.cluster.local:8080/")
+	t.Logf("add-on checks:\n%s", r.stdout)
+	if r.code != 0 || !strings.Contains(r.stdout, "inet 10.77.1.10/24") || strings.Count(r.stdout, "net-b\n") < 2 ||
+		!strings.Contains(r.stdout, "10.96.0.1\n") {
+		t.Errorf("CoreDNS and Multus from a pod: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "addons", "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "coredns  ready") || !strings.Contains(r.stdout, "multus   ready") ||
+		!strings.Contains(r.stdout, "kata     ready") || !strings.Contains(r.stdout, "quay     disabled") {
+		t.Errorf("addons status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// Quay enabled: its certificate is made, its objects are dry-run on the server, and it fails on the
+	// bundle's absent images without storing anything
+	data, err := os.ReadFile(l.ClusterConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	withQuay := filepath.Join(l.Dir, "cluster-quay.yaml")
+	os.WriteFile(withQuay, []byte(strings.Replace(string(data), "  addons:\n", "  addons:\n    quay: {enabled: true, hostname: registry.lab.example}\n", 1)), 0o600)
+	r = runConfig(t, withQuay, "addons", "apply", "quay")
+	if r.code != 5 || !strings.Contains(r.stderr, "the API server accepted all 10 objects") ||
+		!strings.Contains(r.stderr, "the bundle records quay 3.12 (quay.io/projectquay/quay:v3.12.0) as absent") {
+		t.Errorf("addons apply quay without its images: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get namespace quay")
+	if !strings.Contains(r.stdout+r.stderr, "NotFound") {
+		t.Errorf("the dry run stored Quay's namespace:\n%s%s", r.stdout, r.stderr)
+	}
 }

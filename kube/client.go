@@ -111,6 +111,12 @@ func (c *Client) Apply(ctx context.Context, objs []*unstructured.Unstructured, d
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
 	var out []Result
+	if dryRun {
+		var err error
+		if objs, err = c.intoExistingNamespaces(ctx, objs); err != nil {
+			return nil, err
+		}
+	}
 	for _, obj := range objs {
 		ri, err := c.resource(obj)
 		if err != nil {
@@ -129,6 +135,32 @@ func (c *Client) Apply(ctx context.Context, objs []*unstructured.Unstructured, d
 			changed = before == nil || !sameApplied(before, after)
 		}
 		out = append(out, Result{Object: Name(obj), Changed: changed})
+	}
+	return out, nil
+}
+
+// intoExistingNamespaces copies objects that live in a namespace the same set creates into namespace
+// "default" when that namespace does not exist yet: a dry run stores nothing, so the namespace would not be
+// there for them, and the API server's checks of an object do not depend on which namespace holds it.
+func (c *Client) intoExistingNamespaces(ctx context.Context, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	missing := map[string]bool{}
+	for _, o := range objs {
+		if o.GetKind() != "Namespace" || o.GetAPIVersion() != "v1" {
+			continue
+		}
+		cur, err := c.Get(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		missing[o.GetName()] = cur == nil
+	}
+	out := make([]*unstructured.Unstructured, len(objs))
+	for i, o := range objs {
+		out[i] = o
+		if missing[o.GetNamespace()] {
+			out[i] = o.DeepCopy()
+			out[i].SetNamespace("default")
+		}
 	}
 	return out, nil
 }

@@ -87,3 +87,10 @@ func TestSameApplied(t *testing.T) {
 		t.Error("a changed data value must count as a change")
 	}
 }
+
+func TestReadyCustomResource(t *testing.T) {
+	// custom resources have a generation but, often, no status: existing is ready
+	if ok, why := Ready(obj(t, "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata: {name: nad, generation: 1}\nspec: {config: '{}'}\n")); !ok {
+		t.Errorf("a NetworkAttachmentDefinition that exists is ready, got %q", why)
+	}
+}

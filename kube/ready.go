@@ -23,8 +23,12 @@ func Ready(obj *unstructured.Unstructured) (bool, string) {
 		v, _, _ := unstructured.NestedInt64(obj.Object, path...)
 		return v
 	}
-	if g := obj.GetGeneration(); g > n("status", "observedGeneration") && obj.GetKind() != "CustomResourceDefinition" {
-		return false, "the controller has not seen the latest spec yet"
+	switch obj.GetKind() {
+	case "Deployment", "StatefulSet", "DaemonSet":
+		// status describes the latest spec only once its controller has seen it
+		if obj.GetGeneration() > n("status", "observedGeneration") {
+			return false, "the controller has not seen the latest spec yet"
+		}
 	}
 	switch obj.GetKind() {
 	case "Deployment", "StatefulSet":

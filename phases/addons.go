@@ -20,6 +20,7 @@ import (
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
+	"github.com/privcloud/privcloud/ssh"
 )
 
 // addonReadyLimit bounds the wait for an add-on's workloads to roll out.
@@ -195,4 +196,93 @@ func usableNameservers(resolvConf []byte) []string {
 		}
 	}
 	return out
+}
+
+// Addons is the workflow behind 'privcloud addons apply': the add-on phases of init on their own.
+func Addons() workflow.Workflow {
+	b := &bundleState{}
+	certs := &certsState{}
+	return workflow.Workflow{Name: "addons", Phases: []workflow.Phase{
+		connect(),
+		// Quay's certificate is part of the PKI tree once Quay is enabled: made here if init ran without it
+		{Name: "certs", Short: "Create the certificates the add-ons need in the local PKI (existing ones are kept)", Run: certs.generate},
+		addonPhases(b),
+	}}
+}
+
+// AddonStatus is what the cluster holds of one add-on.
+type AddonStatus struct {
+	Addon    string         `json:"addon"`
+	Disabled string         `json:"disabled,omitempty"`
+	Missing  []string       `json:"missingImages,omitempty"`
+	Objects  []ObjectStatus `json:"objects,omitempty"`
+	Ready    bool           `json:"ready"`
+}
+
+// ObjectStatus is one object of an add-on in the cluster.
+type ObjectStatus struct {
+	Object string `json:"object"`
+	State  string `json:"state"` // ready, missing or progressing
+	Detail string `json:"detail,omitempty"`
+}
+
+// AddonsStatus reports, for every add-on, whether each of its objects exists in the cluster and is ready
+// (rolled out, established), reading through the first control-plane host. Nothing is changed.
+func AddonsStatus(ctx context.Context, c *api.Cluster, connect func(context.Context, api.Host) (ssh.Host, error)) ([]AddonStatus, error) {
+	m, err := verifiedManifest(c.Spec.Bundle.Path, filepath.Join(c.Spec.StateDir, "bundle"))
+	if err != nil {
+		return nil, err
+	}
+	cps := c.Spec.HostsWithRole(api.RoleControlPlane)
+	if len(cps) == 0 {
+		return nil, errors.New("cluster.yaml has no control-plane host")
+	}
+	h, err := connect(ctx, cps[0])
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	client, err := kube.New(PKIStore(c).KubeconfigPath("super-admin"), "127.0.0.1:6443", h.Dial)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	var out []AddonStatus
+	for _, a := range addons.All() {
+		st := AddonStatus{Addon: a.Name, Disabled: a.Disabled(&c.Spec), Missing: a.MissingImages(&c.Spec, m)}
+		if st.Disabled != "" {
+			out = append(out, st)
+			continue
+		}
+		// the objects' names and kinds are all status needs: secrets and resolvers are stood in for
+		in := &addons.Inputs{Cluster: c, Images: addons.ImageRefs(m), Quay: &addons.QuayState{}}
+		for _, img := range a.Images(&c.Spec) {
+			if _, ok := in.Images[img]; !ok {
+				in.Images[img] = "missing.invalid/" + img
+			}
+		}
+		objs, err := a.Render(in)
+		if err != nil {
+			return nil, err
+		}
+		st.Ready = true
+		for _, o := range objs {
+			os := ObjectStatus{Object: kube.Name(o), State: "ready"}
+			cur, err := client.Get(ctx, o)
+			switch {
+			case err != nil:
+				return nil, err
+			case cur == nil:
+				os.State = "missing"
+			default:
+				if ok, why := kube.Ready(cur); !ok {
+					os.State, os.Detail = "progressing", why
+				}
+			}
+			st.Ready = st.Ready && os.State == "ready"
+			st.Objects = append(st.Objects, os)
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }

@@ -28,11 +28,12 @@ var Packages = []string{"systemd", "systemd-sysv", "dbus", "openssh-server", "ip
 // Network of the lab: hosts are .11 onwards, the machine's side of the bridge is .254.
 const (
 	Subnet      = "10.77.0.0/24"
+	PodCIDR     = "10.244.0.0/16" // the lab cluster's pods: routed between lab hosts only
 	GatewayIP   = "10.77.0.254"
 	hostIPBase  = 10
 	maxHosts    = 20
 	namePrefix  = "pcl-" // every namespace and link the lab makes starts with it
-	imageFormat = "3"    // bump when the customisation below changes
+	imageFormat = "4"    // bump when the customisation below changes
 )
 
 // HostIP is the address of host i (1-based).
@@ -127,7 +128,9 @@ ExecStart=/bin/sh -c 'mount -o remount,rw /sys/fs/cgroup; for c in /sys/fs/cgrou
 WantedBy=sysinit.target
 `,
 		// defence in depth: nothing leaves eth0 for an address outside the lab (mangle POSTROUTING runs after
-		// kube-proxy's DNAT, so host-to-ClusterIP traffic still works)
+		// kube-proxy's DNAT, so host-to-ClusterIP traffic still works). Pod addresses may leave: the only routes
+		// to them lead to other lab hosts, as the rest of the pod network is unreachable rather than sent to
+		// the gateway.
 		"etc/systemd/system/lab-egress-guard.service": `[Unit]
 Description=Drop traffic leaving the lab network
 DefaultDependencies=no
@@ -135,6 +138,8 @@ Before=network-pre.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+ExecStart=/usr/sbin/ip route add unreachable ` + PodCIDR + `
+ExecStart=/usr/sbin/iptables -t mangle -A POSTROUTING -o eth0 -d ` + PodCIDR + ` -j RETURN
 ExecStart=/usr/sbin/iptables -t mangle -A POSTROUTING -o eth0 ! -d ` + Subnet + ` -j DROP
 [Install]
 WantedBy=sysinit.target

@@ -187,6 +187,17 @@ func (l *Lab) clusterYAML(n int) string {
   kubeProxy:
     conntrack:
       maxPerCore: 0
+  network:
+    podCIDR: ` + PodCIDR + `
+  addons:
+    multus:
+      networks:
+      # a second pod network on the lab segment: macvlan on each host's eth0, each pod asks for its address
+      - name: lab-macvlan
+        type: macvlan
+        master: eth0
+        ipam: static
+        addresses: [10.77.1.10/24, 10.77.1.11/24, 10.77.1.12/24]
 `)
 	return b.String()
 }
