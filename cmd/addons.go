@@ -78,6 +78,7 @@ func newAddonsListCommand(g *globalOptions) *cobra.Command {
 func newAddonsApplyCommand(g *globalOptions) *cobra.Command {
 	var serverDryRun bool
 	wf := phases.Addons()
+	sel := &selectionFlags{}
 	c := &cobra.Command{
 		Use:   "apply [ADDON...]",
 		Short: "Apply the enabled add-ons (or the named ones) with server-side apply and wait until they are ready",
@@ -92,7 +93,7 @@ whose images the bundle lacks is dry-run that way and then fails, naming the mis
 			if err != nil {
 				return err
 			}
-			sel := workflow.Selection{}
+			sel := workflow.Selection{Only: sel.only, Skip: sel.skip, From: sel.from}
 			for _, a := range args {
 				sel.Only = append(sel.Only, "addons/"+a)
 			}
@@ -106,6 +107,7 @@ whose images the bundle lacks is dry-run that way and then fails, naming the mis
 	}
 	g.addWorkflowFlags(c)
 	c.Flags().BoolVar(&serverDryRun, "server-dry-run", false, "have the API server check every object without storing it")
+	sel.addFlags(c)
 	return c
 }
 

@@ -45,6 +45,12 @@ type selectionFlags struct {
 	from       string
 }
 
+func (sel *selectionFlags) addFlags(c *cobra.Command) {
+	c.Flags().StringSliceVar(&sel.only, "only", nil, "run only these phases (paths, comma-separated; a group runs all its phases)")
+	c.Flags().StringSliceVar(&sel.skip, "skip", nil, "skip these phases")
+	c.Flags().StringVar(&sel.from, "from", "", "start at this phase, e.g. to resume after a failure")
+}
+
 func newWorkflowCommand(g *globalOptions, wc workflowCommand) *cobra.Command {
 	wf := wc.workflow()
 	sel := &selectionFlags{}
@@ -61,9 +67,7 @@ func newWorkflowCommand(g *globalOptions, wc workflowCommand) *cobra.Command {
 	if wc.use == "init" {
 		c.Flags().StringVar(&g.kubeconfigOut, "kubeconfig-out", "", "where to write the admin kubeconfig (0600); default: kubeconfig next to cluster.yaml")
 	}
-	c.Flags().StringSliceVar(&sel.only, "only", nil, "run only these phases (paths, comma-separated; a group runs all its phases)")
-	c.Flags().StringSliceVar(&sel.skip, "skip", nil, "skip these phases")
-	c.Flags().StringVar(&sel.from, "from", "", "start at this phase, e.g. to resume after a failure")
+	sel.addFlags(c)
 	c.AddCommand(newPhaseCommand(g, wf))
 	return c
 }

@@ -445,7 +445,7 @@ spec:
 	withQuay := filepath.Join(l.Dir, "cluster-quay.yaml")
 	os.WriteFile(withQuay, []byte(strings.Replace(string(data), "  addons:\n", "  addons:\n    quay: {enabled: true, hostname: registry.lab.example}\n", 1)), 0o600)
 	r = runConfig(t, withQuay, "addons", "apply", "quay")
-	if r.code != 5 || !strings.Contains(r.stderr, "the API server accepted all 10 objects") ||
+	if r.code != 5 || !strings.Contains(r.stderr, "the API server accepted all 10 objects, 10 would change") ||
 		!strings.Contains(r.stderr, "the bundle records quay 3.12 (quay.io/projectquay/quay:v3.12.0) as absent") {
 		t.Errorf("addons apply quay without its images: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}

@@ -102,13 +102,15 @@ func serverDryRun(ctx context.Context, r *workflow.Run, c *kube.Client, a addons
 	for _, o := range res {
 		if o.Changed {
 			changes++
+			if len(missing) == 0 {
+				r.Plan(sshAction("", "apply "+o.Object+" (accepted by a server-side dry run)"))
+			}
 		}
 	}
-	msg := fmt.Sprintf("server-side dry run: the API server accepted all %d objects (%d would change)", len(res), changes)
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: add-on %s cannot run: %s (%s)", ErrImagesMissing, a.Name, strings.Join(missing, "; "), msg)
+		return fmt.Errorf("%w: add-on %s cannot run: %s (server-side dry run: the API server accepted all %d objects, %d would change)",
+			ErrImagesMissing, a.Name, strings.Join(missing, "; "), len(res), changes)
 	}
-	r.Warn("", "add-on "+a.Name+": "+msg+"; nothing was stored")
 	return nil
 }
 
@@ -202,10 +204,10 @@ func usableNameservers(resolvConf []byte) []string {
 func Addons() workflow.Workflow {
 	b := &bundleState{}
 	certs := &certsState{}
-	return workflow.Workflow{Name: "addons", Phases: []workflow.Phase{
+	return workflow.Workflow{Name: "addons apply", Phases: []workflow.Phase{
 		connect(),
 		// Quay's certificate is part of the PKI tree once Quay is enabled: made here if init ran without it
-		{Name: "certs", Short: "Create the certificates the add-ons need in the local PKI (existing ones are kept)", Run: certs.generate},
+		{Name: "certs", Short: "Create the certificates the add-ons need in the local PKI (existing ones are kept)", Required: true, Run: certs.generate},
 		addonPhases(b),
 	}}
 }
