@@ -39,6 +39,8 @@ type globalOptions struct {
 	acceptNew  bool
 	// kubeconfigOut is init's --kubeconfig-out.
 	kubeconfigOut string
+	// scopeHosts is reset's --hosts.
+	scopeHosts []string
 
 	format report.Format
 	// started is set once flags parsed and the command began; an error before it is a usage error.

@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -67,6 +68,9 @@ func newWorkflowCommand(g *globalOptions, wc workflowCommand) *cobra.Command {
 	if wc.use == "init" {
 		c.Flags().StringVar(&g.kubeconfigOut, "kubeconfig-out", "", "where to write the admin kubeconfig (0600); default: kubeconfig next to cluster.yaml")
 	}
+	if wc.use == "reset" {
+		c.Flags().StringSliceVar(&g.scopeHosts, "hosts", nil, "reset only these hosts (comma-separated names); the others keep running. Default: every host")
+	}
 	sel.addFlags(c)
 	c.AddCommand(newPhaseCommand(g, wf))
 	return c
@@ -109,11 +113,16 @@ func (g *globalOptions) runWorkflow(c *cobra.Command, wf workflow.Workflow, sel 
 
 // runConnected runs a workflow on a loaded cluster with the SSH dialer its hosts need.
 func (g *globalOptions) runConnected(c *cobra.Command, cluster *api.Cluster, wf workflow.Workflow, sel workflow.Selection) error {
+	for _, h := range g.scopeHosts {
+		if !slices.ContainsFunc(cluster.Spec.Hosts, func(s api.Host) bool { return s.Name == h }) {
+			return asUsageError(fmt.Errorf("--hosts: %q is not a host of %s", h, g.configPath))
+		}
+	}
 	d, err := g.dialer(cluster)
 	if err != nil {
 		return err
 	}
-	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, Selection: sel, Reporter: g.reporter(), KubeconfigOut: g.kubeconfigOut,
+	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, Selection: sel, Reporter: g.reporter(), KubeconfigOut: g.kubeconfigOut, Hosts: g.scopeHosts,
 		Connect: connectWith(d)})
 }
 

@@ -394,6 +394,50 @@ func TestClusterOnLabHosts(t *testing.T) {
 		t.Errorf("re-running init on a converged cluster changed something:\n%s", r.stdout)
 	}
 	t.Logf("no-op re-run: %s", time.Since(start).Round(100*time.Millisecond))
+
+	checkResetAndJoin(t, l, kubectl)
+}
+
+// checkResetAndJoin resets one worker while the cluster keeps running, checks the host is clean, then joins
+// it again.
+func checkResetAndJoin(t *testing.T, l *lab.Lab, kubectl string) {
+	t.Helper()
+	start := time.Now()
+	r := run(t, l, "reset", "--hosts", "h3")
+	if r.code != 0 || !strings.Contains(r.stdout, "drained and deleted node h3") {
+		t.Fatalf("reset --hosts h3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("reset of a worker: %s", time.Since(start).Round(100*time.Millisecond))
+	r = run(t, l, "exec", "--hosts", "h3", "--", `for u in kubelet kube-proxy containerd privcloud-pod-routes; do systemctl is-active -q $u && echo "active: $u"; done
+for p in /etc/kubernetes /var/lib/kubelet /var/lib/containerd /etc/containerd /opt/privcloud /var/lib/privcloud /etc/cni/net.d /var/lib/cni /usr/local/bin/kubelet; do [ -e $p ] && echo "left: $p"; done
+grep -E ' /(var/lib/kubelet|run/containerd|var/lib/containerd)/' /proc/mounts | sed 's/^/mount: /'
+pgrep -f containerd-shim >/dev/null && echo "left: shims"
+ip link show cni0 >/dev/null 2>&1 && echo "left: cni0"
+iptables-save | grep -cE 'KUBE-|CNI-' | sed 's/^/kube-rules: /'
+iptables-save -t mangle | grep -c 'DROP' | sed 's/^/lab-guard: /'`)
+	if r.code != 0 || strings.Contains(r.stdout, "active:") || strings.Contains(r.stdout, "left:") || strings.Contains(r.stdout, "mount:") ||
+		!strings.Contains(r.stdout, "kube-rules: 0") || !strings.Contains(r.stdout, "lab-guard: 1") {
+		t.Errorf("h3 after reset is not clean (or lost the lab's own rule):\n%s%s", r.stdout, r.stderr)
+	}
+	r = run(t, l, "reset", "--hosts", "h3")
+	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
+		t.Errorf("a second reset changed something:\n%s%s", r.stdout, r.stderr)
+	}
+	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
+	if strings.Contains(r.stdout, "h3") || strings.Count(r.stdout, " Ready ") != 2 {
+		t.Errorf("after reset the cluster has h1 and h2 only:\n%s", r.stdout)
+	}
+
+	start = time.Now()
+	r = run(t, l, "join")
+	if r.code != 0 || !strings.Contains(r.stdout, "joining: h3") {
+		t.Fatalf("join: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("join of a worker: %s", time.Since(start).Round(100*time.Millisecond))
+	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
+	if strings.Count(r.stdout, " Ready ") != 3 {
+		t.Errorf("after join all 3 nodes are Ready:\n%s", r.stdout)
+	}
 }
 
 // checkAddons proves the add-ons work from inside pods: cluster names and a Service name resolve through

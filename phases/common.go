@@ -22,7 +22,7 @@ var (
 )
 
 func connect() workflow.Phase {
-	return workflow.Phase{Name: "connect", Short: "Connect to every host over SSH, verifying its host key", Required: true,
+	return workflow.Phase{Name: "connect", Short: "Connect to every host over SSH, verifying its host key", Required: true, EveryHost: true,
 		RunHost: connectHost}
 }
 
@@ -62,6 +62,8 @@ type Execution struct {
 	Connect func(ctx context.Context, h api.Host) (ssh.Host, error)
 	// KubeconfigOut is where init writes the admin kubeconfig ("" for next to cluster.yaml).
 	KubeconfigOut string
+	// Hosts limits the per-host phases to these hosts (reset --hosts); empty: every host.
+	Hosts []string
 }
 
 // Execute runs wf against cluster c and closes every connection it opened. In a dry run every host is a
@@ -72,7 +74,9 @@ func Execute(ctx context.Context, wf workflow.Workflow, c *api.Cluster, ex Execu
 		return err
 	}
 	r := &workflow.Run{Workflow: wf.Name, Cluster: c, DryRun: ex.DryRun, ServerDryRun: ex.ServerDryRun, Reporter: ex.Reporter,
-		Concurrency: c.Spec.SSH.Concurrency, Connect: ex.Connect, KubeconfigOut: ex.KubeconfigOut}
+		Concurrency: c.Spec.SSH.Concurrency, Connect: ex.Connect, KubeconfigOut: ex.KubeconfigOut,
+		Scope: ex.Hosts, NoRecords: wf.NoRecords}
+
 	for _, h := range c.Spec.Hosts {
 		r.Targets = append(r.Targets, &workflow.Target{Spec: h})
 	}

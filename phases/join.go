@@ -1,25 +1,71 @@
 package phases
 
-import "github.com/privcloud/privcloud/phases/workflow"
+import (
+	"context"
+	"fmt"
+	"strings"
 
-// Join brings every host of cluster.yaml that is not yet in the cluster into it: workers, and control-plane
-// hosts with their etcd member, added through the etcd API first so quorum is never at risk.
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/privcloud/privcloud/kube"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+// Join brings every host of cluster.yaml that is not yet in the cluster into it. Every phase converges, so
+// the hosts already in the cluster are checked and left as they are, while the existing nodes learn the
+// routes to the new nodes' pods.
 func Join() workflow.Workflow {
 	b := &bundleState{} // verified and unpacked once, for the bundle and containerd phases
 	return workflow.Workflow{Name: "join", Phases: []workflow.Phase{
 		connect(),
-		{Name: "discover", Short: "Find which hosts are already cluster members",
-			Run: workflow.NotImplementedOnce("membership discovery comes with join")},
+		{Name: "discover", Short: "Find which hosts are already cluster members", Run: discoverMembers},
 		preflightPhase(),
 		distributeBundle(b),
 		hostPrep(),
 		containerd(b),
 		certs(),
-		{Name: "etcd-member", Short: "Add new etcd members one at a time through the etcd API, then start them", Roles: etcdMembers,
-			RunHost: workflow.NotImplemented("etcd membership changes come with join")},
+		{Name: "etcd-member", Short: "Check every etcd host is a member; adding members to a running cluster comes later", Roles: etcdMembers,
+			RunHost: checkEtcdMember},
 		controlPlanePhases(),
 		nodePhases(),
 		podNetwork(),
 		waitNodesReady(),
 	}}
+}
+
+// discoverMembers asks the running cluster which nodes it has and reports the hosts that will join.
+func discoverMembers(ctx context.Context, r *workflow.Run) error {
+	if r.DryRun {
+		return nil
+	}
+	return withControlPlaneAPI(r, func(c *kube.Client) error {
+		var joining []string
+		for _, t := range r.TargetsFor(nodes) {
+			_, err := c.Kube.CoreV1().Nodes().Get(ctx, t.Spec.Name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				joining = append(joining, t.Spec.Name)
+			case err != nil:
+				return fmt.Errorf("no running cluster to join (%v): bring it up with 'privcloud init'", err)
+			}
+		}
+		if len(joining) == 0 {
+			r.Warn("", "every node of cluster.yaml is already in the cluster")
+		} else {
+			r.Warn("", "joining: "+strings.Join(joining, ", "))
+		}
+		return nil
+	})
+}
+
+// checkEtcdMember passes for a host whose etcd already holds a member's data; a new member would need the
+// etcd membership change, which is not built yet, so that stops the run before anything starts it.
+func checkEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	dir := r.Cluster.Spec.Etcd.DataDir + "/member"
+	if _, err := t.Host.Run(ctx, "test -d "+dir, ssh.ReadOnly()); err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %s has no etcd member (%s): adding an etcd member to a running cluster", workflow.ErrNotImplemented, t.Spec.Name, dir)
 }

@@ -1,21 +1,271 @@
 package phases
 
-import "github.com/privcloud/privcloud/phases/workflow"
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/wait"
+	"github.com/privcloud/privcloud/kube"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
+)
 
 // Reset returns hosts to their state before privcloud: an etcd member leaves the cluster first, then services,
-// files, CNI configuration, iptables rules and mounts go.
+// files, CNI configuration, iptables rules and mounts go. --hosts limits it to some hosts; the others keep
+// running and are only used to reach the API server and etcd.
 func Reset() workflow.Workflow {
-	return workflow.Workflow{Name: "reset", Phases: []workflow.Phase{
+	return workflow.Workflow{Name: "reset", NoRecords: true, Phases: []workflow.Phase{
 		connect(),
-		{Name: "drain", Short: "Cordon and drain the nodes being reset",
-			Run: workflow.NotImplementedOnce("draining comes with reset")},
-		{Name: "etcd-member", Short: "Remove the host's etcd member from a running cluster", Roles: etcdMembers,
-			RunHost: workflow.NotImplemented("etcd membership changes come with reset")},
-		{Name: "services", Short: "Stop and remove privcloud's systemd units",
-			RunHost: workflow.NotImplemented("cleanup comes with reset")},
-		{Name: "network", Short: "Remove CNI configuration, interfaces and iptables rules",
-			RunHost: workflow.NotImplemented("cleanup comes with reset")},
-		{Name: "files", Short: "Unmount and remove privcloud's files and data directories",
-			RunHost: workflow.NotImplemented("cleanup comes with reset")},
+		{Name: "drain", Short: "Cordon and drain the nodes being reset, then delete their Node objects", Run: drainNodes},
+		{Name: "etcd-member", Short: "Remove the host's etcd member from a running cluster", Roles: etcdMembers, RunHost: removeEtcdMember},
+		{Name: "services", Short: "Stop every container and privcloud's systemd units, and remove the units", RunHost: resetServices},
+		{Name: "network", Short: "Remove CNI configuration, interfaces, pod routes and Kubernetes' iptables rules", RunHost: resetNetwork},
+		{Name: "files", Short: "Unmount and remove privcloud's files, binaries and data directories", RunHost: resetFiles},
 	}}
+}
+
+// staying is a connected control-plane host that is not being reset, through which the cluster is reached.
+func staying(r *workflow.Run, role api.Role) *workflow.Target {
+	for _, t := range r.TargetsFor([]api.Role{role}) {
+		if !r.InScope(t.Spec.Name) && t.Host != nil {
+			return t
+		}
+	}
+	return nil
+}
+
+// drainNodes cordons each node being reset, evicts its pods (the eviction API honours PodDisruptionBudgets;
+// DaemonSet and static pods stay, as kubectl drain leaves them) and deletes its Node object. When every
+// control plane is being reset the cluster goes away as a whole and nothing is drained.
+func drainNodes(ctx context.Context, r *workflow.Run) error {
+	cp := staying(r, api.RoleControlPlane)
+	if cp == nil {
+		return workflow.Skip("every control-plane host is being reset: nothing to drain into")
+	}
+	var names []string
+	for _, t := range r.TargetsFor(nodes) {
+		if r.InScope(t.Spec.Name) {
+			names = append(names, t.Spec.Name)
+		}
+	}
+	if r.DryRun {
+		for _, n := range names {
+			r.Plan(sshAction("", "cordon and drain node "+n+", then delete it"))
+		}
+		return nil
+	}
+	c, err := apiVia(r, cp.Host)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for _, n := range names {
+		if err := drainNode(ctx, r, c, n); err != nil {
+			return fmt.Errorf("node %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+func drainNode(ctx context.Context, r *workflow.Run, c *kube.Client, name string) error {
+	nodes := c.Kube.CoreV1().Nodes()
+	if _, err := nodes.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil // never joined, or already removed
+		}
+		return err
+	}
+	err := wait.Poll(ctx, 2*time.Minute, 2*time.Second, func() error {
+		pods, err := c.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + name})
+		if err != nil {
+			return err
+		}
+		var left []string
+		for _, p := range pods.Items {
+			if !evictable(&p) {
+				continue
+			}
+			left = append(left, p.Namespace+"/"+p.Name)
+			ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
+			if err := c.Kube.CoreV1().Pods(p.Namespace).EvictV1(ctx, ev); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsTooManyRequests(err) {
+				return err
+			}
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("pods still on the node: %s", strings.Join(left, ", "))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	if err := nodes.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	r.Changed("", "drained and deleted node "+name)
+	return nil
+}
+
+// evictable is a pod a drain moves away: not a DaemonSet's (it would come back), not a static pod, not done.
+func evictable(p *corev1.Pod) bool {
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return false
+	}
+	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		return false
+	}
+	for _, o := range p.OwnerReferences {
+		if o.Kind == "DaemonSet" {
+			return false
+		}
+	}
+	return true
+}
+
+// etcdctl runs etcdctl on a host with the healthcheck client's certificate; its arguments are privcloud's.
+func etcdctl(ctx context.Context, h ssh.Host, args string, opts ...ssh.RunOption) (ssh.Result, error) {
+	return h.Run(ctx, "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "+
+		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key "+
+		"--command-timeout=10s "+args, opts...)
+}
+
+// removeEtcdMember removes the host's member through a member that stays, so the cluster's quorum counts
+// one member fewer before the host's etcd stops. Without a staying member the whole etcd cluster is reset.
+func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	other := staying(r, api.RoleEtcd)
+	if other == nil {
+		return workflow.Skip("every etcd member is being reset")
+	}
+	res, err := etcdctl(ctx, other.Host, "member list -w simple", ssh.ReadOnly())
+	if err != nil {
+		return fmt.Errorf("etcd member list on %s: %w", other.Spec.Name, err)
+	}
+	// lines: ID, status, name, peer URLs, client URLs, is learner
+	for _, line := range strings.Split(string(res.Stdout), "\n") {
+		f := strings.Split(line, ", ")
+		if len(f) < 3 || f[2] != t.Spec.Name {
+			continue
+		}
+		if r.DryRun {
+			r.Plan(sshAction(other.Spec.Name, "etcdctl member remove "+f[0]+" ("+t.Spec.Name+")"))
+			return nil
+		}
+		if _, err := etcdctl(ctx, other.Host, "member remove "+f[0]); err != nil {
+			return fmt.Errorf("etcd member remove %s on %s: %w", t.Spec.Name, other.Spec.Name, err)
+		}
+		r.Changed(t.Spec.Name, "removed etcd member "+f[0])
+		return nil
+	}
+	return nil // not a member (any more)
+}
+
+// privcloudUnits are the systemd units privcloud installs, stopped in this order.
+var privcloudUnits = []string{"kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd",
+	"privcloud-pod-routes", "containerd"}
+
+// resetServices stops the kubelet first (so nothing restarts pods), kills every container containerd runs,
+// then stops and removes the units; containerd's shims survive containerd, so they are ended last.
+func resetServices(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	var units []string
+	for _, u := range privcloudUnits {
+		units = append(units, "/etc/systemd/system/"+u+".service")
+	}
+	script := `set -u
+changed=0
+for u in ` + strings.Join(privcloudUnits, " ") + `; do
+  if [ -e /etc/systemd/system/$u.service ] || systemctl is-active -q $u 2>/dev/null; then
+    if [ $u = containerd ] && [ -S /run/containerd/containerd.sock ] && command -v ctr >/dev/null; then
+      for ns in $(ctr namespaces ls -q 2>/dev/null); do
+        for task in $(ctr -n $ns tasks ls -q 2>/dev/null); do ctr -n $ns tasks kill -s SIGKILL $task >/dev/null 2>&1; done
+      done
+    fi
+    systemctl disable --now $u >/dev/null 2>&1
+    echo "stopped $u"; changed=1
+  fi
+done
+pkill -KILL -f containerd-shim 2>/dev/null && echo "ended containerd shims"
+rm -f ` + strings.Join(units, " ") + `
+rm -rf /etc/systemd/system/containerd.service.d /etc/systemd/system/kubelet.service.d
+[ $changed = 1 ] && systemctl daemon-reload
+true`
+	return runReset(ctx, r, t, "stop and remove privcloud's units and containers", script)
+}
+
+// resetNetwork removes what the pod network and kube-proxy added: CNI configuration (Multus's too), the
+// bridge and pod interfaces, routes to other nodes' pods, and every KUBE-* and CNI-* iptables rule and chain.
+func resetNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	script := `set -u
+if [ -d /etc/cni/net.d ] && [ -n "$(ls -A /etc/cni/net.d 2>/dev/null)" ]; then rm -rf /etc/cni/net.d/*; echo "removed CNI configuration"; fi
+for l in cni0 kube-ipvs0; do ip link show $l >/dev/null 2>&1 && ip link delete $l && echo "deleted link $l"; done
+ip route show | awk '$2 == "via" && $1 ~ /^` + strings.ReplaceAll(podCIDRPrefix(r), ".", `\.`) + `/ {print $1}' | while read -r cidr; do
+  ip route delete $cidr && echo "deleted route $cidr"
+done
+for save in iptables-save ip6tables-save; do
+  restore=${save%-save}-restore
+  command -v $save >/dev/null || continue
+  rules=$($save)
+  if printf '%s\n' "$rules" | grep -qE 'KUBE-|CNI-'; then
+    printf '%s\n' "$rules" | grep -vE -- '-j (KUBE|CNI)-|^:(KUBE|CNI)-|-A (KUBE|CNI)-' | $restore && echo "removed Kubernetes and CNI rules ($save)"
+  fi
+done
+true`
+	return runReset(ctx, r, t, "remove the pod network's configuration, links, routes and rules", script)
+}
+
+// podCIDRPrefix is the first octets of the pod network, enough to find routes privcloud added.
+func podCIDRPrefix(r *workflow.Run) string {
+	cidr := r.Cluster.Spec.Network.PodCIDR
+	ip, _, _ := strings.Cut(cidr, "/")
+	parts := strings.Split(ip, ".")
+	if len(parts) < 2 {
+		return ip
+	}
+	return parts[0] + "." + parts[1] + "."
+}
+
+// resetFiles unmounts what pods and containers left mounted, then removes privcloud's files: configuration,
+// PKI, data directories (etcd's included), the bundle's binaries and their links, and the hash records.
+func resetFiles(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	dirs := []string{"/etc/kubernetes", "/var/lib/kubelet", "/var/lib/kube-proxy", r.Cluster.Spec.Etcd.DataDir, "/var/lib/containerd",
+		"/run/containerd", "/etc/containerd", "/var/lib/cni", "/opt/cni/bin/multus", RemoteBinDir, "/var/lib/privcloud",
+		"/etc/modules-load.d/privcloud.conf", "/etc/sysctl.d/99-privcloud.conf"}
+	script := `set -u
+mnts=$(awk '$2 ~ "^/(var/lib/kubelet|run/containerd|var/lib/containerd|run/netns)/" {print $2}' /proc/mounts | sort -r)
+for m in $mnts; do umount -l "$m" 2>/dev/null && echo "unmounted $m"; done
+for l in /usr/local/bin/* /opt/cni/bin/*; do
+  case "$(readlink "$l" 2>/dev/null)" in ` + RemoteBinDir + `/*) rm -f "$l"; echo "removed link $l";; esac
+done
+for p in ` + strings.Join(dirs, " ") + `; do
+  if [ -e "$p" ]; then rm -rf "$p" && echo "removed $p"; fi
+done
+rmdir /opt/cni/bin /opt/cni /etc/cni/net.d /etc/cni 2>/dev/null
+true`
+	return runReset(ctx, r, t, "unmount and remove privcloud's files", script)
+}
+
+// runReset runs a cleanup script that prints one line per thing it removed; each becomes a change.
+func runReset(ctx context.Context, r *workflow.Run, t *workflow.Target, what, script string) error {
+	if r.DryRun {
+		r.Plan(sshAction(t.Spec.Name, what))
+		return nil
+	}
+	res, err := t.Host.Run(ctx, script)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", what, err, strings.TrimSpace(string(res.Stderr)))
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
+		if line != "" {
+			r.Changed(t.Spec.Name, line)
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,11 @@ type Run struct {
 	ServerDryRun bool
 	Reporter     *report.Reporter
 	Concurrency  int
+	// Scope, when not empty, names the hosts per-host phases act on (reset --hosts); the others are only
+	// connected to.
+	Scope []string
+	// NoRecords: no phase completion is recorded on hosts.
+	NoRecords bool
 	// KubeconfigOut is where init writes the admin kubeconfig ("" for next to cluster.yaml).
 	KubeconfigOut string
 	// Connect opens the connection to a host; the connect phase calls it.
@@ -250,8 +256,14 @@ func (r *Run) runOnce(ctx context.Context, st Step) error {
 	return &PhaseError{Workflow: r.Workflow, Phase: st.Path, Err: err}
 }
 
+// InScope tells whether per-host phases act on the host.
+func (r *Run) InScope(host string) bool { return len(r.Scope) == 0 || slices.Contains(r.Scope, host) }
+
 func (r *Run) runPerHost(ctx context.Context, st Step) error {
 	targets := r.TargetsFor(st.Phase.Roles)
+	if !st.Phase.EveryHost {
+		targets = slices.DeleteFunc(slices.Clone(targets), func(t *Target) bool { return !r.InScope(t.Spec.Name) })
+	}
 	if len(targets) == 0 {
 		r.emit(st.Path, "", report.Skipped, 0, "no host has role "+rolesText(st.Phase.Roles), nil)
 		return Skip("no matching host")
@@ -294,7 +306,7 @@ func (r *Run) runOnHost(ctx context.Context, st Step, t *Target) error {
 	r.emit(st.Path, name, report.Started, 0, "", nil)
 	err := st.Phase.RunHost(ctx, r, t)
 	d := r.now().Sub(t0)
-	if err == nil && !r.DryRun {
+	if err == nil && !r.DryRun && !r.NoRecords {
 		if rerr := r.record(ctx, t, st.Path, d); rerr != nil {
 			err = fmt.Errorf("phase succeeded but its completion could not be recorded: %w", rerr)
 		}

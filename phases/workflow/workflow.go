@@ -24,6 +24,9 @@ type Phase struct {
 	// Required phases run whatever the selection says (connect: every other phase needs its connections);
 	// --skip of a required phase is refused.
 	Required bool
+	// EveryHost phases run on every host of cluster.yaml, also those outside the run's scope (connect: a
+	// reset of some hosts still reaches the others' API server and etcd).
+	EveryHost bool
 	// Skip, when it returns a reason, skips the phase (an add-on that is disabled, say).
 	Skip    func(r *Run) string
 	Run     func(ctx context.Context, r *Run) error
@@ -35,6 +38,9 @@ type Phase struct {
 type Workflow struct {
 	Name   string
 	Phases []Phase
+	// NoRecords: hosts keep no record of the phases completed (reset leaves nothing behind, its own records
+	// included).
+	NoRecords bool
 }
 
 // Step is a leaf phase with its full path.
