@@ -138,6 +138,19 @@ func ImageRefs(m *bundle.Manifest) map[string]string {
 	return out
 }
 
+// NewInputs are the inputs of the add-on from cluster.yaml and the bundle. An image the bundle lacks gets a
+// reference that cannot be pulled (missing.invalid/NAME), so the manifests can still be rendered and checked
+// by the API server before the add-on fails on MissingImages.
+func (a Addon) NewInputs(c *api.Cluster, m *bundle.Manifest) *Inputs {
+	in := &Inputs{Cluster: c, Images: ImageRefs(m)}
+	for _, img := range a.Images(&c.Spec) {
+		if _, ok := in.Images[img]; !ok {
+			in.Images[img] = "missing.invalid/" + img
+		}
+	}
+	return in
+}
+
 // Render makes the add-on's objects, in the order they are applied.
 func (a Addon) Render(in *Inputs) ([]*unstructured.Unstructured, error) {
 	data, err := a.data(in)

@@ -76,7 +76,6 @@ func newAddonsListCommand(g *globalOptions) *cobra.Command {
 }
 
 func newAddonsApplyCommand(g *globalOptions) *cobra.Command {
-	var serverDryRun bool
 	wf := phases.Addons()
 	sel := &selectionFlags{}
 	c := &cobra.Command{
@@ -89,24 +88,15 @@ whose images the bundle lacks is dry-run that way and then fails, naming the mis
 		ValidArgs: addonNames(),
 		Args:      cobra.OnlyValidArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			cluster, err := g.loadCluster()
-			if err != nil {
-				return err
-			}
 			sel := workflow.Selection{Only: sel.only, Skip: sel.skip, From: sel.from}
 			for _, a := range args {
 				sel.Only = append(sel.Only, "addons/"+a)
 			}
-			d, err := g.dialer(cluster)
-			if err != nil {
-				return err
-			}
-			return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, ServerDryRun: serverDryRun, Selection: sel,
-				Reporter: g.reporter(), Connect: connectWith(d)})
+			return g.runWorkflow(c, wf, sel)
 		},
 	}
 	g.addWorkflowFlags(c)
-	c.Flags().BoolVar(&serverDryRun, "server-dry-run", false, "have the API server check every object without storing it")
+	c.Flags().BoolVar(&g.serverDryRun, "server-dry-run", false, "have the API server check every object without storing it")
 	sel.addFlags(c)
 	return c
 }

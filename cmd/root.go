@@ -41,6 +41,8 @@ type globalOptions struct {
 	kubeconfigOut string
 	// scopeHosts is reset's --hosts.
 	scopeHosts []string
+	// serverDryRun is addons apply's --server-dry-run.
+	serverDryRun bool
 
 	format report.Format
 	// started is set once flags parsed and the command began; an error before it is a usage error.

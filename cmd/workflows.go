@@ -122,7 +122,7 @@ func (g *globalOptions) runConnected(c *cobra.Command, cluster *api.Cluster, wf 
 	if err != nil {
 		return err
 	}
-	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, Selection: sel, Reporter: g.reporter(), KubeconfigOut: g.kubeconfigOut, Hosts: g.scopeHosts,
+	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, ServerDryRun: g.serverDryRun, Selection: sel, Reporter: g.reporter(), KubeconfigOut: g.kubeconfigOut, Hosts: g.scopeHosts,
 		Connect: connectWith(d)})
 }
 

@@ -409,9 +409,11 @@ func checkResetAndJoin(t *testing.T, l *lab.Lab, kubectl string) {
 	}
 	t.Logf("reset of a worker: %s", time.Since(start).Round(100*time.Millisecond))
 	r = run(t, l, "exec", "--hosts", "h3", "--", `for u in kubelet kube-proxy containerd privcloud-pod-routes; do systemctl is-active -q $u && echo "active: $u"; done
-for p in /etc/kubernetes /var/lib/kubelet /var/lib/containerd /etc/containerd /opt/privcloud /var/lib/privcloud /etc/cni/net.d /var/lib/cni /usr/local/bin/kubelet; do [ -e $p ] && echo "left: $p"; done
+for p in /etc/kubernetes /var/lib/kubelet /var/lib/containerd /etc/containerd /opt/privcloud /var/lib/privcloud /etc/cni/net.d /var/lib/cni /usr/local/bin/kubelet; do
+  if mountpoint -q $p; then [ -n "$(ls -A $p)" ] && echo "left: $p (content)"; else [ -e $p ] && echo "left: $p"; fi
+done
 grep -E ' /(var/lib/kubelet|run/containerd|var/lib/containerd)/' /proc/mounts | sed 's/^/mount: /'
-pgrep -f containerd-shim >/dev/null && echo "left: shims"
+pgrep -x containerd-shim >/dev/null && echo "left: shims"
 ip link show cni0 >/dev/null 2>&1 && echo "left: cni0"
 iptables-save | grep -cE 'KUBE-|CNI-' | sed 's/^/kube-rules: /'
 iptables-save -t mangle | grep -c 'DROP' | sed 's/^/lab-guard: /'`)

@@ -45,7 +45,7 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 	if err := b.prepare(r); err != nil {
 		return err
 	}
-	in := &addons.Inputs{Cluster: r.Cluster, Images: addons.ImageRefs(b.manifest)}
+	in := a.NewInputs(r.Cluster, b.manifest)
 	missing := a.MissingImages(&r.Cluster.Spec, b.manifest)
 	if a.Name == "quay" {
 		q, err := quayState(r)
@@ -53,12 +53,6 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 			return err
 		}
 		in.Quay = q
-	}
-	for _, img := range a.Images(&r.Cluster.Spec) {
-		if _, ok := in.Images[img]; !ok {
-			// rendered all the same, so the API server can check the manifests before the add-on fails
-			in.Images[img] = "missing.invalid/" + img
-		}
 	}
 	if a.Name == "coredns" {
 		up, err := corednsUpstreams(ctx, r)
@@ -257,12 +251,8 @@ func AddonsStatus(ctx context.Context, c *api.Cluster, connect func(context.Cont
 			continue
 		}
 		// the objects' names and kinds are all status needs: secrets and resolvers are stood in for
-		in := &addons.Inputs{Cluster: c, Images: addons.ImageRefs(m), Quay: &addons.QuayState{}}
-		for _, img := range a.Images(&c.Spec) {
-			if _, ok := in.Images[img]; !ok {
-				in.Images[img] = "missing.invalid/" + img
-			}
-		}
+		in := a.NewInputs(c, m)
+		in.Quay = &addons.QuayState{}
 		objs, err := a.Render(in)
 		if err != nil {
 			return nil, err

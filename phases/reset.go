@@ -192,7 +192,8 @@ for u in ` + strings.Join(privcloudUnits, " ") + `; do
     echo "stopped $u"; changed=1
   fi
 done
-pkill -KILL -f containerd-shim 2>/dev/null && echo "ended containerd shims"
+# the shims outlive containerd; -x matches the process name, not this script's own command line
+pkill -KILL -x containerd-shim 2>/dev/null && echo "ended containerd shims"
 rm -f ` + strings.Join(units, " ") + `
 rm -rf /etc/systemd/system/containerd.service.d /etc/systemd/system/kubelet.service.d
 [ $changed = 1 ] && systemctl daemon-reload
@@ -245,7 +246,10 @@ for l in /usr/local/bin/* /opt/cni/bin/*; do
   case "$(readlink "$l" 2>/dev/null)" in ` + RemoteBinDir + `/*) rm -f "$l"; echo "removed link $l";; esac
 done
 for p in ` + strings.Join(dirs, " ") + `; do
-  if [ -e "$p" ]; then rm -rf "$p" && echo "removed $p"; fi
+  if mountpoint -q "$p"; then
+    # a mount point the host provides (a separate disk, say) stays; what privcloud put in it goes
+    if [ -n "$(ls -A "$p")" ]; then find "$p" -mindepth 1 -maxdepth 1 -exec rm -rf {} + && echo "emptied $p"; fi
+  elif [ -e "$p" ]; then rm -rf "$p" && echo "removed $p"; fi
 done
 rmdir /opt/cni/bin /opt/cni /etc/cni/net.d /etc/cni 2>/dev/null
 true`
