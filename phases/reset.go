@@ -202,14 +202,12 @@ true`
 }
 
 // resetNetwork removes what the pod network and kube-proxy added: CNI configuration (Multus's too), the
-// bridge and pod interfaces, routes to other nodes' pods, and every KUBE-* and CNI-* iptables rule and chain.
+// bridge and pod interfaces, and every KUBE-* and CNI-* iptables rule and chain. The routes to other nodes'
+// pods went with the pod-routes unit in the services phase (its ExecStop deletes them).
 func resetNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	script := `set -u
 if [ -d /etc/cni/net.d ] && [ -n "$(ls -A /etc/cni/net.d 2>/dev/null)" ]; then rm -rf /etc/cni/net.d/*; echo "removed CNI configuration"; fi
 for l in cni0 kube-ipvs0; do ip link show $l >/dev/null 2>&1 && ip link delete $l && echo "deleted link $l"; done
-ip route show | awk '$2 == "via" && $1 ~ /^` + strings.ReplaceAll(podCIDRPrefix(r), ".", `\.`) + `/ {print $1}' | while read -r cidr; do
-  ip route delete $cidr && echo "deleted route $cidr"
-done
 for save in iptables-save ip6tables-save; do
   restore=${save%-save}-restore
   command -v $save >/dev/null || continue
@@ -220,17 +218,6 @@ for save in iptables-save ip6tables-save; do
 done
 true`
 	return runReset(ctx, r, t, "remove the pod network's configuration, links, routes and rules", script)
-}
-
-// podCIDRPrefix is the first octets of the pod network, enough to find routes privcloud added.
-func podCIDRPrefix(r *workflow.Run) string {
-	cidr := r.Cluster.Spec.Network.PodCIDR
-	ip, _, _ := strings.Cut(cidr, "/")
-	parts := strings.Split(ip, ".")
-	if len(parts) < 2 {
-		return ip
-	}
-	return parts[0] + "." + parts[1] + "."
 }
 
 // resetFiles unmounts what pods and containers left mounted, then removes privcloud's files: configuration,
