@@ -107,11 +107,7 @@ func newAddonsStatusCommand(g *globalOptions) *cobra.Command {
 		Short: "Show whether each add-on's objects exist in the cluster and are ready",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cluster, err := g.loadCluster()
-			if err != nil {
-				return err
-			}
-			d, err := g.dialer(cluster)
+			cluster, d, err := g.loadClusterAndDialer()
 			if err != nil {
 				return err
 			}

@@ -145,11 +145,7 @@ cgroup version, clock and /dev/kvm, and check them against the configuration. Er
 what will not work (for example Kata pods on hosts without /dev/kvm).`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cluster, err := g.loadCluster()
-			if err != nil {
-				return err
-			}
-			d, err := g.dialer(cluster)
+			cluster, d, err := g.loadClusterAndDialer()
 			if err != nil {
 				return err
 			}

@@ -200,6 +200,16 @@ func (g *globalOptions) reporter() *report.Reporter {
 	return r
 }
 
+// loadClusterAndDialer loads the configuration and builds the SSH dialer for its hosts.
+func (g *globalOptions) loadClusterAndDialer() (*api.Cluster, *ssh.Dialer, error) {
+	c, err := g.loadCluster()
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := g.dialer(c)
+	return c, d, err
+}
+
 // loadCluster reads and validates the configuration named by --config.
 func (g *globalOptions) loadCluster() (*api.Cluster, error) {
 	c, err := api.Load(g.configPath)

@@ -190,18 +190,6 @@ func (c *Client) Get(ctx context.Context, obj *unstructured.Unstructured) (*unst
 	return cur, err
 }
 
-// Delete removes obj, waiting for nothing; a missing object is not an error.
-func (c *Client) Delete(ctx context.Context, obj *unstructured.Unstructured) error {
-	ri, err := c.resource(obj)
-	if err != nil {
-		return err
-	}
-	if err := ri.Delete(ctx, obj.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete %s: %w", Name(obj), err)
-	}
-	return nil
-}
-
 // Name is "Kind namespace/name" (or "Kind name" for cluster-scoped objects), as reports name objects.
 func Name(obj *unstructured.Unstructured) string {
 	if ns := obj.GetNamespace(); ns != "" {
