@@ -11,6 +11,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
+	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +22,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
@@ -387,6 +395,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 		t.Errorf("kata RuntimeClass and handlers:\n%s%s", r.stdout, r.stderr)
 	}
 	checkAddons(t, l, kubectl)
+	checkRegistryMirror(t, l, kubectl)
 
 	start = time.Now()
 	r = run(t, l, "init")
@@ -500,4 +509,82 @@ spec:
 	if !strings.Contains(r.stdout+r.stderr, "NotFound") {
 		t.Errorf("the dry run stored Quay's namespace:\n%s%s", r.stdout, r.stderr)
 	}
+}
+
+// checkRegistryMirror serves the test image from a registry on the machine's lab address, declares it as the
+// mirror of a registry name that resolves nowhere, and has a pod on a worker pull the image by that name: the
+// node's containerd can only have gone through the mirror entry. Dropping the mirror from cluster.yaml removes
+// the entry again.
+func checkRegistryMirror(t *testing.T, l *lab.Lab, kubectl string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", lab.GatewayIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
+	go srv.Serve(ln)
+	defer srv.Close()
+	image := pushTestImage(t, filepath.Join(l.Dir, "privcloud-bundle.tar.zst"), ln.Addr().String()+"/privcloud/test:mirror")
+
+	data, err := os.ReadFile(l.ClusterConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	withMirror := filepath.Join(l.Dir, "cluster-mirror.yaml")
+	mirror := fmt.Sprintf("  containerd:\n    registryMirrors:\n    - {registry: mirror.lab.example, endpoints: [\"http://%s\"]}\n", ln.Addr())
+	if err := os.WriteFile(withMirror, []byte(strings.Replace(string(data), "  containerd:\n", mirror, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runConfig(t, withMirror, "init", "--only", "containerd")
+	if r.code != 0 || strings.Count(r.stdout, "/etc/containerd/certs.d/mirror.lab.example/hosts.toml") != 3 {
+		t.Fatalf("init --only containerd with a mirror: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"run mirrored --image=mirror.lab.example/privcloud/test:mirror "+
+		"--overrides='{\"spec\":{\"nodeName\":\"h2\"}}' --restart=Never --command -- /bin/probe serve && "+
+		kubectl+"wait --for=condition=Ready pod/mirrored --timeout=120s; "+
+		kubectl+"get pod mirrored -o jsonpath='{.status.containerStatuses[0].imageID}{\"\\n\"}'; "+
+		kubectl+"delete pod mirrored --wait=true --timeout=60s")
+	if r.code != 0 || !strings.Contains(r.stdout, "pod/mirrored condition met") || !strings.Contains(r.stdout, image) {
+		t.Errorf("a pod pulling through the mirror (%s): exit %d\n%s%s", image, r.code, r.stdout, r.stderr)
+	}
+
+	r = run(t, l, "init", "--only", "containerd")
+	if r.code != 0 || strings.Count(r.stdout, "removed /etc/containerd/certs.d/mirror.lab.example/hosts.toml") != 3 {
+		t.Errorf("init without the mirror keeps its entry: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// pushTestImage copies the bundle's test image to ref on a plain-HTTP registry and returns its digest.
+func pushTestImage(t *testing.T, bundlePath, ref string) string {
+	t.Helper()
+	br, err := bundle.Open(bundlePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := br.Manifest.Find("test", "")
+	br.Close()
+	if c == nil {
+		t.Fatal("the lab bundle has no test image")
+	}
+	dir := t.TempDir()
+	paths, err := bundle.Extract(bundlePath, dir, func(p string) bool { return p == c.Path })
+	if err != nil || len(paths) != 1 {
+		t.Fatalf("extract %s: %v", c.Path, err)
+	}
+	img, err := tarball.ImageFromPath(paths[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return digest.String()
 }

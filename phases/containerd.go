@@ -32,7 +32,7 @@ var nodes = []api.Role{api.RoleControlPlane, api.RoleWorker}
 
 func containerd(b *bundleState) workflow.Phase {
 	return workflow.Phase{Name: "containerd", Short: "Install and configure containerd, runc and Kata; import images", Phases: []workflow.Phase{
-		{Name: "config", Short: "Write containerd's unit and drop-in configuration (runtimes, sandbox image); start it", Roles: nodes,
+		{Name: "config", Short: "Write containerd's unit, drop-in configuration (runtimes, sandbox image) and registry mirrors; start it", Roles: nodes,
 			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 				return configureContainerd(ctx, r, t, b)
 			}},
@@ -69,6 +69,9 @@ func configureContainerd(ctx context.Context, r *workflow.Run, t *workflow.Targe
 		files = append(files, serviceFile{f.path, content, 0o644})
 	}
 	if err := ensureService(ctx, r, t, "containerd", files...); err != nil {
+		return err
+	}
+	if err := writeRegistryMirrors(ctx, r, t); err != nil {
 		return err
 	}
 	if r.DryRun {

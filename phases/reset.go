@@ -198,7 +198,7 @@ rm -f ` + strings.Join(units, " ") + `
 rm -rf /etc/systemd/system/containerd.service.d /etc/systemd/system/kubelet.service.d
 [ $changed = 1 ] && systemctl daemon-reload
 true`
-	return runReset(ctx, r, t, "stop and remove privcloud's units and containers", script)
+	return runCleanup(ctx, r, t, "stop and remove privcloud's units and containers", script)
 }
 
 // resetNetwork removes what the pod network and kube-proxy added: CNI configuration (Multus's too), the
@@ -217,7 +217,7 @@ for save in iptables-save ip6tables-save; do
   fi
 done
 true`
-	return runReset(ctx, r, t, "remove the pod network's configuration, links, routes and rules", script)
+	return runCleanup(ctx, r, t, "remove the pod network's configuration, links, routes and rules", script)
 }
 
 // resetFiles unmounts what pods and containers left mounted, then removes privcloud's files: configuration,
@@ -240,11 +240,11 @@ for p in ` + strings.Join(dirs, " ") + `; do
 done
 rmdir /opt/cni/bin /opt/cni /etc/cni/net.d /etc/cni 2>/dev/null
 true`
-	return runReset(ctx, r, t, "unmount and remove privcloud's files", script)
+	return runCleanup(ctx, r, t, "unmount and remove privcloud's files", script)
 }
 
-// runReset runs a cleanup script that prints one line per thing it removed; each becomes a change.
-func runReset(ctx context.Context, r *workflow.Run, t *workflow.Target, what, script string) error {
+// runCleanup runs a cleanup script that prints one line per thing it removed; each becomes a change.
+func runCleanup(ctx context.Context, r *workflow.Run, t *workflow.Target, what, script string) error {
 	if r.DryRun {
 		r.Plan(sshAction(t.Spec.Name, what))
 		return nil

@@ -34,6 +34,18 @@ type Containerd struct {
 	SandboxImage        string
 }
 
+// RegistryHosts is one registry's hosts.toml under containerd's config_path: its mirrors, tried in order
+// before the registry itself.
+type RegistryHosts struct {
+	Server string // the registry's own URL
+	Hosts  []RegistryHost
+}
+
+// RegistryHost is one mirror; CA, when set, is the file containerd trusts for its TLS certificate.
+type RegistryHost struct {
+	URL, CA string
+}
+
 // Etcd is one etcd member's unit.
 type Etcd struct {
 	Name, IP, DataDir   string

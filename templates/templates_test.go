@@ -66,3 +66,8 @@ func TestNodeFiles(t *testing.T) {
 		t.Run(name, func(t *testing.T) { golden.Assert(t, render(t, name, labNode)) })
 	}
 }
+
+func TestRegistryHosts(t *testing.T) {
+	golden.Assert(t, render(t, "containerd-hosts.toml", RegistryHosts{Server: "https://quay.lab.example",
+		Hosts: []RegistryHost{{URL: "https://127.0.0.1:30443", CA: "/etc/kubernetes/pki/ca.crt"}, {URL: "http://10.77.0.1:5000"}}}))
+}
