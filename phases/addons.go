@@ -1,13 +1,9 @@
 package phases
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,7 +141,7 @@ func firstNode(hosts []api.Host) string {
 }
 
 // corednsUpstreams decides where CoreDNS forwards names outside the cluster: the configured upstreams, else
-// the nodes' /etc/resolv.conf (CoreDNS runs with the node's resolver configuration). Hosts without a usable
+// the nodes' resolver configuration (CoreDNS runs with the file the kubelet gives pods: podResolvConf). Hosts without a usable
 // nameserver (air-gapped hosts often have none; loopback stubs are unreachable from a pod) leave nothing to
 // forward to: CoreDNS then answers for the cluster only, with a warning, rather than crash-looping.
 func corednsUpstreams(ctx context.Context, r *workflow.Run) ([]string, error) {
@@ -157,9 +153,9 @@ func corednsUpstreams(ctx context.Context, r *workflow.Run) ([]string, error) {
 		if t.Host == nil {
 			return nil, fmt.Errorf("host %s is not connected", t.Spec.Name)
 		}
-		data, err := t.Host.ReadFile(ctx, "/etc/resolv.conf")
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("host %s: read /etc/resolv.conf: %w", t.Spec.Name, err)
+		_, data, err := podResolvConf(ctx, t.Host)
+		if err != nil {
+			return nil, fmt.Errorf("host %s: %w", t.Spec.Name, err)
 		}
 		if len(usableNameservers(data)) > 0 {
 			with = append(with, t.Spec.Name)
@@ -171,27 +167,12 @@ func corednsUpstreams(ctx context.Context, r *workflow.Run) ([]string, error) {
 	case len(without) == 0:
 		return []string{"/etc/resolv.conf"}, nil
 	case len(with) == 0:
-		r.Warn("", "no node's /etc/resolv.conf names a nameserver reachable from pods and spec.addons.coredns.upstreams is empty: CoreDNS answers for the cluster only")
+		r.Warn("", "no node's resolv.conf names a nameserver reachable from pods and spec.addons.coredns.upstreams is empty: CoreDNS answers for the cluster only")
 		return nil, nil
 	default:
-		return nil, fmt.Errorf("hosts %s have a nameserver in /etc/resolv.conf and hosts %s have none reachable from pods: set spec.addons.coredns.upstreams",
+		return nil, fmt.Errorf("hosts %s have a nameserver in their resolv.conf and hosts %s have none reachable from pods: set spec.addons.coredns.upstreams",
 			strings.Join(with, ", "), strings.Join(without, ", "))
 	}
-}
-
-// usableNameservers lists the resolv.conf nameservers a pod can reach (not loopback stubs).
-func usableNameservers(resolvConf []byte) []string {
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(resolvConf))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 2 && f[0] == "nameserver" {
-			if ip, err := netip.ParseAddr(f[1]); err == nil && !ip.IsLoopback() {
-				out = append(out, f[1])
-			}
-		}
-	}
-	return out
 }
 
 // Addons is the workflow behind 'privcloud addons apply': the add-on phases of init on their own.

@@ -95,6 +95,11 @@ func nodePhases() workflow.Phase {
 
 func runKubelet(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	d := nodeData(r, t.Spec)
+	resolvConf, _, err := podResolvConf(ctx, t.Host)
+	if err != nil {
+		return err
+	}
+	d.ResolvConf = resolvConf
 	if err := ensureService(ctx, r, t, "kubelet",
 		serviceFile{"/var/lib/kubelet/config.yaml", render("kubelet-config.yaml", d), 0o644},
 		serviceFile{"/etc/systemd/system/kubelet.service", render("kubelet.service", d), 0o644}); err != nil {

@@ -74,6 +74,7 @@ type Node struct {
 	MaxPods               int
 	Labels, Taints        string // comma-separated key=value and key=value:Effect
 	PodCIDR, Mode         string
+	ResolvConf            string // what pods with dnsPolicy Default resolve with
 	ConntrackMaxPerCore   int32
 	Routes                []Route
 }
