@@ -86,13 +86,15 @@ func TestMain(m *testing.M) {
 }
 
 // newLab boots n fresh hosts for one test and takes them down after it, printing their logs if it failed.
-func newLab(t *testing.T, n int) *lab.Lab {
+// cluster.yaml gives the hosts numbered controlPlanes (default: 1) the control-plane and etcd roles.
+func newLab(t *testing.T, n int, controlPlanes ...int) *lab.Lab {
 	t.Helper()
 	runtime := filepath.Join(runtimeRoot, strings.ReplaceAll(t.Name(), "/", "_"))
 	l, err := lab.Open(t.TempDir(), runtime, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.ControlPlanes = controlPlanes
 	start := time.Now()
 	upErr := l.Up(context.Background(), image, n)
 	t.Cleanup(func() {
@@ -330,7 +332,7 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 		t.Errorf("admin access and leader leases:\n%s%s", r.stdout, r.stderr)
 	}
 	// etcd answers over TLS with a client certificate, and refuses a client without one
-	r = run(t, l, "exec", "--", "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "+
+	r = run(t, l, "exec", "--", "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "+
 		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key endpoint health; "+
 		"etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --command-timeout=3s endpoint health >/dev/null 2>&1 && echo ANONYMOUS-OK || echo anonymous-refused")
 	if !strings.Contains(r.stdout, "is healthy") || !strings.Contains(r.stdout, "anonymous-refused") {
@@ -348,7 +350,15 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 }
 
 func TestClusterOnLabHosts(t *testing.T) {
-	l := newLab(t, 3)
+	// h1 to h3 make the cluster; h4 and h5 join it later as control planes with etcd members
+	l := newLab(t, 5, 1, 4, 5)
+	full, err := os.ReadFile(l.ClusterConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(l.ClusterConfig(), []byte(withoutHosts(t, string(full), "h4", "h5")), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	labBundle(t, l.Dir, "containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
 		"cni-macvlan", "cni-static", "etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
 		"pause-bin", "pause", "probe", "busybox", "test", "coredns-bin", "coredns", "multus-bin", "multus-thin", "multus", "quay", "postgresql", "redis")
@@ -404,6 +414,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 	}
 	t.Logf("no-op re-run: %s", time.Since(start).Round(100*time.Millisecond))
 
+	checkControlPlaneJoin(t, l, kubectl, full)
 	checkResetAndJoin(t, l, kubectl)
 }
 
@@ -436,8 +447,8 @@ iptables-save -t mangle | grep -c 'DROP' | sed 's/^/lab-guard: /'`)
 		t.Errorf("a second reset changed something:\n%s%s", r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
-	if strings.Contains(r.stdout, "h3") || strings.Count(r.stdout, " Ready ") != 2 {
-		t.Errorf("after reset the cluster has h1 and h2 only:\n%s", r.stdout)
+	if strings.Contains(r.stdout, "h3") || strings.Count(r.stdout, " Ready ") != 4 {
+		t.Errorf("after reset the cluster has every node but h3:\n%s", r.stdout)
 	}
 
 	start = time.Now()
@@ -447,8 +458,8 @@ iptables-save -t mangle | grep -c 'DROP' | sed 's/^/lab-guard: /'`)
 	}
 	t.Logf("join of a worker: %s", time.Since(start).Round(100*time.Millisecond))
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
-	if strings.Count(r.stdout, " Ready ") != 3 {
-		t.Errorf("after join all 3 nodes are Ready:\n%s", r.stdout)
+	if strings.Count(r.stdout, " Ready ") != 5 {
+		t.Errorf("after join all 5 nodes are Ready:\n%s", r.stdout)
 	}
 }
 
@@ -587,4 +598,58 @@ func pushTestImage(t *testing.T, bundlePath, ref string) string {
 		t.Fatal(err)
 	}
 	return digest.String()
+}
+
+// withoutHosts is a lab cluster.yaml without the named hosts' entries.
+func withoutHosts(t *testing.T, config string, names ...string) string {
+	t.Helper()
+	var out []string
+	skipping := false
+	for _, line := range strings.SplitAfter(config, "\n") {
+		if strings.HasPrefix(line, "  - name: ") {
+			skipping = slices.Contains(names, strings.TrimSpace(strings.TrimPrefix(line, "  - name: ")))
+		} else if !strings.HasPrefix(line, "    ") {
+			skipping = false
+		}
+		if !skipping {
+			out = append(out, line)
+		}
+	}
+	if got := strings.Join(out, ""); strings.Count(config, "  - name: ")-strings.Count(got, "  - name: ") == len(names) {
+		return got
+	}
+	t.Fatalf("cluster.yaml lacks some of %v:\n%s", names, config)
+	return ""
+}
+
+// checkControlPlaneJoin joins two control-plane hosts to the running cluster: etcd grows from 1 member to 2,
+// then 3, each new member added as a learner and promoted once it caught up, and the new API servers answer.
+func checkControlPlaneJoin(t *testing.T, l *lab.Lab, kubectl string, full []byte) {
+	t.Helper()
+	if err := os.WriteFile(l.ClusterConfig(), full, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := run(t, l, "join")
+	if r.code != 0 || !strings.Contains(r.stdout, "joining: h4, h5") || !strings.Contains(r.stdout, "(2 voting members)") ||
+		!strings.Contains(r.stdout, "(3 voting members)") {
+		t.Fatalf("join of h4 and h5: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("join of two control planes: %s", time.Since(start).Round(100*time.Millisecond))
+	etcdctl := "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt " +
+		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key "
+	r = run(t, l, "exec", "--hosts", "h5", "--", etcdctl+"member list -w simple && "+etcdctl+"endpoint health --cluster")
+	if r.code != 0 || strings.Count(r.stdout, ", started, h") != 3 || strings.Count(r.stdout, ", false\n") != 3 ||
+		strings.Count(r.stdout, "is healthy") != 3 {
+		t.Errorf("etcd has 3 started voting members, all healthy: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "exec", "--hosts", "h1,h4,h5", "--", kubectl+"--server https://127.0.0.1:6443 get --raw /readyz && echo && "+
+		kubectl+"--server https://127.0.0.1:6443 get nodes --no-headers")
+	if r.code != 0 || strings.Count(r.stdout, "\n  ok\n") != 3 || strings.Count(r.stdout, " Ready ") != 15 {
+		t.Errorf("every control plane's API server is ready and sees 5 Ready nodes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "join")
+	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
+		t.Errorf("a second join changed something: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
-	"github.com/privcloud/privcloud/ssh"
 )
 
 // Join brings every host of cluster.yaml that is not yet in the cluster into it. Every phase converges, so
@@ -26,8 +25,7 @@ func Join() workflow.Workflow {
 		hostPrep(),
 		containerd(b),
 		certs(),
-		{Name: "etcd-member", Short: "Check every etcd host is a member; adding members to a running cluster comes later", Roles: etcdMembers,
-			RunHost: checkEtcdMember},
+		etcd(),
 		controlPlanePhases(),
 		nodePhases(),
 		podNetwork(),
@@ -58,14 +56,4 @@ func discoverMembers(ctx context.Context, r *workflow.Run) error {
 		}
 		return nil
 	})
-}
-
-// checkEtcdMember passes for a host whose etcd already holds a member's data; a new member would need the
-// etcd membership change, which is not built yet, so that stops the run before anything starts it.
-func checkEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	dir := r.Cluster.Spec.Etcd.DataDir + "/member"
-	if _, err := t.Host.Run(ctx, "test -d "+dir, ssh.ReadOnly()); err == nil {
-		return nil
-	}
-	return fmt.Errorf("%w: %s has no etcd member (%s): adding an etcd member to a running cluster", workflow.ErrNotImplemented, t.Spec.Name, dir)
 }

@@ -20,7 +20,7 @@ func TestRegistryMirrors(t *testing.T) {
 	s.Addons.Quay = api.Quay{Enabled: true, Hostname: "registry.lab.example"}
 	got := registryMirrors(s)
 	want := map[string]templates.RegistryHosts{
-		"docker.io": {Server: "https://registry-1.docker.io", Hosts: []templates.RegistryHost{{URL: "https://m1.example"}, {URL: "http://10.0.0.5:5000"}}},
+		"docker.io":            {Server: "https://registry-1.docker.io", Hosts: []templates.RegistryHost{{URL: "https://m1.example"}, {URL: "http://10.0.0.5:5000"}}},
 		"registry.lab.example": {Server: "https://registry.lab.example", Hosts: []templates.RegistryHost{{URL: "https://m2.example"}}},
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -3,6 +3,7 @@ package phases
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,7 +17,6 @@ import (
 	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
-	"github.com/privcloud/privcloud/ssh"
 )
 
 // Reset returns hosts to their state before privcloud: an etcd member leaves the cluster first, then services,
@@ -131,13 +131,6 @@ func evictable(p *corev1.Pod) bool {
 	return true
 }
 
-// etcdctl runs etcdctl on a host with the healthcheck client's certificate; its arguments are privcloud's.
-func etcdctl(ctx context.Context, h ssh.Host, args string, opts ...ssh.RunOption) (ssh.Result, error) {
-	return h.Run(ctx, "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "+
-		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key "+
-		"--command-timeout=10s "+args, opts...)
-}
-
 // removeEtcdMember removes the host's member through a member that stays, so the cluster's quorum counts
 // one member fewer before the host's etcd stops. Without a staying member the whole etcd cluster is reset.
 func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
@@ -145,27 +138,24 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 	if other == nil {
 		return workflow.Skip("every etcd member is being reset")
 	}
-	res, err := etcdctl(ctx, other.Host, "member list -w simple", ssh.ReadOnly())
+	list, err := listMembers(ctx, other)
 	if err != nil {
 		return fmt.Errorf("etcd member list on %s: %w", other.Spec.Name, err)
 	}
-	// lines: ID, status, name, peer URLs, client URLs, is learner
-	for _, line := range strings.Split(string(res.Stdout), "\n") {
-		f := strings.Split(line, ", ")
-		if len(f) < 3 || f[2] != t.Spec.Name {
-			continue
-		}
-		if r.DryRun {
-			r.Plan(sshAction(other.Spec.Name, "etcdctl member remove "+f[0]+" ("+t.Spec.Name+")"))
-			return nil
-		}
-		if _, err := etcdctl(ctx, other.Host, "member remove "+f[0]); err != nil {
-			return fmt.Errorf("etcd member remove %s on %s: %w", t.Spec.Name, other.Spec.Name, err)
-		}
-		r.Changed(t.Spec.Name, "removed etcd member "+f[0])
+	m := list.find(t.Spec.Name, etcdHost{Target: t}.peerURL())
+	if m == nil {
+		return nil // not a member (any more)
+	}
+	id := strconv.FormatUint(m.ID, 16)
+	if r.DryRun {
+		r.Plan(sshAction(other.Spec.Name, "etcdctl member remove "+id+" ("+t.Spec.Name+")"))
 		return nil
 	}
-	return nil // not a member (any more)
+	if _, err := etcdctl(ctx, other.Host, "member remove "+id); err != nil {
+		return fmt.Errorf("etcd member remove %s on %s: %w", t.Spec.Name, other.Spec.Name, err)
+	}
+	r.Changed(t.Spec.Name, "removed etcd member "+id)
+	return nil
 }
 
 // privcloudUnits are the systemd units privcloud installs, stopped in this order.

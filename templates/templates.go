@@ -48,10 +48,9 @@ type RegistryHost struct {
 
 // Etcd is one etcd member's unit.
 type Etcd struct {
-	Name, IP, DataDir   string
-	InitialCluster      string // name=https://ip:2380,...
-	ClusterState, Token string
-	ExtraArgs           []string // flag=value, without dashes
+	Name, IP, DataDir string
+	BootstrapFile     string   // the initial cluster, state and token, as ETCD_* variables
+	ExtraArgs         []string // flag=value, without dashes
 }
 
 // APIServer is one kube-apiserver's unit.

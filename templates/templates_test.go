@@ -39,7 +39,7 @@ func TestMissingFieldIsAnError(t *testing.T) {
 
 func TestEtcdService(t *testing.T) {
 	golden.Assert(t, render(t, "etcd.service", Etcd{Name: "h1", IP: "10.77.0.11", DataDir: "/var/lib/etcd",
-		InitialCluster: "h1=https://10.77.0.11:2380", ClusterState: "new", Token: "lab", ExtraArgs: []string{"quota-backend-bytes=8589934592"}}))
+		BootstrapFile: "/etc/kubernetes/etcd-bootstrap.env", ExtraArgs: []string{"quota-backend-bytes=8589934592"}}))
 }
 
 func TestAPIServerService(t *testing.T) {

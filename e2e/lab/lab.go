@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +47,9 @@ type Lab struct {
 	Log io.Writer
 	// Bundle, when set, is the bundle the lab's cluster.yaml installs from.
 	Bundle string
+	// ControlPlanes are the numbers of the hosts cluster.yaml gives the control-plane and etcd roles; the
+	// others are workers. Empty: host 1.
+	ControlPlanes []int
 
 	rec Record
 }
@@ -154,7 +158,7 @@ func (l *Lab) writeUserKey() (xssh.PublicKey, error) {
 	return s.PublicKey(), nil
 }
 
-// clusterYAML describes the lab for privcloud: h1 is the control plane, the others are workers, with the
+// clusterYAML describes the lab for privcloud: h1 (or ControlPlanes) runs the control plane and etcd, the others are workers, with the
 // settings hosts that are containers on a cgroup v1 machine need.
 func (l *Lab) clusterYAML(n int) string {
 	var b strings.Builder
@@ -168,7 +172,7 @@ func (l *Lab) clusterYAML(n int) string {
 	b.WriteString("  hosts:\n")
 	for i := 1; i <= n; i++ {
 		roles := "[worker]"
-		if i == 1 {
+		if i == 1 && len(l.ControlPlanes) == 0 || slices.Contains(l.ControlPlanes, i) {
 			roles = "[control-plane, etcd]"
 		}
 		fmt.Fprintf(&b, "  - name: h%d\n    address: %s\n    sshKeyPath: id_ed25519\n    roles: %s\n", i, HostIP(i), roles)
