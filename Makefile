@@ -78,6 +78,8 @@ bench: build
 	kubeadm=$$(bench/build-kubeadm.sh $(KUBEADM_VERSION)) && \
 		$(GO) run ./bench/pkibench -privcloud $(BIN) -kubeadm $$kubeadm -kubeadm-version $(KUBEADM_VERSION) -update BENCHMARKS.md
 	$(GO) run ./bench/labbench -update BENCHMARKS.md
+	$(MAKE) bundle
+	$(GO) run ./bench/clusterbench -privcloud $(BIN) -bundle _output/lab-bundle.tar.zst -update BENCHMARKS.md
 
 ## bundle: the default lab bundle, built from source into _output/ (cached: a rebuild with nothing changed only repacks)
 bundle: build
