@@ -229,7 +229,7 @@ func newCertsRenewCommand(g *globalOptions) *cobra.Command {
 		Use:   "renew all|NAME...",
 		Short: "Renew certificates, send them to the hosts that use them and restart what reads them",
 		Long: `Reissue the named certificates and kubeconfigs (names as 'certs check-expiration' lists them; 'all' for
-every one but the CAs and the service-account key), send the new files to the hosts that use them and
+every one but the CAs and the service-account key; a folder such as 'apiserver' for all of its entries), send the new files to the hosts that use them and
 restart the installed services that read a changed file.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -239,7 +239,7 @@ restart the installed services that read a changed file.`,
 			}
 			valid := tree.Names()
 			for _, a := range args {
-				if a != "all" && !slices.Contains(valid, a) {
+				if !slices.ContainsFunc(valid, func(name string) bool { return pki.Selects(a, name) }) {
 					return asUsageError(fmt.Errorf("no certificate named %q; the names are: all, %s", a, strings.Join(valid, ", ")))
 				}
 				if a == pki.ClusterCA || a == pki.FrontProxyCA || a == pki.EtcdCA || a == pki.ServiceAccountKey {

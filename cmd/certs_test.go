@@ -57,7 +57,7 @@ func TestCertsGenerateAndCheck(t *testing.T) {
 		}
 	}
 	r = run(t, "certs", "check-expiration", "-f", config)
-	if r.code != ExitOK || !strings.Contains(r.out, "apiserver ") || !strings.Contains(r.out, "3649d") {
+	if r.code != ExitOK || !strings.Contains(r.out, "apiserver/cp1 ") || !strings.Contains(r.out, "3649d") {
 		t.Errorf("check-expiration: exit %d\n%s", r.code, r.out)
 	}
 }

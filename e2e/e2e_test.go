@@ -636,6 +636,12 @@ func checkControlPlaneJoin(t *testing.T, l *lab.Lab, kubectl string, full []byte
 		t.Fatalf("join of h4 and h5: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("join of two control planes: %s", time.Since(start).Round(100*time.Millisecond))
+	for _, line := range strings.Split(r.stdout, "\n") {
+		// only its routes to the new nodes' pods change
+		if f := strings.Fields(line); len(f) > 3 && f[2] == "h1" && strings.Contains(line, "restarted") && !strings.Contains(line, "pod-routes") {
+			t.Errorf("joining control planes restarted a service of the running one: %s", line)
+		}
+	}
 	etcdctl := "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt " +
 		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key "
 	r = run(t, l, "exec", "--hosts", "h5", "--", etcdctl+"member list -w simple && "+etcdctl+"endpoint health --cluster")
@@ -651,5 +657,30 @@ func checkControlPlaneJoin(t *testing.T, l *lab.Lab, kubectl string, full []byte
 	r = run(t, l, "join")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
 		t.Errorf("a second join changed something: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// a control plane leaves (its member removed through one that stays) and comes back as a new member
+	start = time.Now()
+	r = run(t, l, "reset", "--hosts", "h5")
+	if r.code != 0 || !strings.Contains(r.stdout, "removed etcd member") {
+		t.Fatalf("reset --hosts h5: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("reset of a control plane: %s", time.Since(start).Round(100*time.Millisecond))
+	if time.Since(start) > 30*time.Second {
+		t.Logf("the slow reset's report:\n%s", r.stdout)
+	}
+	r = run(t, l, "exec", "--hosts", "h1", "--", etcdctl+"member list -w simple")
+	if r.code != 0 || strings.Count(r.stdout, ", started, h") != 2 || strings.Contains(r.stdout, "h5") {
+		t.Errorf("after reset etcd has h1 and h4 only: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	start = time.Now()
+	r = run(t, l, "join")
+	if r.code != 0 || !strings.Contains(r.stdout, "joining: h5") || !strings.Contains(r.stdout, "(3 voting members)") {
+		t.Fatalf("join of h5 again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("join of a reset control plane: %s", time.Since(start).Round(100*time.Millisecond))
+	r = run(t, l, "exec", "--hosts", "h1", "--", etcdctl+"endpoint health --cluster && "+kubectl+"get nodes --no-headers")
+	if r.code != 0 || strings.Count(r.stdout, "is healthy") != 3 || strings.Count(r.stdout, " Ready ") != 5 {
+		t.Errorf("after the rejoin 3 healthy members and 5 Ready nodes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -116,7 +116,7 @@ func TestCertsDryRunWritesNothing(t *testing.T) {
 			t.Errorf("dry run wrote to %s: %v", name, files)
 		}
 	}
-	if !strings.Contains(out.String(), "would be apiserver created") {
+	if !strings.Contains(out.String(), "would be apiserver/cp1 created") {
 		t.Errorf("dry run does not say what it would create:\n%s", out.String())
 	}
 }

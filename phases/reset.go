@@ -3,6 +3,7 @@ package phases
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,12 @@ func Reset() workflow.Workflow {
 	return workflow.Workflow{Name: "reset", NoRecords: true, Phases: []workflow.Phase{
 		connect(),
 		{Name: "drain", Short: "Cordon and drain the nodes being reset, then delete their Node objects", Run: drainNodes},
+		// the API server goes before its etcd member: one whose member has left hangs in its shutdown until
+		// systemd's stop timeout
+		{Name: "control-plane", Short: "Stop the control-plane services (API server, controller-manager, scheduler)", Roles: controlPlane,
+			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+				return stopUnits(ctx, r, t, controlPlaneUnits)
+			}},
 		{Name: "etcd-member", Short: "Remove the host's etcd member from a running cluster", Roles: etcdMembers, RunHost: removeEtcdMember},
 		{Name: "services", Short: "Stop every container and privcloud's systemd units, and remove the units", RunHost: resetServices},
 		{Name: "network", Short: "Remove CNI configuration, interfaces, pod routes and Kubernetes' iptables rules", RunHost: resetNetwork},
@@ -158,45 +165,61 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 	return nil
 }
 
-// privcloudUnits are the systemd units privcloud installs, stopped in this order.
-var privcloudUnits = []string{"kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd",
-	"privcloud-pod-routes", "containerd"}
+// The systemd units privcloud installs, stopped in this order.
+var (
+	controlPlaneUnits = []string{"kube-scheduler", "kube-controller-manager", "kube-apiserver"}
+	privcloudUnits    = slices.Concat([]string{"kubelet", "kube-proxy"}, controlPlaneUnits, []string{"etcd", "privcloud-pod-routes", "containerd"})
+)
 
 // resetServices stops the kubelet first (so nothing restarts pods), kills every container containerd runs,
 // then stops and removes the units; containerd's shims survive containerd, so they are ended last.
 func resetServices(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	var units []string
+	if err := stopUnits(ctx, r, t, privcloudUnits); err != nil {
+		return err
+	}
+	var files []string
 	for _, u := range privcloudUnits {
-		units = append(units, "/etc/systemd/system/"+u+".service")
+		files = append(files, "/etc/systemd/system/"+u+".service")
 	}
 	script := `set -u
-changed=0
-for u in ` + strings.Join(privcloudUnits, " ") + `; do
-  if [ -e /etc/systemd/system/$u.service ] || systemctl is-active -q $u 2>/dev/null; then
+# the shims outlive containerd; -x matches the process name, not this script's own command line
+pkill -KILL -x containerd-shim 2>/dev/null && echo "ended containerd shims"
+n=0
+for f in ` + strings.Join(files, " ") + ` /etc/systemd/system/containerd.service.d /etc/systemd/system/kubelet.service.d; do
+  [ -e $f ] && rm -rf $f && n=$((n+1))
+done
+if [ $n -gt 0 ]; then systemctl daemon-reload; echo "removed $n unit files"; fi
+true`
+	return runCleanup(ctx, r, t, "remove privcloud's units", script)
+}
+
+// stopUnits stops and disables the units that are running or enabled, in order; before containerd stops,
+// every container it runs is killed.
+func stopUnits(ctx context.Context, r *workflow.Run, t *workflow.Target, units []string) error {
+	script := `set -u
+for u in ` + strings.Join(units, " ") + `; do
+  if systemctl is-active -q $u 2>/dev/null || systemctl is-enabled -q $u 2>/dev/null; then
     if [ $u = containerd ] && [ -S /run/containerd/containerd.sock ] && command -v ctr >/dev/null; then
       for ns in $(ctr namespaces ls -q 2>/dev/null); do
         for task in $(ctr -n $ns tasks ls -q 2>/dev/null); do ctr -n $ns tasks kill -s SIGKILL $task >/dev/null 2>&1; done
       done
     fi
     systemctl disable --now $u >/dev/null 2>&1
-    echo "stopped $u"; changed=1
+    echo "stopped $u"
   fi
 done
-# the shims outlive containerd; -x matches the process name, not this script's own command line
-pkill -KILL -x containerd-shim 2>/dev/null && echo "ended containerd shims"
-rm -f ` + strings.Join(units, " ") + `
-rm -rf /etc/systemd/system/containerd.service.d /etc/systemd/system/kubelet.service.d
-[ $changed = 1 ] && systemctl daemon-reload
 true`
-	return runCleanup(ctx, r, t, "stop and remove privcloud's units and containers", script)
+	return runCleanup(ctx, r, t, "stop "+strings.Join(units, ", "), script)
 }
 
 // resetNetwork removes what the pod network and kube-proxy added: CNI configuration (Multus's too), the
-// bridge and pod interfaces, and every KUBE-* and CNI-* iptables rule and chain. The routes to other nodes'
-// pods went with the pod-routes unit in the services phase (its ExecStop deletes them).
+// bridge and pod interfaces, every KUBE-* and CNI-* iptables rule and chain, and the routes to other nodes'
+// pods (the pod-routes unit's ExecStop flushed them in the services phase; a unit that failed to stop may not
+// have).
 func resetNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	script := `set -u
 if [ -d /etc/cni/net.d ] && [ -n "$(ls -A /etc/cni/net.d 2>/dev/null)" ]; then rm -rf /etc/cni/net.d/*; echo "removed CNI configuration"; fi
+[ -n "$(ip route show proto 201)" ] && ip route flush proto 201 && echo "removed routes to other nodes' pods"
 for l in cni0 kube-ipvs0; do ip link show $l >/dev/null 2>&1 && ip link delete $l && echo "deleted link $l"; done
 for save in iptables-save ip6tables-save; do
   restore=${save%-save}-restore

@@ -26,7 +26,7 @@ const AdminGroup = "privcloud:cluster-admins"
 
 // Cert is one certificate of the tree. CAs have an empty CA field.
 type Cert struct {
-	Name         string // path in the store without extension: "apiserver", "etcd/server-cp1"
+	Name         string // path in the store without extension: "apiserver/cp1", "etcd/server-cp1"
 	CA           string
 	CommonName   string
 	Organization []string
@@ -77,13 +77,18 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 		{Name: FrontProxyCA, CommonName: "front-proxy-ca"},
 		{Name: EtcdCA, CommonName: "etcd-ca"},
 	}
-	apiserver, err := apiserverSANs(c)
-	if err != nil {
-		return nil, err
+	// one serving certificate per API server, naming its own host: a control plane joining or leaving changes
+	// no other API server's certificate, and so restarts none
+	for _, h := range s.HostsWithRole(api.RoleControlPlane) {
+		apiserver, err := apiserverSANs(c, h)
+		if err != nil {
+			return nil, err
+		}
+		apiserver.Name, apiserver.CA, apiserver.CommonName = APIServerCert(h.Name), ClusterCA, "kube-apiserver"
+		apiserver.Usages = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		t.Leaves = append(t.Leaves, apiserver)
 	}
-	apiserver.Name, apiserver.CA, apiserver.CommonName = "apiserver", ClusterCA, "kube-apiserver"
-	apiserver.Usages = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	t.Leaves = append(t.Leaves, apiserver,
+	t.Leaves = append(t.Leaves,
 		Cert{Name: "apiserver-kubelet-client", CA: ClusterCA, CommonName: "kube-apiserver-kubelet-client", Usages: client},
 		Cert{Name: "front-proxy-client", CA: FrontProxyCA, CommonName: "front-proxy-client", Usages: client},
 		Cert{Name: "apiserver-etcd-client", CA: EtcdCA, CommonName: "kube-apiserver-etcd-client", Usages: client},
@@ -128,9 +133,12 @@ func isNode(h api.Host) bool {
 	return h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)
 }
 
-// apiserverSANs collects the API server certificate's names: every control-plane host's name and addresses,
-// the control-plane endpoint, the kubernetes Service names and address, loopback and the extra SANs.
-func apiserverSANs(c *api.Cluster) (Cert, error) {
+// APIServerCert is the name of host's API server serving certificate in the tree.
+func APIServerCert(host string) string { return "apiserver/" + host }
+
+// apiserverSANs collects the names of h's API server certificate: the host's name and addresses, the
+// control-plane endpoint, the kubernetes Service names and address, loopback and the extra SANs.
+func apiserverSANs(c *api.Cluster, h api.Host) (Cert, error) {
 	s := &c.Spec
 	dns := map[string]bool{}
 	ips := map[netip.Addr]bool{}
@@ -144,11 +152,9 @@ func apiserverSANs(c *api.Cluster) (Cert, error) {
 			dns[n] = true
 		}
 	}
-	for _, h := range s.HostsWithRole(api.RoleControlPlane) {
-		addName(h.Name)
-		addName(h.Address)
-		addName(h.InternalAddress)
-	}
+	addName(h.Name)
+	addName(h.Address)
+	addName(h.InternalAddress)
 	if host, _, err := net.SplitHostPort(s.ControlPlaneEndpoint); err == nil {
 		addName(host)
 	}

@@ -16,7 +16,7 @@ const (
 
 // Deployment is one file of the store that a host needs.
 type Deployment struct {
-	Entry  string      // the tree entry it belongs to: "apiserver", "kubeconfig/kubelet-w1"
+	Entry  string      // the tree entry it belongs to: "apiserver/cp1", "kubeconfig/kubelet-w1"
 	Source string      // path in the local store
 	Target string      // path on the host
 	Mode   os.FileMode // 0600 for keys and kubeconfigs
@@ -65,7 +65,7 @@ func Deployments(s Store, t *Tree, h api.Host) []Deployment {
 	}
 	if h.HasRole(api.RoleControlPlane) {
 		pair(ClusterCA, "ca", apiserver, cm) // the controller-manager signs kubelet serving certificates
-		pair("apiserver", "apiserver", apiserver)
+		pair(APIServerCert(h.Name), "apiserver", apiserver)
 		pair("apiserver-kubelet-client", "apiserver-kubelet-client", apiserver)
 		cert(FrontProxyCA, "front-proxy-ca", apiserver)
 		pair("front-proxy-client", "front-proxy-client", apiserver)

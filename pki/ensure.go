@@ -228,7 +228,13 @@ func (e *ensurer) loadAuthority(spec Cert, certPEM, keyPEM []byte) (*authority, 
 }
 
 func (e *ensurer) renewRequested(name string) bool {
-	return slices.Contains(e.opts.Renew, name) || slices.Contains(e.opts.Renew, "all")
+	return slices.ContainsFunc(e.opts.Renew, func(r string) bool { return Selects(r, name) })
+}
+
+// Selects reports whether a name given to renew ("all", an entry, or a folder of entries such as "apiserver"
+// for every API server's certificate) selects the tree entry name.
+func Selects(given, name string) bool {
+	return given == "all" || given == name || strings.HasPrefix(name, given+"/")
 }
 
 // serviceAccount keeps a valid sa.key/sa.pub pair or makes one; it is never renewed, as that would

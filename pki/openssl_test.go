@@ -35,7 +35,7 @@ func TestOpenSSLAgrees(t *testing.T) {
 					openssl(t, false, "verify", "-CAfile", s.CertPath(leaf.CA), "-purpose", "sslserver", s.CertPath(leaf.Name))
 				}
 			}
-			apiserver := s.CertPath("apiserver")
+			apiserver := s.CertPath("apiserver/cp1")
 			openssl(t, true, "verify", "-CAfile", s.CertPath(ClusterCA), "-verify_hostname", "kubernetes.default.svc.cluster.local", apiserver)
 			openssl(t, true, "verify", "-CAfile", s.CertPath(ClusterCA), "-verify_ip", "10.96.0.1", apiserver)
 			openssl(t, false, "verify", "-CAfile", s.CertPath(ClusterCA), "-verify_hostname", "evil.example", apiserver)

@@ -149,10 +149,11 @@ func TestSANs(t *testing.T) {
 	c := cluster(t)
 	c.Spec.PKI.ExtraSANs = []string{"k8s.corp.example", "192.0.2.10"}
 	ensure(t, s, tree(t, c), Options{})
-	want := []string{"10.77.0.11", "10.77.0.12", "10.77.0.13", "10.96.0.1", "127.0.0.1", "192.0.2.10", "api.lab.example",
-		"cp1", "cp2", "cp3", "k8s.corp.example", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
-	if got := names(loadCert(t, s.CertPath("apiserver"))); !slices.Equal(got, want) {
-		t.Errorf("apiserver SANs\n got %v\nwant %v", got, want)
+	// each API server's certificate names its own host, not the other control planes
+	want := []string{"10.77.0.12", "10.96.0.1", "127.0.0.1", "192.0.2.10", "api.lab.example",
+		"cp2", "k8s.corp.example", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
+	if got := names(loadCert(t, s.CertPath("apiserver/cp2"))); !slices.Equal(got, want) {
+		t.Errorf("apiserver/cp2 SANs\n got %v\nwant %v", got, want)
 	}
 	want = []string{"10.77.0.12", "127.0.0.1", "::1", "cp2", "localhost"}
 	for _, n := range []string{"etcd/server-cp2", "etcd/peer-cp2"} {
@@ -234,13 +235,14 @@ func TestSANChangeReissuesOnlyThatLeaf(t *testing.T) {
 	ensure(t, s, tree(t, c), Options{})
 	c.Spec.PKI.ExtraSANs = []string{"new.example"}
 	r := ensure(t, s, tree(t, c), Options{})
-	if r.Changed() != 1 {
-		t.Fatalf("changed %d entries, want only the apiserver: %+v", r.Changed(), r.Outcomes)
+	if r.Changed() != 3 {
+		t.Fatalf("changed %d entries, want only the 3 API servers': %+v", r.Changed(), r.Outcomes)
 	}
-	if o := outcome(r, "apiserver"); o.Action != Reissued || !strings.Contains(o.Reason, "+new.example") {
-		t.Errorf("apiserver outcome %+v", o)
+	if o := outcome(r, "apiserver/cp3"); o.Action != Reissued || !strings.Contains(o.Reason, "+new.example") {
+		t.Errorf("apiserver/cp3 outcome %+v", o)
 	}
-	// a new control plane changes the apiserver SANs and adds its etcd certificates and kubelet kubeconfig
+	// a new control plane adds its own API server, etcd certificates and kubelet kubeconfig; the running API
+	// servers' certificates stay as they are
 	c.Spec.Hosts = append(c.Spec.Hosts, api.Host{Name: "cp4", Address: "10.77.0.14", InternalAddress: "10.77.0.14", Roles: []api.Role{api.RoleControlPlane, api.RoleEtcd}})
 	r = ensure(t, s, tree(t, c), Options{})
 	var changed []string
@@ -249,7 +251,7 @@ func TestSANChangeReissuesOnlyThatLeaf(t *testing.T) {
 			changed = append(changed, o.Name)
 		}
 	}
-	if want := []string{"apiserver", "etcd/server-cp4", "etcd/peer-cp4", "kubeconfig/kubelet-cp4"}; !slices.Equal(changed, want) {
+	if want := []string{"apiserver/cp4", "etcd/server-cp4", "etcd/peer-cp4", "kubeconfig/kubelet-cp4"}; !slices.Equal(changed, want) {
 		t.Errorf("adding cp4 changed %v, want %v", changed, want)
 	}
 }
@@ -258,9 +260,14 @@ func TestRenew(t *testing.T) {
 	s := Store{Dir: t.TempDir()}
 	tr := tree(t, cluster(t))
 	ensure(t, s, tr, Options{})
-	r := ensure(t, s, tr, Options{Renew: []string{"apiserver", "kubeconfig/admin"}})
-	if r.Changed() != 2 || outcome(r, "apiserver").Reason != "renewal requested" {
+	r := ensure(t, s, tr, Options{Renew: []string{"apiserver/cp1", "kubeconfig/admin"}})
+	if r.Changed() != 2 || outcome(r, "apiserver/cp1").Reason != "renewal requested" {
 		t.Errorf("renew two entries: %+v", r.Outcomes)
+	}
+	// a folder renews all of its entries
+	r = ensure(t, s, tr, Options{Renew: []string{"apiserver"}})
+	if r.Changed() != 3 || outcome(r, "apiserver/cp3").Reason != "renewal requested" || outcome(r, "apiserver-etcd-client").Action != Reused {
+		t.Errorf("renew the apiserver folder: %+v", r.Outcomes)
 	}
 	r = ensure(t, s, tr, Options{Renew: []string{"all"}})
 	for _, o := range r.Outcomes {
@@ -299,7 +306,7 @@ func TestExpiry(t *testing.T) {
 	}
 	// expired leaves are reissued by the next run, the CAs are kept
 	r := ensure(t, s, tr, Options{Now: func() time.Time { return later }})
-	if o := outcome(r, "apiserver"); o.Action != Reissued || !strings.Contains(o.Reason, "expired") {
+	if o := outcome(r, "apiserver/cp1"); o.Action != Reissued || !strings.Contains(o.Reason, "expired") {
 		t.Errorf("expired apiserver: %+v", o)
 	}
 	if o := outcome(r, ClusterCA); o.Action != Reused {
@@ -307,7 +314,7 @@ func TestExpiry(t *testing.T) {
 	}
 	// RenewBefore reissues what expires too soon
 	r = ensure(t, s, tr, Options{Now: func() time.Time { return later }, RenewBefore: 72 * time.Hour})
-	if o := outcome(r, "apiserver"); o.Action != Reissued || !strings.HasPrefix(o.Reason, "expires") {
+	if o := outcome(r, "apiserver/cp1"); o.Action != Reissued || !strings.HasPrefix(o.Reason, "expires") {
 		t.Errorf("apiserver within RenewBefore: %+v", o)
 	}
 	os.Remove(s.CertPath("front-proxy-client"))
@@ -330,21 +337,22 @@ func TestExternalCA(t *testing.T) {
 	}
 	c.Spec.PKI.ExternalCA = true
 	r := ensure(t, s, tree(t, c), Options{})
-	if r.Changed() != 0 || outcome(r, "apiserver").Action != Provided || outcome(r, ClusterCA).Action != Provided {
+	if r.Changed() != 0 || outcome(r, "apiserver/cp1").Action != Provided || outcome(r, ClusterCA).Action != Provided {
 		t.Errorf("complete external tree: %+v", r.Outcomes)
 	}
-	os.Remove(s.CertPath("apiserver"))
+	os.Remove(s.CertPath("apiserver/cp1"))
 	os.Remove(s.KubeconfigPath("kubelet-w3"))
-	c.Spec.PKI.ExtraSANs = []string{"new.example"} // nothing can be reissued, so a stale leaf is listed too
+	c.Spec.PKI.ExtraSANs = []string{"new.example"} // nothing can be reissued, so stale leaves are listed too
 	_, err := Ensure(s, tree(t, c), Options{})
 	var me *MissingError
-	if !errors.As(err, &me) || len(me.Items) != 2 {
-		t.Fatalf("want the two missing entries listed, got %v", err)
+	if !errors.As(err, &me) || len(me.Items) != 4 {
+		t.Fatalf("want the missing and the stale entries listed, got %v", err)
 	}
-	if !strings.Contains(me.Items[0], "apiserver.crt") || !strings.Contains(me.Items[1], "kubelet-w3.conf") {
+	if !strings.Contains(me.Items[0], "apiserver/cp1.crt") || !strings.Contains(me.Items[0], "missing") ||
+		!strings.Contains(me.Items[1], "apiserver/cp2.crt") || !strings.Contains(me.Items[3], "kubelet-w3.conf") {
 		t.Errorf("missing items %q", me.Items)
 	}
-	if _, err := os.Stat(s.CertPath("apiserver")); err == nil {
+	if _, err := os.Stat(s.CertPath("apiserver/cp1")); err == nil {
 		t.Error("external-CA mode must never sign")
 	}
 }
@@ -387,10 +395,10 @@ func TestRSAAndAlgorithmChange(t *testing.T) {
 	if o := outcome(r, ClusterCA); o.Action != Reused {
 		t.Errorf("changing the algorithm must not replace a CA: %+v", o)
 	}
-	if o := outcome(r, "apiserver"); o.Action != Reissued || !strings.Contains(o.Reason, "configuration says rsa-2048") {
+	if o := outcome(r, "apiserver/cp1"); o.Action != Reissued || !strings.Contains(o.Reason, "configuration says rsa-2048") {
 		t.Errorf("apiserver: %+v", o)
 	}
-	cert := loadCert(t, s.CertPath("apiserver"))
+	cert := loadCert(t, s.CertPath("apiserver/cp1"))
 	if _, ok := cert.PublicKey.(*rsa.PublicKey); !ok || cert.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
 		t.Errorf("RSA leaf: key %T, usage %v", cert.PublicKey, cert.KeyUsage)
 	}
@@ -433,7 +441,7 @@ func TestCARotationBundleIsTrusted(t *testing.T) {
 	os.WriteFile(s.CertPath(ClusterCA), append(newCA, oldCA...), 0o644)
 	os.WriteFile(s.KeyPath(ClusterCA), newKey, 0o600)
 	r := ensure(t, s, tr, Options{})
-	if o := outcome(r, "apiserver"); o.Action == Reissued && strings.Contains(o.Reason, "verify") {
+	if o := outcome(r, "apiserver/cp1"); o.Action == Reissued && strings.Contains(o.Reason, "verify") {
 		t.Errorf("a leaf of the old CA must still verify during the rotation: %+v", o)
 	}
 }

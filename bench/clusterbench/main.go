@@ -1,6 +1,7 @@
 // Command clusterbench measures `privcloud init` in the lab from the lab bundle: on 1 host and on 3 hosts,
-// the wall time of each phase from the run's own JSON events, the whole run, and a no-op re-run. `make bench`
-// runs it after `make bundle`.
+// the wall time of each phase from the run's own JSON events, the whole run, and a no-op re-run; and the
+// bundle's distribution to 3 hosts against plain scp of the same files. `make bench` runs it after
+// `make bundle`.
 package main
 
 import (
@@ -15,10 +16,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/privcloud/privcloud/bench/benchutil"
+	pcbundle "github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/e2e/lab"
 	"github.com/privcloud/privcloud/report"
 )
@@ -51,6 +57,16 @@ func main() {
 	image, err := lab.EnsureImage(filepath.Join(home, ".cache/privcloud/lab"), io.Discard)
 	if err != nil {
 		log.Fatal(err)
+	}
+	dist, err := distribution(bin, bundle, image)
+	if err != nil {
+		log.Fatalf("distribution: %v", err)
+	}
+	fmt.Print(dist)
+	if *update != "" {
+		if err := benchutil.ReplaceSection(*update, "distribution", dist); err != nil {
+			log.Fatal(err)
+		}
 	}
 	sizes := []int{1, 3}
 	results := map[int]measurement{}
@@ -88,6 +104,145 @@ func seconds(ms map[string]float64, phase string) string {
 	return fmt.Sprintf("%.2f s", v/1000)
 }
 
+// distribution sends the bundle's files to 3 fresh lab hosts twice: with privcloud (the bundle phase, each
+// file written atomically and its sha256 checked on the host, then the images streamed into containerd) and
+// with scp of the same files to 3 other fresh hosts, one scp per host, all at once.
+func distribution(bin, bundlePath, image string) (md string, err error) {
+	dir, err := os.MkdirTemp("", "privcloud-distbench-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	l, err := lab.Open(dir, "/var/tmp/privcloud-clusterbench", io.Discard)
+	if err != nil {
+		return "", err
+	}
+	l.Bundle = bundlePath
+	defer func() {
+		if derr := l.Down(); err == nil {
+			err = derr
+		}
+	}()
+	if err := l.Up(context.Background(), image, 6); err != nil {
+		return "", err
+	}
+	// privcloud on h1-h3: the local bundle verified and unpacked first (a dry run), so only sending is timed
+	three := filepath.Join(dir, "cluster-3.yaml")
+	if err := writeHosts(l.ClusterConfig(), three, 3); err != nil {
+		return "", err
+	}
+	if _, err := privcloudRun(bin, "init", "-f", three, "--dry-run", "--only", "bundle"); err != nil {
+		return "", err
+	}
+	start := time.Now()
+	events, err := privcloudRun(bin, "init", "-f", three, "--only", "bundle", "--only", "containerd")
+	if err != nil {
+		return "", err
+	}
+	wall := time.Since(start)
+	ms := map[string]float64{}
+	for _, e := range events {
+		if e.Host == "" && e.DurationMS != nil {
+			ms[e.Phase] = *e.DurationMS
+		}
+	}
+	ours := (ms["bundle"] + ms["containerd/images"]) / 1000
+
+	// scp on h4-h6: the files privcloud unpacked, binaries and image archives, each host what its roles need
+	r, err := bundleFiles(bundlePath, filepath.Join(dir, "state", "bundle"))
+	if err != nil {
+		return "", err
+	}
+	start = time.Now()
+	var g errgroup.Group
+	for i := 4; i <= 6; i++ {
+		files := r.worker
+		if i == 4 {
+			files = r.controlPlane
+		}
+		g.Go(func() error {
+			args := append([]string{"-q", "-i", l.KeyPath(), "-o", "UserKnownHostsFile=" + l.KnownHosts(), "-o", "StrictHostKeyChecking=yes",
+				"-o", "BatchMode=yes"}, files...)
+			args = append(args, "root@"+lab.HostIP(i)+":/var/tmp/")
+			if out, err := exec.Command("scp", args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("scp to h%d: %v: %s", i, err, out)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return "", err
+	}
+	scp := time.Since(start).Seconds()
+	var w strings.Builder
+	fmt.Fprintf(&w, "Measured %s: the lab bundle's files to 3 fresh lab hosts (1 control plane, 2 workers: %.0f MiB in all).\n\n",
+		time.Now().UTC().Format("2006-01-02"), float64(r.bytes)/(1<<20))
+	w.WriteString("| what | time | scp / privcloud |\n|---|---:|---:|\n")
+	fmt.Fprintf(&w, "| privcloud: bundle phase (atomic writes, sha256 checked on each host) %.2f s + images streamed into containerd %.2f s | %.2f s | %s |\n",
+		ms["bundle"]/1000, ms["containerd/images"]/1000, ours, benchutil.Ratio(scp, ours))
+	fmt.Fprintf(&w, "| plain `scp` of the same files, one scp per host at once (no check, nothing imported) | %.2f s | |\n", scp)
+	fmt.Fprintf(&w, "\n(privcloud's whole `init --only bundle --only containerd` run, connections and containerd's configuration included: %.2f s.)\n", wall.Seconds())
+	return w.String(), nil
+}
+
+// hostFiles are the unpacked bundle files each kind of host needs, and the bytes sent to all three.
+type hostFiles struct {
+	controlPlane, worker []string
+	bytes                int64
+}
+
+// bundleFiles lists the files of the bundle a control plane and a worker need, unpacked under stateBundle.
+func bundleFiles(bundlePath, stateBundle string) (hostFiles, error) {
+	var out hostFiles
+	r, err := pcbundle.Open(bundlePath)
+	if err != nil {
+		return out, err
+	}
+	r.Close()
+	dirs, err := filepath.Glob(filepath.Join(stateBundle, r.Manifest.Name+"-*"))
+	if err != nil || len(dirs) != 1 {
+		return out, fmt.Errorf("no single unpacked bundle under %s (%v)", stateBundle, dirs)
+	}
+	wants := func(c pcbundle.Component, role string) bool {
+		return !c.ImageOnly && c.Kind != "absent" && (len(c.Roles) == 0 || slices.Contains(c.Roles, role) ||
+			role == "control-plane" && slices.Contains(c.Roles, "etcd"))
+	}
+	for _, c := range r.Manifest.Components {
+		p := filepath.Join(dirs[0], c.Path)
+		if wants(c, "control-plane") {
+			out.controlPlane = append(out.controlPlane, p)
+			out.bytes += c.Size
+		}
+		if wants(c, "worker") {
+			out.worker = append(out.worker, p)
+			out.bytes += 2 * c.Size
+		}
+	}
+	return out, nil
+}
+
+// writeHosts writes a copy of a lab cluster.yaml listing only its first n hosts.
+func writeHosts(src, dst string, n int) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	var out []string
+	skipping := false
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if name, ok := strings.CutPrefix(line, "  - name: h"); ok {
+			i, _ := strconv.Atoi(strings.TrimSpace(name))
+			skipping = i > n
+		} else if !strings.HasPrefix(line, "    ") {
+			skipping = false
+		}
+		if !skipping {
+			out = append(out, line)
+		}
+	}
+	return os.WriteFile(dst, []byte(strings.Join(out, "")), 0o600)
+}
+
 // measure brings up n fresh lab hosts, runs init twice and takes the hosts down again.
 func measure(bin, bundle, image string, n int) (m measurement, err error) {
 	dir, err := os.MkdirTemp("", "privcloud-clusterbench-")
@@ -109,7 +264,7 @@ func measure(bin, bundle, image string, n int) (m measurement, err error) {
 		return m, err
 	}
 	start := time.Now()
-	events, err := initRun(bin, l.ClusterConfig())
+	events, err := privcloudRun(bin, "init", "-f", l.ClusterConfig())
 	if err != nil {
 		return m, err
 	}
@@ -122,7 +277,7 @@ func measure(bin, bundle, image string, n int) (m measurement, err error) {
 		}
 	}
 	start = time.Now()
-	events, err = initRun(bin, l.ClusterConfig())
+	events, err = privcloudRun(bin, "init", "-f", l.ClusterConfig())
 	if err != nil {
 		return m, err
 	}
@@ -135,10 +290,10 @@ func measure(bin, bundle, image string, n int) (m measurement, err error) {
 	return m, nil
 }
 
-// initRun runs privcloud init with JSON events and returns them; a failed run returns its events as the error.
-func initRun(bin, config string) ([]report.Event, error) {
+// privcloudRun runs privcloud with JSON events and returns them; a failed run returns its output as the error.
+func privcloudRun(bin string, args ...string) ([]report.Event, error) {
 	var out, stderr bytes.Buffer
-	cmd := exec.Command(bin, "init", "-f", config, "-o", "json")
+	cmd := exec.Command(bin, append(args, "-o", "json")...)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	runErr := cmd.Run()
 	var events []report.Event
@@ -151,7 +306,7 @@ func initRun(bin, config string) ([]report.Event, error) {
 		}
 	}
 	if runErr != nil {
-		return nil, fmt.Errorf("privcloud init: %v\n%s%s", runErr, out.String(), stderr.String())
+		return nil, fmt.Errorf("privcloud %s: %v\n%s%s", strings.Join(args, " "), runErr, out.String(), stderr.String())
 	}
 	return events, nil
 }
