@@ -127,7 +127,8 @@ func TestExitCodes(t *testing.T) {
 		{"unreachable for exec", []string{"exec", "-f", closed, "--", "true"}, ExitUnreachable, "3 unreachable"},
 		{"exec unknown host", []string{"exec", "-f", closed, "--hosts", "nope", "--", "true"}, ExitUsage, `no host named "nope"`},
 		{"preflight unreachable", []string{"preflight", "-f", closed}, ExitUnreachable, "cannot connect"},
-		{"not implemented command", []string{"backup", "-f", example}, ExitNotImplemented, "not implemented yet"},
+		{"backup unreachable", []string{"backup", "-f", closed}, ExitUnreachable, "connection refused"},
+		{"restore of a missing file", []string{"restore", "-f", example, filepath.Join(t.TempDir(), "none.tar.zst")}, ExitPhaseFailed, "no such file"},
 		{"bundle description missing", []string{"bundle", "build", "-f", missing, "-o", "out.tar.zst"}, ExitInvalidConfig, "does not exist"},
 		{"exec needs a command", []string{"exec", "-f", example}, ExitUsage, "requires at least 1 arg"},
 	}
@@ -278,4 +279,11 @@ func nameOf(c *cobra.Command) string {
 		return "<nil>"
 	}
 	return c.CommandPath()
+}
+
+func TestNotImplementedExitCode(t *testing.T) {
+	err := fmt.Errorf("phase upgrade/plan: %w", workflow.ErrNotImplemented)
+	if got := ExitCode(err); got != ExitNotImplemented {
+		t.Errorf("a capability not built yet exits %d, want %d", got, ExitNotImplemented)
+	}
 }

@@ -23,11 +23,3 @@ func (g *globalOptions) pending(use, short, what string, args cobra.PositionalAr
 	g.addOutputFlag(c)
 	return c
 }
-
-func newBackupCommand(g *globalOptions) *cobra.Command {
-	return g.pending("backup", "Save an etcd snapshot, the PKI and cluster.yaml in one file", "backups come with upgrade and restore", noArgs)
-}
-
-func newRestoreCommand(g *globalOptions) *cobra.Command {
-	return g.pending("restore FILE", "Bring a cluster back from a backup", "restore comes with upgrade and restore", cobra.ExactArgs(1))
-}

@@ -70,10 +70,9 @@ func runEtcd(ctx context.Context, r *workflow.Run) error {
 		env := bootstrapEnv(peers, "new", r.Cluster.Metadata.Name)
 		return onEach(hosts, func(h etcdHost) error { return startMember(ctx, r, h, env) })
 	}
-	for _, h := range members {
-		if err := startMember(ctx, r, h, h.bootstrap); err != nil {
-			return err
-		}
+	// at once: a member's start returns once it has joined a quorum, so stopped members start together
+	if err := onEach(members, func(h etcdHost) error { return startMember(ctx, r, h, h.bootstrap) }); err != nil {
+		return err
 	}
 	for _, h := range joining {
 		if err := addMember(ctx, r, h, members); err != nil {
