@@ -20,6 +20,9 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/privcloud/privcloud/internal/atomicfile"
+	"github.com/privcloud/privcloud/internal/filehash"
 )
 
 // Paths inside a backup.
@@ -61,7 +64,7 @@ func Write(out string, m Manifest, files map[string]string) error {
 	sort.Strings(names)
 	m.Files = nil
 	for _, name := range names {
-		sum, size, err := hashFile(files[name])
+		sum, size, err := filehash.SHA256(files[name])
 		if err != nil {
 			return err
 		}
@@ -71,26 +74,7 @@ func Write(out string, m Manifest, files map[string]string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), ".backup-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := writeArchive(tmp, manifest, m.Files, files); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), out)
+	return atomicfile.WriteFrom(out, 0o600, func(w io.Writer) error { return writeArchive(w, manifest, m.Files, files) })
 }
 
 func writeArchive(w io.Writer, manifest []byte, entries []File, files map[string]string) error {
@@ -204,17 +188,6 @@ func extractOne(r io.Reader, dst string, e File) error {
 		return fmt.Errorf("sha256 %s (%d bytes), manifest says %s (%d bytes): the backup is damaged", got, n, e.SHA256, e.Size)
 	}
 	return nil
-}
-
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	return hex.EncodeToString(h.Sum(nil)), n, err
 }
 
 // StateFiles lists the state directory's files a backup keeps, keyed by their archive path.

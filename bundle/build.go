@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/filehash"
 )
 
 // Builder makes bundles. Build outputs (Go binaries, downloads, pulled images) are cached under Cache, keyed by
@@ -199,7 +200,7 @@ func stageFile(src, stage, rel string) (File, error) {
 			return File{}, err
 		}
 	}
-	sum, size, err := hashFile(dst)
+	sum, size, err := filehash.SHA256(dst)
 	return File{Path: rel, SHA256: sum, Size: size}, err
 }
 
@@ -220,17 +221,6 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	return hex.EncodeToString(h.Sum(nil)), n, err
-}
-
 // cacheKey names a cache entry after everything that determines its content.
 func cacheKey(parts ...string) string {
 	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
@@ -240,7 +230,7 @@ func cacheKey(parts ...string) string {
 // download fetches url into the cache by its pinned digest; a cached copy is used as is.
 func (bl *Builder) download(ctx context.Context, url, want string) (string, error) {
 	dst := filepath.Join(bl.Cache, "download", want)
-	if sum, _, err := hashFile(dst); err == nil && sum == want {
+	if sum, _, err := filehash.SHA256(dst); err == nil && sum == want {
 		return dst, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {

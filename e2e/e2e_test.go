@@ -360,7 +360,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	labBundle(t, l.Dir, "containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
-		"cni-macvlan", "cni-static", "etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
+		"cni-macvlan", "cni-static", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
 		"pause-bin", "pause", "probe", "busybox", "test", "coredns-bin", "coredns", "multus-bin", "multus-thin", "multus", "quay", "postgresql", "redis")
 	start := time.Now()
 	r := run(t, l, "init")
@@ -416,6 +416,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 
 	checkControlPlaneJoin(t, l, kubectl, full)
 	checkResetAndJoin(t, l, kubectl)
+	checkBackupRestore(t, l, kubectl)
 }
 
 // checkResetAndJoin resets one worker while the cluster keeps running, checks the host is clean, then joins
@@ -600,6 +601,10 @@ func pushTestImage(t *testing.T, bundlePath, ref string) string {
 	return digest.String()
 }
 
+// etcdctlCmd runs etcdctl on an etcd member with the healthcheck client's certificate.
+const etcdctlCmd = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt " +
+	"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key "
+
 // withoutHosts is a lab cluster.yaml without the named hosts' entries.
 func withoutHosts(t *testing.T, config string, names ...string) string {
 	t.Helper()
@@ -642,8 +647,7 @@ func checkControlPlaneJoin(t *testing.T, l *lab.Lab, kubectl string, full []byte
 			t.Errorf("joining control planes restarted a service of the running one: %s", line)
 		}
 	}
-	etcdctl := "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt " +
-		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key "
+	etcdctl := etcdctlCmd
 	r = run(t, l, "exec", "--hosts", "h5", "--", etcdctl+"member list -w simple && "+etcdctl+"endpoint health --cluster")
 	if r.code != 0 || strings.Count(r.stdout, ", started, h") != 3 || strings.Count(r.stdout, ", false\n") != 3 ||
 		strings.Count(r.stdout, "is healthy") != 3 {
@@ -682,5 +686,46 @@ func checkControlPlaneJoin(t *testing.T, l *lab.Lab, kubectl string, full []byte
 	r = run(t, l, "exec", "--hosts", "h1", "--", etcdctl+"endpoint health --cluster && "+kubectl+"get nodes --no-headers")
 	if r.code != 0 || strings.Count(r.stdout, "is healthy") != 3 || strings.Count(r.stdout, " Ready ") != 5 {
 		t.Errorf("after the rejoin 3 healthy members and 5 Ready nodes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// checkBackupRestore backs the cluster up, destroys every etcd member's data, and restores: what existed at
+// the backup is back, what came after it is gone, and the nodes are Ready again.
+func checkBackupRestore(t *testing.T, l *lab.Lab, kubectl string) {
+	t.Helper()
+	r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"create configmap before-backup --from-literal=k=v")
+	if r.code != 0 {
+		t.Fatalf("create configmap: %s%s", r.stdout, r.stderr)
+	}
+	file := filepath.Join(l.Dir, "lab-backup.tar.zst")
+	start := time.Now()
+	r = run(t, l, "backup", "--out", file)
+	if r.code != 0 || !strings.Contains(r.stdout, "wrote "+file) {
+		t.Fatalf("backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("backup: %s", time.Since(start).Round(100*time.Millisecond))
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the backup holds the CA keys and must be 0600: %v", err)
+	}
+	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"create configmap after-backup --from-literal=k=v")
+	if r.code != 0 {
+		t.Fatalf("create configmap: %s%s", r.stdout, r.stderr)
+	}
+	// the disaster: every member's data is gone
+	r = run(t, l, "exec", "--hosts", "h1,h4,h5", "--", "systemctl stop kube-apiserver etcd && rm -rf /var/lib/etcd")
+	if r.code != 0 {
+		t.Fatalf("destroy etcd data: %s%s", r.stdout, r.stderr)
+	}
+	start = time.Now()
+	r = run(t, l, "restore", file)
+	if r.code != 0 || strings.Count(r.stdout, "restored the etcd snapshot into /var/lib/etcd") != 3 {
+		t.Fatalf("restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("restore of 3 etcd members: %s", time.Since(start).Round(100*time.Millisecond))
+	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get configmap before-backup -o jsonpath='{.data.k}{\"\\n\"}'; "+
+		kubectl+"get configmap after-backup; "+etcdctlCmd+"endpoint health --cluster; "+kubectl+"get nodes --no-headers")
+	if !strings.Contains(r.stdout, "\n  v\n") || !strings.Contains(r.stdout+r.stderr, `"after-backup" not found`) ||
+		strings.Count(r.stdout, "is healthy") != 3 || strings.Count(r.stdout, " Ready ") != 5 {
+		t.Errorf("after the restore: the object of before the backup, none of after, 3 healthy members, 5 Ready nodes:\n%s%s", r.stdout, r.stderr)
 	}
 }

@@ -3,6 +3,7 @@ package phases
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -10,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/privcloud/privcloud/internal/parallel"
 
 	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -89,13 +90,9 @@ func runEtcd(ctx context.Context, r *workflow.Run) error {
 	return promoteLearners(ctx, r, members)
 }
 
-// onEach runs f for every host at once and returns the first error.
+// onEach runs f for every host at once and returns their errors.
 func onEach(hosts []etcdHost, f func(etcdHost) error) error {
-	var g errgroup.Group
-	for _, h := range hosts {
-		g.Go(func() error { return f(h) })
-	}
-	return g.Wait()
+	return errors.Join(parallel.ForEach(context.Background(), len(hosts), len(hosts), func(i int) error { return f(hosts[i]) })...)
 }
 
 func bootstrapEnv(peers []string, state, token string) string {

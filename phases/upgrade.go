@@ -11,7 +11,7 @@ func Upgrade() workflow.Workflow {
 		{Name: "plan", Short: "Check the version-skew policy, etcd compatibility and the bundle's contents",
 			Run: workflow.NotImplementedOnce("upgrade planning comes with upgrade")},
 		{Name: "backup", Short: "Snapshot etcd and save it with the PKI and cluster.yaml",
-			Run: workflow.NotImplementedOnce("backups come with upgrade")},
+			Run: workflow.NotImplementedOnce("the pre-upgrade snapshot comes with upgrade apply; take one now with privcloud backup")},
 		distributeBundle(b),
 		{Name: "control-plane", Short: "Upgrade etcd, apiserver, controller-manager and scheduler, one host at a time", Roles: controlPlane,
 			RunHost: workflow.NotImplemented("control-plane upgrades come with upgrade")},

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/privcloud/privcloud/internal/parallel"
 
 	"github.com/privcloud/privcloud/bench/benchutil"
 	pcbundle "github.com/privcloud/privcloud/bundle"
@@ -154,23 +155,21 @@ func distribution(bin, bundlePath, image string) (md string, err error) {
 		return "", err
 	}
 	start = time.Now()
-	var g errgroup.Group
-	for i := 4; i <= 6; i++ {
+	errs := parallel.ForEach(context.Background(), 3, 3, func(i int) error {
+		host := i + 4
 		files := r.worker
-		if i == 4 {
+		if host == 4 {
 			files = r.controlPlane
 		}
-		g.Go(func() error {
-			args := append([]string{"-q", "-i", l.KeyPath(), "-o", "UserKnownHostsFile=" + l.KnownHosts(), "-o", "StrictHostKeyChecking=yes",
-				"-o", "BatchMode=yes"}, files...)
-			args = append(args, "root@"+lab.HostIP(i)+":/var/tmp/")
-			if out, err := exec.Command("scp", args...).CombinedOutput(); err != nil {
-				return fmt.Errorf("scp to h%d: %v: %s", i, err, out)
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+		args := append([]string{"-q", "-i", l.KeyPath(), "-o", "UserKnownHostsFile=" + l.KnownHosts(), "-o", "StrictHostKeyChecking=yes",
+			"-o", "BatchMode=yes"}, files...)
+		args = append(args, "root@"+lab.HostIP(host)+":/var/tmp/")
+		if out, err := exec.Command("scp", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("scp to h%d: %v: %s", host, err, out)
+		}
+		return nil
+	})
+	if err := errors.Join(errs...); err != nil {
 		return "", err
 	}
 	scp := time.Since(start).Seconds()
