@@ -15,7 +15,7 @@ LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) \
 # proxy refuses the source of k8s.io/kubernetes v1.37.2; v1.37.1 has the same certificate code.
 KUBEADM_VERSION ?= v1.37.1
 
-.PHONY: build test unit lint e2e bench lab lab-up lab-down lab-status bundle clean
+.PHONY: build test unit lint e2e bench bench-cold-bundle lab lab-up lab-down lab-status bundle clean
 
 ## build: the privcloud binary in _output/ (static, reproducible paths)
 build:
@@ -80,6 +80,10 @@ bench: build
 	$(GO) run ./bench/labbench -update BENCHMARKS.md
 	$(MAKE) bundle
 	$(GO) run ./bench/clusterbench -privcloud $(BIN) -bundle _output/lab-bundle.tar.zst -update BENCHMARKS.md
+
+## bench-cold-bundle: the lab bundle built with every cache empty (about a quarter of an hour on 2 cores)
+bench-cold-bundle: build
+	bench/cold-bundle.sh $(BIN)
 
 ## bundle: the default lab bundle, built from source into _output/ (cached: a rebuild with nothing changed only repacks)
 bundle: build

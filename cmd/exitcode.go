@@ -54,6 +54,7 @@ func ExitCode(err error) int {
 		certs       *certProblemsError
 		badBundle   *bundle.VerifyError
 		notReady    *notReadyError
+		refused     *upgradeRefusedError
 	)
 	switch {
 	case err == nil:
@@ -69,7 +70,7 @@ func ExitCode(err error) int {
 	case errors.Is(err, workflow.ErrNotImplemented):
 		return ExitNotImplemented
 	case errors.As(err, &phase), errors.As(err, &remote), errors.As(err, &checks), errors.As(err, &certs),
-		errors.As(err, &badBundle), errors.As(err, &notReady):
+		errors.As(err, &badBundle), errors.As(err, &notReady), errors.As(err, &refused):
 		return ExitPhaseFailed
 	}
 	return ExitFailure

@@ -11,7 +11,9 @@ import (
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/phases"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/report"
 	"github.com/privcloud/privcloud/ssh"
+	"github.com/privcloud/privcloud/upgrade"
 )
 
 // workflowCommand describes a command that runs a workflow.
@@ -143,17 +145,76 @@ func phaseTree(wf workflow.Workflow) string {
 
 func newUpgradeCommand(g *globalOptions) *cobra.Command {
 	c := group("upgrade", "Plan and apply a Kubernetes upgrade")
+	batch := 10
 	plan := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what an upgrade to spec.kubernetesVersion would do, or why it is refused",
-		Args:  noArgs,
+		Long: `Read the version of every component on every host and show what an upgrade to spec.kubernetesVersion with
+the bundle would change, and in which order: etcd members and control planes one at a time, then workers in
+batches. Exits 5 with the reasons when the upgrade is refused: a minor version skipped, a downgrade, a kubelet
+newer than the API servers or too old for the target, an etcd version jump etcd does not support, or a binary
+the bundle lacks. Nothing is changed.`,
+		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return g.runWorkflow(c, phases.Upgrade(), workflow.Selection{Only: []string{"plan"}})
+			cluster, d, err := g.loadClusterAndDialer()
+			if err != nil {
+				return err
+			}
+			p, err := phases.UpgradePlan(c.Context(), cluster, connectWith(d), batch)
+			if err != nil {
+				return err
+			}
+			if g.format == report.JSON {
+				g.writeJSON(p)
+			} else {
+				g.printUpgradePlan(p)
+			}
+			if len(p.Refusals) > 0 {
+				return &upgradeRefusedError{refusals: p.Refusals}
+			}
+			return nil
 		},
 	}
 	g.addConfigFlag(plan)
 	g.addOutputFlag(plan)
 	g.addConnectFlags(plan)
+	plan.Flags().IntVar(&batch, "worker-batch-percent", 10, "workers upgraded together, as a percentage of them (at least one)")
 	c.AddCommand(plan, newWorkflowCommand(g, upgradeApplyWorkflow))
 	return c
+}
+
+func (g *globalOptions) printUpgradePlan(p upgrade.Plan) {
+	w := g.streams.Out
+	if p.UpToDate() {
+		fmt.Fprintf(w, "every host runs %s: nothing to upgrade\n", p.To)
+	} else {
+		fmt.Fprintf(w, "upgrade %s -> %s\n\n%-12s %-24s %-24s %-10s %s\n", p.From, p.To, "HOST", "ROLES", "COMPONENT", "FROM", "TO")
+		for _, h := range p.Hosts {
+			for _, ch := range h.Changes {
+				from := ch.From
+				if from == "" {
+					from = "-"
+				}
+				fmt.Fprintf(w, "%-12s %-24s %-24s %-10s %s\n", h.Host, strings.Join(h.Roles, ","), ch.Component, from, ch.To)
+			}
+		}
+		var order []string
+		for _, b := range p.Batches {
+			order = append(order, strings.Join(b, " "))
+		}
+		fmt.Fprintf(w, "\norder: %s\n", strings.Join(order, "; then "))
+	}
+	if len(p.Refusals) > 0 {
+		fmt.Fprintf(w, "\nrefused:\n")
+		for _, r := range p.Refusals {
+			fmt.Fprintf(w, "  - %s\n", r)
+		}
+	}
+}
+
+// upgradeRefusedError is an upgrade plan with refusals; the plan already listed them.
+type upgradeRefusedError struct{ refusals []string }
+
+func (e *upgradeRefusedError) Error() string {
+	return fmt.Sprintf("the upgrade is refused (%d reasons): %s", len(e.refusals), strings.Join(e.refusals, "; "))
 }

@@ -414,6 +414,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 	}
 	t.Logf("no-op re-run: %s", time.Since(start).Round(100*time.Millisecond))
 
+	checkUpgradePlan(t, l)
 	checkControlPlaneJoin(t, l, kubectl, full)
 	checkResetAndJoin(t, l, kubectl)
 	checkBackupRestore(t, l, kubectl)
@@ -727,5 +728,25 @@ func checkBackupRestore(t *testing.T, l *lab.Lab, kubectl string) {
 	if !strings.Contains(r.stdout, "\n  v\n") || !strings.Contains(r.stdout+r.stderr, `"after-backup" not found`) ||
 		strings.Count(r.stdout, "is healthy") != 3 || strings.Count(r.stdout, " Ready ") != 5 {
 		t.Errorf("after the restore: the object of before the backup, none of after, 3 healthy members, 5 Ready nodes:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
+// checkUpgradePlan reads the versions the hosts run: the cluster is current, and a downgrade is refused.
+func checkUpgradePlan(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	r := run(t, l, "upgrade", "plan")
+	if r.code != 0 || !strings.Contains(r.stdout, "every host runs v1.37.1: nothing to upgrade") {
+		t.Errorf("upgrade plan on a current cluster: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	data, err := os.ReadFile(l.ClusterConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := filepath.Join(l.Dir, "cluster-older.yaml")
+	os.WriteFile(older, []byte(strings.Replace(string(data), "kubernetesVersion: v1.37.1", "kubernetesVersion: v1.36.3", 1)), 0o600)
+	r = runConfig(t, older, "upgrade", "plan")
+	if r.code != 5 || !strings.Contains(r.stdout, "v1.36.3 is older than the cluster's v1.37.1: downgrades are not supported") ||
+		!strings.Contains(r.stdout, "h1           control-plane,etcd       kube-apiserver           v1.37.1    v1.36.3") {
+		t.Errorf("upgrade plan of a downgrade: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

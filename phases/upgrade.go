@@ -9,7 +9,7 @@ func Upgrade() workflow.Workflow {
 	return workflow.Workflow{Name: "upgrade", Phases: []workflow.Phase{
 		connect(),
 		{Name: "plan", Short: "Check the version-skew policy, etcd compatibility and the bundle's contents",
-			Run: workflow.NotImplementedOnce("upgrade planning comes with upgrade")},
+			Run: workflow.NotImplementedOnce("upgrade apply is not built yet; privcloud upgrade plan shows what it will do")},
 		{Name: "backup", Short: "Snapshot etcd and save it with the PKI and cluster.yaml",
 			Run: workflow.NotImplementedOnce("the pre-upgrade snapshot comes with upgrade apply; take one now with privcloud backup")},
 		distributeBundle(b),
