@@ -507,12 +507,7 @@ spec:
 
 	// Quay enabled: its certificate is made, its objects are dry-run on the server, and it fails on the
 	// bundle's absent images without storing anything
-	data, err := os.ReadFile(l.ClusterConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	withQuay := filepath.Join(l.Dir, "cluster-quay.yaml")
-	os.WriteFile(withQuay, []byte(strings.Replace(string(data), "  addons:\n", "  addons:\n    quay: {enabled: true, hostname: registry.lab.example}\n", 1)), 0o600)
+	withQuay := configVariant(t, l, "cluster-quay.yaml", "  addons:\n", "  addons:\n    quay: {enabled: true, hostname: registry.lab.example}\n")
 	r = runConfig(t, withQuay, "addons", "apply", "quay")
 	if r.code != 5 || !strings.Contains(r.stderr, "the API server accepted all 10 objects, 10 would change") ||
 		!strings.Contains(r.stderr, "the bundle records quay 3.12 (quay.io/projectquay/quay:v3.12.0) as absent") {
@@ -539,15 +534,8 @@ func checkRegistryMirror(t *testing.T, l *lab.Lab, kubectl string) {
 	defer srv.Close()
 	image := pushTestImage(t, filepath.Join(l.Dir, "privcloud-bundle.tar.zst"), ln.Addr().String()+"/privcloud/test:mirror")
 
-	data, err := os.ReadFile(l.ClusterConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	withMirror := filepath.Join(l.Dir, "cluster-mirror.yaml")
 	mirror := fmt.Sprintf("  containerd:\n    registryMirrors:\n    - {registry: mirror.lab.example, endpoints: [\"http://%s\"]}\n", ln.Addr())
-	if err := os.WriteFile(withMirror, []byte(strings.Replace(string(data), "  containerd:\n", mirror, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	withMirror := configVariant(t, l, "cluster-mirror.yaml", "  containerd:\n", mirror)
 	r := runConfig(t, withMirror, "init", "--only", "containerd")
 	if r.code != 0 || strings.Count(r.stdout, "/etc/containerd/certs.d/mirror.lab.example/hosts.toml") != 3 {
 		t.Fatalf("init --only containerd with a mirror: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -738,15 +726,24 @@ func checkUpgradePlan(t *testing.T, l *lab.Lab) {
 	if r.code != 0 || !strings.Contains(r.stdout, "every host runs v1.37.1: nothing to upgrade") {
 		t.Errorf("upgrade plan on a current cluster: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	data, err := os.ReadFile(l.ClusterConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	older := filepath.Join(l.Dir, "cluster-older.yaml")
-	os.WriteFile(older, []byte(strings.Replace(string(data), "kubernetesVersion: v1.37.1", "kubernetesVersion: v1.36.3", 1)), 0o600)
+	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1", "kubernetesVersion: v1.36.3")
 	r = runConfig(t, older, "upgrade", "plan")
 	if r.code != 5 || !strings.Contains(r.stdout, "v1.36.3 is older than the cluster's v1.37.1: downgrades are not supported") ||
 		!strings.Contains(r.stdout, "h1           control-plane,etcd       kube-apiserver           v1.37.1    v1.36.3") {
 		t.Errorf("upgrade plan of a downgrade: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// configVariant writes a copy of the lab's cluster.yaml named name, next to it, with old replaced by new.
+func configVariant(t *testing.T, l *lab.Lab, name, old, new string) string {
+	t.Helper()
+	data, err := os.ReadFile(l.ClusterConfig())
+	if err != nil || !strings.Contains(string(data), old) {
+		t.Fatalf("cluster.yaml lacks %q: %v", old, err)
+	}
+	path := filepath.Join(l.Dir, name)
+	if err := os.WriteFile(path, []byte(strings.Replace(string(data), old, new, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
