@@ -90,9 +90,9 @@ func runEtcd(ctx context.Context, r *workflow.Run) error {
 	return promoteLearners(ctx, r, members)
 }
 
-// onEach runs f for every host at once and returns their errors.
-func onEach(hosts []etcdHost, f func(etcdHost) error) error {
-	return errors.Join(parallel.ForEach(context.Background(), len(hosts), len(hosts), func(i int) error { return f(hosts[i]) })...)
+// onEach runs f for every item at once and returns their errors.
+func onEach[T any](items []T, f func(T) error) error {
+	return errors.Join(parallel.ForEach(context.Background(), len(items), len(items), func(i int) error { return f(items[i]) })...)
 }
 
 func bootstrapEnv(peers []string, state, token string) string {

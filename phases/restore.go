@@ -110,11 +110,7 @@ func (st *restoreState) check(_ context.Context, r *workflow.Run) error {
 // are rebuilt from the snapshot.
 func stopForRestore(ctx context.Context, r *workflow.Run) error {
 	stop := func(targets []*workflow.Target, units string) error {
-		var hosts []etcdHost
-		for _, t := range targets {
-			hosts = append(hosts, etcdHost{Target: t})
-		}
-		return onEach(hosts, func(h etcdHost) error {
+		return onEach(targets, func(h *workflow.Target) error {
 			if r.DryRun {
 				r.Plan(sshAction(h.Spec.Name, "systemctl stop "+units))
 				return nil
