@@ -14,9 +14,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/klauspost/compress/zstd"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
 )
 
 // ManifestName is the archive's first entry.
@@ -50,6 +53,18 @@ type Component struct {
 	ImageOnly bool   `json:"imageOnly,omitempty"`
 	Origin    string `json:"origin"`
 	Absent    string `json:"absent,omitempty"`
+}
+
+// NeededBy reports whether a host's roles call for the component (no roles: every host). Binaries packed into
+// images only are never installed.
+func (c Component) NeededBy(h api.Host) bool {
+	if c.ImageOnly {
+		return false
+	}
+	if len(c.Roles) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(c.Roles, func(r string) bool { return h.HasRole(api.Role(r)) })
 }
 
 // File is one archive entry.

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"syscall"
 
-	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -32,17 +31,6 @@ func RemotePath(c bundle.Component) string {
 
 // LocalPath is where a component of the bundle was unpacked on this machine.
 func (s *bundleState) LocalPath(c bundle.Component) string { return filepath.Join(s.local, c.Path) }
-
-// wantsComponent reports whether a host's roles call for a component (no roles: every host).
-func wantsComponent(h api.Host, c bundle.Component) bool {
-	if c.ImageOnly {
-		return false
-	}
-	if len(c.Roles) == 0 {
-		return true
-	}
-	return slices.ContainsFunc(c.Roles, func(r string) bool { return h.HasRole(api.Role(r)) })
-}
 
 func distributeBundle(st *bundleState) workflow.Phase {
 	return workflow.Phase{Name: "bundle", Short: "Send each host the binaries its roles need, verified by sha256 (images go to containerd)", RunHost: st.distribute}
@@ -76,7 +64,7 @@ func (s *bundleState) prepare(r *workflow.Run) error {
 				continue
 			}
 			for _, h := range r.Cluster.Spec.Hosts {
-				if wantsComponent(h, c) {
+				if c.NeededBy(h) {
 					if _, err := os.Stat(filepath.Join(s.local, c.Path)); err != nil {
 						needed[c.Path] = true
 					}
@@ -143,7 +131,7 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 	var wanted []bundle.Component
 	var paths []string
 	for _, c := range s.manifest.Components {
-		if c.Kind == "binary" && wantsComponent(t.Spec, c) { // images are streamed into containerd by containerd/images
+		if c.Kind == "binary" && c.NeededBy(t.Spec) { // images are streamed into containerd by containerd/images
 			wanted = append(wanted, c)
 			paths = append(paths, RemotePath(c))
 		}

@@ -122,7 +122,7 @@ func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *b
 	}
 	if r.DryRun {
 		for _, c := range b.manifest.Components {
-			if c.Kind == "image" && wantsComponent(t.Spec, c) {
+			if c.Kind == "image" && c.NeededBy(t.Spec) {
 				r.Plan(ssh.Action{Host: t.Spec.Name, Kind: "run", Cmd: "import image " + c.ImageRef})
 			}
 		}
@@ -134,7 +134,7 @@ func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *b
 	}
 	defer cl.Close()
 	for _, c := range b.manifest.Components {
-		if c.Kind != "image" || !wantsComponent(t.Spec, c) {
+		if c.Kind != "image" || !c.NeededBy(t.Spec) {
 			continue
 		}
 		if img, err := cl.GetImage(ctx, c.ImageRef); err == nil && img.Labels()[archiveLabel] == c.SHA256 {

@@ -118,10 +118,11 @@ func Make(c *api.Cluster, installed map[string]Installed, m *bundle.Manifest, ba
 			if to == "" || from == to {
 				continue
 			}
-			if slices.Contains(EtcdComponents, comp) && from == "" {
-				continue // an etcd tool the host never had (etcdutl on older installs) comes with the bundle phase
+			bc := m.Find(comp, to)
+			if from == "" && (bc == nil || !bc.NeededBy(h)) {
+				continue // neither installed nor meant for this host's roles (kubectl on workers, say)
 			}
-			if m.Find(comp, to) == nil {
+			if bc == nil {
 				refuse("the bundle has no %s %s, which %s needs", comp, to, h.Name)
 			}
 			hp.Changes = append(hp.Changes, Change{Component: comp, From: from, To: to})

@@ -24,7 +24,11 @@ func manifest(k8s ...string) *bundle.Manifest {
 	}}
 	for _, v := range k8s {
 		for _, c := range append(append([]string{}, ControlPlaneComponents...), NodeComponents...) {
-			m.Components = append(m.Components, bundle.Component{Name: c, Version: v, Kind: "binary"})
+			bc := bundle.Component{Name: c, Version: v, Kind: "binary"}
+			if c == "kubectl" {
+				bc.Roles = []string{"control-plane"} // as in the lab bundle: workers have none
+			}
+			m.Components = append(m.Components, bc)
 		}
 	}
 	return m
@@ -39,6 +43,7 @@ func running(k8s, etcd string) map[string]Installed {
 	for _, c := range NodeComponents {
 		cp[c], node[c] = k8s, k8s
 	}
+	delete(node, "kubectl")
 	return map[string]Installed{"h1": cp, "h2": node, "h3": node}
 }
 
@@ -50,8 +55,8 @@ func TestPlanOneMinorUp(t *testing.T) {
 	if got := p.Hosts[0].Changes; len(got) != 6 || got[0] != (Change{"kube-apiserver", "v1.36.3", "v1.37.1"}) {
 		t.Errorf("h1 changes %+v: the control-plane components first, then the node's; etcd is already current", got)
 	}
-	if got := p.Hosts[1].Changes; len(got) != 3 || got[0].Component != "kubelet" {
-		t.Errorf("h2 changes %+v", got)
+	if got := p.Hosts[1].Changes; len(got) != 2 || got[0].Component != "kubelet" || got[1].Component != "kube-proxy" {
+		t.Errorf("h2 changes %+v: kubelet and kube-proxy, and no kubectl, which workers do not get", got)
 	}
 	// the control plane alone first, then workers in batches of 10% (at least one)
 	if want := [][]string{{"h1"}, {"h2"}, {"h3"}}; !reflect.DeepEqual(p.Batches, want) {
@@ -92,7 +97,7 @@ func TestPlanRefusals(t *testing.T) {
 	}
 	// a kubelet newer than every API server breaks the skew policy
 	in := running("v1.36.3", "v3.7.0")
-	in["h3"] = Installed{"kubelet": "v1.37.1", "kube-proxy": "v1.37.1", "kubectl": "v1.37.1"}
+	in["h3"] = Installed{"kubelet": "v1.37.1", "kube-proxy": "v1.37.1"}
 	p := Make(lab("v1.37.1"), in, manifest("v1.36.3", "v1.37.1"), 10)
 	if !strings.Contains(strings.Join(p.Refusals, "\n"), "the kubelet on h3 (v1.37.1) is newer than the API server (v1.36.3)") {
 		t.Errorf("refusals %q", p.Refusals)
