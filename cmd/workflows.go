@@ -35,8 +35,9 @@ init on a converged cluster changes nothing. After a failure, fix the cause and 
 etcd member (added through the etcd API first, so quorum is never at risk).`}
 	resetWorkflow = workflowCommand{workflow: phases.Reset, use: "reset",
 		short: "Return hosts to their state before privcloud",
-		long: `Return hosts to their pre-install state: an etcd member leaves the cluster first, then services, files, CNI
-configuration, iptables rules and mounts are removed. Safe to re-run.`}
+		long: `Return hosts to their pre-install state: nodes are drained, a control plane's API server stops and its etcd
+member leaves the cluster, then services, files, CNI configuration, iptables rules and mounts are removed. Safe
+to re-run.`}
 	upgradeApplyWorkflow = workflowCommand{workflow: phases.Upgrade, use: "apply",
 		short: "Upgrade the cluster to spec.kubernetesVersion",
 		long: `Upgrade to spec.kubernetesVersion: an etcd snapshot first, then control-plane hosts one at a time and workers

@@ -20,9 +20,9 @@ import (
 	"github.com/privcloud/privcloud/phases/workflow"
 )
 
-// Reset returns hosts to their state before privcloud: an etcd member leaves the cluster first, then services,
-// files, CNI configuration, iptables rules and mounts go. --hosts limits it to some hosts; the others keep
-// running and are only used to reach the API server and etcd.
+// Reset returns hosts to their state before privcloud: nodes are drained, a control plane's services stop and its
+// etcd member leaves the cluster, then services, files, CNI configuration, iptables rules and mounts go.
+// --hosts limits it to some hosts; the others keep running and are only used to reach the API server and etcd.
 func Reset() workflow.Workflow {
 	return workflow.Workflow{Name: "reset", NoRecords: true, Phases: []workflow.Phase{
 		connect(),
