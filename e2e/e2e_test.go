@@ -318,7 +318,7 @@ func labBundle(t *testing.T, dir string, names ...string) {
 
 func TestControlPlaneOnLabHost(t *testing.T) {
 	l := newLab(t, 1)
-	labBundle(t, l.Dir, "etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+	labBundle(t, l.Dir, "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 	const phases = "bundle,certs,etcd,control-plane,cluster-rbac"
 	r := run(t, l, "init", "--only", phases)
 	if r.code != 0 || !strings.Contains(r.stdout, "ok       etcd") || !strings.Contains(r.stdout, "ok       control-plane/scheduler") {
@@ -347,6 +347,8 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
 		t.Errorf("a converged control plane changed (or restarted) on the second run:\n%s", r.stdout)
 	}
+	// a lone member comes back from a backup as well (no kubelet runs here, so no node to wait for)
+	checkBackupRestore(t, l, "kubectl --kubeconfig /etc/kubernetes/admin.conf ", "h1", 0, "--skip", "wait-ready")
 }
 
 func TestClusterOnLabHosts(t *testing.T) {
@@ -417,7 +419,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 	checkUpgradePlan(t, l)
 	checkControlPlaneJoin(t, l, kubectl, full)
 	checkResetAndJoin(t, l, kubectl)
-	checkBackupRestore(t, l, kubectl)
+	checkBackupRestore(t, l, kubectl, "h1,h4,h5", 5)
 }
 
 // checkResetAndJoin resets one worker while the cluster keeps running, checks the host is clean, then joins
@@ -678,10 +680,12 @@ func checkControlPlaneJoin(t *testing.T, l *lab.Lab, kubectl string, full []byte
 	}
 }
 
-// checkBackupRestore backs the cluster up, destroys every etcd member's data, and restores: what existed at
-// the backup is back, what came after it is gone, and the nodes are Ready again.
-func checkBackupRestore(t *testing.T, l *lab.Lab, kubectl string) {
+// checkBackupRestore backs the cluster up, destroys the data of every etcd member (members, comma-separated),
+// and restores (with restoreArgs): what existed at the backup is back, what came after it is gone, every member
+// is healthy and the cluster has its nodes Ready nodes again.
+func checkBackupRestore(t *testing.T, l *lab.Lab, kubectl, members string, nodes int, restoreArgs ...string) {
 	t.Helper()
+	n := strings.Count(members, ",") + 1
 	r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"create configmap before-backup --from-literal=k=v")
 	if r.code != 0 {
 		t.Fatalf("create configmap: %s%s", r.stdout, r.stderr)
@@ -701,21 +705,21 @@ func checkBackupRestore(t *testing.T, l *lab.Lab, kubectl string) {
 		t.Fatalf("create configmap: %s%s", r.stdout, r.stderr)
 	}
 	// the disaster: every member's data is gone
-	r = run(t, l, "exec", "--hosts", "h1,h4,h5", "--", "systemctl stop kube-apiserver etcd && rm -rf /var/lib/etcd")
+	r = run(t, l, "exec", "--hosts", members, "--", "systemctl stop kube-apiserver etcd && rm -rf /var/lib/etcd")
 	if r.code != 0 {
 		t.Fatalf("destroy etcd data: %s%s", r.stdout, r.stderr)
 	}
 	start = time.Now()
-	r = run(t, l, "restore", file)
-	if r.code != 0 || strings.Count(r.stdout, "restored the etcd snapshot into /var/lib/etcd") != 3 {
+	r = run(t, l, append([]string{"restore", file}, restoreArgs...)...)
+	if r.code != 0 || strings.Count(r.stdout, "restored the etcd snapshot into /var/lib/etcd") != n {
 		t.Fatalf("restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	t.Logf("restore of 3 etcd members: %s", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("restore of %d etcd members: %s", n, time.Since(start).Round(100*time.Millisecond))
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get configmap before-backup -o jsonpath='{.data.k}{\"\\n\"}'; "+
 		kubectl+"get configmap after-backup; "+etcdctlCmd+"endpoint health --cluster; "+kubectl+"get nodes --no-headers")
 	if !strings.Contains(r.stdout, "\n  v\n") || !strings.Contains(r.stdout+r.stderr, `"after-backup" not found`) ||
-		strings.Count(r.stdout, "is healthy") != 3 || strings.Count(r.stdout, " Ready ") != 5 {
-		t.Errorf("after the restore: the object of before the backup, none of after, 3 healthy members, 5 Ready nodes:\n%s%s", r.stdout, r.stderr)
+		strings.Count(r.stdout, "is healthy") != n || strings.Count(r.stdout, " Ready ") != nodes {
+		t.Errorf("after the restore: the object of before the backup, none of after, %d healthy members, %d Ready nodes:\n%s%s", n, nodes, r.stdout, r.stderr)
 	}
 }
 
