@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -295,8 +296,14 @@ func TestContainerdOnLabHost(t *testing.T) {
 }
 
 // labBundle builds, into dir/privcloud-bundle.tar.zst, the lab bundle's components whose names are listed
-// (same specs, so it shares `make bundle`'s cache).
+// (same specs, so it shares `make bundle`'s cache), with Kubernetes v1.37.1.
 func labBundle(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	labBundleOf(t, dir, []string{"v1.37.1"}, names...)
+}
+
+// labBundleOf is labBundle with the Kubernetes releases listed.
+func labBundleOf(t *testing.T, dir string, kubernetes []string, names ...string) {
 	t.Helper()
 	b, err := api.LoadBundle("lab/bundle.yaml")
 	if err != nil {
@@ -304,7 +311,7 @@ func labBundle(t *testing.T, dir string, names ...string) {
 	}
 	kept := b.Spec.Components[:0]
 	for _, c := range b.Spec.Components {
-		if slices.Contains(names, c.Name) && (!strings.HasPrefix(c.Name, "kube") || c.Version == "v1.37.1") {
+		if slices.Contains(names, c.Name) && (!strings.HasPrefix(c.Name, "kube") || slices.Contains(kubernetes, c.Version)) {
 			kept = append(kept, c)
 		}
 	}
@@ -349,6 +356,44 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 	}
 	// a lone member comes back from a backup as well (no kubelet runs here, so no node to wait for)
 	checkBackupRestore(t, l, "kubectl --kubeconfig /etc/kubernetes/admin.conf ", "h1", 0, "--skip", "wait-ready")
+}
+
+// TestUpgradePlanOnLabHosts brings a cluster up on the release before the lab's, from a bundle that carries
+// both, and plans its upgrade from the versions the hosts run.
+func TestUpgradePlanOnLabHosts(t *testing.T) {
+	l := newLab(t, 2)
+	labBundleOf(t, l.Dir, []string{"v1.36.3", "v1.37.1"}, "containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local",
+		"cni-loopback", "cni-portmap", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
+		"kube-proxy", "kubectl", "pause-bin", "pause")
+	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1", "kubernetesVersion: v1.36.3")
+	r := runConfig(t, older, "init", "--skip", "addons")
+	if r.code != 0 {
+		t.Fatalf("init on v1.36.3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "exec", "--hosts", "h1", "--", "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes --no-headers")
+	if strings.Count(r.stdout, " Ready ") != 2 || strings.Count(r.stdout, "v1.36.3") != 2 {
+		t.Fatalf("2 Ready nodes on v1.36.3:\n%s%s", r.stdout, r.stderr)
+	}
+	// cluster.yaml says v1.37.1: the plan reads v1.36.3 from the hosts
+	r = run(t, l, "upgrade", "plan")
+	if r.code != 0 || !strings.Contains(r.stdout, "upgrade v1.36.3 -> v1.37.1") || !strings.Contains(r.stdout, "order: h1; then h2") ||
+		!strings.Contains(r.stdout, "h1           control-plane,etcd       kube-apiserver           v1.36.3    v1.37.1") ||
+		!strings.Contains(r.stdout, "h2           worker                   kubelet                  v1.36.3    v1.37.1") || strings.Contains(r.stdout, "refused") {
+		t.Errorf("upgrade plan from v1.36.3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "upgrade", "plan", "-o", "json")
+	var plan struct {
+		From, To string
+		Batches  [][]string
+		Hosts    []struct {
+			Host    string
+			Changes []struct{ Component, From, To string }
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil || plan.From != "v1.36.3" || plan.To != "v1.37.1" ||
+		!slices.EqualFunc(plan.Batches, [][]string{{"h1"}, {"h2"}}, slices.Equal) || len(plan.Hosts) != 2 || len(plan.Hosts[1].Changes) != 2 {
+		t.Errorf("upgrade plan -o json: %v\n%s", err, r.stdout)
+	}
 }
 
 func TestClusterOnLabHosts(t *testing.T) {
@@ -704,8 +749,9 @@ func checkBackupRestore(t *testing.T, l *lab.Lab, kubectl, members string, nodes
 	if r.code != 0 {
 		t.Fatalf("create configmap: %s%s", r.stdout, r.stderr)
 	}
-	// the disaster: every member's data is gone
-	r = run(t, l, "exec", "--hosts", members, "--", "systemctl stop kube-apiserver etcd && rm -rf /var/lib/etcd")
+	// the disaster: every member's data is gone (the API server stops first: one whose etcd went away hangs in
+	// its shutdown until systemd's stop timeout)
+	r = run(t, l, "exec", "--hosts", members, "--", "systemctl stop kube-apiserver && systemctl stop etcd && rm -rf /var/lib/etcd")
 	if r.code != 0 {
 		t.Fatalf("destroy etcd data: %s%s", r.stdout, r.stderr)
 	}
