@@ -495,6 +495,11 @@ iptables-save -t mangle | grep -c 'DROP' | sed 's/^/lab-guard: /'`)
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
 		t.Errorf("a second reset changed something:\n%s%s", r.stdout, r.stderr)
 	}
+	// the nodes that stay have no route left to h3's pods
+	r = run(t, l, "exec", "--hosts", "h1,h2", "--", "ip route show proto 201")
+	if r.code != 0 || strings.Contains(r.stdout, "via "+lab.HostIP(3)) || strings.Count(r.stdout, "via ") != 6 {
+		t.Errorf("routes on h1 and h2 after h3 left (3 each, to h2/h1, h4 and h5):\n%s%s", r.stdout, r.stderr)
+	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
 	if strings.Contains(r.stdout, "h3") || strings.Count(r.stdout, " Ready ") != 4 {
 		t.Errorf("after reset the cluster has every node but h3:\n%s", r.stdout)

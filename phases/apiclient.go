@@ -24,11 +24,13 @@ func apiVia(r *workflow.Run, h ssh.Host) (*kube.Client, error) {
 
 // controlPlaneAPI is an API client through the first control-plane host.
 func controlPlaneAPI(r *workflow.Run) (*kube.Client, error) {
-	cps := r.TargetsFor(controlPlane)
-	if len(cps) == 0 || cps[0].Host == nil {
-		return nil, fmt.Errorf("no connected control-plane host")
+	for _, t := range r.TargetsFor(controlPlane) {
+		// a run over part of the cluster (reset --hosts) goes through a control plane that stays
+		if t.Host != nil && (len(r.Scope) == 0 || !r.InScope(t.Spec.Name)) {
+			return apiVia(r, t.Host)
+		}
 	}
-	return apiVia(r, cps[0].Host)
+	return nil, fmt.Errorf("no connected control-plane host")
 }
 
 // withControlPlaneAPI runs fn with an API client through the first control-plane host; a dry run skips it,

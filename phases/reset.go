@@ -37,7 +37,28 @@ func Reset() workflow.Workflow {
 		{Name: "services", Short: "Stop every container and privcloud's systemd units, and remove the units", RunHost: resetServices},
 		{Name: "network", Short: "Remove CNI configuration, interfaces, pod routes and Kubernetes' iptables rules", RunHost: resetNetwork},
 		{Name: "files", Short: "Unmount and remove privcloud's files, binaries and data directories", RunHost: resetFiles},
+		{Name: "routes", Short: "Take the staying nodes' routes to the reset nodes' pods away", Run: refreshStayingRoutes},
 	}}
+}
+
+// refreshStayingRoutes rewrites the pod routes of the nodes that stay, from the nodes the cluster has now: the
+// routes to the pods of the nodes just reset (their Node objects are gone) go.
+func refreshStayingRoutes(ctx context.Context, r *workflow.Run) error {
+	if len(r.Scope) == 0 {
+		return workflow.Skip("every host is reset")
+	}
+	if staying(r, api.RoleControlPlane) == nil {
+		return workflow.Skip("no control plane stays to list the nodes")
+	}
+	for _, t := range r.TargetsFor(nodes) {
+		if r.InScope(t.Spec.Name) || t.Host == nil {
+			continue
+		}
+		if err := configureNetwork(ctx, r, t); err != nil {
+			return fmt.Errorf("%s: %w", t.Spec.Name, err)
+		}
+	}
+	return nil
 }
 
 // staying is a connected control-plane host that is not being reset, through which the cluster is reached.
