@@ -22,7 +22,8 @@ func apiVia(r *workflow.Run, h ssh.Host) (*kube.Client, error) {
 	return kube.New(PKIStore(r.Cluster).KubeconfigPath("super-admin"), "127.0.0.1:6443", h.Dial)
 }
 
-// controlPlaneAPI is an API client through the first control-plane host.
+// controlPlaneAPI is an API client through the first connected control-plane host that stays in the cluster
+// (with reset --hosts, one not being reset).
 func controlPlaneAPI(r *workflow.Run) (*kube.Client, error) {
 	for _, t := range r.TargetsFor(controlPlane) {
 		// a run over part of the cluster (reset --hosts) goes through a control plane that stays
@@ -33,7 +34,7 @@ func controlPlaneAPI(r *workflow.Run) (*kube.Client, error) {
 	return nil, fmt.Errorf("no connected control-plane host")
 }
 
-// withControlPlaneAPI runs fn with an API client through the first control-plane host; a dry run skips it,
+// withControlPlaneAPI runs fn with an API client from controlPlaneAPI; a dry run skips it,
 // as nothing it would wait for was started.
 func withControlPlaneAPI(r *workflow.Run, fn func(*kube.Client) error) error {
 	if r.DryRun {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/privcloud/privcloud/backup"
@@ -28,8 +27,11 @@ func Backup(configPath, out string) workflow.Workflow {
 
 // DefaultBackupPath is where a backup goes without --out: the state directory's backups folder.
 func DefaultBackupPath(stateDir, cluster string, now time.Time) string {
-	return filepath.Join(stateDir, "backups", cluster+"-"+now.UTC().Format("20060102T150405Z")+".tar.zst")
+	return filepath.Join(stateDir, "backups", cluster+"-"+now.UTC().Format(fileTime)+".tar.zst")
 }
+
+// fileTime is how times appear in the names of files and folders privcloud makes.
+const fileTime = "20060102T150405Z"
 
 func saveBackup(ctx context.Context, r *workflow.Run, configPath, out string) error {
 	members := r.TargetsFor(etcdMembers)
@@ -52,16 +54,14 @@ func saveBackup(ctx context.Context, r *workflow.Run, configPath, out string) er
 func snapshotInto(ctx context.Context, r *workflow.Run, t *workflow.Target, configPath, out string) error {
 	remote := fmt.Sprintf("/var/lib/privcloud/etcd-snapshot-%d.db", time.Now().UnixNano())
 	defer t.Host.Run(context.WithoutCancel(ctx), "rm -f "+remote+" "+remote+".part")
-	if _, err := t.Host.Run(ctx, "mkdir -p /var/lib/privcloud && etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "+
-		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key snapshot save "+remote); err != nil {
+	// no --command-timeout: with one, etcdctl bounds the whole snapshot by it, and a large one takes minutes
+	if _, err := t.Host.Run(ctx, "mkdir -p /var/lib/privcloud && "+etcdctlBase+" snapshot save "+remote); err != nil {
 		return fmt.Errorf("etcdctl snapshot save: %w", err)
 	}
-	dir, err := os.MkdirTemp(filepath.Dir(out), ".snapshot-")
-	if errors.Is(err, os.ErrNotExist) {
-		if err = os.MkdirAll(filepath.Dir(out), 0o700); err == nil {
-			dir, err = os.MkdirTemp(filepath.Dir(out), ".snapshot-")
-		}
+	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+		return err
 	}
+	dir, err := os.MkdirTemp(filepath.Dir(out), ".snapshot-")
 	if err != nil {
 		return err
 	}
@@ -101,9 +101,4 @@ func download(ctx context.Context, h ssh.Host, remote, local string) error {
 		return err
 	}
 	return atomicfile.Write(local, data, 0o600)
-}
-
-// asideDir is where a host's etcd data goes before a restore replaces it: nothing is deleted.
-func asideDir(dataDir string, now time.Time) string {
-	return strings.TrimRight(dataDir, "/") + ".before-restore-" + now.UTC().Format("20060102T150405Z")
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
+	"github.com/privcloud/privcloud/upgrade"
 )
 
 // RemoteBinDir is where bundle binaries go on hosts, each under its own version, so two versions sit side by
@@ -181,7 +182,7 @@ func activeLink(c bundle.Component) string {
 }
 
 // kubernetesComponents are the binaries of a Kubernetes release: the one of spec.kubernetesVersion is active.
-var kubernetesComponents = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"}
+var kubernetesComponents = slices.Concat(upgrade.ControlPlaneComponents, upgrade.NodeComponents)
 
 // active reports whether c is the version of its binary that should run: for Kubernetes components the one of
 // kubernetesVersion, for the others the first the bundle lists.

@@ -56,7 +56,7 @@ func configureContainerd(ctx context.Context, r *workflow.Run, t *workflow.Targe
 	if c := b.manifest.Find("containerd", ""); c != nil {
 		data.Version = c.Version
 	}
-	var files []serviceFile
+	var files []hostFile
 	for _, f := range []struct{ template, path string }{
 		{"containerd.service", "/etc/systemd/system/containerd.service"},
 		{"containerd-config.toml", "/etc/containerd/config.toml"},
@@ -66,7 +66,7 @@ func configureContainerd(ctx context.Context, r *workflow.Run, t *workflow.Targe
 		if err != nil {
 			return err
 		}
-		files = append(files, serviceFile{f.path, content, 0o644})
+		files = append(files, hostFile{f.path, content, 0o644})
 	}
 	if err := ensureService(ctx, r, t, "containerd", files...); err != nil {
 		return err

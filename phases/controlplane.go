@@ -1,12 +1,12 @@
 package phases
 
 import (
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
 	"context"
 	"net"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -20,7 +20,8 @@ func apiserver() workflow.Phase {
 		RunHost: runAPIServer}
 }
 
-// runAPIServer runs kube-apiserver against every etcd member and waits for /readyz.
+// runAPIServer runs kube-apiserver against its own etcd member (or, on a host without one, every member) and
+// waits for /readyz.
 func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	spec := r.Cluster.Spec
 	// a stacked control plane talks to its own etcd member, as kubeadm's do: members joining or leaving then
@@ -37,7 +38,7 @@ func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 	if err != nil {
 		return err
 	}
-	if err := ensureService(ctx, r, t, "kube-apiserver", serviceFile{"/etc/systemd/system/kube-apiserver.service", unit, 0o644}); err != nil {
+	if err := ensureService(ctx, r, t, "kube-apiserver", hostFile{"/etc/systemd/system/kube-apiserver.service", unit, 0o644}); err != nil {
 		return err
 	}
 	if r.DryRun {
@@ -76,7 +77,7 @@ func runLeaderElected(ctx context.Context, r *workflow.Run, t *workflow.Target, 
 	if err != nil {
 		return err
 	}
-	if err := ensureService(ctx, r, t, unit, serviceFile{"/etc/systemd/system/" + unit + ".service", content, 0o644}); err != nil {
+	if err := ensureService(ctx, r, t, unit, hostFile{"/etc/systemd/system/" + unit + ".service", content, 0o644}); err != nil {
 		return err
 	}
 	if r.DryRun {

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/internal/parallel"
-
 	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
@@ -37,8 +37,18 @@ type etcdHost struct {
 	bootstrap string
 }
 
-func (h etcdHost) peerURL() string {
-	return "https://" + net.JoinHostPort(h.Spec.InternalAddress, "2380")
+func (h etcdHost) peerURL() string { return peerURL(h.Spec) }
+
+// peerURL is where an etcd host's member talks to the others.
+func peerURL(h api.Host) string { return "https://" + net.JoinHostPort(h.InternalAddress, "2380") }
+
+// foundingPeers is the initial cluster of every etcd host of cluster.yaml: a new cluster's, or a restored one's.
+func foundingPeers(r *workflow.Run) []string {
+	var peers []string
+	for _, t := range r.TargetsFor(etcdMembers) {
+		peers = append(peers, t.Spec.Name+"="+peerURL(t.Spec))
+	}
+	return peers
 }
 
 // runEtcd brings every etcd host's member up. A new cluster starts all its members at once (they wait for
@@ -64,11 +74,7 @@ func runEtcd(ctx context.Context, r *workflow.Run) error {
 	}
 	if len(members) == 0 {
 		// a new cluster: every member bootstraps with the same initial list
-		var peers []string
-		for _, h := range hosts {
-			peers = append(peers, h.Spec.Name+"="+h.peerURL())
-		}
-		env := bootstrapEnv(peers, "new", r.Cluster.Metadata.Name)
+		env := bootstrapEnv(foundingPeers(r), "new", r.Cluster.Metadata.Name)
 		return onEach(hosts, func(h etcdHost) error { return startMember(ctx, r, h, env) })
 	}
 	// at once: a member's start returns once it has joined a quorum, so stopped members start together
@@ -116,9 +122,9 @@ func startMember(ctx context.Context, r *workflow.Run, h etcdHost, env string) e
 	if err != nil {
 		return err
 	}
-	files := []serviceFile{{"/etc/systemd/system/etcd.service", unit, 0o644}}
+	files := []hostFile{{"/etc/systemd/system/etcd.service", unit, 0o644}}
 	if h.bootstrap == "" {
-		files = append(files, serviceFile{etcdBootstrapFile, []byte(env), 0o644})
+		files = append(files, hostFile{etcdBootstrapFile, []byte(env), 0o644})
 	}
 	if err := ensureService(ctx, r, h.Target, "etcd", files...); err != nil {
 		return err
@@ -336,9 +342,11 @@ func listMembers(ctx context.Context, t *workflow.Target) (etcdMembersList, erro
 	return parseMembers(res.Stdout)
 }
 
-// etcdctl runs etcdctl on a host with the healthcheck client's certificate; its arguments are privcloud's.
+// etcdctlBase is etcdctl talking to the host's own member with the healthcheck client's certificate.
+const etcdctlBase = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt " +
+	"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key"
+
+// etcdctl runs etcdctl on a host, each request bounded to 10 s; its arguments are privcloud's.
 func etcdctl(ctx context.Context, h ssh.Host, args string, opts ...ssh.RunOption) (ssh.Result, error) {
-	return h.Run(ctx, "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "+
-		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key "+
-		"--command-timeout=10s "+args, opts...)
+	return h.Run(ctx, etcdctlBase+" --command-timeout=10s "+args, opts...)
 }

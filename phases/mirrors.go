@@ -11,7 +11,6 @@ import (
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
-	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/templates"
 )
 
@@ -65,19 +64,16 @@ func writeRegistryMirrors(ctx context.Context, r *workflow.Run, t *workflow.Targ
 		keep = append(keep, registry)
 	}
 	sort.Strings(keep)
+	var files []hostFile
 	for _, registry := range keep {
 		content, err := templates.Render("containerd-hosts.toml", mirrors[registry])
 		if err != nil {
 			return err
 		}
-		p := path.Join(registryHostsDir, registry, "hosts.toml")
-		changed, err := t.Host.Upload(ctx, ssh.Bytes(content), p, 0o644, ssh.WithOwner("root:root"))
-		if err != nil {
-			return err
-		}
-		if changed {
-			r.Changed(t.Spec.Name, p)
-		}
+		files = append(files, hostFile{path.Join(registryHostsDir, registry, "hosts.toml"), content, 0o644})
+	}
+	if _, err := writeFiles(ctx, r, t, files...); err != nil {
+		return err
 	}
 	// registry names are validated host[:port] values: nothing in them the shell would expand
 	script := `set -u
@@ -89,5 +85,5 @@ for f in ` + registryHostsDir + `/*/hosts.toml; do
   rm -f "$f" && rmdir "$d" 2>/dev/null; echo "removed $f"
 done
 true`
-	return runCleanup(ctx, r, t, "remove registry mirrors cluster.yaml no longer declares", script)
+	return runScript(ctx, r, t, "remove registry mirrors cluster.yaml no longer declares", script)
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
-	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/templates"
 )
 
@@ -56,17 +55,10 @@ func hostPrep() workflow.Phase {
 // prepareHost writes the module and sysctl settings pod networking needs and applies them now. Hosts that
 // cannot load modules (containers) keep what the machine loaded; a missing bridge netfilter is a warning.
 func prepareHost(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	for _, f := range []serviceFile{
-		{"/etc/modules-load.d/privcloud.conf", render("modules.conf", nil), 0o644},
-		{"/etc/sysctl.d/99-privcloud.conf", render("sysctl.conf", nil), 0o644},
-	} {
-		changed, err := t.Host.Upload(ctx, ssh.Bytes(f.Content), f.Path, f.Mode, ssh.WithOwner("root:root"))
-		if err != nil {
-			return err
-		}
-		if changed {
-			r.Changed(t.Spec.Name, f.Path)
-		}
+	if _, err := writeFiles(ctx, r, t,
+		hostFile{"/etc/modules-load.d/privcloud.conf", render("modules.conf", nil), 0o644},
+		hostFile{"/etc/sysctl.d/99-privcloud.conf", render("sysctl.conf", nil), 0o644}); err != nil {
+		return err
 	}
 	res, err := t.Host.Run(ctx, `set -e
 mkdir -p /etc/kubernetes/pki /var/lib/kubelet /var/lib/kube-proxy /etc/cni/net.d /opt/cni/bin
@@ -101,8 +93,8 @@ func runKubelet(ctx context.Context, r *workflow.Run, t *workflow.Target) error 
 	}
 	d.ResolvConf = resolvConf
 	if err := ensureService(ctx, r, t, "kubelet",
-		serviceFile{"/var/lib/kubelet/config.yaml", render("kubelet-config.yaml", d), 0o644},
-		serviceFile{"/etc/systemd/system/kubelet.service", render("kubelet.service", d), 0o644}); err != nil {
+		hostFile{"/var/lib/kubelet/config.yaml", render("kubelet-config.yaml", d), 0o644},
+		hostFile{"/etc/systemd/system/kubelet.service", render("kubelet.service", d), 0o644}); err != nil {
 		return err
 	}
 	return withControlPlaneAPI(r, func(c *kube.Client) error {
@@ -114,8 +106,8 @@ func runKubelet(ctx context.Context, r *workflow.Run, t *workflow.Target) error 
 func runKubeProxy(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	d := nodeData(r, t.Spec)
 	return ensureService(ctx, r, t, "kube-proxy",
-		serviceFile{"/var/lib/kube-proxy/config.yaml", render("kube-proxy-config.yaml", d), 0o644},
-		serviceFile{"/etc/systemd/system/kube-proxy.service", render("kube-proxy.service", d), 0o644})
+		hostFile{"/var/lib/kube-proxy/config.yaml", render("kube-proxy-config.yaml", d), 0o644},
+		hostFile{"/etc/systemd/system/kube-proxy.service", render("kube-proxy.service", d), 0o644})
 }
 
 func podNetwork() workflow.Phase {
@@ -150,15 +142,11 @@ func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 		}
 	}
 	sort.Slice(d.Routes, func(i, j int) bool { return d.Routes[i].CIDR < d.Routes[j].CIDR })
-	changed, err := t.Host.Upload(ctx, ssh.Bytes(render("bridge.conflist", d)), "/etc/cni/net.d/10-privcloud.conflist", 0o644, ssh.WithOwner("root:root"))
-	if err != nil {
+	if _, err := writeFiles(ctx, r, t, hostFile{"/etc/cni/net.d/10-privcloud.conflist", render("bridge.conflist", d), 0o644}); err != nil {
 		return err
 	}
-	if changed {
-		r.Changed(t.Spec.Name, "/etc/cni/net.d/10-privcloud.conflist")
-	}
 	return ensureService(ctx, r, t, "privcloud-pod-routes",
-		serviceFile{"/etc/systemd/system/privcloud-pod-routes.service", render("pod-routes.service", d), 0o644})
+		hostFile{"/etc/systemd/system/privcloud-pod-routes.service", render("pod-routes.service", d), 0o644})
 }
 
 func waitNodesReady() workflow.Phase {

@@ -170,7 +170,7 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 	if err != nil {
 		return fmt.Errorf("etcd member list on %s: %w", other.Spec.Name, err)
 	}
-	m := list.find(t.Spec.Name, etcdHost{Target: t}.peerURL())
+	m := list.find(t.Spec.Name, peerURL(t.Spec))
 	if m == nil {
 		return nil // not a member (any more)
 	}
@@ -211,7 +211,7 @@ for f in ` + strings.Join(files, " ") + ` /etc/systemd/system/containerd.service
 done
 if [ $n -gt 0 ]; then systemctl daemon-reload; echo "removed $n unit files"; fi
 true`
-	return runCleanup(ctx, r, t, "remove privcloud's units", script)
+	return runScript(ctx, r, t, "remove privcloud's units", script)
 }
 
 // stopUnits stops and disables the units that are running or enabled, in order; before containerd stops,
@@ -230,7 +230,7 @@ for u in ` + strings.Join(units, " ") + `; do
   fi
 done
 true`
-	return runCleanup(ctx, r, t, "stop "+strings.Join(units, ", "), script)
+	return runScript(ctx, r, t, "stop "+strings.Join(units, ", "), script)
 }
 
 // resetNetwork removes what the pod network and kube-proxy added: CNI configuration (Multus's too), the
@@ -251,7 +251,7 @@ for save in iptables-save ip6tables-save; do
   fi
 done
 true`
-	return runCleanup(ctx, r, t, "remove the pod network's configuration, links, routes and rules", script)
+	return runScript(ctx, r, t, "remove the pod network's configuration, links, routes and rules", script)
 }
 
 // resetFiles unmounts what pods and containers left mounted, then removes privcloud's files: configuration,
@@ -274,11 +274,11 @@ for p in ` + strings.Join(dirs, " ") + `; do
 done
 rmdir /opt/cni/bin /opt/cni /etc/cni/net.d /etc/cni 2>/dev/null
 true`
-	return runCleanup(ctx, r, t, "unmount and remove privcloud's files", script)
+	return runScript(ctx, r, t, "unmount and remove privcloud's files", script)
 }
 
-// runCleanup runs a cleanup script that prints one line per thing it removed; each becomes a change.
-func runCleanup(ctx context.Context, r *workflow.Run, t *workflow.Target, what, script string) error {
+// runScript runs a script that prints one line per thing it changed (removed, restored); each becomes a change.
+func runScript(ctx context.Context, r *workflow.Run, t *workflow.Target, what, script string) error {
 	if r.DryRun {
 		r.Plan(sshAction(t.Spec.Name, what))
 		return nil

@@ -131,12 +131,9 @@ func stopForRestore(ctx context.Context, r *workflow.Run) error {
 // restoreMember makes the host's etcd data directory anew from the snapshot with etcdutl, for the members of
 // cluster.yaml, and writes the bootstrap file to match.
 func (st *restoreState) restoreMember(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	var peers []string
-	for _, m := range r.TargetsFor(etcdMembers) {
-		peers = append(peers, m.Spec.Name+"="+etcdHost{Target: m}.peerURL())
-	}
+	peers := foundingPeers(r)
 	dataDir := strings.TrimRight(r.Cluster.Spec.Etcd.DataDir, "/")
-	aside := asideDir(dataDir, st.now)
+	aside := dataDir + ".before-restore-" + st.now.UTC().Format(fileTime) // nothing is deleted
 	if r.DryRun {
 		r.Plan(sshAction(t.Spec.Name, "etcdutl snapshot restore into "+dataDir+" (the old data kept in "+aside+")"))
 		return nil
@@ -145,7 +142,6 @@ func (st *restoreState) restoreMember(ctx context.Context, r *workflow.Run, t *w
 	if _, err := t.Host.Upload(ctx, ssh.LocalFile(filepath.Join(st.dir, backup.SnapshotPath)), snapshot, 0o600); err != nil {
 		return err
 	}
-	h := etcdHost{Target: t}
 	script := fmt.Sprintf(`set -eu
 command -v etcdutl >/dev/null || { echo "etcdutl is not installed: the bundle needs the etcdutl component (roles: [etcd])" >&2; exit 1; }
 rm -rf %[1]s.restoring
@@ -155,13 +151,10 @@ mv %[1]s.restoring %[1]s
 chmod 700 %[1]s
 rm -f %[2]s
 echo "restored the etcd snapshot into %[1]s"`,
-		dataDir, snapshot, t.Spec.Name, strings.Join(peers, ","), r.Cluster.Metadata.Name, h.peerURL(), aside)
-	if err := runCleanup(ctx, r, t, "restore the etcd snapshot", script); err != nil {
+		dataDir, snapshot, t.Spec.Name, strings.Join(peers, ","), r.Cluster.Metadata.Name, peerURL(t.Spec), aside)
+	if err := runScript(ctx, r, t, "restore the etcd snapshot", script); err != nil {
 		return err
 	}
-	changed, err := t.Host.Upload(ctx, ssh.Bytes(bootstrapEnv(peers, "new", r.Cluster.Metadata.Name)), etcdBootstrapFile, 0o644, ssh.WithOwner("root:root"))
-	if changed {
-		r.Changed(t.Spec.Name, etcdBootstrapFile)
-	}
+	_, err := writeFiles(ctx, r, t, hostFile{etcdBootstrapFile, []byte(bootstrapEnv(peers, "new", r.Cluster.Metadata.Name)), 0o644})
 	return err
 }

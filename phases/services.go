@@ -17,8 +17,8 @@ import (
 	"github.com/privcloud/privcloud/ssh"
 )
 
-// serviceFile is a file a systemd service reads: its unit or its configuration.
-type serviceFile struct {
+// hostFile is a file privcloud writes to a host: a unit, a configuration, a bootstrap file.
+type hostFile struct {
 	Path    string
 	Content []byte
 	Mode    os.FileMode
@@ -26,17 +26,10 @@ type serviceFile struct {
 
 // ensureService writes a service's files and makes it run: it restarts the service only when a file changed,
 // starts it when it is not running, and otherwise leaves it alone, so a converged host is not disturbed.
-func ensureService(ctx context.Context, r *workflow.Run, t *workflow.Target, unit string, files ...serviceFile) error {
-	changed := false
-	for _, f := range files {
-		c, err := t.Host.Upload(ctx, ssh.Bytes(f.Content), f.Path, f.Mode, ssh.WithOwner("root:root"))
-		if err != nil {
-			return err
-		}
-		if c {
-			changed = true
-			r.Changed(t.Spec.Name, f.Path)
-		}
+func ensureService(ctx context.Context, r *workflow.Run, t *workflow.Target, unit string, files ...hostFile) error {
+	changed, err := writeFiles(ctx, r, t, files...)
+	if err != nil {
+		return err
 	}
 	// a converged host costs three quick queries: systemd reloads its units only when one changed (a reload
 	// takes a few hundred milliseconds), or when an earlier run wrote a file and stopped before reloading
@@ -54,6 +47,23 @@ if ! systemctl is-active -q %[1]s; then systemctl start %[1]s; echo started; fi`
 		r.Changed(t.Spec.Name, unit+" "+s)
 	}
 	return nil
+}
+
+// writeFiles writes root-owned files to the host (atomically; unchanged ones are left alone), reports each one
+// that changed, and says whether any did.
+func writeFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, files ...hostFile) (bool, error) {
+	changed := false
+	for _, f := range files {
+		c, err := t.Host.Upload(ctx, ssh.Bytes(f.Content), f.Path, f.Mode, ssh.WithOwner("root:root"))
+		if err != nil {
+			return changed, err
+		}
+		if c {
+			changed = true
+			r.Changed(t.Spec.Name, f.Path)
+		}
+	}
+	return changed, nil
 }
 
 // clientTLS is a TLS client configuration from files of the local PKI store: a CA to trust and a key pair

@@ -72,16 +72,9 @@ func Make(c *api.Cluster, installed map[string]Installed, m *bundle.Manifest, ba
 	}
 
 	// the API servers' version is the cluster's: the oldest of them is what every other component is held to
-	var oldestAPI *version.Version
-	for _, h := range s.HostsWithRole(api.RoleControlPlane) {
-		v, ok := parsed(installed[h.Name]["kube-apiserver"])
-		if !ok {
-			refuse("%s runs no kube-apiserver privcloud installed: bring it up with 'privcloud init' or 'privcloud join' first", h.Name)
-			continue
-		}
-		if oldestAPI == nil || v.LessThan(oldestAPI) {
-			oldestAPI = v
-		}
+	oldestAPI, none := oldest(s, installed, api.RoleControlPlane, "kube-apiserver")
+	for _, h := range none {
+		refuse("%s runs no kube-apiserver privcloud installed: bring it up with 'privcloud init' or 'privcloud join' first", h)
 	}
 	if oldestAPI != nil {
 		p.From = "v" + oldestAPI.String()
@@ -138,7 +131,7 @@ func Make(c *api.Cluster, installed map[string]Installed, m *bundle.Manifest, ba
 		}
 		p.Hosts = append(p.Hosts, hp)
 	}
-	if from, ok := parsed(etcdInstalled(s, installed)); ok && etcdTarget != "" {
+	if from, _ := oldest(s, installed, api.RoleEtcd, "etcd"); from != nil && etcdTarget != "" {
 		to, err := version.ParseSemantic(etcdTarget)
 		switch {
 		case err != nil:
@@ -190,18 +183,20 @@ func bundleVersion(m *bundle.Manifest, name string) string {
 	return ""
 }
 
-// etcdInstalled is the oldest etcd version the members run.
-func etcdInstalled(s api.ClusterSpec, installed map[string]Installed) string {
-	var oldest *version.Version
-	for _, h := range s.HostsWithRole(api.RoleEtcd) {
-		if v, ok := parsed(installed[h.Name]["etcd"]); ok && (oldest == nil || v.LessThan(oldest)) {
-			oldest = v
+// oldest is the oldest version of component the hosts with role run, and the hosts that run none.
+func oldest(s api.ClusterSpec, installed map[string]Installed, role api.Role, component string) (*version.Version, []string) {
+	var min *version.Version
+	var none []string
+	for _, h := range s.HostsWithRole(role) {
+		v, ok := parsed(installed[h.Name][component])
+		switch {
+		case !ok:
+			none = append(none, h.Name)
+		case min == nil || v.LessThan(min):
+			min = v
 		}
 	}
-	if oldest == nil {
-		return ""
-	}
-	return "v" + oldest.String()
+	return min, none
 }
 
 func parsed(v string) (*version.Version, bool) {
