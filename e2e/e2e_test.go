@@ -339,8 +339,7 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 		t.Errorf("admin access and leader leases:\n%s%s", r.stdout, r.stderr)
 	}
 	// etcd answers over TLS with a client certificate, and refuses a client without one
-	r = run(t, l, "exec", "--", "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "+
-		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key endpoint health; "+
+	r = run(t, l, "exec", "--", etcdctlCmd+"endpoint health; "+
 		"etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --command-timeout=3s endpoint health >/dev/null 2>&1 && echo ANONYMOUS-OK || echo anonymous-refused")
 	if !strings.Contains(r.stdout, "is healthy") || !strings.Contains(r.stdout, "anonymous-refused") {
 		t.Errorf("etcd over TLS:\n%s%s", r.stdout, r.stderr)
@@ -649,19 +648,8 @@ const etcdctlCmd = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kub
 // withoutHosts is a lab cluster.yaml without the named hosts' entries.
 func withoutHosts(t *testing.T, config string, names ...string) string {
 	t.Helper()
-	var out []string
-	skipping := false
-	for _, line := range strings.SplitAfter(config, "\n") {
-		if strings.HasPrefix(line, "  - name: ") {
-			skipping = slices.Contains(names, strings.TrimSpace(strings.TrimPrefix(line, "  - name: ")))
-		} else if !strings.HasPrefix(line, "    ") {
-			skipping = false
-		}
-		if !skipping {
-			out = append(out, line)
-		}
-	}
-	if got := strings.Join(out, ""); strings.Count(config, "  - name: ")-strings.Count(got, "  - name: ") == len(names) {
+	got := lab.KeepHosts(config, func(name string) bool { return !slices.Contains(names, name) })
+	if strings.Count(config, "  - name: ")-strings.Count(got, "  - name: ") == len(names) {
 		return got
 	}
 	t.Fatalf("cluster.yaml lacks some of %v:\n%s", names, config)

@@ -227,20 +227,11 @@ func writeHosts(src, dst string, n int) error {
 	if err != nil {
 		return err
 	}
-	var out []string
-	skipping := false
-	for _, line := range strings.SplitAfter(string(data), "\n") {
-		if name, ok := strings.CutPrefix(line, "  - name: h"); ok {
-			i, _ := strconv.Atoi(strings.TrimSpace(name))
-			skipping = i > n
-		} else if !strings.HasPrefix(line, "    ") {
-			skipping = false
-		}
-		if !skipping {
-			out = append(out, line)
-		}
+	keep := func(name string) bool {
+		i, err := strconv.Atoi(strings.TrimPrefix(name, "h"))
+		return err == nil && i <= n
 	}
-	return os.WriteFile(dst, []byte(strings.Join(out, "")), 0o600)
+	return os.WriteFile(dst, []byte(lab.KeepHosts(string(data), keep)), 0o600)
 }
 
 // measure brings up n fresh lab hosts, runs init twice and takes the hosts down again.

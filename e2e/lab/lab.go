@@ -206,6 +206,24 @@ func (l *Lab) clusterYAML(n int) string {
 	return b.String()
 }
 
+// KeepHosts is a lab cluster.yaml (config) with only the host entries keep accepts, by host name: a cluster of
+// some of the lab's hosts, the others left for a later join (or for a side-by-side benchmark).
+func KeepHosts(config string, keep func(name string) bool) string {
+	var out []string
+	skipping := false
+	for _, line := range strings.SplitAfter(config, "\n") {
+		if name, ok := strings.CutPrefix(line, "  - name: "); ok {
+			skipping = !keep(strings.TrimSpace(name))
+		} else if !strings.HasPrefix(line, "    ") {
+			skipping = false
+		}
+		if !skipping {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
+}
+
 // Cluster loads the lab's cluster.yaml.
 func (l *Lab) Cluster() (*api.Cluster, error) { return api.Load(l.ClusterConfig()) }
 
