@@ -217,7 +217,7 @@ func TestPhaseSubcommandsForEveryPath(t *testing.T) {
 		{[]string{"init", "phase"}, func() []string { return paths(phases.Init().Paths()) }},
 		{[]string{"join", "phase"}, func() []string { return paths(phases.Join().Paths()) }},
 		{[]string{"reset", "phase"}, func() []string { return paths(phases.Reset().Paths()) }},
-		{[]string{"upgrade", "apply", "phase"}, func() []string { return paths(phases.Upgrade().Paths()) }},
+		{[]string{"upgrade", "apply", "phase"}, func() []string { return paths(phases.Upgrade(&phases.UpgradeOptions{}).Paths()) }},
 	} {
 		for _, p := range wf.wf() {
 			c, rest, err := root.Find(append(wf.path, p))

@@ -14,6 +14,7 @@ import (
 	"github.com/privcloud/privcloud/pki"
 	"github.com/privcloud/privcloud/preflight"
 	"github.com/privcloud/privcloud/ssh"
+	"github.com/privcloud/privcloud/upgrade"
 )
 
 // Exit codes. Scripts may rely on them; they only ever gain new values.
@@ -54,7 +55,7 @@ func ExitCode(err error) int {
 		certs       *certProblemsError
 		badBundle   *bundle.VerifyError
 		notReady    *notReadyError
-		refused     *upgradeRefusedError
+		refused     *upgrade.RefusedError
 	)
 	switch {
 	case err == nil:

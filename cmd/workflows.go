@@ -38,10 +38,6 @@ etcd member (added through the etcd API first, so quorum is never at risk).`}
 		long: `Return hosts to their pre-install state: nodes are drained, a control plane's API server stops and its etcd
 member leaves the cluster, then services, files, CNI configuration, iptables rules and mounts are removed. Safe
 to re-run.`}
-	upgradeApplyWorkflow = workflowCommand{workflow: phases.Upgrade, use: "apply",
-		short: "Upgrade the cluster to spec.kubernetesVersion",
-		long: `Upgrade to spec.kubernetesVersion: an etcd snapshot first, then control-plane hosts one at a time and workers
-in batches, each gated on health and switched back automatically when the gate fails.`}
 )
 
 type selectionFlags struct {
@@ -170,17 +166,28 @@ the bundle lacks. Nothing is changed.`,
 			} else {
 				g.printUpgradePlan(p)
 			}
-			if len(p.Refusals) > 0 {
-				return &upgradeRefusedError{refusals: p.Refusals}
-			}
-			return nil
+			return p.Refused()
 		},
 	}
 	g.addConfigFlag(plan)
 	g.addOutputFlag(plan)
 	g.addConnectFlags(plan)
 	plan.Flags().IntVar(&batch, "worker-batch-percent", 10, "workers upgraded together, as a percentage of them (at least one)")
-	c.AddCommand(plan, newWorkflowCommand(g, upgradeApplyWorkflow))
+	opts := &phases.UpgradeOptions{ConfigPath: func() string { return g.configPath }, WorkerBatchPercent: 10}
+	apply := newWorkflowCommand(g, workflowCommand{workflow: func() workflow.Workflow { return phases.Upgrade(opts) }, use: "apply",
+		short: "Upgrade the cluster to spec.kubernetesVersion",
+		long: `Upgrade to spec.kubernetesVersion, in the order 'privcloud upgrade plan' shows: the plan is checked first (a
+refused plan changes nothing), an etcd snapshot is saved with the PKI and cluster.yaml (backups/ in the state
+directory), the new binaries are sent beside the running ones, then etcd members and control planes go one host
+at a time and workers in batches. On each host every service is switched to its new binary (an atomic link
+switch), restarted and gated: it must run the new binary, keep running and pass its health check (etcd /health,
+kube-apiserver /readyz, the controller-manager's and scheduler's /healthz, the node Ready with the new kubelet
+version, kube-proxy /healthz). Nodes are cordoned and drained (PodDisruptionBudgets are honoured) before their
+kubelet is switched, and uncordoned after. A service that fails its gate is switched back to its previous
+version at once and the run stops with a report; re-running continues where it stopped, and a finished upgrade
+re-run changes nothing.`})
+	apply.Flags().IntVar(&opts.WorkerBatchPercent, "worker-batch-percent", 10, "workers upgraded together, as a percentage of them (at least one)")
+	c.AddCommand(plan, apply)
 	return c
 }
 
@@ -211,11 +218,4 @@ func (g *globalOptions) printUpgradePlan(p upgrade.Plan) {
 			fmt.Fprintf(w, "  - %s\n", r)
 		}
 	}
-}
-
-// upgradeRefusedError is an upgrade plan with refusals; the plan already listed them.
-type upgradeRefusedError struct{ refusals []string }
-
-func (e *upgradeRefusedError) Error() string {
-	return fmt.Sprintf("the upgrade is refused (%d reasons): %s", len(e.refusals), strings.Join(e.refusals, "; "))
 }

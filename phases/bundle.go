@@ -44,6 +44,8 @@ type bundleState struct {
 	local    string // folder the needed files were extracted to
 	err      error
 	warnOnce sync.Once
+	// stageOnly puts binaries in place without switching any link: an upgrade switches them host by host
+	stageOnly bool
 }
 
 func (s *bundleState) prepare(r *workflow.Run) error {
@@ -154,10 +156,8 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 				r.Changed(t.Spec.Name, dst)
 			}
 		}
-		if link := activeLink(c); link != "" && active(s.manifest, c, r.Cluster.Spec.KubernetesVersion) {
-			// a new link renamed over the old: switching versions never leaves a moment without one
-			fmt.Fprintf(&links, "if [ \"$(readlink %[1]s)\" != %[2]s ]; then mkdir -p \"$(dirname %[1]s)\"; ln -sfn %[2]s %[1]s.privcloud && mv -Tf %[1]s.privcloud %[1]s && echo %[1]s; fi\n",
-				ssh.ShellQuote(link), ssh.ShellQuote(dst))
+		if link := activeLink(c); link != "" && !s.stageOnly && active(s.manifest, c, r.Cluster.Spec.KubernetesVersion) {
+			links.WriteString(switchLinkScript(link, dst))
 		}
 	}
 	if links.Len() == 0 {
@@ -171,6 +171,13 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 		r.Changed(t.Spec.Name, "linked "+l)
 	}
 	return nil
+}
+
+// switchLinkScript points link at dst, printing link when it changed. A new link is renamed over the old:
+// switching versions never leaves a moment without one.
+func switchLinkScript(link, dst string) string {
+	return fmt.Sprintf("if [ \"$(readlink %[1]s)\" != %[2]s ]; then mkdir -p \"$(dirname %[1]s)\"; ln -sfn %[2]s %[1]s.privcloud && mv -Tf %[1]s.privcloud %[1]s && echo %[1]s; fi\n",
+		ssh.ShellQuote(link), ssh.ShellQuote(dst))
 }
 
 // activeLink is the well-known path of a binary: CNI plugins where containerd looks for them, the rest on PATH.

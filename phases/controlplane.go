@@ -23,18 +23,7 @@ func apiserver() workflow.Phase {
 // runAPIServer runs kube-apiserver against its own etcd member (or, on a host without one, every member) and
 // waits for /readyz.
 func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	spec := r.Cluster.Spec
-	// a stacked control plane talks to its own etcd member, as kubeadm's do: members joining or leaving then
-	// change no API server's flags, and so restart none
-	etcds := []string{"https://127.0.0.1:2379"}
-	if !t.Spec.HasRole(api.RoleEtcd) {
-		etcds = nil
-		for _, h := range spec.HostsWithRole(api.RoleEtcd) {
-			etcds = append(etcds, "https://"+net.JoinHostPort(h.InternalAddress, "2379"))
-		}
-	}
-	unit, err := templates.Render("kube-apiserver.service", templates.APIServer{Version: spec.KubernetesVersion, IP: t.Spec.InternalAddress,
-		EtcdServers: strings.Join(etcds, ","), ServiceCIDR: spec.Network.ServiceCIDR, DNSDomain: spec.Network.DNSDomain})
+	unit, err := apiServerUnit(r.Cluster.Spec, t.Spec, r.Cluster.Spec.KubernetesVersion)
 	if err != nil {
 		return err
 	}
@@ -53,21 +42,43 @@ func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 	return waitHealthy(ctx, t, "kube-apiserver", net.JoinHostPort("127.0.0.1", "6443"), "/readyz", "ok", cfg, 3*time.Minute)
 }
 
+// apiServerUnit is kube-apiserver's unit on h at version.
+func apiServerUnit(spec api.ClusterSpec, h api.Host, version string) ([]byte, error) {
+	// a stacked control plane talks to its own etcd member, as kubeadm's do: members joining or leaving then
+	// change no API server's flags, and so restart none
+	etcds := []string{"https://127.0.0.1:2379"}
+	if !h.HasRole(api.RoleEtcd) {
+		etcds = nil
+		for _, e := range spec.HostsWithRole(api.RoleEtcd) {
+			etcds = append(etcds, "https://"+net.JoinHostPort(e.InternalAddress, "2379"))
+		}
+	}
+	return templates.Render("kube-apiserver.service", templates.APIServer{Version: version, IP: h.InternalAddress,
+		EtcdServers: strings.Join(etcds, ","), ServiceCIDR: spec.Network.ServiceCIDR, DNSDomain: spec.Network.DNSDomain})
+}
+
 func controllerManager() workflow.Phase {
 	return workflow.Phase{Name: "controller-manager", Short: "Run kube-controller-manager with leader election; wait until it holds its lease", Roles: controlPlane,
 		RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-			spec := r.Cluster.Spec
-			return runLeaderElected(ctx, r, t, "kube-controller-manager", templates.ControllerManager{Version: spec.KubernetesVersion,
-				ClusterName: r.Cluster.Metadata.Name, PodCIDR: spec.Network.PodCIDR, ServiceCIDR: spec.Network.ServiceCIDR,
-				NodeCIDRMaskSize: spec.Network.NodeCIDRMaskSize})
+			return runLeaderElected(ctx, r, t, "kube-controller-manager", leaderElectedData(r, "kube-controller-manager", r.Cluster.Spec.KubernetesVersion))
 		}}
 }
 
 func scheduler() workflow.Phase {
 	return workflow.Phase{Name: "scheduler", Short: "Run kube-scheduler with leader election; wait until it holds its lease", Roles: controlPlane,
 		RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-			return runLeaderElected(ctx, r, t, "kube-scheduler", templates.ControllerManager{Version: r.Cluster.Spec.KubernetesVersion})
+			return runLeaderElected(ctx, r, t, "kube-scheduler", leaderElectedData(r, "kube-scheduler", r.Cluster.Spec.KubernetesVersion))
 		}}
+}
+
+// leaderElectedData is what the unit of kube-controller-manager or kube-scheduler at version is made of.
+func leaderElectedData(r *workflow.Run, unit, version string) templates.ControllerManager {
+	if unit == "kube-scheduler" {
+		return templates.ControllerManager{Version: version}
+	}
+	spec := r.Cluster.Spec
+	return templates.ControllerManager{Version: version, ClusterName: r.Cluster.Metadata.Name, PodCIDR: spec.Network.PodCIDR,
+		ServiceCIDR: spec.Network.ServiceCIDR, NodeCIDRMaskSize: spec.Network.NodeCIDRMaskSize}
 }
 
 // runLeaderElected runs a leader-elected component and waits until some instance holds its lease: with

@@ -86,15 +86,11 @@ func nodePhases() workflow.Phase {
 }
 
 func runKubelet(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	d := nodeData(r, t.Spec)
-	resolvConf, _, err := podResolvConf(ctx, t.Host)
+	files, err := kubeletFiles(ctx, r, t, r.Cluster.Spec.KubernetesVersion)
 	if err != nil {
 		return err
 	}
-	d.ResolvConf = resolvConf
-	if err := ensureService(ctx, r, t, "kubelet",
-		hostFile{"/var/lib/kubelet/config.yaml", render("kubelet-config.yaml", d), 0o644},
-		hostFile{"/etc/systemd/system/kubelet.service", render("kubelet.service", d), 0o644}); err != nil {
+	if err := ensureService(ctx, r, t, "kubelet", files...); err != nil {
 		return err
 	}
 	return withControlPlaneAPI(r, func(c *kube.Client) error {
@@ -103,11 +99,33 @@ func runKubelet(ctx context.Context, r *workflow.Run, t *workflow.Target) error 
 	})
 }
 
-func runKubeProxy(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+// kubeletFiles are the kubelet's configuration and unit on the host at version.
+func kubeletFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, version string) ([]hostFile, error) {
 	d := nodeData(r, t.Spec)
-	return ensureService(ctx, r, t, "kube-proxy",
-		hostFile{"/var/lib/kube-proxy/config.yaml", render("kube-proxy-config.yaml", d), 0o644},
-		hostFile{"/etc/systemd/system/kube-proxy.service", render("kube-proxy.service", d), 0o644})
+	d.Version = version
+	resolvConf, _, err := podResolvConf(ctx, t.Host)
+	if err != nil {
+		return nil, err
+	}
+	d.ResolvConf = resolvConf
+	return []hostFile{
+		{"/var/lib/kubelet/config.yaml", render("kubelet-config.yaml", d), 0o644},
+		{"/etc/systemd/system/kubelet.service", render("kubelet.service", d), 0o644},
+	}, nil
+}
+
+func runKubeProxy(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	return ensureService(ctx, r, t, "kube-proxy", kubeProxyFiles(r, t, r.Cluster.Spec.KubernetesVersion)...)
+}
+
+// kubeProxyFiles are kube-proxy's configuration and unit on the host at version.
+func kubeProxyFiles(r *workflow.Run, t *workflow.Target, version string) []hostFile {
+	d := nodeData(r, t.Spec)
+	d.Version = version
+	return []hostFile{
+		{"/var/lib/kube-proxy/config.yaml", render("kube-proxy-config.yaml", d), 0o644},
+		{"/etc/systemd/system/kube-proxy.service", render("kube-proxy.service", d), 0o644},
+	}
 }
 
 func podNetwork() workflow.Phase {

@@ -13,7 +13,7 @@ import (
 )
 
 func TestWorkflowsAreWellFormed(t *testing.T) {
-	for _, wf := range []workflow.Workflow{Init(), Join(), Reset(), Upgrade()} {
+	for _, wf := range []workflow.Workflow{Init(), Join(), Reset(), Upgrade(&UpgradeOptions{})} {
 		if err := wf.Check(); err != nil {
 			t.Errorf("%s: %v", wf.Name, err)
 		}

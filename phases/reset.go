@@ -8,14 +8,10 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
-	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
 )
@@ -105,58 +101,17 @@ func drainNodes(ctx context.Context, r *workflow.Run) error {
 }
 
 func drainNode(ctx context.Context, r *workflow.Run, c *kube.Client, name string) error {
-	nodes := c.Kube.CoreV1().Nodes()
-	if _, err := nodes.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil // never joined, or already removed
-		}
+	if found, err := cordon(ctx, c, name, "reset"); err != nil || !found {
+		return err // not found: never joined, or already removed
+	}
+	if err := evictPods(ctx, c, name, 2*time.Minute); err != nil {
 		return err
 	}
-	err := wait.Poll(ctx, 2*time.Minute, 2*time.Second, func() error {
-		pods, err := c.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + name})
-		if err != nil {
-			return err
-		}
-		var left []string
-		for _, p := range pods.Items {
-			if !evictable(&p) {
-				continue
-			}
-			left = append(left, p.Namespace+"/"+p.Name)
-			ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
-			if err := c.Kube.CoreV1().Pods(p.Namespace).EvictV1(ctx, ev); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsTooManyRequests(err) {
-				return err
-			}
-		}
-		if len(left) > 0 {
-			return fmt.Errorf("pods still on the node: %s", strings.Join(left, ", "))
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("drain: %w", err)
-	}
-	if err := nodes.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	if err := c.Kube.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
 	r.Changed("", "drained and deleted node "+name)
 	return nil
-}
-
-// evictable is a pod a drain moves away: not a DaemonSet's (it would come back), not a static pod, not done.
-func evictable(p *corev1.Pod) bool {
-	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-		return false
-	}
-	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
-		return false
-	}
-	for _, o := range p.OwnerReferences {
-		if o.Kind == "DaemonSet" {
-			return false
-		}
-	}
-	return true
 }
 
 // removeEtcdMember removes the host's member through a member that stays, so the cluster's quorum counts

@@ -87,30 +87,54 @@ func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 // waitHealthy polls https://addr/path on the host, through the SSH connection, until it answers 200 with a
 // body containing want. When the limit passes, the error carries the end of the unit's journal.
 func waitHealthy(ctx context.Context, t *workflow.Target, unit, addr, path, want string, cfg *tls.Config, limit time.Duration) error {
-	host, _, _ := net.SplitHostPort(addr)
-	cfg = cfg.Clone()
-	cfg.ServerName = host
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: cfg,
-		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return t.Host.Dial(ctx, "tcp", addr) },
-	}}
-	defer client.CloseIdleConnections()
-	err := wait.Poll(ctx, limit, 500*time.Millisecond, func() error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), want) {
-			return nil
-		}
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-	})
+	p := newHealthProbe(t, "https", addr, path, want, cfg)
+	defer p.close()
+	err := wait.Poll(ctx, limit, 500*time.Millisecond, func() error { return p.check(ctx) })
 	if err != nil && ctx.Err() == nil {
-		res, _ := t.Host.Run(ctx, "journalctl -u "+unit+" -n 25 --no-pager", ssh.ReadOnly())
-		return fmt.Errorf("%s not healthy after %s (https://%s%s: %v); its journal ends:\n%s", unit, limit, addr, path, err, res.Stdout)
+		return fmt.Errorf("%s not healthy after %s (%s: %v); its journal ends:\n%s", unit, limit, p.url, err, journalTail(ctx, t, unit))
 	}
 	return err
 }
+
+// journalTail is the end of a unit's journal on the host, for error messages.
+func journalTail(ctx context.Context, t *workflow.Target, unit string) string {
+	res, _ := t.Host.Run(ctx, "journalctl -u "+unit+" -n 25 --no-pager", ssh.ReadOnly())
+	return string(res.Stdout)
+}
+
+// healthProbe asks a health endpoint on a host through its SSH connection: nothing but SSH is opened to the host.
+type healthProbe struct {
+	client *http.Client
+	url    string
+	want   string
+}
+
+// newHealthProbe probes scheme://addr/path, which must answer 200 with a body containing want; cfg is the TLS
+// configuration for https (nil for plain http).
+func newHealthProbe(t *workflow.Target, scheme, addr, path, want string, cfg *tls.Config) *healthProbe {
+	transport := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return t.Host.Dial(ctx, "tcp", addr) },
+	}
+	if cfg != nil {
+		host, _, _ := net.SplitHostPort(addr)
+		transport.TLSClientConfig = cfg.Clone()
+		transport.TLSClientConfig.ServerName = host
+	}
+	return &healthProbe{client: &http.Client{Timeout: 5 * time.Second, Transport: transport}, url: scheme + "://" + addr + path, want: want}
+}
+
+func (p *healthProbe) check(ctx context.Context) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && strings.Contains(string(body), p.want) {
+		return nil
+	}
+	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+}
+
+func (p *healthProbe) close() { p.client.CloseIdleConnections() }

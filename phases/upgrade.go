@@ -1,21 +1,189 @@
 package phases
 
-import "github.com/privcloud/privcloud/phases/workflow"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
 
-// Upgrade moves a running cluster to spec.kubernetesVersion: control planes one at a time, then workers in
-// batches, each gated on health and switched back automatically when the gate fails.
-func Upgrade() workflow.Workflow {
-	b := &bundleState{} // verified and unpacked once, for the bundle and containerd phases
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/parallel"
+	"github.com/privcloud/privcloud/kube"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
+	"github.com/privcloud/privcloud/upgrade"
+)
+
+// UpgradeOptions are what 'upgrade apply' takes besides cluster.yaml.
+type UpgradeOptions struct {
+	// ConfigPath gives cluster.yaml's path, saved in the pre-upgrade backup (asked when the backup is taken:
+	// the command's flags are parsed after its workflow is made).
+	ConfigPath func() string
+	// WorkerBatchPercent is how many workers go together, as a percentage of them (at least one).
+	WorkerBatchPercent int
+}
+
+// Upgrade moves a running cluster to spec.kubernetesVersion: the plan is checked, etcd is backed up, the new
+// binaries are staged beside the running ones, then control planes go one at a time and workers in batches,
+// each service gated on health and switched back automatically when its gate fails.
+func Upgrade(o *UpgradeOptions) workflow.Workflow {
+	u := &upgradeRun{opts: o}
+	b := &bundleState{stageOnly: true}
 	return workflow.Workflow{Name: "upgrade", Phases: []workflow.Phase{
 		connect(),
-		{Name: "plan", Short: "Check the version-skew policy, etcd compatibility and the bundle's contents",
-			Run: workflow.NotImplementedOnce("upgrade apply is not built yet; privcloud upgrade plan shows what it will do")},
-		{Name: "backup", Short: "Snapshot etcd and save it with the PKI and cluster.yaml",
-			Run: workflow.NotImplementedOnce("the pre-upgrade snapshot comes with upgrade apply; take one now with privcloud backup")},
-		distributeBundle(b),
-		{Name: "control-plane", Short: "Upgrade etcd, apiserver, controller-manager and scheduler, one host at a time", Roles: controlPlane,
-			RunHost: workflow.NotImplemented("control-plane upgrades come with upgrade")},
-		{Name: "workers", Short: "Cordon, drain, upgrade and uncordon workers in batches",
-			Run: workflow.NotImplementedOnce("worker upgrades come with upgrade")},
+		{Name: "plan", Short: "Read every host's versions; refuse what the version-skew policy, etcd or the bundle forbid", Required: true, Run: u.makePlan},
+		{Name: "backup", Short: "Snapshot etcd and save it with the PKI and cluster.yaml in the state directory's backups", Skip: u.upToDate, Run: u.backup},
+		{Name: "bundle", Short: "Send each host the new binaries beside the running ones, verified by sha256 (no link is switched)", Skip: u.upToDate,
+			RunHost: b.distribute},
+		{Name: "control-plane", Short: "Upgrade etcd members and control planes one host at a time, each service gated on health", Skip: u.upToDate,
+			Run: func(ctx context.Context, r *workflow.Run) error { return u.upgradeBatches(ctx, r, true) }},
+		{Name: "workers", Short: "Cordon, drain, upgrade and uncordon workers in batches, each service gated on health",
+			Run: func(ctx context.Context, r *workflow.Run) error { return u.upgradeBatches(ctx, r, false) }},
 	}}
+}
+
+// upgradeRun is one run of the upgrade workflow: the plan its phases follow.
+type upgradeRun struct {
+	opts *UpgradeOptions
+	plan upgrade.Plan
+}
+
+func (u *upgradeRun) makePlan(ctx context.Context, r *workflow.Run) error {
+	hosts := make([]ssh.Host, len(r.Targets))
+	for i, t := range r.Targets {
+		hosts[i] = t.Host
+	}
+	p, err := planOn(ctx, r.Cluster, hosts, u.opts.WorkerBatchPercent)
+	if err != nil {
+		return err
+	}
+	u.plan = p
+	if err := p.Refused(); err != nil {
+		return err
+	}
+	if p.UpToDate() {
+		return workflow.Skip("every host runs " + p.To)
+	}
+	for _, h := range p.Hosts {
+		for _, c := range h.Changes {
+			r.Plan(sshAction(h.Host, fmt.Sprintf("upgrade %s %s -> %s", c.Component, c.From, c.To)))
+		}
+	}
+	return nil
+}
+
+func (u *upgradeRun) upToDate(*workflow.Run) string {
+	if u.plan.UpToDate() {
+		return "every host runs " + u.plan.To
+	}
+	return ""
+}
+
+// backup saves the cluster as it is before anything changes: 'privcloud restore FILE' brings it back.
+func (u *upgradeRun) backup(ctx context.Context, r *workflow.Run) error {
+	c := r.Cluster
+	out := filepath.Join(c.Spec.StateDir, "backups", fmt.Sprintf("%s-before-%s-%s.tar.zst", c.Metadata.Name, u.plan.To, time.Now().UTC().Format(fileTime)))
+	return saveBackup(ctx, r, u.opts.ConfigPath(), out)
+}
+
+// upgradeBatches upgrades the plan's batches of control planes (etcd members and control-plane hosts, one
+// at a time) or of workers (together within a batch). Control planes go twice: first etcd and the control
+// plane on each, then each one's node services, so no kubelet is ever newer than an API server. The first
+// batch that fails stops the run. The workers phase ends by uncordoning nodes a stopped run left cordoned.
+func (u *upgradeRun) upgradeBatches(ctx context.Context, r *workflow.Run, controlPlanes bool) error {
+	hostPlans := map[string]upgrade.HostPlan{}
+	for _, h := range u.plan.Hosts {
+		hostPlans[h.Host] = h
+	}
+	targets := map[string]*workflow.Target{}
+	for _, t := range r.Targets {
+		targets[t.Spec.Name] = t
+	}
+	var batches [][]string
+	for _, b := range u.plan.Batches {
+		if isControlPlane(targets[b[0]].Spec) == controlPlanes {
+			batches = append(batches, b)
+		}
+	}
+	passes := []bool{true} // node services
+	if controlPlanes {
+		passes = []bool{false, true}
+	}
+	for _, node := range passes {
+		for _, batch := range batches {
+			err := onEach(batch, func(name string) error {
+				return (&hostUpgrade{run: r, target: targets[name], plan: hostPlans[name]}).apply(ctx, node)
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if !controlPlanes {
+		if err := uncordonLeftovers(ctx, r); err != nil {
+			return err
+		}
+	}
+	if len(batches) == 0 && !u.plan.UpToDate() {
+		return workflow.Skip("no host of this kind has anything to upgrade")
+	}
+	return nil
+}
+
+func isControlPlane(h api.Host) bool {
+	return h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleEtcd)
+}
+
+// uncordonLeftovers uncordons the nodes an upgrade cordoned and did not get to uncordon (a run that was
+// interrupted): once every node is upgraded, none has a reason to stay cordoned.
+func uncordonLeftovers(ctx context.Context, r *workflow.Run) error {
+	if r.DryRun {
+		return nil
+	}
+	return withControlPlaneAPI(r, func(c *kube.Client) error {
+		list, err := c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, n := range list.Items {
+			if n.Annotations[cordonedBy] != upgradeCordon {
+				continue
+			}
+			if _, err := uncordon(ctx, c, n.Name); err != nil {
+				errs = append(errs, fmt.Errorf("uncordon %s: %w", n.Name, err))
+				continue
+			}
+			r.Changed(n.Name, "uncordoned (left cordoned by an upgrade that stopped)")
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// planOn plans the upgrade to spec.kubernetesVersion from what the connected hosts (in cluster.yaml's order)
+// run, with the bundle of cluster.yaml.
+func planOn(ctx context.Context, c *api.Cluster, hosts []ssh.Host, batchPercent int) (upgrade.Plan, error) {
+	m, err := verifiedManifest(c.Spec.Bundle.Path, filepath.Join(c.Spec.StateDir, "bundle"))
+	if err != nil {
+		return upgrade.Plan{}, err
+	}
+	installed := make([]upgrade.Installed, len(hosts))
+	errs := parallel.ForEach(ctx, len(hosts), c.Spec.SSH.Concurrency, func(i int) error {
+		var err error
+		if installed[i], err = installedVersions(ctx, hosts[i]); err != nil {
+			return fmt.Errorf("%s: %w", c.Spec.Hosts[i].Name, err)
+		}
+		return nil
+	})
+	if err := errors.Join(errs...); err != nil {
+		return upgrade.Plan{}, err
+	}
+	byHost := map[string]upgrade.Installed{}
+	for i, h := range c.Spec.Hosts {
+		byHost[h.Name] = installed[i]
+	}
+	return upgrade.Make(c, byHost, m, batchPercent), nil
 }

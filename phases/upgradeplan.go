@@ -3,9 +3,7 @@ package phases
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -18,49 +16,61 @@ import (
 // UpgradePlan reads what every host runs (one read-only command each) and plans the upgrade to
 // spec.kubernetesVersion with the bundle of cluster.yaml.
 func UpgradePlan(ctx context.Context, c *api.Cluster, connect func(context.Context, api.Host) (ssh.Host, error), batchPercent int) (upgrade.Plan, error) {
-	m, err := verifiedManifest(c.Spec.Bundle.Path, filepath.Join(c.Spec.StateDir, "bundle"))
-	if err != nil {
-		return upgrade.Plan{}, err
-	}
-	hosts := c.Spec.Hosts
-	installed := make([]upgrade.Installed, len(hosts))
+	hosts := make([]ssh.Host, len(c.Spec.Hosts))
+	defer func() {
+		for _, h := range hosts {
+			if h != nil {
+				h.Close()
+			}
+		}
+	}()
 	errs := parallel.ForEach(ctx, len(hosts), c.Spec.SSH.Concurrency, func(i int) error {
-		h, err := connect(ctx, hosts[i])
-		if err != nil {
-			return err
-		}
-		defer h.Close()
-		installed[i], err = installedVersions(ctx, h)
-		if err != nil {
-			return fmt.Errorf("%s: %w", hosts[i].Name, err)
-		}
-		return nil
+		var err error
+		hosts[i], err = connect(ctx, c.Spec.Hosts[i])
+		return err
 	})
 	if err := errors.Join(errs...); err != nil {
 		return upgrade.Plan{}, err
 	}
-	byHost := map[string]upgrade.Installed{}
-	for i, h := range hosts {
-		byHost[h.Name] = installed[i]
-	}
-	return upgrade.Make(c, byHost, m, batchPercent), nil
+	return planOn(ctx, c, hosts, batchPercent)
 }
 
 // installedVersions reads the version of each binary an upgrade replaces from its active link
-// (/usr/local/bin/NAME -> /opt/privcloud/NAME/VERSION/NAME).
+// (/usr/local/bin/NAME -> /opt/privcloud/NAME/VERSION/NAME). A service still running another version than its
+// link (a run that stopped between switching the link and restarting) counts as the version it runs, so the
+// next run restarts it.
 func installedVersions(ctx context.Context, h ssh.Host) (upgrade.Installed, error) {
 	names := slices.Concat(upgrade.ControlPlaneComponents, upgrade.NodeComponents, upgrade.EtcdComponents)
-	res, err := h.Run(ctx, `for b in `+strings.Join(names, " ")+`; do printf '%s %s\n' "$b" "$(readlink /usr/local/bin/$b 2>/dev/null)"; done`, ssh.ReadOnly())
+	res, err := h.Run(ctx, `for b in `+strings.Join(names, " ")+`; do
+  pid=$(systemctl show -p MainPID --value "$b" 2>/dev/null)
+  exe=; if [ -n "$pid" ] && [ "$pid" != 0 ]; then exe=$(readlink /proc/$pid/exe 2>/dev/null); fi
+  printf '%s %s %s\n' "$b" "$(readlink /usr/local/bin/$b 2>/dev/null)" "${exe% (deleted)}"
+done`, ssh.ReadOnly())
 	if err != nil {
 		return nil, err
 	}
 	out := upgrade.Installed{}
 	for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
-		name, target, _ := strings.Cut(line, " ")
-		// RemoteBinDir/NAME/VERSION/NAME: anything else was not installed by privcloud
-		if dir, file := path.Split(target); file == name && path.Dir(path.Dir(dir)) == path.Join(RemoteBinDir, name) {
-			out[name] = path.Base(dir)
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		if v := binaryVersion(f[0], f[1]); v != "" {
+			out[f[0]] = v
+		}
+		if len(f) > 2 {
+			if v := binaryVersion(f[0], f[2]); v != "" {
+				out[f[0]] = v
+			}
 		}
 	}
 	return out, nil
+}
+
+// binaryVersion is VERSION of RemoteBinDir/NAME/VERSION/NAME, or "" for a path privcloud did not install.
+func binaryVersion(name, target string) string {
+	if dir, file := path.Split(target); file == name && path.Dir(path.Dir(dir)) == path.Join(RemoteBinDir, name) {
+		return path.Base(dir)
+	}
+	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/version"
 
@@ -205,4 +206,19 @@ func parsed(v string) (*version.Version, bool) {
 	}
 	pv, err := version.ParseSemantic(v)
 	return pv, err == nil
+}
+
+// RefusedError is a plan with refusals: nothing may change.
+type RefusedError struct{ Reasons []string }
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("the upgrade is refused (%d reasons): %s", len(e.Reasons), strings.Join(e.Reasons, "; "))
+}
+
+// Refused is the plan's refusals as an error, or nil.
+func (p Plan) Refused() error {
+	if len(p.Refusals) == 0 {
+		return nil
+	}
+	return &RefusedError{Reasons: p.Refusals}
 }

@@ -34,6 +34,7 @@ type script struct {
 	prefix string
 	result ssh.Result
 	err    error
+	fn     func(cmd string) (ssh.Result, error)
 }
 
 // NewFake returns an empty fake host.
@@ -47,6 +48,14 @@ func (f *Fake) OnCommand(prefix string, res ssh.Result, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.scripts = append(f.scripts, script{prefix: prefix, result: res, err: err})
+}
+
+// OnCommandFunc makes every command starting with prefix answered by fn: a host whose answers depend on
+// what was run before. Later scripts win.
+func (f *Fake) OnCommandFunc(prefix string, fn func(cmd string) (ssh.Result, error)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.scripts = append(f.scripts, script{prefix: prefix, fn: fn})
 }
 
 // SetFile places a file on the fake host.
@@ -103,6 +112,9 @@ func (f *Fake) Run(ctx context.Context, cmd string, opts ...ssh.RunOption) (ssh.
 	f.mu.Unlock()
 	if s == nil {
 		return ssh.Result{}, nil
+	}
+	if s.fn != nil {
+		return s.fn(cmd)
 	}
 	if s.err != nil {
 		return s.result, s.err

@@ -1,0 +1,108 @@
+package phases
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/privcloud/privcloud/internal/wait"
+	"github.com/privcloud/privcloud/kube"
+)
+
+// cordonedBy marks a node privcloud cordoned, with why: only such a node is uncordoned afterwards (one an
+// operator cordoned stays so), also by a later run when the one that cordoned it stopped half-way.
+const cordonedBy = "privcloud.io/cordoned-by"
+
+// cordon marks the node unschedulable (for reason, kept in its cordonedBy annotation) unless it already is.
+// It reports whether the node exists.
+func cordon(ctx context.Context, c *kube.Client, name, reason string) (bool, error) {
+	n, err := c.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil || n.Spec.Unschedulable {
+		return err == nil, err
+	}
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"unschedulable": true},
+		"metadata": map[string]any{"annotations": map[string]any{cordonedBy: reason}}})
+	_, err = c.Kube.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	return true, err
+}
+
+// uncordon makes the node schedulable again if privcloud cordoned it, and reports whether it did.
+func uncordon(ctx context.Context, c *kube.Client, name string) (bool, error) {
+	n, err := c.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return false, err
+	}
+	if _, ours := n.Annotations[cordonedBy]; !ours {
+		return false, nil
+	}
+	patch := []byte(`{"spec":{"unschedulable":false},"metadata":{"annotations":{"` + cordonedBy + `":null}}}`)
+	_, err = c.Kube.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err == nil, err
+}
+
+// evictPods moves the pods of a cordoned node away through the eviction API, which honours
+// PodDisruptionBudgets: an eviction a budget refuses is tried again until limit. DaemonSet and static pods
+// stay, as kubectl drain leaves them.
+func evictPods(ctx context.Context, c *kube.Client, name string, limit time.Duration) error {
+	var blocked []string
+	err := wait.Poll(ctx, limit, 2*time.Second, func() error {
+		pods, err := c.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + name})
+		if err != nil {
+			return err
+		}
+		var left []string
+		blocked = nil
+		for _, p := range pods.Items {
+			if !evictable(&p) {
+				continue
+			}
+			left = append(left, p.Namespace+"/"+p.Name)
+			ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
+			err := c.Kube.CoreV1().Pods(p.Namespace).EvictV1(ctx, ev)
+			switch {
+			case apierrors.IsTooManyRequests(err):
+				blocked = append(blocked, p.Namespace+"/"+p.Name)
+			case err != nil && !apierrors.IsNotFound(err):
+				return err
+			}
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("pods still on the node: %s", strings.Join(left, ", "))
+		}
+		return nil
+	})
+	if err != nil && len(blocked) > 0 {
+		return fmt.Errorf("drain: %w (a PodDisruptionBudget refused the eviction of %s)", err, strings.Join(blocked, ", "))
+	}
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	return nil
+}
+
+// evictable is a pod a drain moves away: not a DaemonSet's (it would come back), not a static pod, not done.
+func evictable(p *corev1.Pod) bool {
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return false
+	}
+	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		return false
+	}
+	for _, o := range p.OwnerReferences {
+		if o.Kind == "DaemonSet" {
+			return false
+		}
+	}
+	return true
+}
