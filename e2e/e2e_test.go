@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -355,44 +354,6 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 	}
 	// a lone member comes back from a backup as well (no kubelet runs here, so no node to wait for)
 	checkBackupRestore(t, l, "kubectl --kubeconfig /etc/kubernetes/admin.conf ", "h1", 0, "--skip", "wait-ready")
-}
-
-// TestUpgradePlanOnLabHosts brings a cluster up on the release before the lab's, from a bundle that carries
-// both, and plans its upgrade from the versions the hosts run.
-func TestUpgradePlanOnLabHosts(t *testing.T) {
-	l := newLab(t, 2)
-	labBundleOf(t, l.Dir, []string{"v1.36.3", "v1.37.1"}, "containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local",
-		"cni-loopback", "cni-portmap", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
-		"kube-proxy", "kubectl", "pause-bin", "pause")
-	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1", "kubernetesVersion: v1.36.3")
-	r := runConfig(t, older, "init", "--skip", "addons")
-	if r.code != 0 {
-		t.Fatalf("init on v1.36.3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	r = run(t, l, "exec", "--hosts", "h1", "--", "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes --no-headers")
-	if strings.Count(r.stdout, " Ready ") != 2 || strings.Count(r.stdout, "v1.36.3") != 2 {
-		t.Fatalf("2 Ready nodes on v1.36.3:\n%s%s", r.stdout, r.stderr)
-	}
-	// cluster.yaml says v1.37.1: the plan reads v1.36.3 from the hosts
-	r = run(t, l, "upgrade", "plan")
-	if r.code != 0 || !strings.Contains(r.stdout, "upgrade v1.36.3 -> v1.37.1") || !strings.Contains(r.stdout, "order: h1; then h2") ||
-		!strings.Contains(r.stdout, "h1           control-plane,etcd       kube-apiserver           v1.36.3    v1.37.1") ||
-		!strings.Contains(r.stdout, "h2           worker                   kubelet                  v1.36.3    v1.37.1") || strings.Contains(r.stdout, "refused") {
-		t.Errorf("upgrade plan from v1.36.3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	r = run(t, l, "upgrade", "plan", "-o", "json")
-	var plan struct {
-		From, To string
-		Batches  [][]string
-		Hosts    []struct {
-			Host    string
-			Changes []struct{ Component, From, To string }
-		}
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil || plan.From != "v1.36.3" || plan.To != "v1.37.1" ||
-		!slices.EqualFunc(plan.Batches, [][]string{{"h1"}, {"h2"}}, slices.Equal) || len(plan.Hosts) != 2 || len(plan.Hosts[1].Changes) != 2 {
-		t.Errorf("upgrade plan -o json: %v\n%s", err, r.stdout)
-	}
 }
 
 func TestClusterOnLabHosts(t *testing.T) {

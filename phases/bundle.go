@@ -131,6 +131,11 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 			}
 		}
 	})
+	if !s.stageOnly {
+		if err := refuseVersionChange(ctx, t, s.manifest, r.Cluster.Spec.KubernetesVersion); err != nil {
+			return err
+		}
+	}
 	var wanted []bundle.Component
 	var paths []string
 	for _, c := range s.manifest.Components {
@@ -171,6 +176,34 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 		r.Changed(t.Spec.Name, "linked "+l)
 	}
 	return nil
+}
+
+// refuseVersionChange stops init and join on a host that runs other versions of Kubernetes or etcd than
+// cluster.yaml and the bundle say: switching every link there at once would restart the whole control plane
+// together. 'upgrade apply' changes versions, one service at a time behind health gates.
+func refuseVersionChange(ctx context.Context, t *workflow.Target, m *bundle.Manifest, kubernetesVersion string) error {
+	installed, err := installedVersions(ctx, t.Host)
+	if err != nil {
+		return err
+	}
+	var runs []string
+	for name, v := range installed {
+		want := kubernetesVersion
+		if slices.Contains(upgrade.EtcdComponents, name) {
+			if first := m.Find(name, ""); first != nil {
+				want = first.Version
+			}
+		}
+		if v != want {
+			runs = append(runs, fmt.Sprintf("%s %s (not %s)", name, v, want))
+		}
+	}
+	if len(runs) == 0 {
+		return nil
+	}
+	slices.Sort(runs)
+	return fmt.Errorf("the host runs %s: init and join never change versions; 'privcloud upgrade plan' shows the upgrade and 'privcloud upgrade apply' makes it, one service at a time",
+		strings.Join(runs, ", "))
 }
 
 // switchLinkScript points link at dst, printing link when it changed. A new link is renamed over the old:

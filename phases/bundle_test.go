@@ -10,6 +10,8 @@ import (
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
+	"github.com/privcloud/privcloud/ssh/sshtest"
 )
 
 // smallBundle builds a bundle of two files and an image made of one of them, offline.
@@ -99,5 +101,20 @@ func TestBundlePhaseRefusesMissingOrBadBundles(t *testing.T) {
 	os.WriteFile(c.Spec.Bundle.Path, []byte("not a bundle"), 0o644)
 	if err := Execute(context.Background(), Init(), c, ex); err == nil || !strings.Contains(err.Error(), "not a privcloud bundle") {
 		t.Errorf("a corrupt bundle must be refused before anything is sent: %v", err)
+	}
+}
+
+func TestInitRefusesAHostOnAnotherVersion(t *testing.T) {
+	m := &bundle.Manifest{Components: []bundle.Component{{Name: "etcd", Version: "v3.6.5", Kind: "binary"}}}
+	h := sshtest.NewFake("h1")
+	target := &workflow.Target{Spec: api.Host{Name: "h1"}, Host: h}
+	h.OnCommand("for b in", ssh.Result{Stdout: []byte("kube-apiserver /opt/privcloud/kube-apiserver/v1.37.1/kube-apiserver\netcd /opt/privcloud/etcd/v3.6.5/etcd\n")}, nil)
+	if err := refuseVersionChange(context.Background(), target, m, "v1.37.1"); err != nil {
+		t.Errorf("a host on the versions of cluster.yaml was refused: %v", err)
+	}
+	h.OnCommand("for b in", ssh.Result{Stdout: []byte("kube-apiserver /opt/privcloud/kube-apiserver/v1.36.3/kube-apiserver\netcd /opt/privcloud/etcd/v3.6.4/etcd\n")}, nil)
+	err := refuseVersionChange(context.Background(), target, m, "v1.37.1")
+	if err == nil || !strings.Contains(err.Error(), "etcd v3.6.4 (not v3.6.5), kube-apiserver v1.36.3 (not v1.37.1)") || !strings.Contains(err.Error(), "privcloud upgrade apply") {
+		t.Errorf("a host on older versions: %v", err)
 	}
 }

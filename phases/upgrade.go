@@ -32,7 +32,7 @@ type UpgradeOptions struct {
 func Upgrade(o *UpgradeOptions) workflow.Workflow {
 	u := &upgradeRun{opts: o}
 	b := &bundleState{stageOnly: true}
-	return workflow.Workflow{Name: "upgrade", Phases: []workflow.Phase{
+	return workflow.Workflow{Name: "upgrade", Command: "upgrade apply", Phases: []workflow.Phase{
 		connect(),
 		{Name: "plan", Short: "Read every host's versions; refuse what the version-skew policy, etcd or the bundle forbid", Required: true, Run: u.makePlan},
 		{Name: "backup", Short: "Snapshot etcd and save it with the PKI and cluster.yaml in the state directory's backups", Skip: u.upToDate, Run: u.backup},
@@ -67,9 +67,11 @@ func (u *upgradeRun) makePlan(ctx context.Context, r *workflow.Run) error {
 	if p.UpToDate() {
 		return workflow.Skip("every host runs " + p.To)
 	}
-	for _, h := range p.Hosts {
-		for _, c := range h.Changes {
-			r.Plan(sshAction(h.Host, fmt.Sprintf("upgrade %s %s -> %s", c.Component, c.From, c.To)))
+	if r.DryRun {
+		for _, h := range p.Hosts {
+			for _, c := range h.Changes {
+				r.Plan(sshAction(h.Host, fmt.Sprintf("upgrade %s %s -> %s", c.Component, c.From, c.To)))
+			}
 		}
 	}
 	return nil

@@ -23,9 +23,11 @@ const RecordDir = "/var/lib/privcloud/phases"
 // Run is the state one workflow execution shares between its phases.
 type Run struct {
 	Workflow string
-	Cluster  *api.Cluster
-	Targets  []*Target
-	DryRun   bool
+	// Command is the command that runs the workflow, named in resume hints; empty means Workflow's name.
+	Command string
+	Cluster *api.Cluster
+	Targets []*Target
+	DryRun  bool
 	// ServerDryRun sends objects to the API server for validation and admission without storing them.
 	ServerDryRun bool
 	Reporter     *report.Reporter
@@ -161,7 +163,7 @@ type HostError struct {
 // PhaseError is a phase that failed, cluster-wide or on some hosts. It unwraps to every underlying error, so
 // errors.Is(err, ErrNotImplemented) and errors.As(err, **ssh.UnreachableError) see through it.
 type PhaseError struct {
-	Workflow string
+	Workflow string // the command that runs it ("upgrade apply")
 	Phase    string
 	Of       int // hosts the phase ran on
 	Hosts    []HostError
@@ -253,7 +255,14 @@ func (r *Run) runOnce(ctx context.Context, st Step) error {
 	if err == nil || status == report.Skipped {
 		return err // a SkipError goes up so the summary counts the phase as skipped
 	}
-	return &PhaseError{Workflow: r.Workflow, Phase: st.Path, Err: err}
+	return &PhaseError{Workflow: r.command(), Phase: st.Path, Err: err}
+}
+
+func (r *Run) command() string {
+	if r.Command != "" {
+		return r.Command
+	}
+	return r.Workflow
 }
 
 // InScope tells whether per-host phases act on the host.
@@ -273,7 +282,7 @@ func (r *Run) runPerHost(ctx context.Context, st Step) error {
 		return r.runOnHost(ctx, st, targets[i])
 	})
 
-	perr := &PhaseError{Workflow: r.Workflow, Phase: st.Path, Of: len(targets)}
+	perr := &PhaseError{Workflow: r.command(), Phase: st.Path, Of: len(targets)}
 	skipped := 0
 	for i, err := range errs {
 		var skip *SkipError

@@ -36,8 +36,10 @@ type Phase struct {
 
 // Workflow is a command's ordered phase tree.
 type Workflow struct {
-	Name   string
-	Phases []Phase
+	Name string
+	// Command is the command that runs it when that is not its name ("upgrade apply").
+	Command string
+	Phases  []Phase
 	// NoRecords: hosts keep no record of the phases completed (reset leaves nothing behind, its own records
 	// included).
 	NoRecords bool
