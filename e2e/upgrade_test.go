@@ -36,6 +36,15 @@ func TestUpgradeOnLabHosts(t *testing.T) {
 		t.Fatalf("3 Ready nodes on v1.36.3:\n%s%s", r.stdout, r.stderr)
 	}
 	checkPlanFromOlder(t, l)
+	// a dry run shows what would change and changes nothing
+	r = run(t, l, "upgrade", "apply", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, "would run: upgrade kube-apiserver v1.36.3 -> v1.37.1") ||
+		!strings.Contains(r.stdout, "would run: cordon and drain node h2") {
+		t.Errorf("upgrade apply --dry-run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if server, _ := versions(t, l); server != "v1.36.3" {
+		t.Errorf("a dry run upgraded the API server to %s", server)
+	}
 
 	// a Deployment behind a NodePort Service, its pods spread over the nodes and guarded by a budget
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"apply -f - <<'EOF'\n"+webApp+"EOF\n"+kubectl+"rollout status deployment/web --timeout=180s")
@@ -76,12 +85,12 @@ func TestUpgradeOnLabHosts(t *testing.T) {
 
 	// the real upgrade: the bundle phase puts the true binary back (its sha256 differs)
 	start = time.Now()
-	r = run(t, l, "upgrade", "apply")
+	r = run(t, l, "upgrade", "apply", "-o", "json")
 	t.Logf("upgrade v1.36.3 -> v1.37.1 of 3 nodes: %s", time.Since(start).Round(100*time.Millisecond))
-	if r.code != 0 || !strings.Contains(r.stdout, "backup") {
+	if r.code != 0 || !strings.Contains(r.stdout, `"phase":"backup"`) {
 		t.Fatalf("upgrade apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	t.Logf("its report:\n%s", r.stdout)
+	t.Logf("its events:\n%s", timeline(r.stdout))
 	if server, nodes := versions(t, l); server != "v1.37.1" || strings.Count(nodes, " Ready ") != 3 || strings.Count(nodes, "v1.37.1") != 3 {
 		t.Fatalf("after the upgrade every node is Ready on v1.37.1: API server %s, nodes:\n%s", server, nodes)
 	}
@@ -102,10 +111,25 @@ func TestUpgradeOnLabHosts(t *testing.T) {
 	}
 
 	st := client.stop()
-	t.Logf("service client: %s", st)
+	t.Logf("service client: %s; failed requests:\n%s", st, strings.Join(st.failures, "\n"))
 	if st.ok == 0 || st.longestOutage > 10*time.Second {
 		t.Errorf("the Service was out for more than a brief window: %s", st)
 	}
+}
+
+// timeline renders a run's JSON events as one line each: time, status, phase, host, message.
+func timeline(ndjson string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimSpace(ndjson), "\n") {
+		var e struct {
+			Time                         time.Time
+			Status, Phase, Host, Message string
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Status != "started" {
+			fmt.Fprintf(&b, "%s %-8s %-14s %-3s %s\n", e.Time.Format("15:04:05.000"), e.Status, e.Phase, e.Host, e.Message)
+		}
+	}
+	return b.String()
 }
 
 // versions is the API server's version and the nodes as kubectl lists them.
@@ -197,12 +221,14 @@ type serviceClient struct {
 	longestOutage time.Duration
 	longestAt     string
 	lastErr       string
+	failures      []string // each failed request: when, through which node, why
 }
 
 type clientStats struct {
 	ok, failed    int
 	longestOutage time.Duration
 	at, lastErr   string
+	failures      []string
 }
 
 func (s clientStats) String() string {
@@ -247,6 +273,7 @@ func (c *serviceClient) record(host string, at time.Time, err error) {
 	if err != nil {
 		c.failed++
 		c.lastErr = host + ": " + err.Error()
+		c.failures = append(c.failures, at.Format("15:04:05.000")+" "+c.lastErr)
 		if !failing {
 			c.firstFailure[host] = at
 		}
@@ -277,7 +304,7 @@ func (c *serviceClient) waitServing(limit time.Duration) error {
 func (c *serviceClient) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.ok, c.failed, c.longestOutage, c.longestAt, c.lastErr = 0, 0, 0, "", ""
+	c.ok, c.failed, c.longestOutage, c.longestAt, c.lastErr, c.failures = 0, 0, 0, "", "", nil
 	clear(c.firstFailure)
 }
 
@@ -292,5 +319,5 @@ func (c *serviceClient) stop() clientStats {
 			c.longestOutage, c.longestAt = d, "through "+host+", still out at the end"
 		}
 	}
-	return clientStats{ok: c.ok, failed: c.failed, longestOutage: c.longestOutage, at: c.longestAt, lastErr: c.lastErr}
+	return clientStats{ok: c.ok, failed: c.failed, longestOutage: c.longestOutage, at: c.longestAt, lastErr: c.lastErr, failures: c.failures}
 }

@@ -124,17 +124,23 @@ func newHealthProbe(t *workflow.Target, scheme, addr, path, want string, cfg *tl
 }
 
 func (p *healthProbe) check(ctx context.Context) error {
+	_, err := p.get(ctx)
+	return err
+}
+
+// get is the endpoint's body when it answers 200 with a body containing want.
+func (p *healthProbe) get(ctx context.Context) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	if resp.StatusCode == http.StatusOK && strings.Contains(string(body), p.want) {
-		return nil
+		return string(body), nil
 	}
-	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	return "", fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body[:min(len(body), 4096)])))
 }
 
 func (p *healthProbe) close() { p.client.CloseIdleConnections() }

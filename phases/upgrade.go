@@ -125,7 +125,7 @@ func (u *upgradeRun) upgradeBatches(ctx context.Context, r *workflow.Run, contro
 		}
 	}
 	if !controlPlanes {
-		if err := uncordonLeftovers(ctx, r); err != nil {
+		if err := finishUpgrade(ctx, r); err != nil {
 			return err
 		}
 	}
@@ -139,9 +139,10 @@ func isControlPlane(h api.Host) bool {
 	return h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleEtcd)
 }
 
-// uncordonLeftovers uncordons the nodes an upgrade cordoned and did not get to uncordon (a run that was
-// interrupted): once every node is upgraded, none has a reason to stay cordoned.
-func uncordonLeftovers(ctx context.Context, r *workflow.Run) error {
+// finishUpgrade uncordons the nodes an upgrade cordoned and did not get to uncordon (a run that was
+// interrupted: once every node is upgraded, none has a reason to stay cordoned) and removes the canary the
+// drains used.
+func finishUpgrade(ctx context.Context, r *workflow.Run) error {
 	if r.DryRun {
 		return nil
 	}
@@ -161,7 +162,7 @@ func uncordonLeftovers(ctx context.Context, r *workflow.Run) error {
 			}
 			r.Changed(n.Name, "uncordoned (left cordoned by an upgrade that stopped)")
 		}
-		return errors.Join(errs...)
+		return errors.Join(append(errs, removeCanary(ctx, c))...)
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/privcloud/privcloud/bundle"
@@ -43,6 +44,13 @@ type upgradeService struct {
 	node bool
 	// files are the service's files at a version; nil when none names the version
 	files func(ctx context.Context, r *workflow.Run, t *workflow.Target, version string) ([]hostFile, error)
+	// reconnects: the cluster's clients reconnect after its restart (the API server); its gate also waits for
+	// their watches to come back, as a node whose kube-proxy still waits to reconnect would keep sending
+	// Service traffic to pods a drain removes
+	reconnects bool
+	// lease is the leader-election lease of a component that runs only while it leads: its gate also waits until
+	// a live instance holds it
+	lease string
 	// probe makes the service's health check for its gate
 	probe func(r *workflow.Run, t *workflow.Target, version string) (check func(context.Context) error, done func(), err error)
 }
@@ -50,9 +58,11 @@ type upgradeService struct {
 // upgradeServices are the services in the order a host's upgrade takes them.
 var upgradeServices = []upgradeService{
 	{unit: "etcd", binaries: upgrade.EtcdComponents, probe: etcdProbe},
-	{unit: "kube-apiserver", binaries: []string{"kube-apiserver"}, files: apiServerFiles, probe: apiServerProbe},
-	{unit: "kube-controller-manager", binaries: []string{"kube-controller-manager"}, files: leaderElectedFiles("kube-controller-manager"), probe: selfSignedProbe("127.0.0.1:10257")},
-	{unit: "kube-scheduler", binaries: []string{"kube-scheduler"}, files: leaderElectedFiles("kube-scheduler"), probe: selfSignedProbe("127.0.0.1:10259")},
+	{unit: "kube-apiserver", binaries: []string{"kube-apiserver"}, files: apiServerFiles, probe: apiServerProbe, reconnects: true},
+	{unit: "kube-controller-manager", binaries: []string{"kube-controller-manager"}, files: leaderElectedFiles("kube-controller-manager"), probe: selfSignedProbe("127.0.0.1:10257"),
+		lease: "kube-controller-manager"},
+	{unit: "kube-scheduler", binaries: []string{"kube-scheduler"}, files: leaderElectedFiles("kube-scheduler"), probe: selfSignedProbe("127.0.0.1:10259"),
+		lease: "kube-scheduler"},
 	{unit: "kubelet", binaries: []string{"kubelet", "kubectl"}, node: true, files: kubeletFiles, probe: kubeletProbe},
 	{unit: "kube-proxy", binaries: []string{"kube-proxy"}, node: true, probe: kubeProxyProbe,
 		files: func(_ context.Context, r *workflow.Run, t *workflow.Target, v string) ([]hostFile, error) {
@@ -161,14 +171,20 @@ if [ %[2]t = true ] || [ "${exe%% (deleted)}" != %[3]s ]; then systemctl restart
 echo "restarts $(systemctl show -p NRestarts --value %[1]s)"
 `, svc.unit, changed, want)
 	}
+	watchers := 0
+	if restarts && svc.reconnects && !r.DryRun {
+		watchers = endpointWatchers(ctx, r) // best effort: none read means nothing to wait for
+	}
 	res, err := t.Host.Run(ctx, script.String())
 	if err != nil {
 		return err
 	}
+	restarted := false
 	base := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
 		switch {
 		case line == "restarted":
+			restarted = true
 			r.Changed(t.Spec.Name, fmt.Sprintf("%s restarted on %s", svc.unit, version))
 		case strings.HasPrefix(line, "restarts "):
 			base, _ = strconv.Atoi(strings.TrimPrefix(line, "restarts "))
@@ -184,7 +200,123 @@ echo "restarts $(systemctl show -p NRestarts --value %[1]s)"
 		return err
 	}
 	defer done()
-	return gate(ctx, t, svc.unit, want, base, check)
+	if svc.lease != "" && restarted {
+		leads, closeLease, err := leaderCheck(ctx, r, svc.lease)
+		if err != nil {
+			return err
+		}
+		defer closeLease()
+		healthy := check
+		check = func(ctx context.Context) error {
+			if err := healthy(ctx); err != nil {
+				return err
+			}
+			return leads(ctx)
+		}
+	}
+	if err := gate(ctx, t, svc.unit, want, base, check); err != nil {
+		return err
+	}
+	if restarted && watchers > 0 {
+		waitWatchers(ctx, r, t, watchers)
+	}
+	return nil
+}
+
+// leaderCheck is a check that passes once a live instance holds the lease name. Read right after a restart,
+// the lease may still name the instance that was just stopped, which never renews it again: a new holder, or
+// the same holder renewing (another host's instance), proves a leader runs. Until one does, no controller
+// works: a pod drained then would stay in its Service's endpoints and no replacement would be made.
+func leaderCheck(ctx context.Context, r *workflow.Run, name string) (func(context.Context) error, func(), error) {
+	c, err := controlPlaneAPI(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	read := func(ctx context.Context) (holder string, renewed time.Time, err error) {
+		l, err := c.Kube.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return "", time.Time{}, nil
+		}
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		if l.Spec.HolderIdentity != nil {
+			holder = *l.Spec.HolderIdentity
+		}
+		if l.Spec.RenewTime != nil {
+			renewed = l.Spec.RenewTime.Time
+		}
+		return holder, renewed, nil
+	}
+	stoppedHolder, stoppedRenewal, err := read(ctx)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return func(ctx context.Context) error {
+		holder, renewed, err := read(ctx)
+		if err != nil {
+			return err
+		}
+		if holder == "" || holder == stoppedHolder && renewed.Equal(stoppedRenewal) {
+			return fmt.Errorf("no running %s leads yet (its lease names %q, which has not renewed it since the restart)", name, holder)
+		}
+		return nil
+	}, c.Close, nil
+}
+
+// endpointWatchers counts the EndpointSlice watches open on every API server: each node's kube-proxy holds
+// one, and so does the controller-manager.
+func endpointWatchers(ctx context.Context, r *workflow.Run) int {
+	n := 0
+	for _, t := range r.TargetsFor(controlPlane) {
+		if t.Host == nil {
+			continue
+		}
+		c, err := apiVia(r, t.Host)
+		if err != nil {
+			continue
+		}
+		data, err := c.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		c.Close()
+		if err == nil {
+			n += watchCount(string(data), "endpointslices")
+		}
+	}
+	return n
+}
+
+// watchCount sums the open WATCH requests on resource in an API server's metrics.
+func watchCount(metrics, resource string) int {
+	n := 0
+	for _, line := range strings.Split(metrics, "\n") {
+		if !strings.HasPrefix(line, "apiserver_longrunning_requests{") || !strings.Contains(line, `resource="`+resource+`"`) ||
+			!strings.Contains(line, `verb="WATCH"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			n += int(v)
+		}
+	}
+	return n
+}
+
+// waitWatchers waits until as many EndpointSlice watches are open as before an API server's restart. Clients
+// back off between reconnection attempts (up to 30 s), and a kube-proxy not yet back keeps its node's rules
+// as they were: a pod drained meanwhile would still get that node's Service traffic. A watcher that does not
+// come back (a node down) is a warning, not a failed gate.
+func waitWatchers(ctx context.Context, r *workflow.Run, t *workflow.Target, want int) {
+	got := 0
+	err := wait.Poll(ctx, 90*time.Second, gateEvery, func() error {
+		if got = endpointWatchers(ctx, r); got < want {
+			return fmt.Errorf("%d of %d", got, want)
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		r.Warn(t.Spec.Name, fmt.Sprintf("%d of the %d EndpointSlice watches open before kube-apiserver restarted came back within 90 s: a node's kube-proxy may still run on stale rules", got, want))
+	}
 }
 
 // gate waits until the unit runs the binary want, has not exited more than gateRestarts times since its
@@ -257,6 +389,9 @@ func (h *hostUpgrade) drain(ctx context.Context) error {
 		return nil
 	}
 	return withControlPlaneAPI(h.run, func(c *kube.Client) error {
+		if err := proxiesFollow(ctx, h.run, c); err != nil {
+			return fmt.Errorf("before draining %s: %w", name, err)
+		}
 		found, err := cordon(ctx, c, name, upgradeCordon)
 		if err != nil || !found {
 			return err

@@ -129,3 +129,26 @@ func TestUnitState(t *testing.T) {
 		t.Errorf("unit state %+v, %v", st, err)
 	}
 }
+
+func TestWatchCount(t *testing.T) {
+	metrics := `# HELP apiserver_longrunning_requests [STABLE] Gauge of all active long-running apiserver requests
+apiserver_longrunning_requests{component="apiserver",group="",resource="nodes",scope="cluster",subresource="",verb="WATCH",version="v1"} 3
+apiserver_longrunning_requests{component="apiserver",group="discovery.k8s.io",resource="endpointslices",scope="cluster",subresource="",verb="WATCH",version="v1"} 7
+apiserver_longrunning_requests{component="apiserver",group="discovery.k8s.io",resource="endpointslices",scope="namespace",subresource="",verb="WATCH",version="v1"} 2
+apiserver_longrunning_requests{component="apiserver",group="",resource="pods",scope="cluster",subresource="log",verb="CONNECT",version="v1"} 1
+apiserver_request_total{resource="endpointslices",verb="WATCH"} 40
+`
+	if n := watchCount(metrics, "endpointslices"); n != 9 {
+		t.Errorf("%d EndpointSlice watches, want 9", n)
+	}
+}
+
+func TestMetricValue(t *testing.T) {
+	text := "# TYPE kubeproxy_sync_proxy_rules_endpoint_changes_total counter\nkubeproxy_sync_proxy_rules_endpoint_changes_pending 0\nkubeproxy_sync_proxy_rules_endpoint_changes_total 42\n"
+	if n, err := metricValue(text, "kubeproxy_sync_proxy_rules_endpoint_changes_total"); err != nil || n != 42 {
+		t.Errorf("endpoint changes %d, %v; want 42", n, err)
+	}
+	if _, err := metricValue("other 1\n", "kubeproxy_sync_proxy_rules_endpoint_changes_total"); err == nil {
+		t.Error("a missing metric must be an error, not 0")
+	}
+}
