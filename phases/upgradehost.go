@@ -389,6 +389,12 @@ func (h *hostUpgrade) drain(ctx context.Context) error {
 		return nil
 	}
 	return withControlPlaneAPI(h.run, func(c *kube.Client) error {
+		if alone, err := onlySchedulableNode(ctx, c, name); err != nil || alone {
+			if alone {
+				h.run.Warn(name, "the only schedulable node: not drained, its pods keep running while its kubelet restarts")
+			}
+			return err
+		}
 		if err := proxiesFollow(ctx, h.run, c); err != nil {
 			return fmt.Errorf("before draining %s: %w", name, err)
 		}
@@ -405,6 +411,21 @@ func (h *hostUpgrade) drain(ctx context.Context) error {
 		h.run.Changed(name, "cordoned and drained")
 		return nil
 	})
+}
+
+// onlySchedulableNode tells whether no other node is Ready and schedulable: draining the node would then
+// leave its pods nowhere to go, while a kubelet's restart leaves running containers alone.
+func onlySchedulableNode(ctx context.Context, c *kube.Client, name string) (bool, error) {
+	list, err := c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return false, err
+	}
+	for _, n := range list.Items {
+		if n.Name != name && !n.Spec.Unschedulable && nodeReady(&n) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 func (h *hostUpgrade) uncordon(ctx context.Context) error {

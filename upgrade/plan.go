@@ -87,6 +87,16 @@ func Make(c *api.Cluster, installed map[string]Installed, m *bundle.Manifest, ba
 		}
 	}
 
+	// a host not yet brought up is joined, not upgraded: an upgrade never installs a service from nothing
+	for _, h := range s.Hosts {
+		if h.HasRole(api.RoleEtcd) && installed[h.Name]["etcd"] == "" {
+			refuse("%s runs no etcd privcloud installed: bring it up with 'privcloud join' first", h.Name)
+		}
+		if (h.HasRole(api.RoleWorker) || h.HasRole(api.RoleControlPlane)) && installed[h.Name]["kubelet"] == "" {
+			refuse("%s runs no kubelet privcloud installed: bring it up with 'privcloud join' first", h.Name)
+		}
+	}
+
 	etcdTarget := bundleVersion(m, "etcd")
 	for _, h := range s.Hosts {
 		hp := HostPlan{Host: h.Name}

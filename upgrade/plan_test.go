@@ -87,6 +87,8 @@ func TestPlanRefusals(t *testing.T) {
 		{"missing from the bundle", "v1.37.2", running("v1.37.1", "v3.7.0"), manifest("v1.37.1"), "the bundle has no kube-apiserver v1.37.2, which h1 needs"},
 		{"etcd minor skipped", "v1.37.1", running("v1.36.3", "v3.5.21"), manifest("v1.37.1"), "etcd v3.5.21 to v3.7.0 skips a minor version"},
 		{"no control plane running", "v1.37.1", map[string]Installed{}, manifest("v1.37.1"), "h1 runs no kube-apiserver privcloud installed"},
+		{"a worker not joined", "v1.37.1", func() map[string]Installed { in := running("v1.36.3", "v3.7.0"); delete(in, "h3"); return in }(),
+			manifest("v1.37.1"), "h3 runs no kubelet privcloud installed: bring it up with 'privcloud join' first"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := Make(lab(tc.target), tc.installed, tc.m, 10)
