@@ -118,13 +118,21 @@ func (h *hostUpgrade) apply(ctx context.Context, node bool) error {
 // switchBack returns a service whose gate failed to the versions it ran before, and reports both.
 func (h *hostUpgrade) switchBack(ctx context.Context, svc upgradeService, moves []upgrade.Change, drained bool, failure error) error {
 	name, main := h.target.Spec.Name, moves[0]
-	report := fmt.Sprintf("%s %s failed its health gate on %s: %v", svc.unit, main.To, name, failure)
+	report := fmt.Sprintf("%s could not be switched to %s on %s: %v", svc.unit, main.To, name, failure)
+	var gf *gateFailure
+	if errors.As(failure, &gf) {
+		report = fmt.Sprintf("%s %s failed its health gate on %s: %v", svc.unit, main.To, name, failure)
+	}
 	if main.From == "" {
 		return fmt.Errorf("%s\nno earlier version of %s to switch back to: fix the cause and re-run 'privcloud upgrade apply'", report, svc.unit)
 	}
 	if err := h.switchService(ctx, svc, moves, func(c upgrade.Change) string { return c.From }); err != nil {
-		return fmt.Errorf("%s\nswitching it back to %s failed too: %v\nthe node stays cordoned; restore with 'privcloud restore' and the backup this run saved if the cluster does not recover",
-			report, main.From, err)
+		stays := ""
+		if drained {
+			stays = "; the node stays cordoned"
+		}
+		return fmt.Errorf("%s\nswitching it back to %s failed too: %v%s\nif the cluster does not recover, 'privcloud restore' the backup this run saved (backups/ in the state directory)",
+			report, main.From, err, stays)
 	}
 	h.run.Changed(name, fmt.Sprintf("%s switched back to %s", svc.unit, main.From))
 	back := fmt.Sprintf("switched back to %s automatically: it runs and is healthy again", main.From)
@@ -345,10 +353,16 @@ func gate(ctx context.Context, t *workflow.Target, unit, want string, base int, 
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("%w; its journal ends:\n%s", err, journalTail(ctx, t, unit))
+		return &gateFailure{fmt.Errorf("%w; its journal ends:\n%s", err, journalTail(ctx, t, unit))}
 	}
 	return err
 }
+
+// gateFailure is a service that was switched and restarted but did not prove itself healthy.
+type gateFailure struct{ err error }
+
+func (e *gateFailure) Error() string { return e.err.Error() }
+func (e *gateFailure) Unwrap() error { return e.err }
 
 type unitStatus struct {
 	exe, state string

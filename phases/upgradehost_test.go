@@ -152,3 +152,15 @@ func TestMetricValue(t *testing.T) {
 		t.Error("a missing metric must be an error, not 0")
 	}
 }
+
+func TestSwitchThatCannotStartIsNotAGateFailure(t *testing.T) {
+	h := newServiceHost(etcdOld, "never")
+	h.OnCommand("set -e", ssh.Result{ExitCode: 1, Stderr: []byte(etcdNew + " is missing")}, nil)
+	u, _ := testUpgrade(t, h)
+	err := u.switchBack(context.Background(), etcdService, etcdMove, false,
+		u.switchService(context.Background(), etcdService, etcdMove, func(c upgrade.Change) string { return c.To }))
+	if err == nil || !strings.Contains(err.Error(), "etcd could not be switched to v3.6.5 on h1") || strings.Contains(err.Error(), "health gate") ||
+		strings.Contains(err.Error(), "cordoned") {
+		t.Errorf("report: %v", err)
+	}
+}
