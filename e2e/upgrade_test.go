@@ -22,9 +22,7 @@ import (
 // continuously: first with a broken API server binary (switched back automatically), then for real.
 func TestUpgradeOnLabHosts(t *testing.T) {
 	l := newLab(t, 3)
-	labBundleOf(t, l.Dir, []string{"v1.36.3", "v1.37.1"}, "containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local",
-		"cni-loopback", "cni-portmap", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
-		"kube-proxy", "kubectl", "pause-bin", "pause", "probe", "busybox", "test")
+	labBundleOf(t, l.Dir, []string{"v1.36.3", "v1.37.1"}, append(upgradeBundle, "probe", "busybox", "test")...)
 	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1", "kubernetesVersion: v1.36.3")
 	r := runConfig(t, older, "init", "--skip", "addons")
 	if r.code != 0 {
@@ -143,6 +141,52 @@ func versions(t *testing.T, l *lab.Lab) (string, string) {
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
 	return v.GitVersion, r.stdout
+}
+
+// upgradeBundle is what a cluster without add-ons needs, for a bundle of v1.36.3 and v1.37.1.
+var upgradeBundle = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
+	"etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "pause-bin", "pause"}
+
+// TestUpgradeControlPlanesOnLabHosts upgrades three stacked control planes, one host at a time: each one's API
+// server, controller-manager and scheduler while the others' run (leadership stays with a running instance),
+// then each node, drained into the two others.
+func TestUpgradeControlPlanesOnLabHosts(t *testing.T) {
+	l := newLab(t, 3, 1, 2, 3)
+	labBundleOf(t, l.Dir, []string{"v1.36.3", "v1.37.1"}, upgradeBundle...)
+	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1", "kubernetesVersion: v1.36.3")
+	r := runConfig(t, older, "init", "--skip", "addons")
+	if r.code != 0 {
+		t.Fatalf("init of 3 control planes on v1.36.3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// init and join leave versions alone: with v1.37.1 in cluster.yaml, init stops before changing anything
+	r = run(t, l, "init", "--skip", "addons")
+	if r.code != 5 || !strings.Contains(r.stdout+r.stderr, "kube-apiserver v1.36.3 (not v1.37.1)") || !strings.Contains(r.stdout+r.stderr, "privcloud upgrade apply") {
+		t.Fatalf("init on hosts running v1.36.3 with v1.37.1 in cluster.yaml: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	start := time.Now()
+	r = run(t, l, "upgrade", "apply", "-o", "json")
+	t.Logf("upgrade v1.36.3 -> v1.37.1 of 3 control planes: %s", time.Since(start).Round(100*time.Millisecond))
+	if r.code != 0 {
+		t.Fatalf("upgrade apply: exit %d\n%s%s", r.code, timeline(r.stdout), r.stderr)
+	}
+	events := timeline(r.stdout)
+	t.Logf("its events:\n%s", events)
+	for _, unit := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
+		if n := strings.Count(events, unit+" restarted on v1.37.1"); n != 3 {
+			t.Errorf("%s restarted %d times, want once on each host", unit, n)
+		}
+	}
+	if server, nodes := versions(t, l); server != "v1.37.1" || strings.Count(nodes, " Ready ") != 3 || strings.Count(nodes, "v1.37.1") != 3 {
+		t.Errorf("after the upgrade every node is Ready on v1.37.1: API server %s, nodes:\n%s", server, nodes)
+	}
+	r = run(t, l, "exec", "--hosts", "h1", "--", etcdctlCmd+"endpoint health --cluster")
+	if strings.Count(r.stdout, "is healthy") != 3 {
+		t.Errorf("3 healthy etcd members after the upgrade:\n%s%s", r.stdout, r.stderr)
+	}
+	r = run(t, l, "upgrade", "apply")
+	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
+		t.Errorf("re-running the finished upgrade changed something: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
 
 // checkPlanFromOlder plans the upgrade from the versions the hosts run: cluster.yaml says v1.37.1.
