@@ -391,6 +391,9 @@ func inheritedReplaces(ctx context.Context, dir, module, version, staging string
 		switch {
 		case len(target) == 2:
 			replaces[fromPath] = target[0] + " " + target[1]
+		case len(target) == 1 && staging != "" && !fitsMajor(fromPath, staging):
+			// a guard, not a staging module: etcd's go.mod sends go.etcd.io/etcd to ./FORBIDDEN_DEPENDENCY so
+			// that nothing imports it, and no version of its could be the staging one
 		case len(target) == 1 && staging != "":
 			replaces[fromPath] = fromPath + " " + staging
 		case len(target) == 1:
@@ -398,6 +401,18 @@ func inheritedReplaces(ctx context.Context, dir, module, version, staging string
 		}
 	}
 	return replaces, nil
+}
+
+// fitsMajor tells whether version can be a version of the module path: a path ending in /vN takes vN.x.y
+// versions, any other v0 or v1.
+func fitsMajor(path, version string) bool {
+	major, _, _ := strings.Cut(strings.TrimPrefix(version, "v"), ".")
+	if i := strings.LastIndex(path, "/v"); i >= 0 {
+		if n := path[i+2:]; n != "" && strings.Trim(n, "0123456789") == "" {
+			return n == major
+		}
+	}
+	return major == "0" || major == "1"
 }
 
 func (bl *Builder) log() io.Writer {

@@ -304,3 +304,21 @@ func TestLibraryPackageIsRefused(t *testing.T) {
 		t.Fatalf("building a library must be refused, not packed as an archive: %v", err)
 	}
 }
+
+func TestFitsMajor(t *testing.T) {
+	for _, tc := range []struct {
+		path, version string
+		want          bool
+	}{
+		{"go.etcd.io/etcd/api/v3", "v3.6.16", true},
+		{"go.etcd.io/etcd", "v3.6.16", false},
+		{"go.etcd.io/etcd/v3", "v3.6.16", true},
+		{"k8s.io/api", "v0.37.1", true},
+		{"k8s.io/api/v2", "v0.37.1", false},
+		{"example.com/vault", "v1.2.3", true},
+	} {
+		if got := fitsMajor(tc.path, tc.version); got != tc.want {
+			t.Errorf("fitsMajor(%q, %q) = %v, want %v", tc.path, tc.version, got, tc.want)
+		}
+	}
+}

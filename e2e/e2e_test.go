@@ -304,6 +304,13 @@ func labBundle(t *testing.T, dir string, names ...string) {
 // labBundleOf is labBundle with the Kubernetes releases listed.
 func labBundleOf(t *testing.T, dir string, kubernetes []string, names ...string) {
 	t.Helper()
+	buildLabBundle(t, filepath.Join(dir, "privcloud-bundle.tar.zst"), kubernetes, "", names...)
+}
+
+// buildLabBundle writes to out a bundle of the lab's components named, with the Kubernetes releases listed and,
+// when etcd is not "", etcd, etcdctl and etcdutl at that version instead of the lab's.
+func buildLabBundle(t *testing.T, out string, kubernetes []string, etcd string, names ...string) {
+	t.Helper()
 	b, err := api.LoadBundle("lab/bundle.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -311,13 +318,16 @@ func labBundleOf(t *testing.T, dir string, kubernetes []string, names ...string)
 	kept := b.Spec.Components[:0]
 	for _, c := range b.Spec.Components {
 		if slices.Contains(names, c.Name) && (!strings.HasPrefix(c.Name, "kube") || slices.Contains(kubernetes, c.Version)) {
+			if etcd != "" && strings.HasPrefix(c.Name, "etcd") {
+				c.Version, c.Go.Version, c.Go.StagingVersion = etcd, etcd, etcd
+			}
 			kept = append(kept, c)
 		}
 	}
 	b.Spec.Components = kept
 	home, _ := os.UserHomeDir()
 	builder := &bundle.Builder{Cache: filepath.Join(home, ".cache/privcloud/bundle")}
-	if _, err := builder.Build(context.Background(), b, filepath.Join(dir, "privcloud-bundle.tar.zst")); err != nil {
+	if _, err := builder.Build(context.Background(), b, out); err != nil {
 		t.Fatalf("bundle: %v", err)
 	}
 }

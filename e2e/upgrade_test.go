@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -147,16 +148,25 @@ func versions(t *testing.T, l *lab.Lab) (string, string) {
 var upgradeBundle = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
 	"etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "pause-bin", "pause"}
 
-// TestUpgradeControlPlanesOnLabHosts upgrades three stacked control planes, one host at a time: each one's API
-// server, controller-manager and scheduler while the others' run (leadership stays with a running instance),
-// then each node, drained into the two others.
+// TestUpgradeControlPlanesOnLabHosts upgrades three stacked control planes, one host at a time: each one's etcd
+// member (v3.6 to v3.7, quorum kept by the two others), API server, controller-manager and scheduler while the
+// others' run, then each node, drained into the two others.
 func TestUpgradeControlPlanesOnLabHosts(t *testing.T) {
 	l := newLab(t, 3, 1, 2, 3)
-	labBundleOf(t, l.Dir, []string{"v1.36.3", "v1.37.1"}, upgradeBundle...)
-	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1", "kubernetesVersion: v1.36.3")
+	// the cluster starts from the bundle of the older release, with etcd of the minor before the lab's; the
+	// bundle of cluster.yaml is the next release's
+	buildLabBundle(t, filepath.Join(l.Dir, "bundle-before.tar.zst"), []string{"v1.36.3"}, "v3.6.16", upgradeBundle...)
+	labBundleOf(t, l.Dir, []string{"v1.37.1"}, upgradeBundle...)
+	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1",
+		"kubernetesVersion: v1.36.3\n  bundle:\n    path: bundle-before.tar.zst")
 	r := runConfig(t, older, "init", "--skip", "addons")
 	if r.code != 0 {
-		t.Fatalf("init of 3 control planes on v1.36.3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		t.Fatalf("init of 3 control planes on v1.36.3 with etcd v3.6.16: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, l, "upgrade", "plan")
+	if r.code != 0 || !strings.Contains(r.stdout, "h2           control-plane,etcd       etcd                     v3.6.16    v3.7.0") ||
+		!strings.Contains(r.stdout, "order: h1; then h2; then h3") {
+		t.Errorf("upgrade plan with etcd: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// init and join leave versions alone: with v1.37.1 in cluster.yaml, init stops before changing anything
 	r = run(t, l, "init", "--skip", "addons")
@@ -171,17 +181,18 @@ func TestUpgradeControlPlanesOnLabHosts(t *testing.T) {
 	}
 	events := timeline(r.stdout)
 	t.Logf("its events:\n%s", events)
-	for _, unit := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
-		if n := strings.Count(events, unit+" restarted on v1.37.1"); n != 3 {
-			t.Errorf("%s restarted %d times, want once on each host", unit, n)
+	for _, unit := range []string{"etcd restarted on v3.7.0", "kube-apiserver restarted on v1.37.1", "kube-controller-manager restarted on v1.37.1",
+		"kube-scheduler restarted on v1.37.1", "kubelet restarted on v1.37.1", "kube-proxy restarted on v1.37.1"} {
+		if n := strings.Count(events, unit); n != 3 {
+			t.Errorf("%q %d times, want once on each host", unit, n)
 		}
 	}
 	if server, nodes := versions(t, l); server != "v1.37.1" || strings.Count(nodes, " Ready ") != 3 || strings.Count(nodes, "v1.37.1") != 3 {
 		t.Errorf("after the upgrade every node is Ready on v1.37.1: API server %s, nodes:\n%s", server, nodes)
 	}
-	r = run(t, l, "exec", "--hosts", "h1", "--", etcdctlCmd+"endpoint health --cluster")
-	if strings.Count(r.stdout, "is healthy") != 3 {
-		t.Errorf("3 healthy etcd members after the upgrade:\n%s%s", r.stdout, r.stderr)
+	r = run(t, l, "exec", "--hosts", "h1", "--", etcdctlCmd+"endpoint health --cluster; "+etcdctlCmd+"endpoint status --cluster -w table")
+	if strings.Count(r.stdout, "is healthy") != 3 || strings.Count(r.stdout, "3.7.0") < 3 {
+		t.Errorf("3 healthy etcd members on v3.7.0 after the upgrade:\n%s%s", r.stdout, r.stderr)
 	}
 	r = run(t, l, "upgrade", "apply")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
