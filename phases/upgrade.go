@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -49,6 +50,8 @@ func Upgrade(o *UpgradeOptions) workflow.Workflow {
 type upgradeRun struct {
 	opts *UpgradeOptions
 	plan upgrade.Plan
+	// controlPlanesDone: this run's control-plane phase finished
+	controlPlanesDone bool
 }
 
 func (u *upgradeRun) makePlan(ctx context.Context, r *workflow.Run) error {
@@ -113,6 +116,10 @@ func (u *upgradeRun) upgradeBatches(ctx context.Context, r *workflow.Run, contro
 	passes := []bool{true} // node services
 	if controlPlanes {
 		passes = []bool{false, true}
+	} else if pending := u.pendingControlPlanes(targets); len(pending) > 0 && !u.controlPlanesDone {
+		// --only workers or --skip control-plane must not put a kubelet ahead of an API server
+		return fmt.Errorf("the control planes %s are not upgraded yet: the skew policy has them go before the workers (run the control-plane phase first)",
+			strings.Join(pending, ", "))
 	}
 	for _, node := range passes {
 		for _, batch := range batches {
@@ -124,15 +131,26 @@ func (u *upgradeRun) upgradeBatches(ctx context.Context, r *workflow.Run, contro
 			}
 		}
 	}
-	if !controlPlanes {
-		if err := finishUpgrade(ctx, r); err != nil {
-			return err
-		}
+	if controlPlanes {
+		u.controlPlanesDone = true
+	} else if err := finishUpgrade(ctx, r); err != nil {
+		return err
 	}
 	if len(batches) == 0 && !u.plan.UpToDate() {
 		return workflow.Skip("no host of this kind has anything to upgrade")
 	}
 	return nil
+}
+
+// pendingControlPlanes are the control-plane and etcd hosts the plan still has changes for.
+func (u *upgradeRun) pendingControlPlanes(targets map[string]*workflow.Target) []string {
+	var out []string
+	for _, h := range u.plan.Hosts {
+		if len(h.Changes) > 0 && isControlPlane(targets[h.Host].Spec) {
+			out = append(out, h.Host)
+		}
+	}
+	return out
 }
 
 func isControlPlane(h api.Host) bool {

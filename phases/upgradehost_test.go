@@ -164,3 +164,21 @@ func TestSwitchThatCannotStartIsNotAGateFailure(t *testing.T) {
 		t.Errorf("report: %v", err)
 	}
 }
+
+func TestWorkersWaitForTheControlPlanes(t *testing.T) {
+	var out bytes.Buffer
+	c := api.Example()
+	r := &workflow.Run{Workflow: "upgrade", Cluster: c, Reporter: report.New(&out, report.Text)}
+	for _, h := range c.Spec.Hosts {
+		r.Targets = append(r.Targets, &workflow.Target{Spec: h})
+	}
+	cp := c.Spec.HostsWithRole(api.RoleControlPlane)[0].Name
+	u := &upgradeRun{opts: &UpgradeOptions{}, plan: upgrade.Plan{
+		Hosts:   []upgrade.HostPlan{{Host: cp, Changes: []upgrade.Change{{Component: "kube-apiserver", From: "v1.36.3", To: "v1.37.1"}}}},
+		Batches: [][]string{{cp}},
+	}}
+	err := u.upgradeBatches(context.Background(), r, false)
+	if err == nil || !strings.Contains(err.Error(), "the control planes "+cp+" are not upgraded yet") {
+		t.Errorf("workers before the control planes: %v", err)
+	}
+}
