@@ -57,7 +57,7 @@ func newWorkflowCommand(g *globalOptions, wc workflowCommand) *cobra.Command {
 	c := &cobra.Command{
 		Use:   wc.use,
 		Short: wc.short,
-		Long:  wc.long + "\n\nPhases (address them with --only, --skip, --from or '" + wf.Name + " phase PATH'):\n" + phaseTree(wf),
+		Long:  wc.long + "\n\nPhases (address them with --only, --skip, --from or '" + wf.CommandName() + " phase PATH'):\n" + phaseTree(wf),
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return g.runWorkflow(c, wf, workflow.Selection{Only: sel.only, Skip: sel.skip, From: sel.from})
@@ -77,8 +77,8 @@ func newWorkflowCommand(g *globalOptions, wc workflowCommand) *cobra.Command {
 
 // newPhaseCommand generates '<workflow> phase PATH' for every phase path of the workflow.
 func newPhaseCommand(g *globalOptions, wf workflow.Workflow) *cobra.Command {
-	p := group("phase", "Run one phase of "+wf.Name+" (a group runs all its phases)")
-	p.Long = "Run one phase of " + wf.Name + " on its own. Phases:\n" + phaseTree(wf)
+	p := group("phase", "Run one phase of "+wf.CommandName()+" (a group runs all its phases)")
+	p.Long = "Run one phase of " + wf.CommandName() + " on its own. Phases:\n" + phaseTree(wf)
 	for _, s := range wf.Paths() {
 		path := s.Path
 		c := &cobra.Command{

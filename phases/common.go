@@ -73,7 +73,7 @@ func Execute(ctx context.Context, wf workflow.Workflow, c *api.Cluster, ex Execu
 	if err != nil {
 		return err
 	}
-	r := &workflow.Run{Workflow: wf.Name, Command: wf.Command, Cluster: c, DryRun: ex.DryRun, ServerDryRun: ex.ServerDryRun, Reporter: ex.Reporter,
+	r := &workflow.Run{Workflow: wf.Name, Command: wf.CommandName(), Cluster: c, DryRun: ex.DryRun, ServerDryRun: ex.ServerDryRun, Reporter: ex.Reporter,
 		Concurrency: c.Spec.SSH.Concurrency, Connect: ex.Connect, KubeconfigOut: ex.KubeconfigOut,
 		Scope: ex.Hosts, NoRecords: wf.NoRecords}
 

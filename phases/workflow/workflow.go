@@ -45,6 +45,14 @@ type Workflow struct {
 	NoRecords bool
 }
 
+// CommandName is the command that runs the workflow.
+func (w Workflow) CommandName() string {
+	if w.Command != "" {
+		return w.Command
+	}
+	return w.Name
+}
+
 // Step is a leaf phase with its full path.
 type Step struct {
 	Path  string
