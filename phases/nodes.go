@@ -37,6 +37,10 @@ func nodeData(r *workflow.Run, h api.Host) templates.Node {
 	}
 	sort.Strings(labels) // a stable unit: map order must not restart the kubelet
 	d.Labels, d.Taints = strings.Join(labels, ","), strings.Join(taints, ",")
+	for k, v := range s.Kubelet.EvictionHard {
+		d.EvictionHard = append(d.EvictionHard, templates.Setting{Key: k, Value: v})
+	}
+	sort.Slice(d.EvictionHard, func(i, j int) bool { return d.EvictionHard[i].Key < d.EvictionHard[j].Key })
 	return d
 }
 

@@ -64,6 +64,9 @@ type ControllerManager struct {
 	NodeCIDRMaskSize                           int
 }
 
+// Setting is one key and value of a map, for templates that write maps in a stable order.
+type Setting struct{ Key, Value string }
+
 // Node is what a node's kubelet, kube-proxy and pod network files are made of.
 type Node struct {
 	Version, Name, IP     string
@@ -74,6 +77,7 @@ type Node struct {
 	Labels, Taints        string // comma-separated key=value and key=value:Effect
 	PodCIDR, Mode         string
 	ResolvConf            string // what pods with dnsPolicy Default resolve with
+	EvictionHard          []Setting
 	ConntrackMaxPerCore   int32
 	Routes                []Route
 }

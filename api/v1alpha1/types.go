@@ -152,9 +152,10 @@ type RegistryMirror struct {
 
 // Kubelet configures the kubelet.
 type Kubelet struct {
-	CgroupDriver string `json:"cgroupDriver,omitempty" enum:"systemd,cgroupfs" doc:"systemd or cgroupfs; must match how containerd runs containers."`
-	FailCgroupV1 *bool  `json:"failCgroupV1,omitempty" doc:"Refuse to start on cgroup v1 hosts (Kubernetes >= 1.35 default). Set false for cgroup v1 hosts."`
-	MaxPods      int    `json:"maxPods,omitempty" doc:"Maximum pods per node."`
+	CgroupDriver string            `json:"cgroupDriver,omitempty" enum:"systemd,cgroupfs" doc:"systemd or cgroupfs; must match how containerd runs containers."`
+	FailCgroupV1 *bool             `json:"failCgroupV1,omitempty" doc:"Refuse to start on cgroup v1 hosts (Kubernetes >= 1.35 default). Set false for cgroup v1 hosts."`
+	MaxPods      int               `json:"maxPods,omitempty" doc:"Maximum pods per node."`
+	EvictionHard map[string]string `json:"evictionHard,omitempty" doc:"The kubelet's hard eviction thresholds by signal (memory.available, nodefs.available, imagefs.available, nodefs.inodesFree, imagefs.inodesFree, containerfs.available, containerfs.inodesFree, pid.available), each a quantity or a percentage such as 5%. Unset: the kubelet's defaults. Nodes whose disk is shared with other things (lab hosts on one machine) want low disk thresholds, or they evict their pods for what others use."`
 }
 
 // KubeProxy configures kube-proxy.

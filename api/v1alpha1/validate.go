@@ -439,12 +439,29 @@ func (v *validator) quantity(path, q string) {
 	}
 }
 
+// evictionSignals are the kubelet's hard eviction signals.
+var evictionSignals = []string{"memory.available", "nodefs.available", "nodefs.inodesFree", "imagefs.available", "imagefs.inodesFree",
+	"containerfs.available", "containerfs.inodesFree", "pid.available"}
+
 func (v *validator) kubelet(k *Kubelet, kp *KubeProxy) {
 	if k.CgroupDriver != "systemd" && k.CgroupDriver != "cgroupfs" {
 		v.add("spec.kubelet.cgroupDriver", "%q is not systemd or cgroupfs", k.CgroupDriver)
 	}
 	if k.MaxPods < 1 {
 		v.add("spec.kubelet.maxPods", "must be at least 1, got %d", k.MaxPods)
+	}
+	for _, signal := range sortedKeys(k.EvictionHard) {
+		path, value := "spec.kubelet.evictionHard."+signal, k.EvictionHard[signal]
+		if !contains(evictionSignals, signal) {
+			v.add(path, "%q is not an eviction signal (%s)", signal, strings.Join(evictionSignals, ", "))
+		}
+		if pct, ok := strings.CutSuffix(value, "%"); ok {
+			if n, err := strconv.ParseFloat(pct, 64); err != nil || n < 0 || n > 100 {
+				v.add(path, "%q is not a percentage between 0%% and 100%%", value)
+			}
+			continue
+		}
+		v.quantity(path, value)
 	}
 	if !contains([]string{"iptables", "ipvs", "nftables"}, kp.Mode) {
 		v.add("spec.kubeProxy.mode", "%q is not iptables, ipvs or nftables", kp.Mode)

@@ -188,6 +188,9 @@ func (l *Lab) clusterYAML(n int) string {
   kubelet:
     cgroupDriver: cgroupfs
     failCgroupV1: false
+    # the hosts' disk is the machine's, filled by its build caches too: the kubelet's default thresholds
+    # (imagefs under 15% free) would evict pods for what the machine stores
+    evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%}
   kubeProxy:
     conntrack:
       maxPerCore: 0
