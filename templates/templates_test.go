@@ -60,7 +60,7 @@ var labNode = Node{Version: "v1.37.1", Name: "h2", IP: "10.77.0.12", CgroupDrive
 	ClusterDNS: "10.96.0.10", DNSDomain: "cluster.local", MaxPods: 110, ResolvConf: "/run/systemd/resolve/resolv.conf", Labels: "topology.kubernetes.io/zone=a",
 	Taints: "dedicated=infra:NoSchedule", PodCIDR: "10.244.1.0/24", Mode: "iptables",
 	EvictionHard: []Setting{{Key: "imagefs.available", Value: "1%"}, {Key: "memory.available", Value: "100Mi"}},
-	Routes: []Route{{CIDR: "10.244.0.0/24", Via: "10.77.0.11"}, {CIDR: "10.244.2.0/24", Via: "10.77.0.13"}}}
+	Routes:       []Route{{CIDR: "10.244.0.0/24", Via: "10.77.0.11"}, {CIDR: "10.244.2.0/24", Via: "10.77.0.13"}}}
 
 func TestNodeFiles(t *testing.T) {
 	for _, name := range []string{"kubelet-config.yaml", "kubelet.service", "kube-proxy-config.yaml", "kube-proxy.service", "bridge.conflist", "pod-routes.service", "sysctl.conf", "modules.conf"} {
