@@ -75,15 +75,42 @@ func endpointChanges(ctx context.Context, t *workflow.Target) (int, error) {
 	return metricValue(body, "kubeproxy_sync_proxy_rules_endpoint_changes_total")
 }
 
-// metricValue is the value of an unlabelled metric in Prometheus text.
+// metricValue is the value of a metric in Prometheus text; a metric that is not there is an error.
 func metricValue(text, name string) (int, error) {
+	n, found := metricSum(text, name)
+	if !found {
+		return 0, fmt.Errorf("no %s in its metrics", name)
+	}
+	return n, nil
+}
+
+// metricSum adds the samples of metric name in Prometheus text whose labels include every one of labels
+// (`verb="WATCH"`), and tells whether there was any.
+func metricSum(text, name string, labels ...string) (int, bool) {
+	n, found := 0, false
 	for _, line := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int(f), err
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || rest[0] != ' ' && rest[0] != '{' || !containsAll(rest, labels) {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			n, found = n+int(v), true
 		}
 	}
-	return 0, fmt.Errorf("no %s in its metrics", name)
+	return n, found
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // touchCanary creates the canary Service and EndpointSlice, or changes the slice's port.

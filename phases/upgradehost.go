@@ -296,17 +296,7 @@ func endpointWatchers(ctx context.Context, r *workflow.Run) int {
 
 // watchCount sums the open WATCH requests on resource in an API server's metrics.
 func watchCount(metrics, resource string) int {
-	n := 0
-	for _, line := range strings.Split(metrics, "\n") {
-		if !strings.HasPrefix(line, "apiserver_longrunning_requests{") || !strings.Contains(line, `resource="`+resource+`"`) ||
-			!strings.Contains(line, `verb="WATCH"`) {
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			n += int(v)
-		}
-	}
+	n, _ := metricSum(metrics, "apiserver_longrunning_requests", `resource="`+resource+`"`, `verb="WATCH"`)
 	return n
 }
 
