@@ -28,7 +28,8 @@ type Dialer struct {
 	CommandTimeout time.Duration
 	// KeepAlive is the interval of keepalive requests; a connection that misses three is closed.
 	KeepAlive time.Duration
-	// SudoPassword is fed to sudo on stdin for hosts whose user is not root; empty means passwordless sudo.
+	// SudoPassword is fed to sudo on stdin for hosts whose user is not root, where sudo asks for it; empty
+	// means passwordless sudo.
 	SudoPassword string
 	// Attempts is how many times a transient connect failure is tried (at least 1).
 	Attempts int
@@ -67,7 +68,7 @@ func (d *Dialer) Connect(ctx context.Context, h api.Host) (*Client, error) {
 		if err == nil {
 			c := &Client{name: h.Name, address: target.hostPort(), user: h.User, conn: chain[len(chain)-1], chain: chain,
 				cmdTimeout: d.CommandTimeout, sudoPassword: d.SudoPassword, sessions: make(chan struct{}, maxSessions),
-				closed: make(chan struct{}), sumsDir: d.SumsDir,
+				closed: make(chan struct{}), sumsDir: d.SumsDir, sudo: sudoRule{lock: make(chan struct{}, 1)},
 				redial: func(ctx context.Context) ([]*xssh.Client, error) { return d.dialChain(ctx, hops) }}
 			if d.KeepAlive > 0 {
 				go c.keepAlive(d.KeepAlive)
@@ -147,7 +148,7 @@ func (d *Dialer) dialHop(ctx context.Context, chain []*xssh.Client, hop endpoint
 		User:              hop.user,
 		Auth:              auth,
 		HostKeyCallback:   check,
-		HostKeyAlgorithms: d.HostKeys.Algorithms(addr),
+		HostKeyAlgorithms: d.HostKeys.Algorithms(addr, hop.hostKey),
 		ClientVersion:     "SSH-2.0-privcloud",
 		Timeout:           timeout,
 	}
@@ -197,6 +198,7 @@ type Client struct {
 	redial              func(context.Context) ([]*xssh.Client, error)
 	cmdTimeout          time.Duration
 	sudoPassword        string
+	sudo                sudoRule
 	sumsDir             string
 	sessions            chan struct{}
 

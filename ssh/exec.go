@@ -43,6 +43,11 @@ func (c *Client) run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 		ctx, cancel = context.WithTimeout(ctx, c.cmdTimeout)
 		defer cancel()
 	}
+	// before taking a session slot: finding out how sudo runs may take one itself
+	full, stdin, err := c.privileged(ctx, cmd, stdin)
+	if err != nil {
+		return fmt.Errorf("%s: %q: %w", c.name, cmd, err)
+	}
 	if err := c.acquire(ctx); err != nil {
 		return fmt.Errorf("%s: %q: %w", c.name, cmd, err)
 	}
@@ -60,7 +65,6 @@ func (c *Client) run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 		return fmt.Errorf("%s: %w: %v", c.name, ErrConnectionLost, err)
 	}
 	defer sess.Close()
-	full, stdin := c.privileged(cmd, stdin)
 	sid := &sessionIDWriter{w: stderr}
 	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, sid
 	// sshd starts each command as a session leader: its pid is the id of the group to kill on cancel.
@@ -158,22 +162,6 @@ func (s *sessionIDWriter) ID() string {
 		return ""
 	}
 	return s.id
-}
-
-// privileged wraps cmd in sudo for non-root users. The password, when there is one, goes first on stdin,
-// never on the command line; -k makes sudo always read it, so it never reaches the command itself.
-func (c *Client) privileged(cmd string, stdin io.Reader) (string, io.Reader) {
-	if c.user == "root" {
-		return "sh -c " + ShellQuote(cmd), stdin
-	}
-	if c.sudoPassword == "" {
-		return "sudo -n -- sh -c " + ShellQuote(cmd), stdin
-	}
-	pw := strings.NewReader(c.sudoPassword + "\n")
-	if stdin == nil {
-		return "sudo -k -S -p '' -- sh -c " + ShellQuote(cmd), pw
-	}
-	return "sudo -k -S -p '' -- sh -c " + ShellQuote(cmd), io.MultiReader(pw, stdin)
 }
 
 // ShellQuote quotes s for a POSIX shell.

@@ -233,11 +233,23 @@ func (hk *HostKeys) record(address string, key xssh.PublicKey) error {
 	return hk.load()
 }
 
-// Algorithms returns the host-key algorithms to offer for address, in the order known_hosts lists its keys,
-// so the server presents a key privcloud can verify instead of one of another type that would look like a
-// changed key. A @cert-authority line covering the host puts the certificate algorithms at its place. It
-// returns nil (the library's defaults) when known_hosts knows nothing of the host.
-func (hk *HostKeys) Algorithms(address string) []string {
+// Algorithms returns the host-key algorithms to offer for address, so the server presents a key privcloud can
+// verify instead of one of another type that would look like a changed key. A pinned key ("" for none) puts
+// the algorithms of its type first; the others follow, so that a host without a key of that type still
+// shows which key it has. Without a pin they follow the order known_hosts lists the host's keys in, a
+// @cert-authority line covering the host putting the certificate algorithms at its place; nil (the
+// library's defaults) when known_hosts knows nothing of the host.
+func (hk *HostKeys) Algorithms(address, pinned string) []string {
+	known := hk.knownAlgorithms(address)
+	pin, _, _, _, err := xssh.ParseAuthorizedKey([]byte(pinned))
+	if pinned == "" || err != nil {
+		return known
+	}
+	return union(algorithmsFor(pin.Type()), known, xssh.SupportedAlgorithms().HostKeys)
+}
+
+// knownAlgorithms lists the host-key algorithms of the keys known_hosts has for address, in its order.
+func (hk *HostKeys) knownAlgorithms(address string) []string {
 	hk.mu.Lock()
 	defer hk.mu.Unlock()
 	// A probe key that matches nothing makes the database list the keys it knows for the address.
@@ -246,21 +258,29 @@ func (hk *HostKeys) Algorithms(address string) []string {
 	if !errors.As(err, &ke) || len(ke.Want) == 0 {
 		return nil
 	}
-	var algos []string
-	seen := map[string]bool{}
-	for _, w := range ke.Want {
-		candidates := algorithmsFor(w.Key.Type())
+	lists := make([][]string, len(ke.Want))
+	for i, w := range ke.Want {
+		lists[i] = algorithmsFor(w.Key.Type())
 		if hk.isAuthority(w) {
-			candidates = certAlgorithms // the CA's own type says nothing of the host key it signed
+			lists[i] = certAlgorithms // the CA's own type says nothing of the host key it signed
 		}
-		for _, a := range candidates {
+	}
+	return union(lists...)
+}
+
+// union concatenates lists, keeping the first place of each algorithm.
+func union(lists ...[]string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, list := range lists {
+		for _, a := range list {
 			if !seen[a] {
 				seen[a] = true
-				algos = append(algos, a)
+				out = append(out, a)
 			}
 		}
 	}
-	return algos
+	return out
 }
 
 var certAlgorithms = []string{

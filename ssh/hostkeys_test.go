@@ -3,10 +3,12 @@ package ssh
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -73,14 +75,45 @@ func TestHostKeysVerify(t *testing.T) {
 			t.Errorf("%s: problem %q, want %q", tc.name, got, tc.want)
 		}
 	}
-	if got := hk.Algorithms("node3.example.com:22"); len(got) == 0 || got[0] != xssh.CertAlgoED25519v01 {
+	if got := hk.Algorithms("node3.example.com:22", ""); len(got) == 0 || got[0] != xssh.CertAlgoED25519v01 {
 		t.Errorf("a CA-covered host must be asked for certificates first, got %v", got)
 	}
-	if got := hk.Algorithms("node1.example.com:22"); got[0] != xssh.KeyAlgoED25519 {
+	if got := hk.Algorithms("node1.example.com:22", ""); got[0] != xssh.KeyAlgoED25519 {
 		t.Errorf("a host with a known ed25519 key must be asked for it first, got %v", got)
 	}
-	if got := hk.Algorithms("unknown.org:22"); got != nil {
+	if got := hk.Algorithms("unknown.org:22", ""); got != nil {
 		t.Errorf("an unknown host keeps the defaults, got %v", got)
+	}
+}
+
+func TestHostKeyAlgorithmsFollowPin(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "known_hosts")
+	host := newKey(t)
+	os.WriteFile(file, []byte("node1.example.com "+authorized(host)+"\n"), 0o600)
+	hk, err := NewHostKeys([]string{file}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaPub, err := xssh.NewPublicKey(&rsaKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := authorized(rsaPub)
+	for _, addr := range []string{"unknown.org:22", "node1.example.com:22"} {
+		got := hk.Algorithms(addr, pinned)
+		if len(got) < 3 || got[0] != xssh.KeyAlgoRSASHA512 || got[1] != xssh.KeyAlgoRSASHA256 {
+			t.Errorf("%s: an RSA pin must be asked for first, got %v", addr, got)
+		}
+		if !slices.Contains(got, xssh.KeyAlgoED25519) || !slices.Contains(got, xssh.KeyAlgoECDSA256) {
+			t.Errorf("%s: other key types must follow, so a host without the pinned one shows its key, got %v", addr, got)
+		}
+	}
+	if got := hk.Algorithms("unknown.org:22", authorized(newKey(t))); got[0] != xssh.KeyAlgoED25519 {
+		t.Errorf("an ed25519 pin must be asked for first, got %v", got)
 	}
 }
 

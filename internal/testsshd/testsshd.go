@@ -5,7 +5,10 @@ package testsshd
 
 import (
 	"bufio"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/pem"
@@ -32,6 +35,9 @@ type Options struct {
 	AuthorizedKeys []ssh.PublicKey
 	// RSAHostKey adds an RSA host key next to the ed25519 one, listed after it.
 	RSAHostKey bool
+	// ECDSAHostKey adds an ECDSA P-256 host key, listed before the ed25519 one so that sshd's own order
+	// never favours ed25519.
+	ECDSAHostKey bool
 	// HostCA, when set, signs a host certificate for the ed25519 key, valid for 127.0.0.1.
 	HostCA ssh.Signer
 	// NoForwarding forbids TCP and unix-socket forwarding (a bastion that cannot be jumped through).
@@ -39,6 +45,8 @@ type Options struct {
 	// User, when set, exists only inside the server's own mount namespace, with Password and sudo rights
 	// that ask for that password. The machine's /etc/passwd is never changed.
 	User, Password string
+	// SudoNoPassword makes User's sudo rule NOPASSWD: sudo never asks for Password.
+	SudoNoPassword bool
 	// StockShell gives root Debian's stock shell startup files (/etc/skel) inside the server's own mount
 	// namespace, as on a freshly installed host, whatever this machine's root has in its own.
 	StockShell bool
@@ -46,11 +54,12 @@ type Options struct {
 
 // Server is one running sshd.
 type Server struct {
-	Dir     string
-	Port    int
-	HostKey ssh.PublicKey // the ed25519 host key
-	RSAKey  ssh.PublicKey // the RSA host key, when asked for
-	cmd     *exec.Cmd
+	Dir      string
+	Port     int
+	HostKey  ssh.PublicKey // the ed25519 host key
+	RSAKey   ssh.PublicKey // the RSA host key, when asked for
+	ECDSAKey ssh.PublicKey // the ECDSA host key, when asked for
+	cmd      *exec.Cmd
 }
 
 // Addr returns "127.0.0.1:port".
@@ -75,22 +84,16 @@ func Start(dir string, o Options) (*Server, error) {
 		}
 	}
 	s := &Server{Dir: dir}
-	var err error
-	if s.HostKey, err = writeEd25519(filepath.Join(dir, "host_ed25519")); err != nil {
+	hostKeys, err := s.writeHostKeys(o)
+	if err != nil {
 		return nil, err
 	}
-	conf := []string{
-		"ListenAddress 127.0.0.1", "HostKey " + filepath.Join(dir, "host_ed25519"),
-		"PidFile " + filepath.Join(dir, "sshd.pid"), "AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+	conf := append([]string{"ListenAddress 127.0.0.1"}, hostKeys...)
+	conf = append(conf,
+		"PidFile "+filepath.Join(dir, "sshd.pid"), "AuthorizedKeysFile "+filepath.Join(dir, "authorized_keys"),
 		"PermitRootLogin prohibit-password", "UsePAM no", "StrictModes no", "KbdInteractiveAuthentication no",
 		"PrintMotd no", "MaxStartups 200", "LogLevel VERBOSE", "Subsystem sftp internal-sftp",
-	}
-	if o.RSAHostKey {
-		if s.RSAKey, err = writeRSA(filepath.Join(dir, "host_rsa")); err != nil {
-			return nil, err
-		}
-		conf = append(conf, "HostKey "+filepath.Join(dir, "host_rsa"))
-	}
+	)
 	if o.HostCA != nil {
 		if err := writeHostCert(filepath.Join(dir, "host_ed25519-cert.pub"), s.HostKey, o.HostCA); err != nil {
 			return nil, err
@@ -129,12 +132,36 @@ func Start(dir string, o Options) (*Server, error) {
 	}
 }
 
+// writeHostKeys generates the server's host keys and returns their HostKey lines, in the order sshd_config
+// lists them: ECDSA, ed25519, RSA.
+func (s *Server) writeHostKeys(o Options) ([]string, error) {
+	var lines []string
+	var err error
+	if o.ECDSAHostKey {
+		if s.ECDSAKey, err = writeECDSA(filepath.Join(s.Dir, "host_ecdsa")); err != nil {
+			return nil, err
+		}
+		lines = append(lines, "HostKey "+filepath.Join(s.Dir, "host_ecdsa"))
+	}
+	if s.HostKey, err = writeEd25519(filepath.Join(s.Dir, "host_ed25519")); err != nil {
+		return nil, err
+	}
+	lines = append(lines, "HostKey "+filepath.Join(s.Dir, "host_ed25519"))
+	if o.RSAHostKey {
+		if s.RSAKey, err = writeRSA(filepath.Join(s.Dir, "host_rsa")); err != nil {
+			return nil, err
+		}
+		lines = append(lines, "HostKey "+filepath.Join(s.Dir, "host_rsa"))
+	}
+	return lines, nil
+}
+
 func (s *Server) start(o Options) error {
 	log := filepath.Join(s.Dir, "sshd.log")
 	args := []string{"-D", "-f", filepath.Join(s.Dir, "sshd_config"), "-E", log}
 	var mounts []string
 	if o.User != "" {
-		m, err := s.userFiles(o.User, o.Password)
+		m, err := s.userFiles(o)
 		if err != nil {
 			return err
 		}
@@ -186,8 +213,9 @@ func (s *Server) start(o Options) error {
 
 // userFiles writes passwd, group, shadow and sudoers files holding user and returns (source, target) pairs to
 // bind-mount over /etc inside sshd's private mount namespace.
-func (s *Server) userFiles(user, password string) ([]string, error) {
-	hash, err := exec.Command("openssl", "passwd", "-6", password).Output()
+func (s *Server) userFiles(o Options) ([]string, error) {
+	user := o.User
+	hash, err := exec.Command("openssl", "passwd", "-6", o.Password).Output()
 	if err != nil {
 		return nil, fmt.Errorf("openssl passwd: %w", err)
 	}
@@ -206,7 +234,7 @@ func (s *Server) userFiles(user, password string) ([]string, error) {
 	files["passwd"] += fmt.Sprintf("%s:x:4242:4242::%s:/bin/sh\n", user, home)
 	files["group"] += fmt.Sprintf("%s:x:4242:\n", user)
 	files["shadow"] += fmt.Sprintf("%s:%s:19000:0:99999:7:::\n", user, strings.TrimSpace(string(hash)))
-	files["sudoers"] = "Defaults !lecture\nroot ALL=(ALL:ALL) ALL\n" + user + " ALL=(ALL:ALL) ALL\n"
+	files["sudoers"] = "Defaults !lecture\nroot ALL=(ALL:ALL) ALL\n" + sudoRule(user, o.SudoNoPassword)
 	var mounts []string
 	for name, content := range files {
 		p := filepath.Join(s.Dir, "etc-"+name)
@@ -226,6 +254,13 @@ func (s *Server) userFiles(user, password string) ([]string, error) {
 		mounts = append(mounts, p, "/etc/"+name)
 	}
 	return mounts, nil
+}
+
+func sudoRule(user string, noPassword bool) string {
+	if noPassword {
+		return user + " ALL=(ALL:ALL) NOPASSWD: ALL\n"
+	}
+	return user + " ALL=(ALL:ALL) ALL\n"
 }
 
 // Stop ends the server and every process it started (per-connection sshd processes call setsid, so they
@@ -361,6 +396,19 @@ func writeRSA(path string) (ssh.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	return writeKey(path, key)
+}
+
+func writeECDSA(path string) (ssh.PublicKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return writeKey(path, key)
+}
+
+// writeKey writes key unencrypted (0600) to path in OpenSSH's format and returns its public half.
+func writeKey(path string, key crypto.Signer) (ssh.PublicKey, error) {
 	block, err := ssh.MarshalPrivateKey(key, "")
 	if err != nil {
 		return nil, err
@@ -368,8 +416,7 @@ func writeRSA(path string) (ssh.PublicKey, error) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
 		return nil, err
 	}
-	pub, err := ssh.NewPublicKey(&key.PublicKey)
-	return pub, err
+	return ssh.NewPublicKey(key.Public())
 }
 
 func writeHostCert(path string, hostKey ssh.PublicKey, ca ssh.Signer) error {
