@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/secret"
 	"github.com/privcloud/privcloud/report"
 	"github.com/privcloud/privcloud/ssh"
 )
@@ -221,7 +222,7 @@ func (g *globalOptions) loadCluster() (*api.Cluster, error) {
 
 // reportError tells the user what failed: a line on stderr, and in JSON mode a final event on stdout.
 func (g *globalOptions) reportError(ran *cobra.Command, err error, code int) {
-	fmt.Fprintf(g.streams.Err, "Error: %v\n", err)
+	fmt.Fprintf(g.streams.Err, "Error: %s\n", secret.Redact(err.Error()))
 	if code == ExitUsage && ran != nil {
 		fmt.Fprintf(g.streams.Err, "Run '%s --help' for usage.\n", ran.CommandPath())
 	}

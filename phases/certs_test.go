@@ -120,3 +120,34 @@ func TestCertsDryRunWritesNothing(t *testing.T) {
 		t.Errorf("dry run does not say what it would create:\n%s", out.String())
 	}
 }
+
+// A dry run shows that a secret file would change, never its content: not in JSON, not in verbose text.
+func TestDryRunNeverPrintsKeyMaterial(t *testing.T) {
+	c, hosts, ex, out := fakeCluster(t)
+	ex.Selection = workflow.Selection{Only: []string{"certs"}}
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatal(err)
+	}
+	cp := hosts["cp1"]
+	stale := "-----BEGIN EC PRIVATE KEY-----\nT0xELUtFWS1NQVRFUklBTA==\n-----END EC PRIVATE KEY-----\n"
+	cp.SetFile("/etc/kubernetes/pki/apiserver.key", []byte(stale), 0o600)
+	cp.SetFile("/etc/kubernetes/admin.conf", []byte("users:\n- user:\n    client-key-data: T0xELUFETUlOLUtFWQ==\n"), 0o600)
+	for _, format := range []report.Format{report.JSON, report.Text} {
+		out.Reset()
+		rep := report.New(out, format)
+		rep.Verbose = true
+		ex.Reporter, ex.DryRun = rep, true
+		if err := Execute(context.Background(), Init(), c, ex); err != nil {
+			t.Fatal(err)
+		}
+		got := out.String()
+		if !strings.Contains(got, "/etc/kubernetes/pki/apiserver.key") || !strings.Contains(got, "secret content: not shown") {
+			t.Errorf("%s: the changed key file is not reported as a secret change:\n%s", format, got)
+		}
+		for _, leak := range []string{"PRIVATE KEY", "T0xELUtFWS1NQVRFUklBTA", "T0xELUFETUlOLUtFWQ", "client-key-data:"} {
+			if strings.Contains(got, leak) {
+				t.Errorf("%s output holds %q:\n%s", format, leak, got)
+			}
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/privcloud/privcloud/internal/secret"
 )
 
 // Status is what happened to a phase, on one host or as a whole.
@@ -105,6 +107,8 @@ func (r *Reporter) Emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = r.now().UTC()
 	}
+	// the last gate before any output: a key or token that reached a message or error goes no further
+	e.Message, e.Error = secret.Redact(e.Message), secret.Redact(e.Error)
 	if r.format == JSON {
 		b, _ := json.Marshal(e)
 		fmt.Fprintf(r.w, "%s\n", b)

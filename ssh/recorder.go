@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"net"
 	"strings"
+
+	"github.com/privcloud/privcloud/internal/secret"
 )
 
 // Action is one change a dry run would have made.
@@ -84,7 +86,10 @@ func (r *Recorder) Upload(ctx context.Context, content Content, dst string, mode
 		return false, err
 	}
 	a := Action{Host: r.name, Kind: "write", Path: dst, Mode: mode, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
-	if err == nil && isText(old) && isText(data) {
+	switch {
+	case secret.File(mode, data) || (err == nil && secret.File(mode, old)):
+		a.Diff = "(secret content: not shown)"
+	case err == nil && isText(old) && isText(data):
 		a.Diff = LineDiff(string(old), string(data))
 	}
 	r.record(a)

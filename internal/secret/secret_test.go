@@ -1,0 +1,48 @@
+package secret
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRedactRemovesKeysTokensAndPasswords(t *testing.T) {
+	in := `users:
+- name: admin
+  user:
+    client-certificate-data: Q0VSVA==
+    client-key-data: S0VZLVNFQ1JFVA==
+    token: abcdef.0123456789abcdef
+password=hunter2 {"password":"p4ss","secret": "s3cr3t"}
+-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEIGl0LXMtYS1rZXk=
+-----END EC PRIVATE KEY-----
+-----BEGIN CERTIFICATE-----
+MIIBcert
+-----END CERTIFICATE-----`
+	out := Redact(in)
+	for _, leaked := range []string{"S0VZLVNFQ1JFVA", "0123456789abcdef", "hunter2", "p4ss", "s3cr3t", "MHcCAQEEIGl0LXMtYS1rZXk"} {
+		if strings.Contains(out, leaked) {
+			t.Errorf("%q survived redaction:\n%s", leaked, out)
+		}
+	}
+	for _, kept := range []string{"Q0VSVA==", "MIIBcert", "name: admin"} {
+		if !strings.Contains(out, kept) {
+			t.Errorf("%q was redacted but is not secret:\n%s", kept, out)
+		}
+	}
+	if plain := "changed /etc/kubernetes/pki/apiserver.crt"; Redact(plain) != plain {
+		t.Errorf("an ordinary message changed: %q", Redact(plain))
+	}
+}
+
+func TestFileIsSecretByModeOrContent(t *testing.T) {
+	if !File(0o600, []byte("anything")) {
+		t.Error("a 0600 file must count as secret")
+	}
+	if !File(0o644, []byte("-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----\n")) {
+		t.Error("a private key must count as secret whatever its mode")
+	}
+	if File(0o644, []byte("[Unit]\nDescription=etcd\n")) {
+		t.Error("a unit file is not secret")
+	}
+}
