@@ -19,17 +19,19 @@ import (
 // workflowCommand describes a command that runs a workflow.
 type workflowCommand struct {
 	workflow func() workflow.Workflow
+	// install, when set, builds the workflow with init's and join's options, which get their flags
+	install func(*phases.InstallOptions) workflow.Workflow
 	use      string
 	short    string
 	long     string
 }
 
 var (
-	initWorkflow = workflowCommand{workflow: phases.Init, use: "init",
+	initWorkflow = workflowCommand{workflow: phases.Init, install: phases.InitWith, use: "init",
 		short: "Bring up a new cluster from cluster.yaml",
 		long: `Bring up a new cluster: every phase below runs in order over SSH. Each phase is idempotent: re-running
 init on a converged cluster changes nothing. After a failure, fix the cause and re-run, or resume with --from.`}
-	joinWorkflow = workflowCommand{workflow: phases.Join, use: "join",
+	joinWorkflow = workflowCommand{workflow: phases.Join, install: phases.JoinWith, use: "join",
 		short: "Add the hosts of cluster.yaml that are not yet part of the cluster",
 		long: `Add every host listed in cluster.yaml that is not yet a member: workers, and control-plane hosts with their
 etcd member (added through the etcd API first, so quorum is never at risk).`}
@@ -53,6 +55,10 @@ func (sel *selectionFlags) addFlags(c *cobra.Command) {
 
 func newWorkflowCommand(g *globalOptions, wc workflowCommand) *cobra.Command {
 	wf := wc.workflow()
+	install := &phases.InstallOptions{}
+	if wc.install != nil {
+		wf = wc.install(install)
+	}
 	sel := &selectionFlags{}
 	c := &cobra.Command{
 		Use:   wc.use,
@@ -66,6 +72,9 @@ func newWorkflowCommand(g *globalOptions, wc workflowCommand) *cobra.Command {
 	g.addWorkflowFlags(c)
 	if wc.use == "init" {
 		c.Flags().StringVar(&g.kubeconfigOut, "kubeconfig-out", "", "where to write the admin kubeconfig (0600); default: kubeconfig next to cluster.yaml")
+	}
+	if wc.install != nil {
+		c.Flags().BoolVar(&install.ReplacePKI, "replace-pki", false, "send the state directory's PKI to hosts that trust another CA, replacing their cluster identity (only for hosts rebuilt on purpose: every node must then trust the new CA)")
 	}
 	if wc.use == "reset" {
 		c.Flags().StringSliceVar(&g.scopeHosts, "hosts", nil, "reset only these hosts (comma-separated names); the others keep running. Default: every host")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -23,18 +24,75 @@ func PKIStore(c *api.Cluster) pki.Store { return pki.Store{Dir: c.Spec.StateDir}
 // certsState carries, from distribution to restarts, which units read a file that changed on each host.
 type certsState struct {
 	renew []string
+	// replaceIdentity is the operator's explicit word that hosts may be sent another CA than the one they trust
+	replaceIdentity func() bool
 
 	mu      sync.Mutex
 	changed map[string][]string // host -> units
 }
 
-func certs() workflow.Phase { return (&certsState{}).phase() }
+func certs(o *InstallOptions) workflow.Phase {
+	return (&certsState{replaceIdentity: func() bool { return o != nil && o.ReplacePKI }}).phase()
+}
 
 func (s *certsState) phase() workflow.Phase {
 	return workflow.Phase{Name: "certs", Short: "Generate the cluster PKI locally and send each host its part", Phases: []workflow.Phase{
+		{Name: "identity", Short: "Check that every host trusts the CAs of the state directory, before anything is generated or sent", RunHost: s.identity},
 		{Name: "generate", Short: "Create or reuse every CA, certificate and kubeconfig in the local state directory", Run: s.generate},
 		{Name: "distribute", Short: "Send each host only the certificates and keys its roles need", RunHost: s.distribute},
 	}}
+}
+
+// IdentityError is a host that trusts another cluster identity (CA or service-account key) than the state
+// directory holds, or a state directory that holds none while the host has one.
+type IdentityError struct {
+	Host, Target, StateDir string
+	HostKeys, LocalKeys    []string // public-key fingerprints; LocalKeys empty when the state directory lacks the file
+}
+
+func (e *IdentityError) Error() string {
+	what := fmt.Sprintf("the state directory %s has no %s", e.StateDir, path.Base(e.Target))
+	if len(e.LocalKeys) > 0 {
+		what = fmt.Sprintf("the state directory %s holds %s", e.StateDir, strings.Join(e.LocalKeys, ", "))
+	}
+	return fmt.Sprintf("%s already trusts %s in %s, but %s: sending it would replace the running cluster's identity. "+
+		"Nothing was generated or sent. Point spec.stateDir at the cluster's state directory, or get it back from a backup "+
+		"('privcloud backup' files hold the PKI: tar -xf BACKUP pki/); to give hosts that were rebuilt a new PKI on purpose, "+
+		"re-run with --replace-pki", e.Host, strings.Join(e.HostKeys, ", "), e.Target, what)
+}
+
+// identity compares the CAs and service-account key a host already trusts with the state directory's, before
+// generate would make new ones for a lost state directory and distribute would send them.
+func (s *certsState) identity(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	if s.replaceIdentity != nil && s.replaceIdentity() {
+		return workflow.Skip("--replace-pki: the host is sent the state directory's PKI whatever it trusts")
+	}
+	tree, err := pki.TreeFor(r.Cluster)
+	if err != nil {
+		return err
+	}
+	for _, d := range pki.Deployments(PKIStore(r.Cluster), tree, t.Spec) {
+		if !d.IsIdentity() {
+			continue
+		}
+		have, err := t.Host.ReadFile(ctx, d.Target)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a new host
+		}
+		if err != nil {
+			return err
+		}
+		local, err := os.ReadFile(d.Source)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err == nil && pki.SameIdentity(have, local) {
+			continue
+		}
+		return &IdentityError{Host: t.Spec.Name, Target: d.Target, StateDir: r.Cluster.Spec.StateDir,
+			HostKeys: pki.Fingerprints(have), LocalKeys: pki.Fingerprints(local)}
+	}
+	return nil
 }
 
 // generate runs load-or-create on the local store; in a dry run it only reports what it would create.
@@ -128,7 +186,7 @@ func (s *certsState) restart(ctx context.Context, r *workflow.Run, t *workflow.T
 // RenewCerts reissues the named entries ("all" for every leaf and kubeconfig), sends the new files to the
 // hosts that use them and restarts what reads them.
 func RenewCerts(names []string) workflow.Workflow {
-	s := &certsState{renew: names}
+	s := &certsState{renew: names} // renewing leaves keeps the CAs: the identity check guards it too
 	p := s.phase()
 	p.Phases = append(p.Phases, workflow.Phase{Name: "restart", Short: "Restart the services that read a changed file", RunHost: s.restart})
 	return workflow.Workflow{Name: "certs renew", Phases: []workflow.Phase{connect(), p}}

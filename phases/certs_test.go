@@ -3,6 +3,7 @@ package phases
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,5 +150,60 @@ func TestDryRunNeverPrintsKeyMaterial(t *testing.T) {
 				t.Errorf("%s output holds %q:\n%s", format, leak, got)
 			}
 		}
+	}
+}
+
+// A lost state directory must not become a new cluster identity pushed over the running one.
+func TestLostStateDirectoryDoesNotReplaceTheClusterIdentity(t *testing.T) {
+	c, hosts, ex, _ := fakeCluster(t)
+	ex.Selection = workflow.Selection{Only: []string{"certs"}}
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatal(err)
+	}
+	trusted, _, _ := hosts["cp1"].File("/etc/kubernetes/pki/ca.crt")
+	saPub, _, _ := hosts["cp1"].File("/etc/kubernetes/pki/sa.pub")
+
+	// the state directory is gone (moved, a fresh CI workspace): a new one would hold new CAs
+	lost := c.Spec.StateDir
+	c.Spec.StateDir = t.TempDir()
+	err := Execute(context.Background(), Init(), c, ex)
+	var ie *IdentityError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), c.Spec.StateDir) || !strings.Contains(err.Error(), "--replace-pki") {
+		t.Fatalf("want an IdentityError naming the state directory and --replace-pki, got %v", err)
+	}
+	if entries, _ := os.ReadDir(c.Spec.StateDir); len(entries) != 0 {
+		t.Errorf("the state directory received %d entries: nothing may be generated before the check", len(entries))
+	}
+	for name, h := range hosts {
+		if got, _, _ := h.File("/etc/kubernetes/pki/ca.crt"); !bytes.Equal(got, trusted) {
+			t.Errorf("%s: its CA was replaced", name)
+		}
+	}
+	if got, _, _ := hosts["cp1"].File("/etc/kubernetes/pki/sa.pub"); !bytes.Equal(got, saPub) {
+		t.Error("the service-account key was replaced")
+	}
+
+	// another cluster's state directory is refused the same way
+	other, _, otherEx, _ := fakeCluster(t)
+	otherEx.Selection = ex.Selection
+	if err := Execute(context.Background(), Init(), other, otherEx); err != nil {
+		t.Fatal(err)
+	}
+	c.Spec.StateDir = other.Spec.StateDir
+	if err := Execute(context.Background(), Init(), c, ex); !errors.As(err, &ie) || len(ie.LocalKeys) == 0 {
+		t.Fatalf("another cluster's CA: want an IdentityError with both fingerprints, got %v", err)
+	}
+
+	// the state directory back: converges; and with --replace-pki, rebuilt hosts take the new identity
+	c.Spec.StateDir = lost
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatalf("with its own state directory: %v", err)
+	}
+	c.Spec.StateDir = other.Spec.StateDir
+	if err := Execute(context.Background(), InitWith(&InstallOptions{ReplacePKI: true}), c, ex); err != nil {
+		t.Fatalf("--replace-pki: %v", err)
+	}
+	if got, _, _ := hosts["worker1"].File("/etc/kubernetes/pki/ca.crt"); bytes.Equal(got, trusted) {
+		t.Error("--replace-pki did not send the new CA")
 	}
 }

@@ -174,7 +174,7 @@ func addMember(ctx context.Context, r *workflow.Run, h etcdHost, members []etcdH
 		// etcd refuses membership changes until every voting member has been connected for a few seconds
 		// ("unhealthy cluster"), as right after the previous member's promotion
 		err := wait.Poll(ctx, time.Minute, time.Second, func() error {
-			res, err = etcdctl(ctx, via.Host, fmt.Sprintf("member add %s --learner --peer-urls=%s -w json", h.Spec.Name, h.peerURL()))
+			res, err = etcdctl(ctx, via.Host, fmt.Sprintf("member add %s --learner --peer-urls=%s -w json", ssh.ShellQuote(h.Spec.Name), ssh.ShellQuote(h.peerURL())))
 			if err != nil && !strings.Contains(string(res.Stderr), "unhealthy cluster") {
 				return wait.Stop(err)
 			}

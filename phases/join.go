@@ -15,7 +15,10 @@ import (
 // Join brings every host of cluster.yaml that is not yet in the cluster into it. Every phase converges, so
 // the hosts already in the cluster are checked and left as they are, while the existing nodes learn the
 // routes to the new nodes' pods.
-func Join() workflow.Workflow {
+func Join() workflow.Workflow { return JoinWith(nil) }
+
+// JoinWith is Join with options read when the run starts (nil: the defaults).
+func JoinWith(o *InstallOptions) workflow.Workflow {
 	b := &bundleState{} // verified and unpacked once, for the bundle and containerd phases
 	return workflow.Workflow{Name: "join", Phases: []workflow.Phase{
 		connect(),
@@ -24,7 +27,7 @@ func Join() workflow.Workflow {
 		distributeBundle(b),
 		hostPrep(),
 		containerd(b),
-		certs(),
+		certs(o),
 		etcd(),
 		controlPlanePhases(),
 		nodePhases(),

@@ -14,6 +14,7 @@ import (
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
 )
 
 // Reset returns hosts to their state before privcloud: nodes are drained, a control plane's services stop and its
@@ -221,7 +222,9 @@ for m in $mnts; do umount -l "$m" 2>/dev/null && echo "unmounted $m"; done
 for l in /usr/local/bin/* /opt/cni/bin/*; do
   case "$(readlink "$l" 2>/dev/null)" in ` + RemoteBinDir + `/*) rm -f "$l"; echo "removed link $l";; esac
 done
-for p in ` + strings.Join(dirs, " ") + `; do
+for p in ` + quoteAll(dirs) + `; do
+  # a last guard under validation: never a system folder, whatever reached this script
+  case "$p" in /|/bin|/boot|/dev|/etc|/home|/lib|/lib64|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/usr/*bin|/usr/lib|/var|/var/lib|/var/log) echo "refusing to remove system folder $p" >&2; exit 1;; esac
   if mountpoint -q "$p"; then
     # a mount point the host provides (a separate disk, say) stays; what privcloud put in it goes
     if [ -n "$(ls -A "$p")" ]; then find "$p" -mindepth 1 -maxdepth 1 -exec rm -rf {} + && echo "emptied $p"; fi
@@ -230,6 +233,15 @@ done
 rmdir /opt/cni/bin /opt/cni /etc/cni/net.d /etc/cni 2>/dev/null
 true`
 	return runScript(ctx, r, t, "unmount and remove privcloud's files", script)
+}
+
+// quoteAll quotes each word for the remote shell.
+func quoteAll(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = ssh.ShellQuote(w)
+	}
+	return strings.Join(q, " ")
 }
 
 // runScript runs a script that prints one line per thing it changed (removed, restored); each becomes a change.

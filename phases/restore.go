@@ -35,7 +35,7 @@ func Restore(file string) (workflow.Workflow, func()) {
 	return workflow.Workflow{Name: "restore", NoRecords: true, Phases: []workflow.Phase{
 		{Name: "check", Short: "Check the backup (every sha256, this cluster's CAs); put back the PKI files the state directory lacks", Run: st.check},
 		connect(),
-		certs(),
+		certs(&InstallOptions{ReplacePKI: true}), // the backup's PKI is the identity being restored
 		{Name: "stop", Short: "Stop the API servers, controller-managers and schedulers, then every etcd member", Run: stopForRestore},
 		{Name: "etcd-data", Short: "Restore the snapshot into every member's data directory, the old one kept aside", Roles: etcdMembers, RunHost: st.restoreMember},
 		etcd(),
@@ -144,14 +144,16 @@ func (st *restoreState) restoreMember(ctx context.Context, r *workflow.Run, t *w
 	}
 	script := fmt.Sprintf(`set -eu
 command -v etcdutl >/dev/null || { echo "etcdutl is not installed: the bundle needs the etcdutl component (roles: [etcd])" >&2; exit 1; }
-rm -rf %[1]s.restoring
-etcdutl snapshot restore %[2]s --name %[3]s --initial-cluster %[4]s --initial-cluster-token %[5]s --initial-advertise-peer-urls %[6]s --data-dir %[1]s.restoring >/dev/null
-if [ -e %[1]s ]; then mv %[1]s %[7]s; echo "kept the old etcd data in %[7]s"; fi
-mv %[1]s.restoring %[1]s
-chmod 700 %[1]s
+dir=%[1]s
+rm -rf "$dir.restoring"
+etcdutl snapshot restore %[2]s --name %[3]s --initial-cluster %[4]s --initial-cluster-token %[5]s --initial-advertise-peer-urls %[6]s --data-dir "$dir.restoring" >/dev/null
+if [ -e "$dir" ]; then mv "$dir" %[7]s; echo "kept the old etcd data in "%[7]s; fi
+mv "$dir.restoring" "$dir"
+chmod 700 "$dir"
 rm -f %[2]s
-echo "restored the etcd snapshot into %[1]s"`,
-		dataDir, snapshot, t.Spec.Name, strings.Join(peers, ","), r.Cluster.Metadata.Name, peerURL(t.Spec), aside)
+echo "restored the etcd snapshot into $dir"`,
+		ssh.ShellQuote(dataDir), snapshot, ssh.ShellQuote(t.Spec.Name), ssh.ShellQuote(strings.Join(peers, ",")),
+		ssh.ShellQuote(r.Cluster.Metadata.Name), ssh.ShellQuote(peerURL(t.Spec)), ssh.ShellQuote(aside))
 	if err := runScript(ctx, r, t, "restore the etcd snapshot", script); err != nil {
 		return err
 	}
