@@ -3,7 +3,6 @@ package v1alpha1
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -82,9 +81,9 @@ func (c *Component) Kind() string {
 
 // LoadBundle reads a bundle.yaml strictly, defaults and validates it; local paths are made absolute.
 func LoadBundle(path string) (*Bundle, error) {
-	data, err := os.ReadFile(path)
+	data, err := readDocument(path, "bundle description")
 	if err != nil {
-		return nil, fmt.Errorf("read bundle description: %w", err)
+		return nil, err
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {

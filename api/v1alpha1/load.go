@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,9 +22,9 @@ import (
 // folder and validates it. Every problem comes back at once in a *ValidationError whose entries carry the field
 // path and, where the field is in the file, its line.
 func Load(path string) (*Cluster, error) {
-	data, err := os.ReadFile(path)
+	data, err := readDocument(path, "cluster configuration")
 	if err != nil {
-		return nil, fmt.Errorf("read cluster configuration: %w", err)
+		return nil, err
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -54,6 +55,84 @@ func LoadBytes(data []byte, file, baseDir, home string) (*Cluster, error) {
 		return nil, ve
 	}
 	return c, nil
+}
+
+// maxDocumentBytes bounds what is read of a cluster.yaml or bundle.yaml. A cluster.yaml of 1000 hosts with
+// every host field written (labels, taints, a bastion) is about 630 KB; 4 MiB leaves room for six times that,
+// while a wrong path (/dev/zero, a disk image, a log) fails at once instead of filling memory.
+const maxDocumentBytes = 4 << 20
+
+// readDocument reads the YAML file at path, what it holds naming it in errors ("cluster configuration").
+// Anything but a regular file, or a file over maxDocumentBytes, is refused with a *ValidationError, as it
+// is a configuration the user has to correct.
+func readDocument(path, what string) ([]byte, error) {
+	// Stat before opening: opening a FIFO would wait for a writer.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fileError(path, "not a regular file but %s: name a YAML file", fileKind(fi.Mode()))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	defer f.Close()
+	// The limit also holds should the file grow, or be swapped, between the Stat and the read.
+	data, err := io.ReadAll(io.LimitReader(f, maxDocumentBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	if len(data) > maxDocumentBytes {
+		return nil, fileError(path, "larger than %d MiB, the most privcloud reads of a YAML file", maxDocumentBytes>>20)
+	}
+	return data, nil
+}
+
+// fileKind names what a non-regular file is.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	}
+	return "a special file"
+}
+
+// fileError is a problem with the file as a whole, in the form every configuration error takes.
+func fileError(path, format string, args ...any) error {
+	ve := documentError(0, fmt.Sprintf(format, args...))
+	ve.File = path
+	return ve
+}
+
+// documentError is a problem with the document as a whole; line is 0 when unknown.
+func documentError(line int, msg string) *ValidationError {
+	return &ValidationError{Errors: []FieldError{{Path: "(document)", Line: line, Msg: msg}}}
+}
+
+// yamlLineRE matches the "yaml: line N: " that starts yaml.v3's syntax errors.
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// syntaxError turns a yaml.v3 parse error into a document error on the line it names.
+func syntaxError(what string, err error) *ValidationError {
+	msg := err.Error()
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	return documentError(line, what+": "+msg)
 }
 
 // Lines maps field paths to the line they stand on in the decoded document.
@@ -91,18 +170,23 @@ func Decode(data []byte) (*Cluster, Lines, error) {
 
 // decodeStrict parses one document of kind into out, a pointer to that kind's type.
 func decodeStrict(data []byte, kind string, out any) (Lines, error) {
+	// yaml.v3 keeps aliases as references when decoding into a Node, so a tree of aliases costs its size in
+	// the file here; the walker below is what expands them, and it is bounded.
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &ValidationError{Errors: []FieldError{{Path: "(document)", Msg: "the file is empty"}}}
+			return nil, documentError(0, "the file is empty")
 		}
-		return nil, &ValidationError{Errors: []FieldError{{Path: "(document)", Msg: "not valid YAML: " + err.Error()}}}
+		return nil, syntaxError("not valid YAML", err)
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, &ValidationError{Errors: []FieldError{{Path: "(document)", Line: extra.Line,
-			Msg: "more than one YAML document: a file holds exactly one " + kind}}}
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		return nil, documentError(extra.Line, "more than one YAML document: a file holds exactly one "+kind)
+	case !errors.Is(err, io.EOF):
+		// Whatever follows the document is read too, so that a broken second document is not ignored.
+		return nil, syntaxError("more than one YAML document, and the second is not valid YAML", err)
 	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
@@ -116,6 +200,10 @@ func decodeStrict(data []byte, kind string, out any) (Lines, error) {
 	}
 	w := &walker{lines: Lines{}}
 	value := w.walk(doc, reflect.TypeOf(out).Elem(), "")
+	if w.over != nil {
+		// The errors met on the way are mostly the same few repeated through aliases.
+		return nil, &ValidationError{Errors: []FieldError{*w.over}}
+	}
 	if len(w.errs) > 0 {
 		return nil, &ValidationError{Errors: w.errs}
 	}
@@ -160,8 +248,44 @@ func checkTypeMeta(doc *yaml.Node, kind string) error {
 // walker checks a YAML node tree against a Go type and turns it into plain values ready for encoding/json.
 // It records the line of every field path it meets.
 type walker struct {
-	errs  []FieldError
-	lines Lines
+	errs    []FieldError
+	lines   Lines
+	nodes   int         // nodes visited, an aliased node once each time it is reached
+	aliased bool        // an alias was followed
+	over    *FieldError // set once nodes passes maxWalkNodes; the walk then stops
+}
+
+// maxWalkNodes bounds the walk. Aliases and merge keys let a small file name far more nodes than it holds
+// (a "billion laughs"); counting each node every time it is reached stops such a file early. A cluster.yaml
+// of 1000 hosts with every host field written (labels, taints, a bastion) visits about 51,000 nodes, a tenth
+// of the limit, and reaching the limit costs about half a second.
+const maxWalkNodes = 1 << 19
+
+// visit counts one node and reports whether the walk may go on.
+func (w *walker) visit(path string, line int) bool {
+	if w.over != nil {
+		return false
+	}
+	w.nodes++
+	if w.nodes <= maxWalkNodes {
+		return true
+	}
+	msg := fmt.Sprintf("too many YAML nodes: the document passes the limit of %d nodes", maxWalkNodes)
+	if w.aliased {
+		msg = fmt.Sprintf("too many YAML nodes through aliases: the document passes the limit of %d nodes, "+
+			"counting an alias's nodes each time it is used", maxWalkNodes)
+	}
+	w.over = &FieldError{Path: displayPath(path), Line: line, Msg: msg}
+	return false
+}
+
+// deref returns the node an alias stands for, or n itself.
+func (w *walker) deref(n *yaml.Node) *yaml.Node {
+	if n.Kind != yaml.AliasNode {
+		return n
+	}
+	w.aliased = true
+	return n.Alias
 }
 
 func (w *walker) fail(path string, line int, format string, args ...any) {
@@ -178,9 +302,10 @@ func displayPath(p string) string {
 var durationType = reflect.TypeOf(Duration{})
 
 func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) any {
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
+	if !w.visit(path, n.Line) {
+		return nil
 	}
+	n = w.deref(n)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil
 	}
@@ -221,6 +346,9 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) any {
 		}
 		out := make([]any, 0, len(n.Content))
 		for i, item := range n.Content {
+			if w.over != nil {
+				return nil
+			}
 			child := fmt.Sprintf("%s[%d]", path, i)
 			w.lines[child] = item.Line
 			out = append(out, w.walk(item, t.Elem(), child))
@@ -265,8 +393,11 @@ func (w *walker) eachPair(n *yaml.Node, path string, visit func(key string, kn, 
 	var merged []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := n.Content[i], n.Content[i+1]
+		if !w.visit(path, kn.Line) {
+			return
+		}
 		if kn.Tag == "!!merge" {
-			merged = append(merged, mergeSources(vn)...)
+			merged = append(merged, w.mergeSources(vn, path)...)
 			continue
 		}
 		if kn.Kind != yaml.ScalarNode {
@@ -283,6 +414,9 @@ func (w *walker) eachPair(n *yaml.Node, path string, visit func(key string, kn, 
 	for _, m := range merged {
 		for i := 0; i+1 < len(m.Content); i += 2 {
 			kn, vn := m.Content[i], m.Content[i+1]
+			if !w.visit(path, kn.Line) {
+				return
+			}
 			if _, done := seen[kn.Value]; done || kn.Kind != yaml.ScalarNode {
 				continue
 			}
@@ -292,22 +426,27 @@ func (w *walker) eachPair(n *yaml.Node, path string, visit func(key string, kn, 
 	}
 }
 
-// mergeSources returns the mappings a merge key refers to: one alias, or a list of them.
-func mergeSources(n *yaml.Node) []*yaml.Node {
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
+// mergeSources returns the mappings a merge key refers to: a mapping or a list of mappings, each possibly an
+// alias, as YAML defines merge keys. Lists inside the list are refused rather than followed: an alias may name
+// a list that holds it, and following it would never end.
+func (w *walker) mergeSources(n *yaml.Node, path string) []*yaml.Node {
+	items := []*yaml.Node{n}
+	if list := w.deref(n); list.Kind == yaml.SequenceNode {
+		items = list.Content
 	}
-	switch n.Kind {
-	case yaml.MappingNode:
-		return []*yaml.Node{n}
-	case yaml.SequenceNode:
-		var out []*yaml.Node
-		for _, item := range n.Content {
-			out = append(out, mergeSources(item)...)
+	var out []*yaml.Node
+	for _, item := range items {
+		if !w.visit(path, item.Line) {
+			return nil
 		}
-		return out
+		m := w.deref(item)
+		if m.Kind != yaml.MappingNode {
+			w.fail(joinPath(path, "<<"), item.Line, "a merge key takes a mapping or a list of mappings, got %s", describe(m))
+			continue
+		}
+		out = append(out, m)
 	}
-	return nil
+	return out
 }
 
 func joinPath(path, key string) string {
@@ -465,6 +604,9 @@ func ResolvePaths(c *Cluster, baseDir, home string) {
 	s := &c.Spec
 	s.StateDir = localPath(s.StateDir, baseDir, home)
 	s.Bundle.Path = localPath(s.Bundle.Path, baseDir, home)
+	for i := range s.Bundle.PublicKeys {
+		s.Bundle.PublicKeys[i] = localPath(s.Bundle.PublicKeys[i], baseDir, home)
+	}
 	for i := range s.SSH.KnownHostsFiles {
 		s.SSH.KnownHostsFiles[i] = localPath(s.SSH.KnownHostsFiles[i], baseDir, home)
 	}

@@ -123,8 +123,10 @@ type Network struct {
 
 // Etcd configures the etcd members.
 type Etcd struct {
-	DataDir   string            `json:"dataDir,omitempty" doc:"Data directory on every etcd host."`
-	ExtraArgs map[string]string `json:"extraArgs,omitempty" doc:"Extra etcd flags, without leading dashes."`
+	DataDir   string            `json:"dataDir,omitempty" doc:"Data directory on every etcd host: absolute, letters, digits and . _ / + @ - only, and a folder of its own (reset removes it), never a system folder such as / or /var/lib."`
+	ExtraArgs map[string]string `json:"extraArgs,omitempty" doc:"Extra etcd flags, without leading dashes. Flags privcloud sets itself (data-dir, listen and advertise URLs, certificate files, initial cluster) are refused, and so are values with spaces, quotes or shell characters."`
+	// AcceptInsecureExtraArgs is deliberately long: turning a protection off must be said in so many words.
+	AcceptInsecureExtraArgs bool `json:"acceptInsecureExtraArgs,omitempty" doc:"Run extraArgs that switch a protection off (client-cert-auth=false, peer-client-cert-auth=false, auto-tls, enable-pprof, unsafe-* flags, TLS below 1.2). Refused unless this is true."`
 }
 
 // Containerd configures the container runtime.
@@ -212,7 +214,8 @@ type Quay struct {
 
 // BundleRef points at the air-gap bundle.
 type BundleRef struct {
-	Path string `json:"path,omitempty" doc:"Bundle file built by 'privcloud bundle build', relative to cluster.yaml."`
+	Path       string   `json:"path,omitempty" doc:"Bundle file built by 'privcloud bundle build', relative to cluster.yaml."`
+	PublicKeys []string `json:"publicKeys,omitempty" doc:"ed25519 public keys (PEM files written by 'privcloud bundle keygen', relative to cluster.yaml) one of which must have signed the bundle; set, an unsigned bundle or one signed by another key is refused before anything reaches a host."`
 }
 
 // PKI configures the cluster certificates.

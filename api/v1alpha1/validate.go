@@ -97,6 +97,7 @@ func Validate(c *Cluster) *ValidationError {
 	if s.Bundle.Path == "" {
 		v.add("spec.bundle.path", "must not be empty")
 	}
+	v.bundlePublicKeys(s.Bundle.PublicKeys)
 	v.pki(&s.PKI)
 	if len(v.errs) == 0 {
 		return nil
@@ -157,9 +158,11 @@ func (v *validator) hosts(s *ClusterSpec) {
 		if h.InternalAddress != "" {
 			if ip, err := netip.ParseAddr(h.InternalAddress); err != nil {
 				v.add(p+".internalAddress", "%q is not an IP address", h.InternalAddress)
-			} else if j, dup := internal[ip.String()]; dup && h.InternalAddress != h.Address {
-				v.add(p+".internalAddress", "%s is also the internal address of spec.hosts[%d]", ip, j)
-			} else if !dup {
+			} else if j, dup := internal[ip.String()]; dup {
+				// one machine listed twice (say, on two SSH ports): its services would collide
+				v.add(p+".internalAddress", "%s is also the internal address of spec.hosts[%d] (%s): two hosts cannot be one machine; behind one NAT address, give each its own internalAddress",
+					ip, j, s.Hosts[j].Name)
+			} else {
 				internal[ip.String()] = i
 			}
 		} else if h.HasRole(RoleControlPlane) || h.HasRole(RoleEtcd) || h.HasRole(RoleWorker) {
@@ -378,14 +381,8 @@ func (v *validator) cidr(path, s string) netip.Prefix {
 }
 
 func (v *validator) etcd(e *Etcd) {
-	if !strings.HasPrefix(e.DataDir, "/") {
-		v.add("spec.etcd.dataDir", "%q must be an absolute path", e.DataDir)
-	}
-	for _, k := range sortedKeys(e.ExtraArgs) {
-		if strings.HasPrefix(k, "-") {
-			v.add("spec.etcd.extraArgs."+k, "write flag names without leading dashes")
-		}
-	}
+	v.hostDataDir("spec.etcd.dataDir", e.DataDir)
+	v.etcdExtraArgs(e)
 }
 
 func (v *validator) containerd(c *Containerd) {
@@ -529,8 +526,8 @@ func (v *validator) addons(a *Addons, s *ClusterSpec) {
 	if a.Quay.Enabled && !isDNSSubdomain(a.Quay.Hostname) {
 		v.add("spec.addons.quay.hostname", "%q is not a DNS name: Quay's TLS certificate and clients need one", a.Quay.Hostname)
 	}
-	if a.Quay.StorageClass == "" && !strings.HasPrefix(a.Quay.HostPathDir, "/") {
-		v.add("spec.addons.quay.hostPathDir", "%q must be an absolute path", a.Quay.HostPathDir)
+	if a.Quay.StorageClass == "" {
+		v.hostDataDir("spec.addons.quay.hostPathDir", a.Quay.HostPathDir)
 	}
 	if a.Quay.UseAsMirror && !a.Quay.Enabled {
 		v.add("spec.addons.quay.useAsMirror", "needs quay.enabled")
@@ -620,4 +617,13 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// bundlePublicKeys refuses empty entries of spec.bundle.publicKeys, which name no key file.
+func (v *validator) bundlePublicKeys(keys []string) {
+	for i, k := range keys {
+		if k == "" {
+			v.add(fmt.Sprintf("spec.bundle.publicKeys[%d]", i), "must not be empty: the path of a public key written by 'privcloud bundle keygen'")
+		}
+	}
 }
