@@ -13,9 +13,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -83,6 +86,59 @@ func (m *Manifest) Find(name, version string) *Component {
 		}
 	}
 	return nil
+}
+
+// CheckEntryName refuses a path of the archive or manifest that could point outside the folder the bundle is
+// unpacked to, or name one file in two ways: it must be relative, slash-separated and clean, without "..".
+func CheckEntryName(name string) error {
+	switch {
+	case name == "" || name == ".":
+		return fmt.Errorf("%q is not a file name", name)
+	case strings.Contains(name, `\`):
+		return fmt.Errorf("%q contains a backslash", name)
+	case path.IsAbs(name):
+		return fmt.Errorf("%q is an absolute path: bundle paths are relative", name)
+	case slices.Contains(strings.Split(name, "/"), ".."):
+		return fmt.Errorf("%q contains \"..\": it would lead out of the bundle's folder", name)
+	case path.Clean(name) != name:
+		return fmt.Errorf("%q is not a clean path (%q)", name, path.Clean(name))
+	}
+	return nil
+}
+
+// safeName is what a bundle's name and its components' names and versions may be: they become folder, file
+// and link names here (the unpacked bundle) and on hosts (/opt/privcloud/NAME/VERSION/NAME, /usr/local/bin/NAME).
+var safeName = regexp.MustCompile(`^[A-Za-z0-9_+][A-Za-z0-9._+-]*$`)
+
+const safeNameRule = "only letters, digits, '.', '_', '+' and '-', not starting with '.' or '-'"
+
+// problems lists what in m could make a path leave its folder, here or on a host; nothing of m can be trusted
+// before it is empty.
+func (m *Manifest) problems() []string {
+	var out []string
+	if !safeName.MatchString(m.Name) {
+		out = append(out, fmt.Sprintf("manifest name %q: %s", m.Name, safeNameRule))
+	}
+	for _, f := range m.Files {
+		if err := CheckEntryName(f.Path); err != nil {
+			out = append(out, fmt.Sprintf("manifest file %v", err))
+		}
+	}
+	for _, c := range m.Components {
+		if !safeName.MatchString(c.Name) {
+			out = append(out, fmt.Sprintf("component name %q: %s", c.Name, safeNameRule))
+		}
+		if !safeName.MatchString(c.Version) {
+			out = append(out, fmt.Sprintf("component %q version %q: %s", c.Name, c.Version, safeNameRule))
+		}
+		if c.Kind == "absent" {
+			continue
+		}
+		if err := CheckEntryName(c.Path); err != nil {
+			out = append(out, fmt.Sprintf("component %q path %v", c.Name, err))
+		}
+	}
+	return out
 }
 
 // writeArchive packs the files of dir listed in m, manifest first, into a tar+zstd file at out. Entries are
@@ -169,7 +225,7 @@ func Open(path string) (*Reader, error) {
 	}
 	r := &Reader{f: f, zr: zr, tr: tar.NewReader(zr)}
 	hdr, err := r.tr.Next()
-	if err != nil || hdr.Name != ManifestName {
+	if err != nil || hdr.Name != ManifestName || hdr.Typeflag != tar.TypeReg {
 		r.Close()
 		return nil, fmt.Errorf("%s: not a privcloud bundle: its first entry must be %s", path, ManifestName)
 	}
@@ -182,8 +238,18 @@ func Open(path string) (*Reader, error) {
 		r.Close()
 		return nil, fmt.Errorf("%s: manifest: %w", path, err)
 	}
+	// refused here, so that no caller ever builds a path from a hostile manifest
+	if problems := r.Manifest.problems(); len(problems) > 0 {
+		r.Close()
+		return nil, &VerifyError{Bundle: path, Problems: problems}
+	}
 	return r, nil
 }
+
+// entryError refuses one archive entry; the entries after it can still be read.
+type entryError struct{ bundle, problem string }
+
+func (e *entryError) Error() string { return e.bundle + ": " + e.problem }
 
 // Next returns the next file entry and a reader of its content, or io.EOF.
 func (r *Reader) Next() (string, io.Reader, error) {
@@ -192,7 +258,10 @@ func (r *Reader) Next() (string, io.Reader, error) {
 		return "", nil, err
 	}
 	if hdr.Typeflag != tar.TypeReg {
-		return hdr.Name, nil, fmt.Errorf("%s: entry %q is not a regular file", r.f.Name(), hdr.Name)
+		return hdr.Name, nil, &entryError{r.f.Name(), fmt.Sprintf("entry %q is not a regular file", hdr.Name)}
+	}
+	if err := CheckEntryName(hdr.Name); err != nil {
+		return hdr.Name, nil, &entryError{r.f.Name(), fmt.Sprintf("entry %v", err)}
 	}
 	return hdr.Name, r.tr, nil
 }
@@ -204,7 +273,8 @@ func (r *Reader) Close() error {
 }
 
 // Extract writes the entries wanted reports true for under dir (same relative paths), checking each against
-// the manifest's sha256 as it streams. It returns the paths written.
+// the manifest's sha256 as it streams. It returns the paths written. An entry that is not a regular file, or
+// whose path would leave dir, stops it before anything of that entry is written.
 func Extract(path, dir string, wanted func(string) bool) ([]string, error) {
 	r, err := Open(path)
 	if err != nil {
@@ -227,12 +297,27 @@ func Extract(path, dir string, wanted func(string) bool) ([]string, error) {
 		if !wanted(name) {
 			continue
 		}
-		dst := filepath.Join(dir, filepath.FromSlash(name))
+		dst, err := inside(dir, name)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", path, err)
+		}
 		if err := extractOne(dst, content, sums[name]); err != nil {
 			return out, fmt.Errorf("%s: %w", name, err)
 		}
 		out = append(out, dst)
 	}
+}
+
+// inside is where name goes under dir, refused unless it stays under dir, whatever Next let through.
+func inside(dir, name string) (string, error) {
+	if err := CheckEntryName(name); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, filepath.FromSlash(name))
+	if rel, err := filepath.Rel(dir, dst); err != nil || rel == "." || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("%q would be written outside %s", name, dir)
+	}
+	return dst, nil
 }
 
 // extractOne streams content to dst through a temporary file, renamed into place only when its sha256 is

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -34,12 +35,12 @@ type Verification struct {
 	Signed   bool // a signature was present and verified
 }
 
-// Verify reads the whole bundle once: every file must be listed in the manifest with its sha256 and size,
-// every listed file must be present, and every component must point at a listed file. With pub, the
-// detached signature (path + ".sig") must exist and verify; without, a signature that exists is still
-// checked for integrity against the manifest.
-func Verify(path string, pub ed25519.PublicKey) (*Verification, error) {
-	r, err := Open(path)
+// Verify reads the whole bundle once: every path must stay inside the bundle's folder, every file must be
+// listed in the manifest with its sha256 and size, every listed file must be present, and every component
+// must point at a listed file. With keys, the detached signature (path + ".sig") must exist and verify with
+// one of them; without (or only nil keys), a signature that exists is still checked against the manifest.
+func Verify(path string, keys ...ed25519.PublicKey) (*Verification, error) {
+	r, err := Open(path) // refuses a manifest whose names or paths could leave their folder
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +64,11 @@ func Verify(path string, pub ed25519.PublicKey) (*Verification, error) {
 		name, content, err := r.Next()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		var refused *entryError
+		if errors.As(err, &refused) {
+			ve.Problems = append(ve.Problems, refused.problem)
+			continue
 		}
 		if err != nil {
 			ve.Problems = append(ve.Problems, err.Error())
@@ -98,26 +104,56 @@ func Verify(path string, pub ed25519.PublicKey) (*Verification, error) {
 		ve.Problems = append(ve.Problems, fmt.Sprintf("%s: listed in the manifest but missing", p))
 	}
 	v := &Verification{Manifest: m, Files: len(seen)}
-	switch sig, err := readSignature(path); {
-	case errors.Is(err, os.ErrNotExist) && pub != nil:
-		ve.Problems = append(ve.Problems, fmt.Sprintf("no signature: %s.sig does not exist", path))
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		ve.Problems = append(ve.Problems, err.Error())
-	default:
-		sum := sha256.Sum256(r.ManifestBytes)
-		if hex.EncodeToString(sum[:]) != sig.ManifestSHA256 {
-			ve.Problems = append(ve.Problems, "the signature is for another manifest")
-		} else if pub != nil && !ed25519.Verify(pub, sum[:], sig.Signature) {
-			ve.Problems = append(ve.Problems, "the signature does not verify with the given public key")
-		} else {
-			v.Signed = pub != nil
-		}
+	signed, problem := checkSignature(path, r.ManifestBytes, keys)
+	if problem != "" {
+		ve.Problems = append(ve.Problems, problem)
 	}
+	v.Signed = signed
 	if len(ve.Problems) > 0 {
 		return v, ve
 	}
 	return v, nil
+}
+
+// VerifySignature checks only the signature, against the manifest already read: it is cheap enough for every
+// run, where Verify reads the whole bundle. With keys, a signature by one of them is required.
+func (r *Reader) VerifySignature(keys ...ed25519.PublicKey) error {
+	if _, problem := checkSignature(r.f.Name(), r.ManifestBytes, keys); problem != "" {
+		return &VerifyError{Bundle: r.f.Name(), Problems: []string{problem}}
+	}
+	return nil
+}
+
+// checkSignature checks bundle.sig against the manifest as stored, and reports whether one of keys signed it.
+// Nil keys are ignored, so that a caller's optional key needs no special case.
+func checkSignature(bundle string, manifest []byte, keys []ed25519.PublicKey) (signed bool, problem string) {
+	keys = slices.DeleteFunc(slices.Clone(keys), func(k ed25519.PublicKey) bool { return k == nil })
+	sig, err := readSignature(bundle)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && len(keys) > 0:
+		return false, fmt.Sprintf("no signature: %s.sig does not exist", bundle)
+	case errors.Is(err, os.ErrNotExist):
+		return false, ""
+	case err != nil:
+		return false, err.Error()
+	}
+	sum := sha256.Sum256(manifest)
+	if hex.EncodeToString(sum[:]) != sig.ManifestSHA256 {
+		return false, "the signature is for another manifest"
+	}
+	if len(keys) == 0 {
+		return false, ""
+	}
+	for _, k := range keys {
+		// ed25519.Verify panics on a key of the wrong size
+		if len(k) == ed25519.PublicKeySize && ed25519.Verify(k, sum[:], sig.Signature) {
+			return true, ""
+		}
+	}
+	if len(keys) == 1 {
+		return false, "the signature does not verify with the given public key"
+	}
+	return false, fmt.Sprintf("the signature does not verify with any of the %d given public keys", len(keys))
 }
 
 // signature is the detached signature file.

@@ -206,7 +206,7 @@ type ObjectStatus struct {
 // AddonsStatus reports, for every add-on, whether each of its objects exists in the cluster and is ready
 // (rolled out, established), reading through the first control-plane host. Nothing is changed.
 func AddonsStatus(ctx context.Context, c *api.Cluster, connect func(context.Context, api.Host) (ssh.Host, error)) ([]AddonStatus, error) {
-	m, err := verifiedManifest(c.Spec.Bundle.Path, filepath.Join(c.Spec.StateDir, "bundle"))
+	m, err := verifiedManifest(c.Spec.Bundle.Path, filepath.Join(c.Spec.StateDir, "bundle"), c.Spec.Bundle.PublicKeys...)
 	if err != nil {
 		return nil, err
 	}

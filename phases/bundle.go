@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -55,7 +56,7 @@ func (s *bundleState) prepare(r *workflow.Run) error {
 			s.err = fmt.Errorf("the bundle %s (spec.bundle.path) does not exist: build it with 'privcloud bundle build' (the lab's: 'make bundle')", file)
 			return
 		}
-		s.manifest, s.err = verifiedManifest(file, filepath.Join(r.Cluster.Spec.StateDir, "bundle"))
+		s.manifest, s.err = verifiedManifest(file, filepath.Join(r.Cluster.Spec.StateDir, "bundle"), r.Cluster.Spec.Bundle.PublicKeys...)
 		if s.err != nil {
 			return
 		}
@@ -83,7 +84,13 @@ func (s *bundleState) prepare(r *workflow.Run) error {
 
 // verifiedManifest verifies the bundle fully (every file's sha256) unless this very file (same size, inode
 // and change time) was verified before, as recorded in dir: a re-run does not re-read the whole archive.
-func verifiedManifest(file, dir string) (*bundle.Manifest, error) {
+// With keyFiles (spec.bundle.publicKeys), one of those keys must have signed the bundle; that is checked on
+// every run, as it reads the manifest only.
+func verifiedManifest(file, dir string, keyFiles ...string) (*bundle.Manifest, error) {
+	keys, err := readPublicKeys(keyFiles)
+	if err != nil {
+		return nil, err
+	}
 	fi, err := os.Stat(file)
 	if err != nil {
 		return nil, err
@@ -93,16 +100,22 @@ func verifiedManifest(file, dir string) (*bundle.Manifest, error) {
 	if st != nil {
 		id = fmt.Sprintf("%s %d %d %d.%09d", file, fi.Size(), st.Ino, st.Ctim.Sec, st.Ctim.Nsec)
 	}
+	r, err := bundle.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	// before the record is trusted: a .sig can be replaced or removed without the bundle changing
+	if len(keys) > 0 {
+		if err := r.VerifySignature(keys...); err != nil {
+			return nil, &unsignedError{file: file, keyFiles: keyFiles, err: err}
+		}
+	}
 	record := filepath.Join(dir, "verified")
 	if data, err := os.ReadFile(record); err == nil && strings.TrimSpace(string(data)) == id {
-		r, err := bundle.Open(file)
-		if err != nil {
-			return nil, err
-		}
-		defer r.Close()
 		return r.Manifest, nil
 	}
-	v, err := bundle.Verify(file, nil)
+	v, err := bundle.Verify(file, keys...)
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +124,40 @@ func verifiedManifest(file, dir string) (*bundle.Manifest, error) {
 	}
 	return v.Manifest, atomicfile.Write(record, []byte(id+"\n"), 0o600)
 }
+
+// readPublicKeys reads spec.bundle.publicKeys. A key file that cannot be read stops the run rather than
+// being skipped: cluster.yaml asked for it.
+func readPublicKeys(files []string) ([]ed25519.PublicKey, error) {
+	keys := make([]ed25519.PublicKey, 0, len(files))
+	for _, f := range files {
+		k, err := bundle.ReadPublicKey(f)
+		if err != nil {
+			return nil, fmt.Errorf("spec.bundle.publicKeys: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// unsignedError refuses a bundle no key of spec.bundle.publicKeys signed, saying which keys were tried and how
+// to sign it. It unwraps to the *bundle.VerifyError.
+type unsignedError struct {
+	file     string
+	keyFiles []string
+	err      error
+}
+
+func (e *unsignedError) Error() string {
+	cause := e.err.Error()
+	var ve *bundle.VerifyError
+	if errors.As(e.err, &ve) {
+		cause = strings.Join(ve.Problems, "; ")
+	}
+	return fmt.Sprintf("the bundle %s is not signed by a key of spec.bundle.publicKeys (tried %s): %s; sign it with 'privcloud bundle sign --key KEY %s', KEY being the private key of one of them",
+		e.file, strings.Join(e.keyFiles, ", "), cause, e.file)
+}
+
+func (e *unsignedError) Unwrap() error { return e.err }
 
 func bundleID(m *bundle.Manifest) string {
 	h := sha256.New()
@@ -215,7 +262,7 @@ func switchLinkScript(link, dst string) string {
 
 // activeLink is the well-known path of a binary: CNI plugins where containerd looks for them, the rest on PATH.
 func activeLink(c bundle.Component) string {
-	if plugin, ok := strings.CutPrefix(c.Name, "cni-"); ok {
+	if plugin, ok := strings.CutPrefix(c.Name, "cni-"); ok && plugin != "" { // "cni-" alone would name the folder
 		return "/opt/cni/bin/" + plugin
 	}
 	return "/usr/local/bin/" + c.Name

@@ -187,7 +187,7 @@ func finishUpgrade(ctx context.Context, r *workflow.Run) error {
 // planOn plans the upgrade to spec.kubernetesVersion from what the connected hosts (in cluster.yaml's order)
 // run, with the bundle of cluster.yaml.
 func planOn(ctx context.Context, c *api.Cluster, hosts []ssh.Host, batchPercent int) (upgrade.Plan, error) {
-	m, err := verifiedManifest(c.Spec.Bundle.Path, filepath.Join(c.Spec.StateDir, "bundle"))
+	m, err := verifiedManifest(c.Spec.Bundle.Path, filepath.Join(c.Spec.StateDir, "bundle"), c.Spec.Bundle.PublicKeys...)
 	if err != nil {
 		return upgrade.Plan{}, err
 	}
