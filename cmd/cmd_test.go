@@ -48,7 +48,7 @@ func closedConfig(t *testing.T) string {
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		fmt.Fprintf(&hosts, "  - {name: h%d, address: 127.0.0.1, port: %d, roles: %s}\n", i+1, port, role)
+		fmt.Fprintf(&hosts, "  - {name: h%d, address: 127.0.0.1, internalAddress: 127.0.0.%d, port: %d, roles: %s}\n", i+1, i+1, port, role)
 	}
 	doc := "apiVersion: privcloud.io/v1alpha1\nkind: Cluster\nmetadata: {name: t}\nspec:\n  hosts:\n" + hosts.String() +
 		"  ssh:\n    connectTimeout: 5s\n    knownHostsFiles: [" + filepath.Join(dir, "known_hosts") + "]\n"

@@ -21,9 +21,9 @@ type workflowCommand struct {
 	workflow func() workflow.Workflow
 	// install, when set, builds the workflow with init's and join's options, which get their flags
 	install func(*phases.InstallOptions) workflow.Workflow
-	use      string
-	short    string
-	long     string
+	use     string
+	short   string
+	long    string
 }
 
 var (

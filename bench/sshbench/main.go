@@ -86,7 +86,7 @@ func setup(n int, bin string) (*bench, error) {
 		}
 		b.servers = append(b.servers, s)
 		known.WriteString(s.KnownHostsLine(s.HostKey) + "\n")
-		fmt.Fprintf(&hosts, "  - {name: h%d, address: 127.0.0.1, port: %d, sshKeyPath: %s, roles: [%s]}\n", i+1, s.Port, b.key, role(i))
+		fmt.Fprintf(&hosts, "  - {name: h%d, address: 127.0.0.1, internalAddress: 127.0.0.%d, port: %d, sshKeyPath: %s, roles: [%s]}\n", i+1, i+1, s.Port, b.key, role(i))
 		fmt.Fprintf(&inv, "h%d ansible_host=127.0.0.1 ansible_port=%d\n", i+1, s.Port)
 	}
 	b.config = filepath.Join(dir, "cluster.yaml")

@@ -95,7 +95,7 @@ func lab(t *testing.T, trusted bool) (config, knownHosts string) {
 			t.Fatal(err)
 		}
 		t.Cleanup(s.Stop)
-		fmt.Fprintf(&hosts, "  - {name: h%d, address: 127.0.0.1, port: %d, sshKeyPath: %s, roles: %s}\n", i+1, s.Port, key, role)
+		fmt.Fprintf(&hosts, "  - {name: h%d, address: 127.0.0.1, internalAddress: 127.0.0.%d, port: %d, sshKeyPath: %s, roles: %s}\n", i+1, i+1, s.Port, key, role)
 		known.WriteString(s.KnownHostsLine(s.HostKey) + "\n")
 	}
 	if trusted {
