@@ -10,6 +10,7 @@ import (
 
 	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/fleet"
+	"github.com/privcloud/privcloud/hostlock"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
 	"github.com/privcloud/privcloud/preflight"
@@ -26,6 +27,7 @@ const (
 	ExitUnreachable    = 4 // a host could not be connected to or authenticated with
 	ExitPhaseFailed    = 5 // a phase, preflight check or remote command failed
 	ExitNotImplemented = 6 // the capability asked for does not exist yet
+	ExitLocked         = 7 // another privcloud run holds a host's lock
 )
 
 var exitCodeHelp = []struct {
@@ -39,6 +41,7 @@ var exitCodeHelp = []struct {
 	{ExitUnreachable, "a host could not be reached or refused authentication or its host key did not verify"},
 	{ExitPhaseFailed, "a phase, a check (preflight, certificates, bundle verification) or a remote command failed; the message says what and where"},
 	{ExitNotImplemented, "the command or phase asked for is not implemented yet"},
+	{ExitLocked, "another privcloud run is working on a host (its lock is held); the message names the run, its user and machine"},
 }
 
 // ExitCode maps an error to the process exit code.
@@ -56,6 +59,7 @@ func ExitCode(err error) int {
 		badBundle   *bundle.VerifyError
 		notReady    *notReadyError
 		refused     *upgrade.RefusedError
+		locked      *hostlock.HeldError
 	)
 	switch {
 	case err == nil:
@@ -68,6 +72,8 @@ func ExitCode(err error) int {
 		return ExitUnreachable
 	case errors.As(err, &remote) && len(remote.Unreachable) > 0:
 		return ExitUnreachable
+	case errors.As(err, &locked):
+		return ExitLocked
 	case errors.Is(err, workflow.ErrNotImplemented):
 		return ExitNotImplemented
 	case errors.As(err, &phase), errors.As(err, &remote), errors.As(err, &checks), errors.As(err, &certs),

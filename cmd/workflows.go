@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostlock"
 	"github.com/privcloud/privcloud/phases"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/report"
@@ -131,7 +132,13 @@ func (g *globalOptions) runConnected(c *cobra.Command, cluster *api.Cluster, wf 
 		return err
 	}
 	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, ServerDryRun: g.serverDryRun, Selection: sel, Reporter: g.reporter(), KubeconfigOut: g.kubeconfigOut, Hosts: g.scopeHosts,
-		Connect: connectWith(d)})
+		Connect: connectWith(d), Owner: ownerOf(wf)})
+}
+
+// ownerOf describes this process as the holder of the hosts' locks while it runs wf.
+func ownerOf(wf workflow.Workflow) *hostlock.Owner {
+	o := hostlock.Self(wf.CommandName())
+	return &o
 }
 
 // connectWith adapts the SSH dialer to the phases' connect function.

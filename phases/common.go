@@ -11,6 +11,7 @@ import (
 	"fmt"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostlock"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/report"
 	"github.com/privcloud/privcloud/ssh"
@@ -37,9 +38,32 @@ func connectHost(ctx context.Context, r *workflow.Run, t *workflow.Target) error
 		return err
 	}
 	if r.DryRun {
-		h = ssh.NewRecorder(t.Spec.Name, h, r.Plan)
+		t.Host = ssh.NewRecorder(t.Spec.Name, h, r.Plan)
+		return nil // a plan changes nothing: it takes no lock
 	}
 	t.Host = h
+	return lockHost(ctx, r, t)
+}
+
+// lockHost takes the host's lock for the run, so no other privcloud works on it at the same time, then
+// removes what an interrupted run left (partial uploads, half-switched links): under the lock they are
+// nobody's.
+func lockHost(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	if r.Owner == nil {
+		return nil // runs that do not say who they are (unit tests of single phases) take no lock
+	}
+	l, err := hostlock.Acquire(ctx, t.Host, *r.Owner)
+	if err != nil {
+		return err
+	}
+	t.Release = l.Release
+	stale, err := ssh.RemoveStaleUploads(ctx, t.Host)
+	if err != nil {
+		return err
+	}
+	for _, f := range stale {
+		r.Changed(t.Spec.Name, "removed "+f+", left by an interrupted run")
+	}
 	return nil
 }
 
@@ -64,6 +88,8 @@ type Execution struct {
 	KubeconfigOut string
 	// Hosts limits the per-host phases to these hosts (reset --hosts); empty: every host.
 	Hosts []string
+	// Owner, when set, is who takes each host's lock for the run (hostlock.Self in the CLI).
+	Owner *hostlock.Owner
 }
 
 // Execute runs wf against cluster c and closes every connection it opened. In a dry run every host is a
@@ -75,13 +101,16 @@ func Execute(ctx context.Context, wf workflow.Workflow, c *api.Cluster, ex Execu
 	}
 	r := &workflow.Run{Workflow: wf.Name, Command: wf.CommandName(), Cluster: c, DryRun: ex.DryRun, ServerDryRun: ex.ServerDryRun, Reporter: ex.Reporter,
 		Concurrency: c.Spec.SSH.Concurrency, Connect: ex.Connect, KubeconfigOut: ex.KubeconfigOut,
-		Scope: ex.Hosts, NoRecords: wf.NoRecords}
+		Scope: ex.Hosts, NoRecords: wf.NoRecords, Owner: ex.Owner}
 
 	for _, h := range c.Spec.Hosts {
 		r.Targets = append(r.Targets, &workflow.Target{Spec: h})
 	}
 	defer func() {
 		for _, t := range r.Targets {
+			if t.Release != nil {
+				t.Release()
+			}
 			if t.Host != nil {
 				t.Host.Close()
 			}

@@ -23,6 +23,9 @@ const maxOutput = 32 << 20
 // Run executes cmd in the remote shell. Hosts whose user is not root run it through sudo.
 func (c *Client) Run(ctx context.Context, cmd string, opts ...RunOption) (Result, error) {
 	o := Apply(opts)
+	if o.Untimed {
+		ctx = context.WithValue(ctx, untimedKey{}, true)
+	}
 	var stdout, stderr cappedBuffer
 	err := c.run(ctx, cmd, o.Stdin, &stdout, &stderr)
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
@@ -38,7 +41,7 @@ func (c *Client) Run(ctx context.Context, cmd string, opts ...RunOption) (Result
 // ends first, the remote command and everything it started are killed: OpenSSH refuses signal requests on
 // root sessions, so the kill goes over a second session to the process group sshd made for the command.
 func (c *Client) run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if c.cmdTimeout > 0 {
+	if c.cmdTimeout > 0 && ctx.Value(untimedKey{}) == nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cmdTimeout)
 		defer cancel()
@@ -106,14 +109,21 @@ func (c *Client) acquire(ctx context.Context) error {
 	}
 }
 
-// kill ends the process group of a cancelled command.
+// untimedKey marks a command the command timeout does not apply to (see Untimed).
+type untimedKey struct{}
+
+// kill ends the process group of a cancelled command: TERM first, so scripts remove their temporary files
+// (an upload's trap does), then KILL for whatever is still there a few seconds later.
 func (c *Client) kill(sid string) {
 	if sid == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	_ = c.run(ctx, "kill -KILL -- -"+sid+" 2>/dev/null || pkill -KILL -s "+sid, nil, io.Discard, io.Discard)
+	script := fmt.Sprintf(`kill -TERM -- -%[1]s 2>/dev/null || pkill -TERM -s %[1]s
+i=0; while [ $i -lt 30 ] && pgrep -s %[1]s >/dev/null 2>&1; do sleep 0.1; i=$((i+1)); done
+kill -KILL -- -%[1]s 2>/dev/null || pkill -KILL -s %[1]s; true`, sid)
+	_ = c.run(ctx, script, nil, io.Discard, io.Discard)
 }
 
 // sessionIDWriter passes stderr through, minus the first line the command wrapper prints: its session id.

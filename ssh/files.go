@@ -28,6 +28,8 @@ dst=$1 sum=$2 mode=$3 owner=$4
 dir=$(dirname -- "$dst")
 mkdir -p -- "$dir"
 tmp=$(mktemp -- "$dir/.privcloud-upload.XXXXXXXX")
+# the journal names every temporary file, so one left by a killed run is found and removed by the next
+mkdir -p "$PRIVCLOUD_SUMS" && printf '%s\n' "$tmp" >> "$PRIVCLOUD_SUMS/uploads.journal"
 trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 cat > "$tmp"
@@ -77,6 +79,36 @@ func (c *Client) sumsEnv() string {
 		dir = DefaultSumsDir
 	}
 	return "PRIVCLOUD_SUMS=" + ShellQuote(dir) + " "
+}
+
+// sweepScript removes what interrupted runs left: the temporary files of uploads killed before their rename
+// (named in the journal), half-switched links (LINK.privcloud) and partial hash records. Only safe while no
+// other privcloud works on the host: run it under the host lock.
+const sweepScript = `set -u
+j="$PRIVCLOUD_SUMS/uploads.journal"
+if [ -f "$j" ]; then
+  while IFS= read -r f; do
+    case "$f" in */.privcloud-upload.*) if [ -e "$f" ]; then rm -f -- "$f" && echo "$f"; fi;; esac
+  done < "$j"
+  rm -f -- "$j"
+fi
+for f in /usr/local/bin/*.privcloud /opt/cni/bin/*.privcloud "$PRIVCLOUD_SUMS"/*.tmp; do
+  if [ -e "$f" ] || [ -L "$f" ]; then rm -f -- "$f" && echo "$f"; fi
+done
+true`
+
+// RemoveStaleUploads removes the temporary files and half-switched links that a killed or cut-off run left on
+// h, and returns their paths. Call it only while holding the host's lock.
+func RemoveStaleUploads(ctx context.Context, h Host) ([]string, error) {
+	env := "PRIVCLOUD_SUMS=" + DefaultSumsDir + " "
+	if c, ok := h.(interface{ sumsEnv() string }); ok {
+		env = c.sumsEnv()
+	}
+	res, err := h.Run(ctx, env+"sh -c "+ShellQuote(sweepScript))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(res.Stdout)), nil
 }
 
 // FileState is what a remote file is: its sha256, mode (octal, as stat prints it) and owner ("user:group").

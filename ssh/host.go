@@ -44,6 +44,7 @@ type Result struct {
 type RunOptions struct {
 	Stdin    io.Reader
 	ReadOnly bool
+	Untimed  bool
 }
 
 // RunOption sets one of RunOptions.
@@ -55,6 +56,10 @@ func WithStdin(r io.Reader) RunOption { return func(o *RunOptions) { o.Stdin = r
 // ReadOnly marks a command that only inspects the host. A dry run executes read-only commands for real, so
 // a plan reflects the host's actual state, and records every other command instead of running it.
 func ReadOnly() RunOption { return func(o *RunOptions) { o.ReadOnly = true } }
+
+// Untimed exempts a command from the command timeout: it runs as long as its context, as a lock holder that
+// lasts the whole run does.
+func Untimed() RunOption { return func(o *RunOptions) { o.Untimed = true } }
 
 // Apply folds options into a RunOptions value, for Host implementations.
 func Apply(opts []RunOption) RunOptions {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostlock"
 	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/report"
 	"github.com/privcloud/privcloud/ssh"
@@ -39,6 +40,8 @@ type Run struct {
 	NoRecords bool
 	// KubeconfigOut is where init writes the admin kubeconfig ("" for next to cluster.yaml).
 	KubeconfigOut string
+	// Owner takes each host's lock for the run; nil takes none.
+	Owner *hostlock.Owner
 	// Connect opens the connection to a host; the connect phase calls it.
 	Connect func(ctx context.Context, h api.Host) (ssh.Host, error)
 	// Now is the clock; tests replace it.

@@ -63,6 +63,8 @@ type Step struct {
 type Target struct {
 	Spec api.Host
 	Host ssh.Host
+	// Release gives back what the run holds on the host (its lock); called before the connection closes.
+	Release func()
 }
 
 // ErrNotImplemented marks capabilities that do not exist yet. It is never reported as success.
