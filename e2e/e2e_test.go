@@ -311,6 +311,25 @@ func labBundleOf(t *testing.T, dir string, kubernetes []string, names ...string)
 // when etcd is not "", etcd, etcdctl and etcdutl at that version instead of the lab's.
 func buildLabBundle(t *testing.T, out string, kubernetes []string, etcd string, names ...string) {
 	t.Helper()
+	// scenarios that ask for the same bundle share one file: packing 800 MB again costs a minute
+	key := fmt.Sprintf("%v %s %v", kubernetes, etcd, names)
+	shared, ok := builtBundles[key]
+	if !ok {
+		shared = filepath.Join(filepath.Dir(privcloud), fmt.Sprintf("bundle-%d.tar.zst", len(builtBundles)))
+		packLabBundle(t, shared, kubernetes, etcd, names...)
+		builtBundles[key] = shared
+	}
+	if err := os.Link(shared, out); err != nil {
+		t.Fatalf("bundle: %v", err)
+	}
+}
+
+// builtBundles are the bundles the suite has built, by what they hold.
+var builtBundles = map[string]string{}
+
+// packLabBundle builds the bundle buildLabBundle describes.
+func packLabBundle(t *testing.T, out string, kubernetes []string, etcd string, names ...string) {
+	t.Helper()
 	b, err := api.LoadBundle("lab/bundle.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -366,6 +385,11 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 	checkBackupRestore(t, l, "kubectl --kubeconfig /etc/kubernetes/admin.conf ", "h1", 0, "--skip", "wait-ready")
 }
 
+// clusterComponents are the lab bundle's components a whole cluster with its add-ons needs.
+var clusterComponents = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
+	"cni-macvlan", "cni-static", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
+	"pause-bin", "pause", "probe", "busybox", "test", "coredns-bin", "coredns", "multus-bin", "multus-thin", "multus", "quay", "postgresql", "redis"}
+
 func TestClusterOnLabHosts(t *testing.T) {
 	// h1 to h3 make the cluster; h4 and h5 join it later as control planes with etcd members
 	l := newLab(t, 5, 1, 4, 5)
@@ -376,9 +400,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 	if err := os.WriteFile(l.ClusterConfig(), []byte(withoutHosts(t, string(full), "h4", "h5")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	labBundle(t, l.Dir, "containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
-		"cni-macvlan", "cni-static", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
-		"pause-bin", "pause", "probe", "busybox", "test", "coredns-bin", "coredns", "multus-bin", "multus-thin", "multus", "quay", "postgresql", "redis")
+	labBundle(t, l.Dir, clusterComponents...)
 	start := time.Now()
 	r := run(t, l, "init")
 	if r.code != 0 {

@@ -622,6 +622,27 @@ func (l *Lab) Kill(i int) error {
 	return fmt.Errorf("the lab has no host h%d", i)
 }
 
+// Reboot ends host i as a power cut would and boots it again from its own disk (its overlay, containerd's
+// folder), as a machine coming back does: whatever was enabled starts again, whatever was running is gone.
+func (l *Lab) Reboot(i int) error {
+	if err := l.Kill(i); err != nil {
+		return err
+	}
+	for j := range l.rec.Hosts {
+		rec := &l.rec.Hosts[j]
+		if rec.Index != i {
+			continue
+		}
+		pid, err := l.boot(fmt.Sprintf("h%d", i), hostNS(i), rec)
+		if err != nil {
+			return err
+		}
+		rec.PID = pid
+		return l.save()
+	}
+	return fmt.Errorf("the lab has no host h%d", i)
+}
+
 // Cut takes host i off the network (its switch port down); Restore puts it back.
 func (l *Lab) Cut(i int) error {
 	return run(l.Log, "ip", "-n", switchNS, "link", "set", hostPort(i), "down")
