@@ -33,6 +33,7 @@ const exitHeld = 75
 // holderScript takes the lock without waiting, describes its holder and keeps the lock until its standard
 // input ends. cat runs without the lock's descriptor, so ending the shell alone releases the lock.
 const holderScript = `set -u
+command -v flock >/dev/null || { echo "flock (util-linux) is not installed: privcloud needs it to lock the host" >&2; exit 69; }
 lock=$2
 mkdir -p "$(dirname "$lock")"
 exec 9>>"$lock"
