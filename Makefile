@@ -15,7 +15,7 @@ LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) \
 # proxy refuses the source of k8s.io/kubernetes v1.37.2; v1.37.1 has the same certificate code.
 KUBEADM_VERSION ?= v1.37.1
 
-.PHONY: build test unit lint e2e bench bench-cold-bundle lab lab-up lab-down lab-status bundle clean
+.PHONY: build test unit lint e2e bench bench-cold-bundle lab lab-up lab-down lab-status bundle clean deps-lab deps-test
 
 ## build: the privcloud binary in _output/ (static, reproducible paths)
 build:
@@ -24,9 +24,16 @@ build:
 ## test: lint, every unit and integration test, then the e2e suite on lab hosts (what CI runs; needs root)
 # On a fresh machine the e2e suite builds its bundles (Kubernetes included) from source first: minutes,
 # cached in ~/.cache/privcloud afterwards; the timeouts leave room for that.
-test: lint
+test: deps-test lint
 	$(GO) test -count=1 -timeout 20m -tags integration ./...
 	$(GO) test -count=1 -timeout 60m -tags e2e -v ./e2e/...
+
+## deps-lab, deps-test: check root, Go and disk space, and install the Debian/Ubuntu packages make lab and make
+## test need, in seconds and before any long build (hack/deps.sh; .ci/run uses it too)
+deps-lab:
+	@hack/deps.sh lab
+deps-test:
+	@hack/deps.sh test
 
 ## unit: the fast unit tests only (seconds)
 unit:
@@ -60,7 +67,7 @@ lab-status:
 	$(LABCTL) status
 
 ## lab: the newcomer's command: the lab bundle, 3 lab hosts, privcloud init, then the nodes and the kubeconfig
-lab: bundle lab-up
+lab: deps-lab bundle lab-up
 	@$(BIN) init -f .lab/cluster.yaml || { code=$$?; echo; \
 		echo "privcloud init stopped (exit $$code). The hosts are still up: 'make lab-down' removes them."; exit $$code; }
 	@echo; $(BIN) exec -f .lab/cluster.yaml --hosts h1 -- kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o wide
@@ -86,8 +93,7 @@ bench-cold-bundle: build
 	bench/cold-bundle.sh $(BIN)
 
 ## bundle: the default lab bundle, built from source into _output/ (cached: a rebuild with nothing changed only repacks)
-bundle: build
-	@dpkg -s busybox-static libseccomp-dev >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends busybox-static libseccomp-dev
+bundle: deps-lab build
 	$(BIN) bundle build -v -f e2e/lab/bundle.yaml -o _output/lab-bundle.tar.zst
 
 clean:

@@ -334,6 +334,11 @@ func packLabBundle(t *testing.T, out string, kubernetes []string, etcd string, n
 	if err != nil {
 		t.Fatal(err)
 	}
+	previous, err := api.LoadBundle("lab/upgrade-bundle.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Spec.Components = append(b.Spec.Components, previous.Spec.Components...)
 	kept := b.Spec.Components[:0]
 	for _, c := range b.Spec.Components {
 		if slices.Contains(names, c.Name) && (!strings.HasPrefix(c.Name, "kube") || slices.Contains(kubernetes, c.Version)) {
