@@ -12,6 +12,7 @@ import (
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/internal/golden"
+	"github.com/privcloud/privcloud/pki"
 )
 
 const clusterYAML = `apiVersion: privcloud.io/v1alpha1
@@ -135,7 +136,7 @@ func TestApplyOrder(t *testing.T) {
 			if o.GetKind() == "NetworkAttachmentDefinition" && !seen["CustomResourceDefinition"] {
 				t.Errorf("%s: a NetworkAttachmentDefinition comes before its CRD", a.Name)
 			}
-			if o.GetNamespace() == quayNamespace && !seen["Namespace"] {
+			if o.GetNamespace() == pki.QuayNamespace && !seen["Namespace"] {
 				t.Errorf("%s: %s comes before its namespace", a.Name, o.GetKind())
 			}
 			seen[o.GetKind()] = true

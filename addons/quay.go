@@ -13,21 +13,14 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/privcloud/privcloud/internal/atomicfile"
+	"github.com/privcloud/privcloud/pki"
 )
 
 // QuayImages are the bundle components the Quay add-on runs.
 var QuayImages = []string{"quay", "postgresql", "redis"}
 
-const (
-	quayNamespace = "quay"
-	// QuayNodePort is where every node reaches Quay (containerd's mirror entry points at it on 127.0.0.1).
-	QuayNodePort = 30443
-)
-
-// QuayDNSNames are the names Quay's certificate carries besides the configured hostname.
-func QuayDNSNames(dnsDomain string) []string {
-	return []string{"quay." + quayNamespace + ".svc", "quay." + quayNamespace + ".svc." + dnsDomain}
-}
+// QuayNodePort is where every node reaches Quay (containerd's mirror entry points at it on 127.0.0.1).
+const QuayNodePort = 30443
 
 // QuaySecrets are Quay's generated credentials. They are made once and kept in privcloud's state directory
 // (0600), so re-applying the add-on changes nothing and a backup of the state holds them.
@@ -88,7 +81,7 @@ func quayData(in *Inputs) (any, error) {
 	}
 	q, s := in.Quay, in.Cluster.Spec.Addons.Quay
 	svc := func(name string) string {
-		return name + "." + quayNamespace + ".svc." + in.Cluster.Spec.Network.DNSDomain
+		return name + "." + pki.QuayNamespace + ".svc." + in.Cluster.Spec.Network.DNSDomain
 	}
 	redis := map[string]any{"host": svc("quay-redis"), "port": 6379, "password": q.Secrets.RedisPassword}
 	config, err := yaml.Marshal(map[string]any{
@@ -115,7 +108,7 @@ func quayData(in *Inputs) (any, error) {
 		return nil, err
 	}
 	return map[string]any{
-		"Namespace": quayNamespace, "Secrets": q.Secrets, "Config": string(config),
+		"Namespace": pki.QuayNamespace, "Secrets": q.Secrets, "Config": string(config),
 		"TLSCert": q.TLSCert, "TLSKey": q.TLSKey, "CACert": q.CACert,
 		"ConfigSHA256": sha256Hex(config, q.TLSCert, q.CACert),
 		"StorageClass": s.StorageClass, "HostPathDir": s.HostPathDir, "Node": q.Node, "NodePort": QuayNodePort,

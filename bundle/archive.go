@@ -1,11 +1,11 @@
-// Package bundle makes and checks privcloud's air-gap bundle: one tar+zstd archive holding a manifest, the
+// Package bundle reads and checks privcloud's air-gap bundle: one tar+zstd archive holding a manifest, the
 // binaries, the container images (docker-archive tarballs) and an SPDX SBOM. Nothing is downloaded at
 // install time; every file is checked against the manifest's sha256, and the manifest can be signed.
+// Bundles are made by package bundle/build, kept apart so that installing does not compile the builder.
 package bundle
 
 import (
 	"archive/tar"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
@@ -139,66 +138,6 @@ func (m *Manifest) problems() []string {
 		}
 	}
 	return out
-}
-
-// writeArchive packs the files of dir listed in m, manifest first, into a tar+zstd file at out. Entries are
-// sorted and carry no times or owners, so the same inputs give the same archive.
-func writeArchive(out, dir string, m *Manifest) error {
-	manifest, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), ".bundle-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	zw, err := zstd.NewWriter(tmp, zstd.WithEncoderLevel(zstd.SpeedDefault))
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(zw)
-	if err := writeEntry(tw, ManifestName, int64(len(manifest)), bytes.NewReader(manifest)); err != nil {
-		return err
-	}
-	files := append([]File(nil), m.Files...)
-	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
-	for _, f := range files {
-		src, err := os.Open(filepath.Join(dir, f.Path))
-		if err != nil {
-			return err
-		}
-		err = writeEntry(tw, f.Path, f.Size, src)
-		src.Close()
-		if err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), out)
-}
-
-func writeEntry(tw *tar.Writer, name string, size int64, r io.Reader) error {
-	hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return err
-	}
-	n, err := io.Copy(tw, r)
-	if err == nil && n != size {
-		err = fmt.Errorf("%s changed while being packed", name)
-	}
-	return err
 }
 
 // Reader walks a bundle archive entry by entry without unpacking it.

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/privcloud/privcloud/internal/atomicfile"
+	"github.com/privcloud/privcloud/internal/exitclass"
 )
 
 // VerifyError lists every problem found in a bundle.
@@ -27,6 +28,9 @@ type VerifyError struct {
 func (e *VerifyError) Error() string {
 	return fmt.Sprintf("%s does not verify:\n  - %s", e.Bundle, strings.Join(e.Problems, "\n  - "))
 }
+
+// ExitClass is PhaseFailed: verification is a check that failed.
+func (e *VerifyError) ExitClass() exitclass.Class { return exitclass.PhaseFailed }
 
 // Verification says what Verify checked.
 type Verification struct {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/privcloud/privcloud/addons"
 	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/internal/exitclass"
 	"github.com/privcloud/privcloud/phases"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/report"
@@ -177,3 +178,5 @@ type notReadyError struct{ addons []string }
 func (e *notReadyError) Error() string {
 	return "add-ons not ready: " + strings.Join(e.addons, ", ")
 }
+
+func (e *notReadyError) ExitClass() exitclass.Class { return exitclass.PhaseFailed }

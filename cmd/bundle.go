@@ -13,6 +13,7 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
+	bundlebuild "github.com/privcloud/privcloud/bundle/build"
 	"github.com/privcloud/privcloud/report"
 )
 
@@ -39,7 +40,7 @@ only step that may reach the network; installing from the bundle never does.`,
 				return &configError{err: err, path: spec}
 			}
 			start := time.Now()
-			m, err := (&bundle.Builder{Cache: cache, Log: g.progressLog()}).Build(c.Context(), b, out)
+			m, err := (&bundlebuild.Builder{Cache: cache, Log: g.progressLog()}).Build(c.Context(), b, out)
 			if err != nil {
 				return err
 			}

@@ -1,11 +1,9 @@
 package cmd
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -13,11 +11,11 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/internal/atomicfile"
+	"github.com/privcloud/privcloud/internal/exitclass"
 	"github.com/privcloud/privcloud/phases"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
 	"github.com/privcloud/privcloud/report"
-	"github.com/privcloud/privcloud/ssh"
 )
 
 func newCertsCommand(g *globalOptions) *cobra.Command {
@@ -81,12 +79,8 @@ func (g *globalOptions) loadTree() (*api.Cluster, *pki.Tree, error) {
 	return cluster, tree, err
 }
 
-// expiryRow is one line of check-expiration: a local entry, or a file deployed on a host.
-type expiryRow struct {
-	Host string `json:"host,omitempty"`
-	Path string `json:"path,omitempty"`
-	pki.Expiry
-}
+// expiryRow is one line of check-expiration: a local entry (no host, no path), or a file deployed on a host.
+type expiryRow = phases.HostExpiry
 
 func newCertsCheckCommand(g *globalOptions) *cobra.Command {
 	var remote bool
@@ -104,7 +98,11 @@ anything is expired or missing.`,
 			}
 			var rows []expiryRow
 			if remote {
-				if rows, err = g.remoteExpiry(c.Context(), cluster, tree); err != nil {
+				d, err := g.dialer(cluster)
+				if err != nil {
+					return err
+				}
+				if rows, err = phases.DeployedExpiry(c.Context(), d, cluster, tree); err != nil {
 					return err
 				}
 			} else {
@@ -143,53 +141,7 @@ func (e *certProblemsError) Error() string {
 	return fmt.Sprintf("%d certificate(s) need attention:\n  %s", len(e.problems), strings.Join(e.problems, "\n  "))
 }
 
-// remoteExpiry reads every certificate and kubeconfig each host should have, through SSH.
-func (g *globalOptions) remoteExpiry(ctx context.Context, c *api.Cluster, tree *pki.Tree) ([]expiryRow, error) {
-	d, err := g.dialer(c)
-	if err != nil {
-		return nil, err
-	}
-	store := phases.PKIStore(c)
-	perHost := make([][]expiryRow, len(c.Spec.Hosts))
-	errs := d.OnEach(ctx, c.Spec.Hosts, c.Spec.SSH.Concurrency, func(i int, cl *ssh.Client, err error) error {
-		if err != nil {
-			return err
-		}
-		h := c.Spec.Hosts[i]
-		now := time.Now()
-		for _, dep := range pki.Deployments(store, tree, h) {
-			kind := "certificate"
-			switch {
-			case strings.HasSuffix(dep.Target, ".conf"):
-				kind = "kubeconfig"
-			case !strings.HasSuffix(dep.Target, ".crt"):
-				continue // keys carry no expiry
-			}
-			row := expiryRow{Host: h.Name, Path: dep.Target, Expiry: pki.Expiry{Name: dep.Entry, Kind: kind}}
-			data, err := cl.ReadFile(ctx, dep.Target)
-			switch {
-			case errors.Is(err, os.ErrNotExist):
-				row.Problem = "not deployed"
-			case err != nil:
-				return err
-			case kind == "kubeconfig":
-				row.Expiry = pki.KubeconfigExpiry(dep.Entry, data, now)
-			default:
-				row.FromPEM(data, now)
-			}
-			perHost[i] = append(perHost[i], row)
-		}
-		return nil
-	})
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	var rows []expiryRow
-	for _, r := range perHost {
-		rows = append(rows, r...)
-	}
-	return rows, nil
-}
+func (e *certProblemsError) ExitClass() exitclass.Class { return exitclass.PhaseFailed }
 
 func (g *globalOptions) printExpiry(rows []expiryRow, remote bool) {
 	if g.format == report.JSON {
@@ -237,14 +189,8 @@ restart the installed services that read a changed file.`,
 			if err != nil {
 				return err
 			}
-			valid := tree.Names()
-			for _, a := range args {
-				if !slices.ContainsFunc(valid, func(name string) bool { return pki.Selects(a, name) }) {
-					return asUsageError(fmt.Errorf("no certificate named %q; the names are: all, %s", a, strings.Join(valid, ", ")))
-				}
-				if a == pki.ClusterCA || a == pki.FrontProxyCA || a == pki.EtcdCA || a == pki.ServiceAccountKey {
-					return asUsageError(fmt.Errorf("%s cannot be renewed in place: it would invalidate everything it signed", a))
-				}
+			if err := tree.CheckRenewable(args); err != nil {
+				return asUsageError(err)
 			}
 			return g.runConnected(c, cluster, phases.RenewCerts(args), workflow.Selection{})
 		},

@@ -280,10 +280,3 @@ func nameOf(c *cobra.Command) string {
 	}
 	return c.CommandPath()
 }
-
-func TestNotImplementedExitCode(t *testing.T) {
-	err := fmt.Errorf("phase upgrade/plan: %w", workflow.ErrNotImplemented)
-	if got := ExitCode(err); got != ExitNotImplemented {
-		t.Errorf("a capability not built yet exits %d, want %d", got, ExitNotImplemented)
-	}
-}

@@ -8,14 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/privcloud/privcloud/bundle"
-	"github.com/privcloud/privcloud/fleet"
-	"github.com/privcloud/privcloud/hostlock"
-	"github.com/privcloud/privcloud/phases/workflow"
-	"github.com/privcloud/privcloud/pki"
-	"github.com/privcloud/privcloud/preflight"
-	"github.com/privcloud/privcloud/ssh"
-	"github.com/privcloud/privcloud/upgrade"
+	"github.com/privcloud/privcloud/internal/exitclass"
 )
 
 // Exit codes. Scripts may rely on them; they only ever gain new values.
@@ -26,7 +19,7 @@ const (
 	ExitInvalidConfig  = 3 // cluster.yaml missing, unreadable or invalid
 	ExitUnreachable    = 4 // a host could not be connected to or authenticated with
 	ExitPhaseFailed    = 5 // a phase, preflight check or remote command failed
-	ExitNotImplemented = 6 // the capability asked for does not exist yet
+	ExitNotImplemented = 6 // reserved: no longer returned; scripts may still test for it
 	ExitLocked         = 7 // another privcloud run holds a host's lock
 )
 
@@ -40,53 +33,34 @@ var exitCodeHelp = []struct {
 	{ExitInvalidConfig, "cluster.yaml is missing, unreadable or invalid (every problem is listed with its field and line), or files an external CA must provide are missing"},
 	{ExitUnreachable, "a host could not be reached or refused authentication or its host key did not verify"},
 	{ExitPhaseFailed, "a phase, a check (preflight, certificates, bundle verification) or a remote command failed; the message says what and where"},
-	{ExitNotImplemented, "the command or phase asked for is not implemented yet"},
+	{ExitNotImplemented, "reserved and no longer returned (it meant a capability not built yet)"},
 	{ExitLocked, "another privcloud run is working on a host (its lock is held); the message names the run, its user and machine"},
 }
 
-// ExitCode maps an error to the process exit code.
+var exitCodes = map[exitclass.Class]int{
+	exitclass.Usage:       ExitUsage,
+	exitclass.Config:      ExitInvalidConfig,
+	exitclass.Unreachable: ExitUnreachable,
+	exitclass.Locked:      ExitLocked,
+	exitclass.PhaseFailed: ExitPhaseFailed,
+}
+
+// ExitCode maps an error to the process exit code: that of the highest class among the errors it wraps.
 func ExitCode(err error) int {
-	var (
-		usage       *usageError
-		config      *configError
-		selection   *workflow.SelectionError
-		unreachable *ssh.UnreachableError
-		phase       *workflow.PhaseError
-		remote      *fleet.Error
-		checks      *preflight.FailedError
-		missing     *pki.MissingError
-		certs       *certProblemsError
-		badBundle   *bundle.VerifyError
-		notReady    *notReadyError
-		refused     *upgrade.RefusedError
-		locked      *hostlock.HeldError
-	)
-	switch {
-	case err == nil:
+	if err == nil {
 		return ExitOK
-	case errors.As(err, &usage), errors.As(err, &selection):
-		return ExitUsage
-	case errors.As(err, &config), errors.As(err, &missing):
-		return ExitInvalidConfig
-	case errors.As(err, &unreachable):
-		return ExitUnreachable
-	case errors.As(err, &remote) && len(remote.Unreachable) > 0:
-		return ExitUnreachable
-	case errors.As(err, &locked):
-		return ExitLocked
-	case errors.Is(err, workflow.ErrNotImplemented):
-		return ExitNotImplemented
-	case errors.As(err, &phase), errors.As(err, &remote), errors.As(err, &checks), errors.As(err, &certs),
-		errors.As(err, &badBundle), errors.As(err, &notReady), errors.As(err, &refused):
-		return ExitPhaseFailed
+	}
+	if code, ok := exitCodes[exitclass.Of(err, nil)]; ok {
+		return code
 	}
 	return ExitFailure
 }
 
 type usageError struct{ err error }
 
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
+func (e *usageError) Error() string              { return e.err.Error() }
+func (e *usageError) Unwrap() error              { return e.err }
+func (e *usageError) ExitClass() exitclass.Class { return exitclass.Usage }
 
 func asUsageError(err error) error {
 	var u *usageError
@@ -109,7 +83,8 @@ func (e *configError) Error() string {
 	return e.err.Error()
 }
 
-func (e *configError) Unwrap() error { return e.err }
+func (e *configError) Unwrap() error              { return e.err }
+func (e *configError) ExitClass() exitclass.Class { return exitclass.Config }
 
 func newExitCodesTopic() *cobra.Command {
 	var b strings.Builder

@@ -30,6 +30,7 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
+	bundlebuild "github.com/privcloud/privcloud/bundle/build"
 	"github.com/privcloud/privcloud/e2e/lab"
 	"github.com/privcloud/privcloud/pki"
 )
@@ -350,7 +351,7 @@ func packLabBundle(t *testing.T, out string, kubernetes []string, etcd string, n
 	}
 	b.Spec.Components = kept
 	home, _ := os.UserHomeDir()
-	builder := &bundle.Builder{Cache: filepath.Join(home, ".cache/privcloud/bundle")}
+	builder := &bundlebuild.Builder{Cache: filepath.Join(home, ".cache/privcloud/bundle")}
 	if _, err := builder.Build(context.Background(), b, out); err != nil {
 		t.Fatalf("bundle: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/exitclass"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -41,6 +42,14 @@ func (e *Error) Error() string {
 		parts = append(parts, fmt.Sprintf("%d failed (%s)", len(e.Failed), strings.Join(e.Failed, ", ")))
 	}
 	return "command did not succeed everywhere: " + strings.Join(parts, "; ")
+}
+
+// ExitClass is Unreachable when any host could not be reached: the command may not have run at all.
+func (e *Error) ExitClass() exitclass.Class {
+	if len(e.Unreachable) > 0 {
+		return exitclass.Unreachable
+	}
+	return exitclass.PhaseFailed
 }
 
 // Command turns exec's arguments into a remote command: one argument is a shell command line as written;

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/privcloud/privcloud/internal/exitclass"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -64,6 +65,9 @@ type HeldError struct {
 	Holder string // the holder's description, as the host has it
 	Path   string
 }
+
+// ExitClass says the command line exits as for a held lock.
+func (e *HeldError) ExitClass() exitclass.Class { return exitclass.Locked }
 
 func (e *HeldError) Error() string {
 	return fmt.Sprintf("%s is locked by another privcloud run: %s. Wait for it to finish; if it is gone (its machine crashed), "+

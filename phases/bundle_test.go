@@ -9,6 +9,7 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
+	bundlebuild "github.com/privcloud/privcloud/bundle/build"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/ssh/sshtest"
@@ -29,7 +30,7 @@ func smallBundle(t *testing.T, out string) *bundle.Manifest {
 			{Name: "img", Version: "3", Image: &api.Image{Ref: "registry.local/img:3", FromBinary: []string{"common"}}},
 			{Name: "quay", Version: "3.12", Image: &api.Image{Ref: "quay.io/projectquay/quay:3.12"}, Absent: "cannot be built here"},
 		}}}
-	m, err := (&bundle.Builder{Cache: t.TempDir()}).Build(context.Background(), b, out)
+	m, err := (&bundlebuild.Builder{Cache: t.TempDir()}).Build(context.Background(), b, out)
 	if err != nil {
 		t.Fatal(err)
 	}

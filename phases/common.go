@@ -2,13 +2,12 @@
 // (init.go, join.go, reset.go, upgrade.go), and runs them against a cluster.
 //
 // Phases shared by several workflows are built by the functions in this file so every list uses the same
-// definition. A phase whose capability is not built yet fails with workflow.ErrNotImplemented: privcloud
-// never reports work it did not do.
+// definition.
 package phases
 
 import (
 	"context"
-	"fmt"
+	"errors"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/hostlock"
@@ -31,7 +30,7 @@ func connect() workflow.Phase {
 // reads the real host, and every change is reported instead of made.
 func connectHost(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	if r.Connect == nil {
-		return fmt.Errorf("%w: no SSH dialer configured", workflow.ErrNotImplemented)
+		return errors.New("no SSH dialer configured")
 	}
 	h, err := r.Connect(ctx, t.Spec)
 	if err != nil {

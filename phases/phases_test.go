@@ -1,15 +1,11 @@
 package phases
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"strings"
 	"testing"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/phases/workflow"
-	"github.com/privcloud/privcloud/report"
 )
 
 func TestWorkflowsAreWellFormed(t *testing.T) {
@@ -42,18 +38,6 @@ func TestInitOrder(t *testing.T) {
 			t.Fatalf("phase %s out of order in %s", w, order)
 		}
 		pos = i
-	}
-}
-
-func TestUnbuiltCapabilityFailsAsNotImplemented(t *testing.T) {
-	c := api.Example()
-	var out bytes.Buffer
-	err := Execute(context.Background(), Init(), c, Execution{Reporter: report.New(&out, report.Text)})
-	if !errors.Is(err, workflow.ErrNotImplemented) {
-		t.Fatalf("init must fail as not implemented, got %v", err)
-	}
-	if !strings.Contains(out.String(), "MISSING  connect") {
-		t.Errorf("report does not show the missing phase:\n%s", out.String())
 	}
 }
 

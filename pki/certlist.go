@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/privcloud/privcloud/addons"
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 )
 
@@ -54,9 +53,6 @@ type Tree struct {
 	Leaves       []Cert
 	Kubeconfigs  []Kubeconfig
 }
-
-// QuayCert is the name of the Quay registry's serving certificate, issued by the cluster CA.
-const QuayCert = "addons/quay"
 
 // ServiceAccountKey is the name of the service-account signing key pair (sa.key, sa.pub).
 const ServiceAccountKey = "sa"
@@ -106,11 +102,10 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 		)
 	}
 	if q := s.Addons.Quay; q.Enabled {
-		// Quay's serving certificate: the registry name clients use, its Service names, and 127.0.0.1 where
-		// each node's containerd reaches it through the NodePort
+		// Quay's serving certificate; 127.0.0.1 is where each node's containerd reaches it through the NodePort
 		t.Leaves = append(t.Leaves, Cert{Name: QuayCert, CA: ClusterCA, CommonName: q.Hostname,
 			Usages:   []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-			DNSNames: append([]string{q.Hostname}, addons.QuayDNSNames(s.Network.DNSDomain)...), IPs: []net.IP{net.ParseIP("127.0.0.1")}})
+			DNSNames: QuayDNSNames(s), IPs: []net.IP{net.ParseIP("127.0.0.1")}})
 	}
 	t.Kubeconfigs = []Kubeconfig{
 		{Name: "admin", CommonName: "kubernetes-admin", Organization: []string{AdminGroup}, Server: server},

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/privcloud/privcloud/internal/exitclass"
 	"github.com/privcloud/privcloud/internal/parallel"
 )
 
@@ -81,6 +82,9 @@ func (e *MissingError) Error() string {
 	return "the CA keys are kept elsewhere (pki.externalCA), so these must be provided, signed by that CA:\n  - " +
 		strings.Join(e.Items, "\n  - ")
 }
+
+// ExitClass is Config: the operator must provide the files before anything can run.
+func (e *MissingError) ExitClass() exitclass.Class { return exitclass.Config }
 
 // authority is a loaded CA: the certificates trusted for it (several during a rotation) and, unless it is
 // external, the one that signs with its key.
@@ -235,6 +239,21 @@ func (e *ensurer) renewRequested(name string) bool {
 // for every API server's certificate) selects the tree entry name.
 func Selects(given, name string) bool {
 	return given == "all" || given == name || strings.HasPrefix(name, given+"/")
+}
+
+// CheckRenewable refuses a name given to renew that selects nothing in the tree, or that is a CA or the
+// service-account key: those cannot be renewed in place, as a new one would invalidate everything it signed.
+func (t *Tree) CheckRenewable(names []string) error {
+	valid := t.Names()
+	for _, n := range names {
+		if !slices.ContainsFunc(valid, func(name string) bool { return Selects(n, name) }) {
+			return fmt.Errorf("no certificate named %q; the names are: all, %s", n, strings.Join(valid, ", "))
+		}
+		if n == ClusterCA || n == FrontProxyCA || n == EtcdCA || n == ServiceAccountKey {
+			return fmt.Errorf("%s cannot be renewed in place: it would invalidate everything it signed", n)
+		}
+	}
+	return nil
 }
 
 // serviceAccount keeps a valid sa.key/sa.pub pair or makes one; it is never renewed, as that would

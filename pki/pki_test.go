@@ -164,6 +164,13 @@ func TestSANs(t *testing.T) {
 	if got := names(loadCert(t, s.CertPath("apiserver-kubelet-client"))); len(got) != 0 {
 		t.Errorf("a client certificate carries names: %v", got)
 	}
+	// Quay is reached by its registry name, its Service names and, through the NodePort, on 127.0.0.1
+	c.Spec.Addons.Quay.Enabled, c.Spec.Addons.Quay.Hostname = true, "registry.lab.example"
+	ensure(t, s, tree(t, c), Options{})
+	want = []string{"127.0.0.1", "quay.quay.svc", "quay.quay.svc.cluster.local", "registry.lab.example"}
+	if got := names(loadCert(t, s.CertPath(QuayCert))); !slices.Equal(got, want) {
+		t.Errorf("%s SANs\n got %v\nwant %v", QuayCert, got, want)
+	}
 }
 
 type fileState struct {
@@ -253,6 +260,23 @@ func TestSANChangeReissuesOnlyThatLeaf(t *testing.T) {
 	}
 	if want := []string{"apiserver/cp4", "etcd/server-cp4", "etcd/peer-cp4", "kubeconfig/kubelet-cp4"}; !slices.Equal(changed, want) {
 		t.Errorf("adding cp4 changed %v, want %v", changed, want)
+	}
+}
+
+func TestCheckRenewable(t *testing.T) {
+	tr := tree(t, cluster(t))
+	for _, ok := range []string{"all", "apiserver", "apiserver/cp1", "etcd", "kubeconfig/admin"} {
+		if err := tr.CheckRenewable([]string{ok}); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for name, want := range map[string]string{
+		"apiservr": `no certificate named "apiservr"`, ClusterCA: "cannot be renewed in place", FrontProxyCA: "cannot be renewed in place",
+		EtcdCA: "cannot be renewed in place", ServiceAccountKey: "cannot be renewed in place",
+	} {
+		if err := tr.CheckRenewable([]string{"apiserver", name}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("renewing %s: want %q, got %v", name, want, err)
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/exitclass"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -201,6 +202,9 @@ func (e *FailedError) Error() string {
 	}
 	return b.String()
 }
+
+// ExitClass is PhaseFailed: a check failed.
+func (e *FailedError) ExitClass() exitclass.Class { return exitclass.PhaseFailed }
 
 func abs(d time.Duration) time.Duration {
 	if d < 0 {

@@ -17,12 +17,11 @@ import (
 type Status string
 
 const (
-	Started        Status = "started"
-	OK             Status = "ok"
-	Changed        Status = "changed"
-	Skipped        Status = "skipped"
-	Failed         Status = "failed"
-	NotImplemented Status = "not-implemented"
+	Started Status = "started"
+	OK      Status = "ok"
+	Changed Status = "changed"
+	Skipped Status = "skipped"
+	Failed  Status = "failed"
 	// Warning is something worth knowing that does not stop the run.
 	Warning Status = "warning"
 	// Planned is an action a dry run would take.
@@ -31,8 +30,14 @@ const (
 	Done Status = "done"
 )
 
+// EventVersion is the version of the NDJSON event format, carried by every event as "v". It changes only
+// when a field is removed or changes meaning; new fields may appear within a version.
+const EventVersion = 1
+
 // Event is one line of the NDJSON stream.
 type Event struct {
+	// Version is set by Emit to EventVersion; it leads each line so consumers can check it first.
+	Version    int       `json:"v"`
 	Time       time.Time `json:"time"`
 	Workflow   string    `json:"workflow,omitempty"`
 	Phase      string    `json:"phase,omitempty"`
@@ -104,6 +109,7 @@ func (r *Reporter) Format() Format { return r.format }
 func (r *Reporter) Emit(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	e.Version = EventVersion
 	if e.Time.IsZero() {
 		e.Time = r.now().UTC()
 	}
@@ -126,7 +132,7 @@ func Duration(d time.Duration) *float64 {
 }
 
 var textStatus = map[Status]string{
-	OK: "ok", Changed: "changed", Skipped: "skip", Failed: "FAILED", NotImplemented: "MISSING", Planned: "plan", Warning: "WARNING",
+	OK: "ok", Changed: "changed", Skipped: "skip", Failed: "FAILED", Planned: "plan", Warning: "WARNING",
 	Started: "...",
 }
 

@@ -11,6 +11,8 @@ import (
 	"net"
 	"os"
 	"strings"
+
+	"github.com/privcloud/privcloud/internal/exitclass"
 )
 
 // Host is one machine privcloud works on. Implementations are safe for concurrent use. Compound operations
@@ -126,6 +128,9 @@ func (e *UnreachableError) Error() string {
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// ExitClass says the command line exits as for an unreachable host.
+func (e *UnreachableError) ExitClass() exitclass.Class { return exitclass.Unreachable }
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(s, "\n")

@@ -14,6 +14,7 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/internal/exitclass"
 )
 
 // Components are the binaries an upgrade replaces, per role, in the order a host's upgrade takes them.
@@ -224,6 +225,9 @@ type RefusedError struct{ Reasons []string }
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("the upgrade is refused (%d reasons): %s", len(e.Reasons), strings.Join(e.Reasons, "; "))
 }
+
+// ExitClass is PhaseFailed: the plan's checks failed.
+func (e *RefusedError) ExitClass() exitclass.Class { return exitclass.PhaseFailed }
 
 // Refused is the plan's refusals as an error, or nil.
 func (p Plan) Refused() error {

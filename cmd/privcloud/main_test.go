@@ -62,7 +62,7 @@ func TestBinaryExitCodes(t *testing.T) {
 		{[]string{"config", "validate", "-f", bad}, nil, 3, `spec.network.podCDIR (line`},
 		{[]string{"config", "validate"}, []string{"PRIVCLOUD_CONFIG=" + bad}, 3, `did you mean "podCIDR"`},
 		{[]string{"init", "--from", "nowhere", "-f", "../../cluster.example.yaml"}, nil, 2, `no phase "nowhere"`},
-		{[]string{"help", "exit-codes"}, nil, 0, "6  the command or phase asked for is not implemented yet"},
+		{[]string{"help", "exit-codes"}, nil, 0, "6  reserved and no longer returned"},
 	}
 	for _, tc := range cases {
 		cmd := exec.Command(bin, tc.args...)

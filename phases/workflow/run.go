@@ -13,6 +13,7 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/hostlock"
+	"github.com/privcloud/privcloud/internal/exitclass"
 	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/report"
 	"github.com/privcloud/privcloud/ssh"
@@ -164,7 +165,7 @@ type HostError struct {
 }
 
 // PhaseError is a phase that failed, cluster-wide or on some hosts. It unwraps to every underlying error, so
-// errors.Is(err, ErrNotImplemented) and errors.As(err, **ssh.UnreachableError) see through it.
+// errors.As(err, **ssh.UnreachableError) sees through it.
 type PhaseError struct {
 	Workflow string // the command that runs it ("upgrade apply")
 	Phase    string
@@ -183,11 +184,12 @@ func (e *PhaseError) Error() string {
 			fmt.Fprintf(&b, "\n  %s: %v", h.Host, h.Err)
 		}
 	}
-	if !errors.Is(e, ErrNotImplemented) {
-		fmt.Fprintf(&b, "\nfix the cause, then re-run (phases are idempotent) or resume with: privcloud %s --from %s", e.Workflow, e.Phase)
-	}
+	fmt.Fprintf(&b, "\nfix the cause, then re-run (phases are idempotent) or resume with: privcloud %s --from %s", e.Workflow, e.Phase)
 	return b.String()
 }
+
+// ExitClass is PhaseFailed; a cause of a higher class (an unreachable host, a held lock) wins over it.
+func (e *PhaseError) ExitClass() exitclass.Class { return exitclass.PhaseFailed }
 
 // Unwrap returns every underlying error.
 func (e *PhaseError) Unwrap() []error {
@@ -398,8 +400,6 @@ func (r *Run) statusOf(err error, changed bool) report.Status {
 		return report.OK
 	case errors.As(err, &skip):
 		return report.Skipped
-	case errors.Is(err, ErrNotImplemented):
-		return report.NotImplemented
 	}
 	return report.Failed
 }

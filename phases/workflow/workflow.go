@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/internal/exitclass"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -65,23 +66,6 @@ type Target struct {
 	Host ssh.Host
 	// Release gives back what the run holds on the host (its lock); called before the connection closes.
 	Release func()
-}
-
-// ErrNotImplemented marks capabilities that do not exist yet. It is never reported as success.
-var ErrNotImplemented = errors.New("not implemented yet")
-
-// NotImplemented returns a per-host body that fails with ErrNotImplemented, saying what will provide it.
-func NotImplemented(what string) func(context.Context, *Run, *Target) error {
-	return func(context.Context, *Run, *Target) error {
-		return fmt.Errorf("%w: %s", ErrNotImplemented, what)
-	}
-}
-
-// NotImplementedOnce is NotImplemented for a cluster-wide phase.
-func NotImplementedOnce(what string) func(context.Context, *Run) error {
-	return func(context.Context, *Run) error {
-		return fmt.Errorf("%w: %s", ErrNotImplemented, what)
-	}
 }
 
 // SkipError is returned by a per-host body that has nothing to do on that host.
@@ -169,6 +153,9 @@ func (e *SelectionError) Error() string {
 	}
 	return fmt.Sprintf("--%s: %s has no phase %q; its phases are: %s", e.Flag, e.Workflow, e.Path, strings.Join(e.Valid, ", "))
 }
+
+// ExitClass makes a selection the workflow does not have a usage error.
+func (e *SelectionError) ExitClass() exitclass.Class { return exitclass.Usage }
 
 // Select returns the steps to run: from the first step matching From (if set), those matching Only (if set),
 // minus those matching Skip.

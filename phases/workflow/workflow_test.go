@@ -275,24 +275,6 @@ func TestConcurrencyBound(t *testing.T) {
 	}
 }
 
-func TestNotImplementedIsNeverSuccess(t *testing.T) {
-	var out bytes.Buffer
-	r := newRun(t, &out, sshtest.NewFake("cp1"))
-	w := Workflow{Name: "init", Phases: []Phase{{Name: "containerd", RunHost: NotImplemented("comes with the runtime phases")}}}
-	steps, _ := w.Select(Selection{})
-	err := Execute(context.Background(), r, steps)
-	if !errors.Is(err, ErrNotImplemented) {
-		t.Fatalf("want ErrNotImplemented through the PhaseError, got %v", err)
-	}
-	var st []report.Status
-	for _, e := range events(t, &out) {
-		st = append(st, e.Status)
-	}
-	if !containsStatus(st, report.NotImplemented) || containsStatus(st, report.OK) {
-		t.Errorf("statuses %v: want not-implemented and no ok", st)
-	}
-}
-
 func TestUnreachableSeenThroughPhaseError(t *testing.T) {
 	var out bytes.Buffer
 	r := newRun(t, &out, sshtest.NewFake("cp1"))

@@ -1,4 +1,7 @@
-package bundle
+// Package build makes privcloud's air-gap bundles: it builds, downloads and pulls every component (each
+// cached), assembles images of our own binaries, writes the SBOM and packs the archive package bundle reads.
+// Only the bundle command needs it, so installs do not compile the image and Go toolchain code.
+package build
 
 import (
 	"context"
@@ -18,6 +21,7 @@ import (
 	"strings"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/internal/filehash"
 )
 
@@ -31,7 +35,7 @@ type Builder struct {
 }
 
 // Build makes the bundle b describes and writes it to out.
-func (bl *Builder) Build(ctx context.Context, b *api.Bundle, out string) (*Manifest, error) {
+func (bl *Builder) Build(ctx context.Context, b *api.Bundle, out string) (*bundle.Manifest, error) {
 	if ve := api.ValidateBundle(b); ve != nil {
 		return nil, ve
 	}
@@ -49,13 +53,13 @@ func (bl *Builder) Build(ctx context.Context, b *api.Bundle, out string) (*Manif
 		return nil, err
 	}
 	defer os.RemoveAll(stage)
-	m := &Manifest{APIVersion: api.APIVersion, Kind: "BundleManifest", Name: b.Metadata.Name, Platform: b.Spec.Platform}
+	m := &bundle.Manifest{APIVersion: api.APIVersion, Kind: "BundleManifest", Name: b.Metadata.Name, Platform: b.Spec.Platform}
 	binaries := map[string]string{} // component name -> staged path
 	// binaries first: images may be assembled from them
 	ordered := append([]api.Component(nil), b.Spec.Components...)
 	sort.SliceStable(ordered, func(i, j int) bool { return ordered[i].Kind() == "binary" && ordered[j].Kind() != "binary" })
 	for _, c := range ordered {
-		mc := Component{Name: c.Name, Version: c.Version, Kind: c.Kind(), Roles: roleNames(c.Roles), ImageOnly: c.ImageOnly}
+		mc := bundle.Component{Name: c.Name, Version: c.Version, Kind: c.Kind(), Roles: roleNames(c.Roles), ImageOnly: c.ImageOnly}
 		var src string
 		switch {
 		case c.Absent != "":
@@ -108,11 +112,11 @@ func (bl *Builder) Build(ctx context.Context, b *api.Bundle, out string) (*Manif
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(stage, SBOMName), sbom, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(stage, bundle.SBOMName), sbom, 0o644); err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(sbom)
-	m.Files = append(m.Files, File{Path: SBOMName, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(sbom))})
+	m.Files = append(m.Files, bundle.File{Path: bundle.SBOMName, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(sbom))})
 	if err := writeArchive(out, stage, m); err != nil {
 		return nil, err
 	}
@@ -160,12 +164,12 @@ func (bl *Builder) resolve(ctx context.Context, b *api.Bundle) (map[string]strin
 }
 
 // packedFrom returns out's manifest when out was packed from inputs key and is still there.
-func packedFrom(out, key string) (*Manifest, bool) {
+func packedFrom(out, key string) (*bundle.Manifest, bool) {
 	recorded, err := os.ReadFile(out + ".inputs")
 	if err != nil || strings.TrimSpace(string(recorded)) != key {
 		return nil, false
 	}
-	r, err := Open(out)
+	r, err := bundle.Open(out)
 	if err != nil {
 		return nil, false
 	}
@@ -190,18 +194,18 @@ func roleNames(rs []api.Role) []string {
 }
 
 // stageFile hard-links (or copies) src into the stage at rel and hashes it.
-func stageFile(src, stage, rel string) (File, error) {
+func stageFile(src, stage, rel string) (bundle.File, error) {
 	dst := filepath.Join(stage, filepath.FromSlash(rel))
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return File{}, err
+		return bundle.File{}, err
 	}
 	if err := os.Link(src, dst); err != nil {
 		if err := copyFile(src, dst); err != nil {
-			return File{}, err
+			return bundle.File{}, err
 		}
 	}
 	sum, size, err := filehash.SHA256(dst)
-	return File{Path: rel, SHA256: sum, Size: size}, err
+	return bundle.File{Path: rel, SHA256: sum, Size: size}, err
 }
 
 func copyFile(src, dst string) error {
@@ -428,73 +432,4 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// spdx writes an SPDX 2.3 document: a package per component and, for Go binaries, a package per module
-// the binary was built from (what `go version -m` reports).
-func spdx(m *Manifest, stage string) ([]byte, error) {
-	type checksum struct {
-		Algorithm string `json:"algorithm"`
-		Value     string `json:"checksumValue"`
-	}
-	type ref struct {
-		Category string `json:"referenceCategory"`
-		Type     string `json:"referenceType"`
-		Locator  string `json:"referenceLocator"`
-	}
-	type pkg struct {
-		SPDXID           string     `json:"SPDXID"`
-		Name             string     `json:"name"`
-		VersionInfo      string     `json:"versionInfo,omitempty"`
-		DownloadLocation string     `json:"downloadLocation"`
-		Checksums        []checksum `json:"checksums,omitempty"`
-		ExternalRefs     []ref      `json:"externalRefs,omitempty"`
-		Comment          string     `json:"comment,omitempty"`
-	}
-	type rel struct {
-		Element string `json:"spdxElementId"`
-		Type    string `json:"relationshipType"`
-		Related string `json:"relatedSpdxElement"`
-	}
-	doc := struct {
-		SPDXVersion       string `json:"spdxVersion"`
-		DataLicense       string `json:"dataLicense"`
-		SPDXID            string `json:"SPDXID"`
-		Name              string `json:"name"`
-		DocumentNamespace string `json:"documentNamespace"`
-		CreationInfo      struct {
-			Creators []string `json:"creators"`
-		} `json:"creationInfo"`
-		Packages      []pkg `json:"packages"`
-		Relationships []rel `json:"relationships"`
-	}{SPDXVersion: "SPDX-2.3", DataLicense: "CC0-1.0", SPDXID: "SPDXRef-DOCUMENT", Name: "privcloud-bundle-" + m.Name}
-	doc.CreationInfo.Creators = []string{"Tool: privcloud"}
-	var digests []string
-	for _, f := range m.Files {
-		digests = append(digests, f.SHA256)
-	}
-	doc.DocumentNamespace = "https://privcloud.io/spdx/" + m.Name + "-" + cacheKey(digests...)
-	for i, c := range m.Components {
-		id := fmt.Sprintf("SPDXRef-Component-%d", i)
-		p := pkg{SPDXID: id, Name: c.Name, VersionInfo: c.Version, DownloadLocation: "NOASSERTION", Comment: c.Origin}
-		if c.SHA256 != "" {
-			p.Checksums = []checksum{{"SHA256", c.SHA256}}
-		}
-		doc.Packages = append(doc.Packages, p)
-		doc.Relationships = append(doc.Relationships, rel{"SPDXRef-DOCUMENT", "DESCRIBES", id})
-		if c.Kind != "binary" {
-			continue
-		}
-		mods, err := goModules(filepath.Join(stage, c.Path))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", c.Name, err)
-		}
-		for j, mod := range mods {
-			mid := fmt.Sprintf("%s-Module-%d", id, j)
-			doc.Packages = append(doc.Packages, pkg{SPDXID: mid, Name: mod.Path, VersionInfo: mod.Version, DownloadLocation: "NOASSERTION",
-				ExternalRefs: []ref{{"PACKAGE-MANAGER", "purl", "pkg:golang/" + mod.Path + "@" + mod.Version}}})
-			doc.Relationships = append(doc.Relationships, rel{id, "CONTAINS", mid})
-		}
-	}
-	return json.MarshalIndent(doc, "", "  ")
 }

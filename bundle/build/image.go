@@ -1,10 +1,9 @@
-package bundle
+package build
 
 import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"debug/buildinfo"
 	"fmt"
 	"io"
 	"os"
@@ -130,21 +129,3 @@ func (bl *Builder) pull(ctx context.Context, img *api.Image, platform string) (s
 	}
 	return out, writeImage(img.Ref, image, out)
 }
-
-// goModules lists the main module and dependencies recorded in a Go binary; other binaries have none.
-func goModules(path string) ([]module, error) {
-	info, err := buildinfo.ReadFile(path)
-	if err != nil {
-		return nil, nil // not a Go binary (busybox, say): nothing to list
-	}
-	out := []module{{info.Main.Path, info.Main.Version}}
-	for _, d := range info.Deps {
-		if d.Replace != nil {
-			d = d.Replace
-		}
-		out = append(out, module{d.Path, d.Version})
-	}
-	return out, nil
-}
-
-type module struct{ Path, Version string }
