@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
@@ -40,7 +42,9 @@ only step that may reach the network; installing from the bundle never does.`,
 				return &configError{err: err, path: spec}
 			}
 			start := time.Now()
-			m, err := (&bundlebuild.Builder{Cache: cache, Log: g.progressLog()}).Build(c.Context(), b, out)
+			progress, done := g.buildProgress(start)
+			m, err := (&bundlebuild.Builder{Cache: cache, Log: g.progressLog(), Progress: progress}).Build(c.Context(), b, out)
+			done()
 			if err != nil {
 				return err
 			}
@@ -60,6 +64,65 @@ only step that may reach the network; installing from the bundle never does.`,
 	c.Flags().StringVarP(&out, "output", "o", "privcloud-bundle.tar.zst", "bundle file to write")
 	c.Flags().StringVar(&cache, "cache", filepath.Join(home, ".cache/privcloud/bundle"), "build cache")
 	return c
+}
+
+// buildProgress shows a bundle build's steps on stderr: one line kept current on a terminal (redrawn every
+// second with the step's time and the time so far), plain lines otherwise (CI, -o json, -v with the tools'
+// output). done ends the display.
+func (g *globalOptions) buildProgress(start time.Time) (func(bundlebuild.Progress), func()) {
+	f, ok := g.streams.Err.(*os.File)
+	live := ok && term.IsTerminal(int(f.Fd())) && g.format == report.Text && g.verbose == 0
+	var mu sync.Mutex
+	var cur bundlebuild.Progress
+	var stepStart time.Time
+	describe := func() string {
+		what := cur.Action + " " + cur.Name
+		if cur.Version != "" {
+			what += " " + cur.Version
+		}
+		return fmt.Sprintf("bundle: [%d/%d] %s", cur.Step, cur.Steps, what)
+	}
+	if !live {
+		return func(p bundlebuild.Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			cur = p
+			fmt.Fprintf(g.streams.Err, "%s (at %s)\n", describe(), time.Since(start).Round(time.Second))
+		}, func() {}
+	}
+	stop := make(chan struct{})
+	ticker := time.NewTicker(time.Second)
+	draw := func() {
+		if cur.Steps > 0 {
+			fmt.Fprintf(g.streams.Err, "\r\033[K%s (%s, %s in all)", describe(), time.Since(stepStart).Round(time.Second), time.Since(start).Round(time.Second))
+		}
+	}
+	go func() {
+		for {
+			select {
+			case <-ticker.C:
+				mu.Lock()
+				draw()
+				mu.Unlock()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return func(p bundlebuild.Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			cur, stepStart = p, time.Now()
+			draw()
+		}, func() {
+			ticker.Stop()
+			close(stop)
+			mu.Lock()
+			defer mu.Unlock()
+			if cur.Steps > 0 {
+				fmt.Fprint(g.streams.Err, "\r\033[K")
+			}
+		}
 }
 
 // progressLog is where long builds print their tools' output: stderr with -v, nowhere otherwise.

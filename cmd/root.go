@@ -198,6 +198,8 @@ func (g *globalOptions) prompt() func(string) ([]byte, error) {
 func (g *globalOptions) reporter() *report.Reporter {
 	r := report.New(g.streams.Out, g.format)
 	r.Verbose = g.verbose > 0
+	f, ok := g.streams.Out.(*os.File)
+	r.Live = g.format == report.Text && ok && term.IsTerminal(int(f.Fd()))
 	return r
 }
 

@@ -87,6 +87,9 @@ type Reporter struct {
 	w      io.Writer
 	format Format
 	now    func() time.Time
+	// Live keeps a status line of the running phases and their hosts under the text output (terminals only).
+	Live bool
+	live live
 	// Verbose shows started events and dry-run diffs in text mode.
 	Verbose bool
 }
@@ -120,8 +123,15 @@ func (r *Reporter) Emit(e Event) {
 		fmt.Fprintf(r.w, "%s\n", b)
 		return
 	}
+	if r.Live {
+		r.eraseLive()
+	}
 	if line := r.text(e); line != "" {
 		fmt.Fprintln(r.w, line)
+	}
+	if r.Live {
+		r.live.track(e)
+		r.liveLine()
 	}
 }
 

@@ -32,6 +32,22 @@ type Builder struct {
 	Log   io.Writer
 	// HTTP fetches url sources (http.DefaultClient when nil).
 	HTTP *http.Client
+	// Progress, when set, hears of each step as it starts: a cold build takes many minutes.
+	Progress func(Progress)
+}
+
+// Progress is one step of a build: resolving a component (a Go build, a download, a pull; cached ones pass at
+// once), then packing the archive.
+type Progress struct {
+	Step, Steps   int
+	Action        string // build, download, pull, file, pack
+	Name, Version string
+}
+
+func (bl *Builder) progress(p Progress) {
+	if bl.Progress != nil {
+		bl.Progress(p)
+	}
 }
 
 // Build makes the bundle b describes and writes it to out.
@@ -48,6 +64,7 @@ func (bl *Builder) Build(ctx context.Context, b *api.Bundle, out string) (*bundl
 	if m, ok := packedFrom(out, key); ok {
 		return m, nil
 	}
+	bl.progress(Progress{Step: len(resolved) + 1, Steps: len(resolved) + 1, Action: "pack", Name: filepath.Base(out)})
 	stage, err := os.MkdirTemp(filepath.Dir(absPath(out)), ".bundle-stage-*")
 	if err != nil {
 		return nil, err
@@ -135,18 +152,34 @@ func (bl *Builder) resolve(ctx context.Context, b *api.Bundle) (map[string]strin
 	}
 	inputs := []string{archiveFormat, string(spec)}
 	resolved := map[string]string{}
+	steps := 0
+	for _, c := range b.Spec.Components {
+		if !(c.Absent != "" || (c.Image != nil && len(c.Image.FromBinary) > 0)) {
+			steps++
+		}
+	}
+	steps++ // packing
 	for _, c := range b.Spec.Components {
 		var src string
+		step := Progress{Step: len(resolved) + 1, Steps: steps, Name: c.Name, Version: c.Version}
 		switch {
 		case c.Absent != "" || (c.Image != nil && len(c.Image.FromBinary) > 0):
 			continue
 		case c.File != "":
+			step.Action = "file"
+			bl.progress(step)
 			src = c.File
 		case c.URL != "":
+			step.Action = "download"
+			bl.progress(step)
 			src, err = bl.download(ctx, c.URL, c.SHA256)
 		case c.Go != nil:
+			step.Action = "build"
+			bl.progress(step)
 			src, err = bl.goBuild(ctx, c.Go, b.Spec.Platform, c.Name)
 		default:
+			step.Action = "pull"
+			bl.progress(step)
 			src, err = bl.pull(ctx, c.Image, b.Spec.Platform)
 		}
 		if err != nil {
