@@ -2,15 +2,10 @@ package phases
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
@@ -67,41 +62,4 @@ func object(apiVersion, kind, name string, fields map[string]any) *unstructured.
 		obj[k] = v
 	}
 	return &unstructured.Unstructured{Object: obj}
-}
-
-// waitNode polls a node until check accepts it.
-func waitNode(ctx context.Context, c *kube.Client, name, what string, limit time.Duration, check func(*corev1.Node) bool) (*corev1.Node, error) {
-	var n *corev1.Node
-	err := wait.Poll(ctx, limit, time.Second, func() error {
-		var err error
-		if n, err = c.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err != nil {
-			return err
-		}
-		if !check(n) {
-			return errors.New("not yet")
-		}
-		return nil
-	})
-	if err != nil && ctx.Err() == nil {
-		return n, fmt.Errorf("node %s: %s not seen within %s (last: %v)", name, what, limit, err)
-	}
-	return n, err
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func internalIP(n *corev1.Node) string {
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			return a.Address
-		}
-	}
-	return ""
 }

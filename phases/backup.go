@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/privcloud/privcloud/backup"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
@@ -55,7 +56,7 @@ func snapshotInto(ctx context.Context, r *workflow.Run, t *workflow.Target, conf
 	remote := fmt.Sprintf("/var/lib/privcloud/etcd-snapshot-%d.db", time.Now().UnixNano())
 	defer t.Host.Run(context.WithoutCancel(ctx), "rm -f "+remote+" "+remote+".part")
 	// no --command-timeout: with one, etcdctl bounds the whole snapshot by it, and a large one takes minutes
-	if _, err := t.Host.Run(ctx, "mkdir -p /var/lib/privcloud && "+etcdctlBase+" snapshot save "+remote); err != nil {
+	if _, err := t.Host.Run(ctx, "mkdir -p /var/lib/privcloud && "+hostops.EtcdctlBase+" snapshot save "+remote); err != nil {
 		return fmt.Errorf("etcdctl snapshot save: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
@@ -209,7 +210,7 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 			}
 		}
 		if link := activeLink(c); link != "" && !s.stageOnly && active(s.manifest, c, r.Cluster.Spec.KubernetesVersion) {
-			links.WriteString(switchLinkScript(link, dst))
+			links.WriteString(hostops.SwitchLinkScript(link, dst))
 		}
 	}
 	if links.Len() == 0 {
@@ -251,13 +252,6 @@ func refuseVersionChange(ctx context.Context, t *workflow.Target, m *bundle.Mani
 	slices.Sort(runs)
 	return fmt.Errorf("the host runs %s: init and join never change versions; 'privcloud upgrade plan' shows the upgrade and 'privcloud upgrade apply' makes it, one service at a time",
 		strings.Join(runs, ", "))
-}
-
-// switchLinkScript points link at dst, printing link when it changed. A new link is renamed over the old:
-// switching versions never leaves a moment without one.
-func switchLinkScript(link, dst string) string {
-	return fmt.Sprintf("if [ \"$(readlink %[1]s)\" != %[2]s ]; then mkdir -p \"$(dirname %[1]s)\"; ln -sfn %[2]s %[1]s.privcloud && mv -Tf %[1]s.privcloud %[1]s && echo %[1]s; fi\n",
-		ssh.ShellQuote(link), ssh.ShellQuote(dst))
 }
 
 // activeLink is the well-known path of a binary: CNI plugins where containerd looks for them, the rest on PATH.

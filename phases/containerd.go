@@ -14,6 +14,7 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
@@ -56,7 +57,7 @@ func configureContainerd(ctx context.Context, r *workflow.Run, t *workflow.Targe
 	if c := b.manifest.Find("containerd", ""); c != nil {
 		data.Version = c.Version
 	}
-	var files []hostFile
+	var files []hostops.File
 	for _, f := range []struct{ template, path string }{
 		{"containerd.service", "/etc/systemd/system/containerd.service"},
 		{"containerd-config.toml", "/etc/containerd/config.toml"},
@@ -66,7 +67,7 @@ func configureContainerd(ctx context.Context, r *workflow.Run, t *workflow.Targe
 		if err != nil {
 			return err
 		}
-		files = append(files, hostFile{f.path, content, 0o644})
+		files = append(files, hostops.File{Path: f.path, Content: content, Mode: 0o644})
 	}
 	if err := ensureService(ctx, r, t, "containerd", files...); err != nil {
 		return err

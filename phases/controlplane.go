@@ -9,9 +9,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
-	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/templates"
 )
 
@@ -27,7 +27,7 @@ func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 	if err != nil {
 		return err
 	}
-	if err := ensureService(ctx, r, t, "kube-apiserver", hostFile{"/etc/systemd/system/kube-apiserver.service", unit, 0o644}); err != nil {
+	if err := ensureService(ctx, r, t, "kube-apiserver", hostops.File{Path: "/etc/systemd/system/kube-apiserver.service", Content: unit, Mode: 0o644}); err != nil {
 		return err
 	}
 	if r.DryRun {
@@ -35,11 +35,11 @@ func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 	}
 	store := PKIStore(r.Cluster)
 	// any client certificate of the cluster CA may read /readyz (system:public-info-viewer)
-	cfg, err := clientTLS(store.CertPath(pki.ClusterCA), store.CertPath("apiserver-kubelet-client"), store.KeyPath("apiserver-kubelet-client"))
+	cfg, err := hostops.ClientTLS(store.CertPath(pki.ClusterCA), store.CertPath("apiserver-kubelet-client"), store.KeyPath("apiserver-kubelet-client"))
 	if err != nil {
 		return err
 	}
-	return waitHealthy(ctx, t, "kube-apiserver", net.JoinHostPort("127.0.0.1", "6443"), "/readyz", "ok", cfg, 3*time.Minute)
+	return hostops.WaitHealthy(ctx, t.Host, "kube-apiserver", net.JoinHostPort("127.0.0.1", "6443"), "/readyz", "ok", cfg, 3*time.Minute)
 }
 
 // apiServerUnit is kube-apiserver's unit on h at version.
@@ -88,7 +88,7 @@ func runLeaderElected(ctx context.Context, r *workflow.Run, t *workflow.Target, 
 	if err != nil {
 		return err
 	}
-	if err := ensureService(ctx, r, t, unit, hostFile{"/etc/systemd/system/" + unit + ".service", content, 0o644}); err != nil {
+	if err := ensureService(ctx, r, t, unit, hostops.File{Path: "/etc/systemd/system/" + unit + ".service", Content: content, Mode: 0o644}); err != nil {
 		return err
 	}
 	if r.DryRun {
@@ -133,5 +133,3 @@ func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
 	}
 	return applyObjects(ctx, r, api, objs...)
 }
-
-func sshAction(host, what string) ssh.Action { return ssh.Action{Host: host, Kind: "run", Cmd: what} }

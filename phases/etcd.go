@@ -3,7 +3,6 @@ package phases
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -58,7 +58,7 @@ func foundingPeers(r *workflow.Run) []string {
 func runEtcd(ctx context.Context, r *workflow.Run) error {
 	var hosts []etcdHost
 	for _, t := range r.TargetsFor(etcdMembers) {
-		data, err := readIfExists(ctx, t.Host, etcdBootstrapFile)
+		data, err := hostops.ReadIfExists(ctx, t.Host, etcdBootstrapFile)
 		if err != nil {
 			return fmt.Errorf("host %s: %w", t.Spec.Name, err)
 		}
@@ -75,10 +75,10 @@ func runEtcd(ctx context.Context, r *workflow.Run) error {
 	if len(members) == 0 {
 		// a new cluster: every member bootstraps with the same initial list
 		env := bootstrapEnv(foundingPeers(r), "new", r.Cluster.Metadata.Name)
-		return onEach(hosts, func(h etcdHost) error { return startMember(ctx, r, h, env) })
+		return parallel.Each(hosts, func(h etcdHost) error { return startMember(ctx, r, h, env) })
 	}
 	// at once: a member's start returns once it has joined a quorum, so stopped members start together
-	if err := onEach(members, func(h etcdHost) error { return startMember(ctx, r, h, h.bootstrap) }); err != nil {
+	if err := parallel.Each(members, func(h etcdHost) error { return startMember(ctx, r, h, h.bootstrap) }); err != nil {
 		return err
 	}
 	for _, h := range joining {
@@ -90,15 +90,10 @@ func runEtcd(ctx context.Context, r *workflow.Run) error {
 	if r.DryRun {
 		return nil
 	}
-	if err := onEach(members, func(h etcdHost) error { return waitEtcd(ctx, r, h.Target) }); err != nil {
+	if err := parallel.Each(members, func(h etcdHost) error { return waitEtcd(ctx, r, h.Target) }); err != nil {
 		return err
 	}
 	return promoteLearners(ctx, r, members)
-}
-
-// onEach runs f for every item at once and returns their errors.
-func onEach[T any](items []T, f func(T) error) error {
-	return errors.Join(parallel.ForEach(context.Background(), len(items), len(items), func(i int) error { return f(items[i]) })...)
 }
 
 func bootstrapEnv(peers []string, state, token string) string {
@@ -122,9 +117,9 @@ func startMember(ctx context.Context, r *workflow.Run, h etcdHost, env string) e
 	if err != nil {
 		return err
 	}
-	files := []hostFile{{"/etc/systemd/system/etcd.service", unit, 0o644}}
+	files := []hostops.File{{Path: "/etc/systemd/system/etcd.service", Content: unit, Mode: 0o644}}
 	if h.bootstrap == "" {
-		files = append(files, hostFile{etcdBootstrapFile, []byte(env), 0o644})
+		files = append(files, hostops.File{Path: etcdBootstrapFile, Content: []byte(env), Mode: 0o644})
 	}
 	if err := ensureService(ctx, r, h.Target, "etcd", files...); err != nil {
 		return err
@@ -138,11 +133,11 @@ func startMember(ctx context.Context, r *workflow.Run, h etcdHost, env string) e
 
 func waitEtcd(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	store := PKIStore(r.Cluster)
-	cfg, err := clientTLS(store.CertPath(pki.EtcdCA), store.CertPath("etcd/healthcheck-client"), store.KeyPath("etcd/healthcheck-client"))
+	cfg, err := hostops.ClientTLS(store.CertPath(pki.EtcdCA), store.CertPath("etcd/healthcheck-client"), store.KeyPath("etcd/healthcheck-client"))
 	if err != nil {
 		return err
 	}
-	return waitHealthy(ctx, t, "etcd", "127.0.0.1:2379", "/health", `"health":"true"`, cfg, 2*time.Minute)
+	return hostops.WaitHealthy(ctx, t.Host, "etcd", "127.0.0.1:2379", "/health", `"health":"true"`, cfg, 2*time.Minute)
 }
 
 // addMember brings a new host into the running etcd cluster: the cluster learns it as a learner first (a
@@ -174,7 +169,7 @@ func addMember(ctx context.Context, r *workflow.Run, h etcdHost, members []etcdH
 		// etcd refuses membership changes until every voting member has been connected for a few seconds
 		// ("unhealthy cluster"), as right after the previous member's promotion
 		err := wait.Poll(ctx, time.Minute, time.Second, func() error {
-			res, err = etcdctl(ctx, via.Host, fmt.Sprintf("member add %s --learner --peer-urls=%s -w json", ssh.ShellQuote(h.Spec.Name), ssh.ShellQuote(h.peerURL())))
+			res, err = hostops.Etcdctl(ctx, via.Host, fmt.Sprintf("member add %s --learner --peer-urls=%s -w json", ssh.ShellQuote(h.Spec.Name), ssh.ShellQuote(h.peerURL())))
 			if err != nil && !strings.Contains(string(res.Stderr), "unhealthy cluster") {
 				return wait.Stop(err)
 			}
@@ -228,7 +223,7 @@ func promoteLearners(ctx context.Context, r *workflow.Run, members []etcdHost) e
 		}
 		id := strconv.FormatUint(m.ID, 16)
 		err := wait.Poll(ctx, 2*time.Minute, time.Second, func() error {
-			_, err := etcdctl(ctx, via.Host, "member promote "+id)
+			_, err := hostops.Etcdctl(ctx, via.Host, "member promote "+id)
 			return err
 		})
 		if err != nil {
@@ -335,18 +330,9 @@ func memberList(ctx context.Context, members []etcdHost) (*workflow.Target, etcd
 }
 
 func listMembers(ctx context.Context, t *workflow.Target) (etcdMembersList, error) {
-	res, err := etcdctl(ctx, t.Host, "member list -w json", ssh.ReadOnly())
+	res, err := hostops.Etcdctl(ctx, t.Host, "member list -w json", ssh.ReadOnly())
 	if err != nil {
 		return etcdMembersList{}, err
 	}
 	return parseMembers(res.Stdout)
-}
-
-// etcdctlBase is etcdctl talking to the host's own member with the healthcheck client's certificate.
-const etcdctlBase = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt " +
-	"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key"
-
-// etcdctl runs etcdctl on a host, each request bounded to 10 s; its arguments are privcloud's.
-func etcdctl(ctx context.Context, h ssh.Host, args string, opts ...ssh.RunOption) (ssh.Result, error) {
-	return h.Run(ctx, etcdctlBase+" --command-timeout=10s "+args, opts...)
 }

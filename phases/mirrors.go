@@ -9,6 +9,7 @@ import (
 
 	"github.com/privcloud/privcloud/addons"
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
 	"github.com/privcloud/privcloud/templates"
@@ -64,13 +65,13 @@ func writeRegistryMirrors(ctx context.Context, r *workflow.Run, t *workflow.Targ
 		keep = append(keep, registry)
 	}
 	sort.Strings(keep)
-	var files []hostFile
+	var files []hostops.File
 	for _, registry := range keep {
 		content, err := templates.Render("containerd-hosts.toml", mirrors[registry])
 		if err != nil {
 			return err
 		}
-		files = append(files, hostFile{path.Join(registryHostsDir, registry, "hosts.toml"), content, 0o644})
+		files = append(files, hostops.File{Path: path.Join(registryHostsDir, registry, "hosts.toml"), Content: content, Mode: 0o644})
 	}
 	if _, err := writeFiles(ctx, r, t, files...); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -60,8 +61,8 @@ func hostPrep() workflow.Phase {
 // cannot load modules (containers) keep what the machine loaded; a missing bridge netfilter is a warning.
 func prepareHost(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	if _, err := writeFiles(ctx, r, t,
-		hostFile{"/etc/modules-load.d/privcloud.conf", render("modules.conf", nil), 0o644},
-		hostFile{"/etc/sysctl.d/99-privcloud.conf", render("sysctl.conf", nil), 0o644}); err != nil {
+		hostops.File{Path: "/etc/modules-load.d/privcloud.conf", Content: render("modules.conf", nil), Mode: 0o644},
+		hostops.File{Path: "/etc/sysctl.d/99-privcloud.conf", Content: render("sysctl.conf", nil), Mode: 0o644}); err != nil {
 		return err
 	}
 	res, err := t.Host.Run(ctx, `set -e
@@ -98,13 +99,13 @@ func runKubelet(ctx context.Context, r *workflow.Run, t *workflow.Target) error 
 		return err
 	}
 	return withControlPlaneAPI(r, func(c *kube.Client) error {
-		_, err := waitNode(ctx, c, t.Spec.Name, "registration", 2*time.Minute, func(*corev1.Node) bool { return true })
+		_, err := c.WaitNode(ctx, t.Spec.Name, "registration", 2*time.Minute, func(*corev1.Node) bool { return true })
 		return err
 	})
 }
 
 // kubeletFiles are the kubelet's configuration and unit on the host at version.
-func kubeletFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, version string) ([]hostFile, error) {
+func kubeletFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, version string) ([]hostops.File, error) {
 	d := nodeData(r, t.Spec)
 	d.Version = version
 	resolvConf, _, err := podResolvConf(ctx, t.Host)
@@ -112,9 +113,9 @@ func kubeletFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, vers
 		return nil, err
 	}
 	d.ResolvConf = resolvConf
-	return []hostFile{
-		{"/var/lib/kubelet/config.yaml", render("kubelet-config.yaml", d), 0o644},
-		{"/etc/systemd/system/kubelet.service", render("kubelet.service", d), 0o644},
+	return []hostops.File{
+		{Path: "/var/lib/kubelet/config.yaml", Content: render("kubelet-config.yaml", d), Mode: 0o644},
+		{Path: "/etc/systemd/system/kubelet.service", Content: render("kubelet.service", d), Mode: 0o644},
 	}, nil
 }
 
@@ -123,12 +124,12 @@ func runKubeProxy(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 }
 
 // kubeProxyFiles are kube-proxy's configuration and unit on the host at version.
-func kubeProxyFiles(r *workflow.Run, t *workflow.Target, version string) []hostFile {
+func kubeProxyFiles(r *workflow.Run, t *workflow.Target, version string) []hostops.File {
 	d := nodeData(r, t.Spec)
 	d.Version = version
-	return []hostFile{
-		{"/var/lib/kube-proxy/config.yaml", render("kube-proxy-config.yaml", d), 0o644},
-		{"/etc/systemd/system/kube-proxy.service", render("kube-proxy.service", d), 0o644},
+	return []hostops.File{
+		{Path: "/var/lib/kube-proxy/config.yaml", Content: render("kube-proxy-config.yaml", d), Mode: 0o644},
+		{Path: "/etc/systemd/system/kube-proxy.service", Content: render("kube-proxy.service", d), Mode: 0o644},
 	}
 }
 
@@ -148,7 +149,7 @@ func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 		return err
 	}
 	defer c.Close()
-	self, err := waitNode(ctx, c, t.Spec.Name, "a pod CIDR", 2*time.Minute, func(n *corev1.Node) bool { return n.Spec.PodCIDR != "" })
+	self, err := c.WaitNode(ctx, t.Spec.Name, "a pod CIDR", 2*time.Minute, func(n *corev1.Node) bool { return n.Spec.PodCIDR != "" })
 	if err != nil {
 		return err
 	}
@@ -159,23 +160,23 @@ func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 	d := nodeData(r, t.Spec)
 	d.PodCIDR = self.Spec.PodCIDR
 	for _, n := range list.Items {
-		if n.Name != t.Spec.Name && n.Spec.PodCIDR != "" && internalIP(&n) != "" {
-			d.Routes = append(d.Routes, templates.Route{CIDR: n.Spec.PodCIDR, Via: internalIP(&n)})
+		if n.Name != t.Spec.Name && n.Spec.PodCIDR != "" && kube.InternalIP(&n) != "" {
+			d.Routes = append(d.Routes, templates.Route{CIDR: n.Spec.PodCIDR, Via: kube.InternalIP(&n)})
 		}
 	}
 	sort.Slice(d.Routes, func(i, j int) bool { return d.Routes[i].CIDR < d.Routes[j].CIDR })
-	if _, err := writeFiles(ctx, r, t, hostFile{"/etc/cni/net.d/10-privcloud.conflist", render("bridge.conflist", d), 0o644}); err != nil {
+	if _, err := writeFiles(ctx, r, t, hostops.File{Path: "/etc/cni/net.d/10-privcloud.conflist", Content: render("bridge.conflist", d), Mode: 0o644}); err != nil {
 		return err
 	}
 	return ensureService(ctx, r, t, "privcloud-pod-routes",
-		hostFile{"/etc/systemd/system/privcloud-pod-routes.service", render("pod-routes.service", d), 0o644})
+		hostops.File{Path: "/etc/systemd/system/privcloud-pod-routes.service", Content: render("pod-routes.service", d), Mode: 0o644})
 }
 
 func waitNodesReady() workflow.Phase {
 	return workflow.Phase{Name: "wait-ready", Short: "Wait until every node reports Ready", Run: func(ctx context.Context, r *workflow.Run) error {
 		return withControlPlaneAPI(r, func(c *kube.Client) error {
 			for _, t := range r.TargetsFor(nodes) {
-				if _, err := waitNode(ctx, c, t.Spec.Name, "Ready", 3*time.Minute, nodeReady); err != nil {
+				if _, err := c.WaitNode(ctx, t.Spec.Name, "Ready", 3*time.Minute, kube.NodeReady); err != nil {
 					return err
 				}
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -66,51 +66,13 @@ func proxiesFollow(ctx context.Context, r *workflow.Run, c *kube.Client) error {
 // endpointChanges reads how many EndpointSlice changes the host's kube-proxy has counted (its metrics on
 // 127.0.0.1:10249, reached through SSH).
 func endpointChanges(ctx context.Context, t *workflow.Target) (int, error) {
-	p := newHealthProbe(t, "http", "127.0.0.1:10249", "/metrics", "", nil)
-	defer p.close()
-	body, err := p.get(ctx)
+	p := hostops.NewHealthProbe(t.Host, "http", "127.0.0.1:10249", "/metrics", "", nil)
+	defer p.Close()
+	body, err := p.Get(ctx)
 	if err != nil {
 		return 0, err
 	}
-	return metricValue(body, "kubeproxy_sync_proxy_rules_endpoint_changes_total")
-}
-
-// metricValue is the value of a metric in Prometheus text; a metric that is not there is an error.
-func metricValue(text, name string) (int, error) {
-	n, found := metricSum(text, name)
-	if !found {
-		return 0, fmt.Errorf("no %s in its metrics", name)
-	}
-	return n, nil
-}
-
-// metricSum adds the samples of metric name in Prometheus text whose labels include every one of labels
-// (`verb="WATCH"`), and tells whether there was any.
-func metricSum(text, name string, labels ...string) (int, bool) {
-	n, found := 0, false
-	for _, line := range strings.Split(text, "\n") {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || rest == "" || rest[0] != ' ' && rest[0] != '{' || !containsAll(rest, labels) {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			n, found = n+int(v), true
-		}
-	}
-	return n, found
-}
-
-func containsAll(s string, parts []string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
+	return kube.MetricValue(body, "kubeproxy_sync_proxy_rules_endpoint_changes_total")
 }
 
 // touchCanary creates the canary Service and EndpointSlice, or changes the slice's port.

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
@@ -102,10 +103,10 @@ func drainNodes(ctx context.Context, r *workflow.Run) error {
 }
 
 func drainNode(ctx context.Context, r *workflow.Run, c *kube.Client, name string) error {
-	if found, err := cordon(ctx, c, name, "reset"); err != nil || !found {
+	if found, err := c.Cordon(ctx, name, "reset"); err != nil || !found {
 		return err // not found: never joined, or already removed
 	}
-	if err := evictPods(ctx, c, name, 2*time.Minute); err != nil {
+	if err := c.EvictPods(ctx, name, 2*time.Minute); err != nil {
 		return err
 	}
 	if err := c.Kube.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
@@ -135,7 +136,7 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 		r.Plan(sshAction(other.Spec.Name, "etcdctl member remove "+id+" ("+t.Spec.Name+")"))
 		return nil
 	}
-	if _, err := etcdctl(ctx, other.Host, "member remove "+id); err != nil {
+	if _, err := hostops.Etcdctl(ctx, other.Host, "member remove "+id); err != nil {
 		return fmt.Errorf("etcd member remove %s on %s: %w", t.Spec.Name, other.Spec.Name, err)
 	}
 	r.Changed(t.Spec.Name, "removed etcd member "+id)
@@ -222,7 +223,7 @@ for m in $mnts; do umount -l "$m" 2>/dev/null && echo "unmounted $m"; done
 for l in /usr/local/bin/* /opt/cni/bin/*; do
   case "$(readlink "$l" 2>/dev/null)" in ` + RemoteBinDir + `/*) rm -f "$l"; echo "removed link $l";; esac
 done
-for p in ` + quoteAll(dirs) + `; do
+for p in ` + ssh.ShellQuoteAll(dirs) + `; do
   # a last guard under validation: never a system folder, whatever reached this script
   case "$p" in /|/bin|/boot|/dev|/etc|/home|/lib|/lib64|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/usr/*bin|/usr/lib|/var|/var/lib|/var/log) echo "refusing to remove system folder $p" >&2; exit 1;; esac
   if mountpoint -q "$p"; then
@@ -233,31 +234,4 @@ done
 rmdir /opt/cni/bin /opt/cni /etc/cni/net.d /etc/cni 2>/dev/null
 true`
 	return runScript(ctx, r, t, "unmount and remove privcloud's files", script)
-}
-
-// quoteAll quotes each word for the remote shell.
-func quoteAll(words []string) string {
-	q := make([]string, len(words))
-	for i, w := range words {
-		q[i] = ssh.ShellQuote(w)
-	}
-	return strings.Join(q, " ")
-}
-
-// runScript runs a script that prints one line per thing it changed (removed, restored); each becomes a change.
-func runScript(ctx context.Context, r *workflow.Run, t *workflow.Target, what, script string) error {
-	if r.DryRun {
-		r.Plan(sshAction(t.Spec.Name, what))
-		return nil
-	}
-	res, err := t.Host.Run(ctx, script)
-	if err != nil {
-		return fmt.Errorf("%s: %w: %s", what, err, strings.TrimSpace(string(res.Stderr)))
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
-		if line != "" {
-			r.Changed(t.Spec.Name, line)
-		}
-	}
-	return nil
 }

@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"io/fs"
 	"net/netip"
 	"strings"
 
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -24,11 +22,11 @@ const (
 // returns its content: /etc/resolv.conf, unless it names only loopback stubs (systemd-resolved's 127.0.0.53,
 // which a pod's network namespace cannot reach) while systemd-resolved's own file names real servers.
 func podResolvConf(ctx context.Context, h ssh.Host) (string, []byte, error) {
-	data, err := readIfExists(ctx, h, hostResolvConf)
+	data, err := hostops.ReadIfExists(ctx, h, hostResolvConf)
 	if err != nil || len(usableNameservers(data)) > 0 {
 		return hostResolvConf, data, err
 	}
-	resolved, err := readIfExists(ctx, h, resolvedResolvConf)
+	resolved, err := hostops.ReadIfExists(ctx, h, resolvedResolvConf)
 	if err != nil {
 		return "", nil, err
 	}
@@ -36,14 +34,6 @@ func podResolvConf(ctx context.Context, h ssh.Host) (string, []byte, error) {
 		return resolvedResolvConf, resolved, nil
 	}
 	return hostResolvConf, data, nil
-}
-
-func readIfExists(ctx context.Context, h ssh.Host, path string) ([]byte, error) {
-	data, err := h.ReadFile(ctx, path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return data, nil
 }
 
 // usableNameservers lists the resolv.conf nameservers a pod can reach (not loopback stubs).

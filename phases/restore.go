@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/privcloud/privcloud/backup"
+	"github.com/privcloud/privcloud/hostops"
+	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
 )
@@ -110,7 +112,7 @@ func (st *restoreState) check(_ context.Context, r *workflow.Run) error {
 // are rebuilt from the snapshot.
 func stopForRestore(ctx context.Context, r *workflow.Run) error {
 	stop := func(targets []*workflow.Target, units string) error {
-		return onEach(targets, func(h *workflow.Target) error {
+		return parallel.Each(targets, func(h *workflow.Target) error {
 			if r.DryRun {
 				r.Plan(sshAction(h.Spec.Name, "systemctl stop "+units))
 				return nil
@@ -157,6 +159,6 @@ echo "restored the etcd snapshot into $dir"`,
 	if err := runScript(ctx, r, t, "restore the etcd snapshot", script); err != nil {
 		return err
 	}
-	_, err := writeFiles(ctx, r, t, hostFile{etcdBootstrapFile, []byte(bootstrapEnv(peers, "new", r.Cluster.Metadata.Name)), 0o644})
+	_, err := writeFiles(ctx, r, t, hostops.File{Path: etcdBootstrapFile, Content: []byte(bootstrapEnv(peers, "new", r.Cluster.Metadata.Name)), Mode: 0o644})
 	return err
 }

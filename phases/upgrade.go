@@ -123,7 +123,7 @@ func (u *upgradeRun) upgradeBatches(ctx context.Context, r *workflow.Run, contro
 	}
 	for _, node := range passes {
 		for _, batch := range batches {
-			err := onEach(batch, func(name string) error {
+			err := parallel.Each(batch, func(name string) error {
 				return (&hostUpgrade{run: r, target: targets[name], plan: hostPlans[name]}).apply(ctx, node)
 			})
 			if err != nil {
@@ -171,10 +171,10 @@ func finishUpgrade(ctx context.Context, r *workflow.Run) error {
 		}
 		var errs []error
 		for _, n := range list.Items {
-			if n.Annotations[cordonedBy] != upgradeCordon {
+			if n.Annotations[kube.CordonedBy] != upgradeCordon {
 				continue
 			}
-			if _, err := uncordon(ctx, c, n.Name); err != nil {
+			if _, err := c.Uncordon(ctx, n.Name); err != nil {
 				errs = append(errs, fmt.Errorf("uncordon %s: %w", n.Name, err))
 				continue
 			}

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -24,7 +25,7 @@ import (
 	"github.com/privcloud/privcloud/upgrade"
 )
 
-// upgradeCordon is the cordonedBy reason of the nodes an upgrade drains.
+// upgradeCordon is the kube.CordonedBy reason of the nodes an upgrade drains.
 const upgradeCordon = "upgrade"
 
 // gateLimit bounds how long a switched service may take to prove itself healthy, checked every gateEvery. A
@@ -43,7 +44,7 @@ type upgradeService struct {
 	// API servers are upgraded: a kubelet is never newer than an API server
 	node bool
 	// files are the service's files at a version; nil when none names the version
-	files func(ctx context.Context, r *workflow.Run, t *workflow.Target, version string) ([]hostFile, error)
+	files func(ctx context.Context, r *workflow.Run, t *workflow.Target, version string) ([]hostops.File, error)
 	// reconnects: the cluster's clients reconnect after its restart (the API server); its gate also waits for
 	// their watches to come back, as a node whose kube-proxy still waits to reconnect would keep sending
 	// Service traffic to pods a drain removes
@@ -65,7 +66,7 @@ var upgradeServices = []upgradeService{
 		lease: "kube-scheduler"},
 	{unit: "kubelet", binaries: []string{"kubelet", "kubectl"}, node: true, files: kubeletFiles, probe: kubeletProbe},
 	{unit: "kube-proxy", binaries: []string{"kube-proxy"}, node: true, probe: kubeProxyProbe,
-		files: func(_ context.Context, r *workflow.Run, t *workflow.Target, v string) ([]hostFile, error) {
+		files: func(_ context.Context, r *workflow.Run, t *workflow.Target, v string) ([]hostops.File, error) {
 			return kubeProxyFiles(r, t, v), nil
 		}},
 }
@@ -155,7 +156,7 @@ func (h *hostUpgrade) switchService(ctx context.Context, svc upgradeService, mov
 	for _, m := range moves {
 		dst := path.Join(RemoteBinDir, m.Component, pick(m), m.Component)
 		fmt.Fprintf(&script, "[ -x %[1]s ] || { echo '%[1]s is missing: send it with privcloud upgrade apply --only bundle' >&2; exit 1; }\n", dst)
-		script.WriteString(switchLinkScript(activeLink(bundle.Component{Name: m.Component}), dst))
+		script.WriteString(hostops.SwitchLinkScript(activeLink(bundle.Component{Name: m.Component}), dst))
 	}
 	restarts := moves[0].Component == svc.binaries[0]
 	version := pick(moves[0])
@@ -296,7 +297,7 @@ func endpointWatchers(ctx context.Context, r *workflow.Run) int {
 
 // watchCount sums the open WATCH requests on resource in an API server's metrics.
 func watchCount(metrics, resource string) int {
-	n, _ := metricSum(metrics, "apiserver_longrunning_requests", `resource="`+resource+`"`, `verb="WATCH"`)
+	n, _ := kube.MetricSum(metrics, "apiserver_longrunning_requests", `resource="`+resource+`"`, `verb="WATCH"`)
 	return n
 }
 
@@ -343,7 +344,7 @@ func gate(ctx context.Context, t *workflow.Target, unit, want string, base int, 
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {
-		return &gateFailure{fmt.Errorf("%w; its journal ends:\n%s", err, journalTail(ctx, t, unit))}
+		return &gateFailure{fmt.Errorf("%w; its journal ends:\n%s", err, hostops.JournalTail(ctx, t.Host, unit))}
 	}
 	return err
 }
@@ -402,12 +403,12 @@ func (h *hostUpgrade) drain(ctx context.Context) error {
 		if err := proxiesFollow(ctx, h.run, c); err != nil {
 			return fmt.Errorf("before draining %s: %w", name, err)
 		}
-		found, err := cordon(ctx, c, name, upgradeCordon)
+		found, err := c.Cordon(ctx, name, upgradeCordon)
 		if err != nil || !found {
 			return err
 		}
-		if err := evictPods(ctx, c, name, 5*time.Minute); err != nil {
-			if _, uerr := uncordon(ctx, c, name); uerr != nil {
+		if err := c.EvictPods(ctx, name, 5*time.Minute); err != nil {
+			if _, uerr := c.Uncordon(ctx, name); uerr != nil {
 				return fmt.Errorf("node %s: %w; uncordoning it failed too: %v", name, err, uerr)
 			}
 			return fmt.Errorf("node %s: %w; it is uncordoned again and nothing on it was upgraded", name, err)
@@ -425,7 +426,7 @@ func onlySchedulableNode(ctx context.Context, c *kube.Client, name string) (bool
 		return false, err
 	}
 	for _, n := range list.Items {
-		if n.Name != name && !n.Spec.Unschedulable && nodeReady(&n) {
+		if n.Name != name && !n.Spec.Unschedulable && kube.NodeReady(&n) {
 			return false, nil
 		}
 	}
@@ -437,7 +438,7 @@ func (h *hostUpgrade) uncordon(ctx context.Context) error {
 		return nil
 	}
 	return withControlPlaneAPI(h.run, func(c *kube.Client) error {
-		done, err := uncordon(ctx, c, h.target.Spec.Name)
+		done, err := c.Uncordon(ctx, h.target.Spec.Name)
 		if done {
 			h.run.Changed(h.target.Spec.Name, "uncordoned")
 		}
@@ -445,27 +446,27 @@ func (h *hostUpgrade) uncordon(ctx context.Context) error {
 	})
 }
 
-func apiServerFiles(_ context.Context, r *workflow.Run, t *workflow.Target, version string) ([]hostFile, error) {
+func apiServerFiles(_ context.Context, r *workflow.Run, t *workflow.Target, version string) ([]hostops.File, error) {
 	unit, err := apiServerUnit(r.Cluster.Spec, t.Spec, version)
-	return []hostFile{{"/etc/systemd/system/kube-apiserver.service", unit, 0o644}}, err
+	return []hostops.File{{Path: "/etc/systemd/system/kube-apiserver.service", Content: unit, Mode: 0o644}}, err
 }
 
-func leaderElectedFiles(unit string) func(context.Context, *workflow.Run, *workflow.Target, string) ([]hostFile, error) {
-	return func(_ context.Context, r *workflow.Run, _ *workflow.Target, version string) ([]hostFile, error) {
+func leaderElectedFiles(unit string) func(context.Context, *workflow.Run, *workflow.Target, string) ([]hostops.File, error) {
+	return func(_ context.Context, r *workflow.Run, _ *workflow.Target, version string) ([]hostops.File, error) {
 		content, err := templates.Render(unit+".service", leaderElectedData(r, unit, version))
-		return []hostFile{{"/etc/systemd/system/" + unit + ".service", content, 0o644}}, err
+		return []hostops.File{{Path: "/etc/systemd/system/" + unit + ".service", Content: content, Mode: 0o644}}, err
 	}
 }
 
 // httpsProbe checks https://addr/path on the host for want, as the client of store's certificate name.
 func httpsProbe(r *workflow.Run, t *workflow.Target, ca, client, addr, path, want string) (func(context.Context) error, func(), error) {
 	store := PKIStore(r.Cluster)
-	cfg, err := clientTLS(store.CertPath(ca), store.CertPath(client), store.KeyPath(client))
+	cfg, err := hostops.ClientTLS(store.CertPath(ca), store.CertPath(client), store.KeyPath(client))
 	if err != nil {
 		return nil, nil, err
 	}
-	p := newHealthProbe(t, "https", addr, path, want, cfg)
-	return p.check, p.close, nil
+	p := hostops.NewHealthProbe(t.Host, "https", addr, path, want, cfg)
+	return p.Check, p.Close, nil
 }
 
 func etcdProbe(r *workflow.Run, t *workflow.Target, _ string) (func(context.Context) error, func(), error) {
@@ -481,14 +482,14 @@ func apiServerProbe(r *workflow.Run, t *workflow.Target, _ string) (func(context
 // loopback (the controller-manager, the scheduler), as kubeadm's liveness probes do: no credential is sent.
 func selfSignedProbe(addr string) func(*workflow.Run, *workflow.Target, string) (func(context.Context) error, func(), error) {
 	return func(_ *workflow.Run, t *workflow.Target, _ string) (func(context.Context) error, func(), error) {
-		p := newHealthProbe(t, "https", addr, "/healthz", "ok", &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}) //nolint:gosec // a loopback health check through SSH, no credential sent
-		return p.check, p.close, nil
+		p := hostops.NewHealthProbe(t.Host, "https", addr, "/healthz", "ok", &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}) //nolint:gosec // a loopback health check through SSH, no credential sent
+		return p.Check, p.Close, nil
 	}
 }
 
 func kubeProxyProbe(_ *workflow.Run, t *workflow.Target, _ string) (func(context.Context) error, func(), error) {
-	p := newHealthProbe(t, "http", "127.0.0.1:10256", "/healthz", "", nil)
-	return p.check, p.close, nil
+	p := hostops.NewHealthProbe(t.Host, "http", "127.0.0.1:10256", "/healthz", "", nil)
+	return p.Check, p.Close, nil
 }
 
 // kubeletProbe: the node is Ready and the kubelet reporting it is the new one.
@@ -506,7 +507,7 @@ func kubeletProbe(r *workflow.Run, t *workflow.Target, version string) (func(con
 		if v := n.Status.NodeInfo.KubeletVersion; v != version {
 			return fmt.Errorf("node %s reports kubelet %s, not %s", name, v, version)
 		}
-		if !nodeReady(n) {
+		if !kube.NodeReady(n) {
 			return fmt.Errorf("node %s is not Ready: %s", name, readyMessage(n))
 		}
 		return nil

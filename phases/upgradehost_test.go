@@ -11,6 +11,7 @@ import (
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/report"
 	"github.com/privcloud/privcloud/ssh"
@@ -145,10 +146,10 @@ apiserver_request_total{resource="endpointslices",verb="WATCH"} 40
 
 func TestMetricValue(t *testing.T) {
 	text := "# TYPE kubeproxy_sync_proxy_rules_endpoint_changes_total counter\nkubeproxy_sync_proxy_rules_endpoint_changes_pending 0\nkubeproxy_sync_proxy_rules_endpoint_changes_total 42\n"
-	if n, err := metricValue(text, "kubeproxy_sync_proxy_rules_endpoint_changes_total"); err != nil || n != 42 {
+	if n, err := kube.MetricValue(text, "kubeproxy_sync_proxy_rules_endpoint_changes_total"); err != nil || n != 42 {
 		t.Errorf("endpoint changes %d, %v; want 42", n, err)
 	}
-	if _, err := metricValue("other 1\n", "kubeproxy_sync_proxy_rules_endpoint_changes_total"); err == nil {
+	if _, err := kube.MetricValue("other 1\n", "kubeproxy_sync_proxy_rules_endpoint_changes_total"); err == nil {
 		t.Error("a missing metric must be an error, not 0")
 	}
 }

@@ -174,6 +174,15 @@ func (s *sessionIDWriter) ID() string {
 	return s.id
 }
 
+// ShellQuoteAll quotes each word for a POSIX shell and joins them with spaces.
+func ShellQuoteAll(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = ShellQuote(w)
+	}
+	return strings.Join(q, " ")
+}
+
 // ShellQuote quotes s for a POSIX shell.
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"

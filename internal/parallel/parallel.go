@@ -3,6 +3,7 @@ package parallel
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
@@ -29,4 +30,10 @@ func ForEach(ctx context.Context, n, limit int, fn func(i int) error) []error {
 	}
 	wg.Wait()
 	return errs
+}
+
+// Each runs f on every item at once and joins their errors: for the few hosts of one role (etcd members, the
+// control planes to stop), where every one must be worked on together.
+func Each[T any](items []T, f func(T) error) error {
+	return errors.Join(ForEach(context.Background(), len(items), len(items), func(i int) error { return f(items[i]) })...)
 }

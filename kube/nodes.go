@@ -1,8 +1,9 @@
-package phases
+package kube
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -14,16 +15,15 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/privcloud/privcloud/internal/wait"
-	"github.com/privcloud/privcloud/kube"
 )
 
-// cordonedBy marks a node privcloud cordoned, with why: only such a node is uncordoned afterwards (one an
+// CordonedBy marks a node privcloud cordoned, with why: only such a node is uncordoned afterwards (one an
 // operator cordoned stays so), also by a later run when the one that cordoned it stopped half-way.
-const cordonedBy = "privcloud.io/cordoned-by"
+const CordonedBy = "privcloud.io/cordoned-by"
 
-// cordon marks the node unschedulable (for reason, kept in its cordonedBy annotation) unless it already is.
+// Cordon marks the node unschedulable (for reason, kept in its CordonedBy annotation) unless it already is.
 // It reports whether the node exists.
-func cordon(ctx context.Context, c *kube.Client, name, reason string) (bool, error) {
+func (c *Client) Cordon(ctx context.Context, name, reason string) (bool, error) {
 	n, err := c.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil
@@ -32,29 +32,29 @@ func cordon(ctx context.Context, c *kube.Client, name, reason string) (bool, err
 		return err == nil, err
 	}
 	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"unschedulable": true},
-		"metadata": map[string]any{"annotations": map[string]any{cordonedBy: reason}}})
+		"metadata": map[string]any{"annotations": map[string]any{CordonedBy: reason}}})
 	_, err = c.Kube.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 	return true, err
 }
 
-// uncordon makes the node schedulable again if privcloud cordoned it, and reports whether it did.
-func uncordon(ctx context.Context, c *kube.Client, name string) (bool, error) {
+// Uncordon makes the node schedulable again if privcloud cordoned it, and reports whether it did.
+func (c *Client) Uncordon(ctx context.Context, name string) (bool, error) {
 	n, err := c.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return false, err
 	}
-	if _, ours := n.Annotations[cordonedBy]; !ours {
+	if _, ours := n.Annotations[CordonedBy]; !ours {
 		return false, nil
 	}
-	patch := []byte(`{"spec":{"unschedulable":false},"metadata":{"annotations":{"` + cordonedBy + `":null}}}`)
+	patch := []byte(`{"spec":{"unschedulable":false},"metadata":{"annotations":{"` + CordonedBy + `":null}}}`)
 	_, err = c.Kube.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 	return err == nil, err
 }
 
-// evictPods moves the pods of a cordoned node away through the eviction API, which honours
+// EvictPods moves the pods of a cordoned node away through the eviction API, which honours
 // PodDisruptionBudgets: an eviction a budget refuses is tried again until limit. DaemonSet and static pods
 // stay, as kubectl drain leaves them.
-func evictPods(ctx context.Context, c *kube.Client, name string, limit time.Duration) error {
+func (c *Client) EvictPods(ctx context.Context, name string, limit time.Duration) error {
 	var blocked []string
 	err := wait.Poll(ctx, limit, 2*time.Second, func() error {
 		pods, err := c.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + name})
@@ -105,4 +105,43 @@ func evictable(p *corev1.Pod) bool {
 		}
 	}
 	return true
+}
+
+// WaitNode polls a node until check accepts it.
+func (c *Client) WaitNode(ctx context.Context, name, what string, limit time.Duration, check func(*corev1.Node) bool) (*corev1.Node, error) {
+	var n *corev1.Node
+	err := wait.Poll(ctx, limit, time.Second, func() error {
+		var err error
+		if n, err = c.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		if !check(n) {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		return n, fmt.Errorf("node %s: %s not seen within %s (last: %v)", name, what, limit, err)
+	}
+	return n, err
+}
+
+// NodeReady reports whether the node's Ready condition is true.
+func NodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// InternalIP is the node's InternalIP address, or "".
+func InternalIP(n *corev1.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
 }
