@@ -77,7 +77,8 @@ func newAddonsListCommand(g *globalOptions) *cobra.Command {
 }
 
 func newAddonsApplyCommand(g *globalOptions) *cobra.Command {
-	wf := phases.Addons()
+	addonOpts := &phases.AddonOptions{}
+	wf := phases.Addons(addonOpts)
 	sel := &selectionFlags{}
 	c := &cobra.Command{
 		Use:   "apply [ADDON...]",
@@ -97,7 +98,7 @@ whose images the bundle lacks is dry-run that way and then fails, naming the mis
 		},
 	}
 	g.addWorkflowFlags(c)
-	c.Flags().BoolVar(&g.serverDryRun, "server-dry-run", false, "have the API server check every object without storing it")
+	c.Flags().BoolVar(&addonOpts.ServerDryRun, "server-dry-run", false, "have the API server check every object without storing it")
 	sel.addFlags(c)
 	return c
 }

@@ -38,12 +38,8 @@ type globalOptions struct {
 	output     string
 	verbose    int
 	acceptNew  bool
-	// kubeconfigOut is init's --kubeconfig-out.
-	kubeconfigOut string
 	// scopeHosts is reset's --hosts.
 	scopeHosts []string
-	// serverDryRun is addons apply's --server-dry-run.
-	serverDryRun bool
 
 	format report.Format
 	// started is set once flags parsed and the command began; an error before it is a usage error.

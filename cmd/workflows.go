@@ -72,7 +72,7 @@ func newWorkflowCommand(g *globalOptions, wc workflowCommand) *cobra.Command {
 	}
 	g.addWorkflowFlags(c)
 	if wc.use == "init" {
-		c.Flags().StringVar(&g.kubeconfigOut, "kubeconfig-out", "", "where to write the admin kubeconfig (0600); default: kubeconfig next to cluster.yaml")
+		c.Flags().StringVar(&install.KubeconfigOut, "kubeconfig-out", "", "where to write the admin kubeconfig (0600); default: kubeconfig next to cluster.yaml")
 	}
 	if wc.install != nil {
 		c.Flags().BoolVar(&install.ReplacePKI, "replace-pki", false, "send the state directory's PKI to hosts that trust another CA, replacing their cluster identity (only for hosts rebuilt on purpose: every node must then trust the new CA)")
@@ -131,7 +131,7 @@ func (g *globalOptions) runConnected(c *cobra.Command, cluster *api.Cluster, wf 
 	if err != nil {
 		return err
 	}
-	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, ServerDryRun: g.serverDryRun, Selection: sel, Reporter: g.reporter(), KubeconfigOut: g.kubeconfigOut, Hosts: g.scopeHosts,
+	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, Selection: sel, Reporter: g.reporter(), Hosts: g.scopeHosts,
 		Connect: connectWith(d), Owner: ownerOf(wf)})
 }
 

@@ -27,17 +27,23 @@ var ErrImagesMissing = errors.New("the bundle lacks the add-on's images")
 
 // addonPhases is one phase per add-on: render, server-side apply through a control-plane host, wait until
 // its workloads are rolled out and its Services have endpoints.
-func addonPhases(b *bundleState) workflow.Phase {
+// AddonOptions are the operator's choices for applying add-ons.
+type AddonOptions struct {
+	// ServerDryRun has the API server check every object without storing it.
+	ServerDryRun bool
+}
+
+func addonPhases(b *bundleState, o *AddonOptions) workflow.Phase {
 	var ps []workflow.Phase
 	for _, a := range addons.All() {
 		ps = append(ps, workflow.Phase{Name: a.Name, Short: a.Short,
 			Skip: func(r *workflow.Run) string { return a.Disabled(&r.Cluster.Spec) },
-			Run:  func(ctx context.Context, r *workflow.Run) error { return applyAddon(ctx, r, b, a) }})
+			Run:  func(ctx context.Context, r *workflow.Run) error { return applyAddon(ctx, r, b, a, o != nil && o.ServerDryRun) }})
 	}
 	return workflow.Phase{Name: "addons", Short: "Apply the add-ons with server-side apply and wait until they are ready", Phases: ps}
 }
 
-func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.Addon) error {
+func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.Addon, checkOnly bool) error {
 	if err := b.prepare(r); err != nil {
 		return err
 	}
@@ -71,7 +77,7 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 		return nil
 	}
 	return withControlPlaneAPI(r, func(c *kube.Client) error {
-		if len(missing) > 0 || r.ServerDryRun {
+		if len(missing) > 0 || checkOnly {
 			return serverDryRun(ctx, r, c, a, objs, missing)
 		}
 		if err := applyObjects(ctx, r, c, objs...); err != nil {
@@ -176,14 +182,14 @@ func corednsUpstreams(ctx context.Context, r *workflow.Run) ([]string, error) {
 }
 
 // Addons is the workflow behind 'privcloud addons apply': the add-on phases of init on their own.
-func Addons() workflow.Workflow {
+func Addons(o *AddonOptions) workflow.Workflow {
 	b := &bundleState{}
 	certs := &certsState{}
 	return workflow.Workflow{Name: "addons apply", Phases: []workflow.Phase{
 		connect(),
 		// Quay's certificate is part of the PKI tree once Quay is enabled: made here if init ran without it
 		{Name: "certs", Short: "Create the certificates the add-ons need in the local PKI (existing ones are kept)", Required: true, Run: certs.generate},
-		addonPhases(b),
+		addonPhases(b, o),
 	}}
 }
 

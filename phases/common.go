@@ -77,14 +77,10 @@ func controlPlanePhases() workflow.Phase {
 // Execution is how one workflow run is carried out.
 type Execution struct {
 	DryRun bool
-	// ServerDryRun has the API server check objects without storing them (add-ons).
-	ServerDryRun bool
 	Selection    workflow.Selection
 	Reporter     *report.Reporter
 	// Connect opens a host's connection (ssh.Dialer.Connect in the CLI).
 	Connect func(ctx context.Context, h api.Host) (ssh.Host, error)
-	// KubeconfigOut is where init writes the admin kubeconfig ("" for next to cluster.yaml).
-	KubeconfigOut string
 	// Hosts limits the per-host phases to these hosts (reset --hosts); empty: every host.
 	Hosts []string
 	// Owner, when set, is who takes each host's lock for the run (hostlock.Self in the CLI).
@@ -98,8 +94,8 @@ func Execute(ctx context.Context, wf workflow.Workflow, c *api.Cluster, ex Execu
 	if err != nil {
 		return err
 	}
-	r := &workflow.Run{Workflow: wf.Name, Command: wf.CommandName(), Cluster: c, DryRun: ex.DryRun, ServerDryRun: ex.ServerDryRun, Reporter: ex.Reporter,
-		Concurrency: c.Spec.SSH.Concurrency, Connect: ex.Connect, KubeconfigOut: ex.KubeconfigOut,
+	r := &workflow.Run{Workflow: wf.Name, Command: wf.CommandName(), Cluster: c, DryRun: ex.DryRun, Reporter: ex.Reporter,
+		Concurrency: c.Spec.SSH.Concurrency, Connect: ex.Connect,
 		Scope: ex.Hosts, NoRecords: wf.NoRecords, Owner: ex.Owner}
 
 	for _, h := range c.Spec.Hosts {

@@ -6,6 +6,8 @@ import "github.com/privcloud/privcloud/phases/workflow"
 type InstallOptions struct {
 	// ReplacePKI sends the state directory's PKI to hosts that trust another CA: for hosts rebuilt on purpose.
 	ReplacePKI bool
+	// KubeconfigOut is where init writes the admin kubeconfig ("" for next to cluster.yaml).
+	KubeconfigOut string
 }
 
 // Init brings up a new cluster from cluster.yaml, top to bottom, with the default options.
@@ -27,7 +29,7 @@ func InitWith(o *InstallOptions) workflow.Workflow {
 		nodePhases(),
 		podNetwork(),
 		waitNodesReady(),
-		addonPhases(b),
-		kubeconfigPhase(),
+		addonPhases(b, nil),
+		kubeconfigPhase(o),
 	}}
 }

@@ -185,14 +185,20 @@ func waitNodesReady() workflow.Phase {
 	}}
 }
 
-func kubeconfigPhase() workflow.Phase {
-	return workflow.Phase{Name: "kubeconfig", Short: "Write the admin kubeconfig (0600) pointing at the control-plane endpoint", Run: writeAdminKubeconfig}
+func kubeconfigPhase(o *InstallOptions) workflow.Phase {
+	return workflow.Phase{Name: "kubeconfig", Short: "Write the admin kubeconfig (0600) pointing at the control-plane endpoint",
+		Run: func(ctx context.Context, r *workflow.Run) error {
+			out := ""
+			if o != nil {
+				out = o.KubeconfigOut
+			}
+			return writeAdminKubeconfig(ctx, r, out)
+		}}
 }
 
 // writeAdminKubeconfig copies the admin kubeconfig from the local PKI to --kubeconfig-out (by default
 // "kubeconfig" next to the state directory, that is next to cluster.yaml).
-func writeAdminKubeconfig(_ context.Context, r *workflow.Run) error {
-	out := r.KubeconfigOut
+func writeAdminKubeconfig(_ context.Context, r *workflow.Run, out string) error {
 	if out == "" {
 		out = filepath.Join(filepath.Dir(r.Cluster.Spec.StateDir), "kubeconfig")
 	}

@@ -30,8 +30,6 @@ type Run struct {
 	Cluster *api.Cluster
 	Targets []*Target
 	DryRun  bool
-	// ServerDryRun sends objects to the API server for validation and admission without storing them.
-	ServerDryRun bool
 	Reporter     *report.Reporter
 	Concurrency  int
 	// Scope, when not empty, names the hosts per-host phases act on (reset --hosts); the others are only
@@ -39,8 +37,6 @@ type Run struct {
 	Scope []string
 	// NoRecords: no phase completion is recorded on hosts.
 	NoRecords bool
-	// KubeconfigOut is where init writes the admin kubeconfig ("" for next to cluster.yaml).
-	KubeconfigOut string
 	// Owner takes each host's lock for the run; nil takes none.
 	Owner *hostlock.Owner
 	// Connect opens the connection to a host; the connect phase calls it.
@@ -51,7 +47,6 @@ type Run struct {
 	mu      sync.Mutex
 	current string // the phase being run; phases run one after another
 	changes map[string]int
-	facts   map[string]map[string]string
 	records map[string]map[string]Record
 }
 
@@ -130,26 +125,6 @@ func (r *Run) Warn(host, msg string) {
 	r.Reporter.Emit(report.Event{Workflow: r.Workflow, Phase: phase, Host: host, Status: report.Warning, Message: msg})
 }
 
-// SetFact stores something learned about a host (OS, kernel, addresses) for later phases.
-func (r *Run) SetFact(host, key, value string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.facts == nil {
-		r.facts = map[string]map[string]string{}
-	}
-	if r.facts[host] == nil {
-		r.facts[host] = map[string]string{}
-	}
-	r.facts[host][key] = value
-}
-
-// Fact returns a stored fact and whether it was set.
-func (r *Run) Fact(host, key string) (string, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	v, ok := r.facts[host][key]
-	return v, ok
-}
 
 func (r *Run) now() time.Time {
 	if r.Now != nil {
