@@ -38,7 +38,9 @@ func addonPhases(b *bundleState, o *AddonOptions) workflow.Phase {
 	for _, a := range addons.All() {
 		ps = append(ps, workflow.Phase{Name: a.Name, Short: a.Short,
 			Skip: func(r *workflow.Run) string { return a.Disabled(&r.Cluster.Spec) },
-			Run:  func(ctx context.Context, r *workflow.Run) error { return applyAddon(ctx, r, b, a, o != nil && o.ServerDryRun) }})
+			Run: func(ctx context.Context, r *workflow.Run) error {
+				return applyAddon(ctx, r, b, a, o != nil && o.ServerDryRun)
+			}})
 	}
 	return workflow.Phase{Name: "addons", Short: "Apply the add-ons with server-side apply and wait until they are ready", Phases: ps}
 }
@@ -67,10 +69,11 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 	if err != nil {
 		return err
 	}
-	if r.DryRun {
-		for _, o := range objs {
-			r.Plan(sshAction("", "apply "+kube.Name(o)))
-		}
+	var plans []string
+	for _, o := range objs {
+		plans = append(plans, "apply "+kube.Name(o))
+	}
+	if !r.Wet("", plans...) {
 		if len(missing) > 0 {
 			r.Warn("", "add-on "+a.Name+" cannot run: "+strings.Join(missing, "; "))
 		}

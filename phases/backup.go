@@ -36,8 +36,7 @@ const fileTime = "20060102T150405Z"
 
 func saveBackup(ctx context.Context, r *workflow.Run, configPath, out string) error {
 	members := r.TargetsFor(etcdMembers)
-	if r.DryRun {
-		r.Plan(sshAction(members[0].Spec.Name, "etcdctl snapshot save, then write "+out))
+	if !r.Wet(members[0].Spec.Name, "etcdctl snapshot save, then write "+out) {
 		return nil
 	}
 	var errs []error

@@ -76,9 +76,9 @@ func controlPlanePhases() workflow.Phase {
 
 // Execution is how one workflow run is carried out.
 type Execution struct {
-	DryRun bool
-	Selection    workflow.Selection
-	Reporter     *report.Reporter
+	DryRun    bool
+	Selection workflow.Selection
+	Reporter  *report.Reporter
 	// Connect opens a host's connection (ssh.Dialer.Connect in the CLI).
 	Connect func(ctx context.Context, h api.Host) (ssh.Host, error)
 	// Hosts limits the per-host phases to these hosts (reset --hosts); empty: every host.

@@ -75,7 +75,7 @@ func configureContainerd(ctx context.Context, r *workflow.Run, t *workflow.Targe
 	if err := writeRegistryMirrors(ctx, r, t); err != nil {
 		return err
 	}
-	if r.DryRun {
+	if !r.Wet("") { // a plan started nothing to wait for or talk to
 		return nil
 	}
 	cl, err := containerdClient(ctx, t.Host)
@@ -121,12 +121,13 @@ func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *b
 	if err := b.prepare(r); err != nil {
 		return err
 	}
-	if r.DryRun {
-		for _, c := range b.manifest.Components {
-			if c.Kind == "image" && c.NeededBy(t.Spec) {
-				r.Plan(ssh.Action{Host: t.Spec.Name, Kind: "run", Cmd: "import image " + c.ImageRef})
-			}
+	var plans []string
+	for _, c := range b.manifest.Components {
+		if c.Kind == "image" && c.NeededBy(t.Spec) {
+			plans = append(plans, "import image "+c.ImageRef)
 		}
+	}
+	if !r.Wet(t.Spec.Name, plans...) {
 		return nil
 	}
 	cl, err := containerdClient(ctx, t.Host)

@@ -30,7 +30,7 @@ func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 	if err := ensureService(ctx, r, t, "kube-apiserver", hostops.File{Path: "/etc/systemd/system/kube-apiserver.service", Content: unit, Mode: 0o644}); err != nil {
 		return err
 	}
-	if r.DryRun {
+	if !r.Wet("") { // a plan started nothing to wait for or talk to
 		return nil
 	}
 	store := PKIStore(r.Cluster)
@@ -91,7 +91,7 @@ func runLeaderElected(ctx context.Context, r *workflow.Run, t *workflow.Target, 
 	if err := ensureService(ctx, r, t, unit, hostops.File{Path: "/etc/systemd/system/" + unit + ".service", Content: content, Mode: 0o644}); err != nil {
 		return err
 	}
-	if r.DryRun {
+	if !r.Wet("") { // a plan started nothing to wait for or talk to
 		return nil
 	}
 	api, err := apiVia(r, t.Host)
@@ -112,8 +112,7 @@ func clusterRBAC() workflow.Phase {
 // (revocable, unlike system:masters), and the API server's kubelet client may use the kubelet API (exec, logs).
 func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
 	cps := r.TargetsFor(controlPlane)
-	if r.DryRun {
-		r.Plan(sshAction(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client"))
+	if !r.Wet(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client") {
 		return nil
 	}
 	api, err := apiVia(r, cps[0].Host)

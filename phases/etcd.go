@@ -87,7 +87,7 @@ func runEtcd(ctx context.Context, r *workflow.Run) error {
 		}
 		members = append(members, h)
 	}
-	if r.DryRun {
+	if !r.Wet("") { // a plan started nothing to wait for or talk to
 		return nil
 	}
 	if err := parallel.Each(members, func(h etcdHost) error { return waitEtcd(ctx, r, h.Target) }); err != nil {
@@ -155,8 +155,7 @@ func addMember(ctx context.Context, r *workflow.Run, h etcdHost, members []etcdH
 		}
 		return fmt.Errorf("adding etcd member %s: %w", h.Spec.Name, err)
 	}
-	if r.DryRun {
-		r.Plan(sshAction(via.Spec.Name, fmt.Sprintf("etcdctl member add %s --learner --peer-urls=%s, start it, promote it", h.Spec.Name, h.peerURL())))
+	if !r.Wet(via.Spec.Name, fmt.Sprintf("etcdctl member add %s --learner --peer-urls=%s, start it, promote it", h.Spec.Name, h.peerURL())) {
 		return nil
 	}
 	if m := list.unstartedOther(h.peerURL()); m != nil {

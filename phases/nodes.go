@@ -140,8 +140,7 @@ func podNetwork() workflow.Phase {
 // configureNetwork writes the bridge CNI configuration for the node's pod CIDR (allocated by the
 // controller-manager) and routes to every other node's pod CIDR.
 func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	if r.DryRun {
-		r.Plan(sshAction(t.Spec.Name, "write the bridge CNI configuration and pod routes once the node has its pod CIDR"))
+	if !r.Wet(t.Spec.Name, "write the bridge CNI configuration and pod routes once the node has its pod CIDR") {
 		return nil
 	}
 	c, err := controlPlaneAPI(r)
@@ -202,8 +201,7 @@ func writeAdminKubeconfig(_ context.Context, r *workflow.Run, out string) error 
 	if out == "" {
 		out = filepath.Join(filepath.Dir(r.Cluster.Spec.StateDir), "kubeconfig")
 	}
-	if r.DryRun {
-		r.Plan(sshAction("", "write the admin kubeconfig to "+out+" (0600)"))
+	if !r.Wet("", "write the admin kubeconfig to "+out+" (0600)") {
 		return nil
 	}
 	data, err := os.ReadFile(PKIStore(r.Cluster).KubeconfigPath("admin"))

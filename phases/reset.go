@@ -83,10 +83,11 @@ func drainNodes(ctx context.Context, r *workflow.Run) error {
 			names = append(names, t.Spec.Name)
 		}
 	}
-	if r.DryRun {
-		for _, n := range names {
-			r.Plan(sshAction("", "cordon and drain node "+n+", then delete it"))
-		}
+	var plans []string
+	for _, n := range names {
+		plans = append(plans, "cordon and drain node "+n+", then delete it")
+	}
+	if !r.Wet("", plans...) {
 		return nil
 	}
 	c, err := apiVia(r, cp.Host)
@@ -132,8 +133,7 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 		return nil // not a member (any more)
 	}
 	id := strconv.FormatUint(m.ID, 16)
-	if r.DryRun {
-		r.Plan(sshAction(other.Spec.Name, "etcdctl member remove "+id+" ("+t.Spec.Name+")"))
+	if !r.Wet(other.Spec.Name, "etcdctl member remove "+id+" ("+t.Spec.Name+")") {
 		return nil
 	}
 	if _, err := hostops.Etcdctl(ctx, other.Host, "member remove "+id); err != nil {

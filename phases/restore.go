@@ -113,8 +113,7 @@ func (st *restoreState) check(_ context.Context, r *workflow.Run) error {
 func stopForRestore(ctx context.Context, r *workflow.Run) error {
 	stop := func(targets []*workflow.Target, units string) error {
 		return parallel.Each(targets, func(h *workflow.Target) error {
-			if r.DryRun {
-				r.Plan(sshAction(h.Spec.Name, "systemctl stop "+units))
+			if !r.Wet(h.Spec.Name, "systemctl stop "+units) {
 				return nil
 			}
 			if _, err := h.Host.Run(ctx, "systemctl stop "+units); err != nil {
@@ -136,8 +135,7 @@ func (st *restoreState) restoreMember(ctx context.Context, r *workflow.Run, t *w
 	peers := foundingPeers(r)
 	dataDir := strings.TrimRight(r.Cluster.Spec.Etcd.DataDir, "/")
 	aside := dataDir + ".before-restore-" + st.now.UTC().Format(fileTime) // nothing is deleted
-	if r.DryRun {
-		r.Plan(sshAction(t.Spec.Name, "etcdutl snapshot restore into "+dataDir+" (the old data kept in "+aside+")"))
+	if !r.Wet(t.Spec.Name, "etcdutl snapshot restore into "+dataDir+" (the old data kept in "+aside+")") {
 		return nil
 	}
 	snapshot := "/var/lib/privcloud/restore-snapshot.db"

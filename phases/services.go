@@ -35,8 +35,7 @@ func writeFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, files 
 // runScript runs a script that prints one line per thing it changed; each becomes a change. A dry run plans
 // the script by what it does rather than recording its text.
 func runScript(ctx context.Context, r *workflow.Run, t *workflow.Target, what, script string) error {
-	if r.DryRun {
-		r.Plan(sshAction(t.Spec.Name, what))
+	if !r.Wet(t.Spec.Name, what) {
 		return nil
 	}
 	changes, err := hostops.RunScript(ctx, t.Host, what, script)

@@ -117,6 +117,19 @@ func (r *Run) Plan(a ssh.Action) {
 	r.Reporter.Emit(report.Event{Workflow: r.Workflow, Phase: phase, Host: a.Host, Status: report.Planned, Message: a.String()})
 }
 
+// Wet reports whether the run makes changes. In a dry run it does not: each of plans (work the dry-run
+// recorder cannot capture command by command: scripts, API calls) is reported as planned on host instead, and
+// Wet returns false, so a phase writes its dry-run handling as one condition.
+func (r *Run) Wet(host string, plans ...string) bool {
+	if !r.DryRun {
+		return true
+	}
+	for _, p := range plans {
+		r.Plan(ssh.Action{Host: host, Kind: "run", Cmd: p})
+	}
+	return false
+}
+
 // Warn reports something the operator should know that does not stop the run.
 func (r *Run) Warn(host, msg string) {
 	r.mu.Lock()
