@@ -26,12 +26,12 @@ const RecordDir = "/var/lib/privcloud/phases"
 type Run struct {
 	Workflow string
 	// Command is the command that runs the workflow, named in resume hints; empty means Workflow's name.
-	Command string
-	Cluster *api.Cluster
-	Targets []*Target
-	DryRun  bool
-	Reporter     *report.Reporter
-	Concurrency  int
+	Command     string
+	Cluster     *api.Cluster
+	Targets     []*Target
+	DryRun      bool
+	Reporter    *report.Reporter
+	Concurrency int
 	// Scope, when not empty, names the hosts per-host phases act on (reset --hosts); the others are only
 	// connected to.
 	Scope []string
@@ -137,7 +137,6 @@ func (r *Run) Warn(host, msg string) {
 	r.mu.Unlock()
 	r.Reporter.Emit(report.Event{Workflow: r.Workflow, Phase: phase, Host: host, Status: report.Warning, Message: msg})
 }
-
 
 func (r *Run) now() time.Time {
 	if r.Now != nil {
