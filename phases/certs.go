@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -100,6 +101,13 @@ func (s *certsState) generate(_ context.Context, r *workflow.Run) error {
 	res, err := EnsurePKI(r.Cluster, pki.Options{Renew: s.renew, DryRun: r.DryRun})
 	if err != nil {
 		return err
+	}
+	if e := r.Cluster.Spec.APIServer.EncryptSecrets; e != nil && *e {
+		action, err := pki.EnsureEncryptionConfig(PKIStore(r.Cluster), r.DryRun, time.Now())
+		if err != nil {
+			return err
+		}
+		res.Outcomes = append(res.Outcomes, pki.Outcome{Name: pki.EncryptionConfig, Action: action})
 	}
 	for _, o := range res.Outcomes {
 		msg := o.Name + " " + string(o.Action)

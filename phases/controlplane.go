@@ -23,11 +23,11 @@ func apiserver() workflow.Phase {
 // runAPIServer runs kube-apiserver against its own etcd member (or, on a host without one, every member) and
 // waits for /readyz.
 func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	unit, err := apiServerUnit(r.Cluster.Spec, t.Spec, r.Cluster.Spec.KubernetesVersion)
+	files, err := apiServerFiles(r.Cluster.Spec, t.Spec, r.Cluster.Spec.KubernetesVersion)
 	if err != nil {
 		return err
 	}
-	if err := ensureService(ctx, r, t, "kube-apiserver", hostops.File{Path: "/etc/systemd/system/kube-apiserver.service", Content: unit, Mode: 0o644}); err != nil {
+	if err := ensureService(ctx, r, t, "kube-apiserver", files...); err != nil {
 		return err
 	}
 	if !r.Wet("") { // a plan started nothing to wait for or talk to
@@ -42,6 +42,34 @@ func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 	return hostops.WaitHealthy(ctx, t.Host, "kube-apiserver", net.JoinHostPort("127.0.0.1", "6443"), "/readyz", "ok", cfg, 3*time.Minute)
 }
 
+// apiServerFiles are kube-apiserver's unit on h at version and the policies it reads: Pod Security
+// admission's defaults and, with audit on, the audit policy. Both are root's alone, like the unit's secrets.
+func apiServerFiles(spec api.ClusterSpec, h api.Host, version string) ([]hostops.File, error) {
+	unit, err := apiServerUnit(spec, h, version)
+	if err != nil {
+		return nil, err
+	}
+	ps := spec.APIServer.PodSecurity
+	admission, err := templates.Render("admission.yaml", templates.Admission{Enforce: ps.Enforce, Audit: ps.Audit, Warn: ps.Warn, ExemptNamespaces: ps.ExemptNamespaces})
+	if err != nil {
+		return nil, err
+	}
+	files := []hostops.File{
+		{Path: "/etc/kubernetes/admission.yaml", Content: admission, Mode: 0o600},
+		{Path: "/etc/systemd/system/kube-apiserver.service", Content: unit, Mode: 0o644},
+	}
+	if on(spec.APIServer.Audit.Enabled) {
+		policy, err := templates.Render("audit-policy.yaml", nil)
+		if err != nil {
+			return nil, err
+		}
+		files = append([]hostops.File{{Path: "/etc/kubernetes/audit-policy.yaml", Content: policy, Mode: 0o600}}, files...)
+	}
+	return files, nil
+}
+
+func on(b *bool) bool { return b != nil && *b }
+
 // apiServerUnit is kube-apiserver's unit on h at version.
 func apiServerUnit(spec api.ClusterSpec, h api.Host, version string) ([]byte, error) {
 	// a stacked control plane talks to its own etcd member, as kubeadm's do: members joining or leaving then
@@ -53,8 +81,11 @@ func apiServerUnit(spec api.ClusterSpec, h api.Host, version string) ([]byte, er
 			etcds = append(etcds, "https://"+net.JoinHostPort(e.InternalAddress, "2379"))
 		}
 	}
+	a := spec.APIServer
 	return templates.Render("kube-apiserver.service", templates.APIServer{Version: version, IP: h.InternalAddress,
-		EtcdServers: strings.Join(etcds, ","), ServiceCIDR: spec.Network.ServiceCIDR, DNSDomain: spec.Network.DNSDomain})
+		EtcdServers: strings.Join(etcds, ","), ServiceCIDR: spec.Network.ServiceCIDR, DNSDomain: spec.Network.DNSDomain,
+		CipherSuites: templates.CipherSuites, Audit: on(a.Audit.Enabled), AuditMaxAge: a.Audit.MaxAge, AuditMaxBackup: a.Audit.MaxBackup,
+		AuditMaxSize: a.Audit.MaxSize, EncryptSecrets: on(a.EncryptSecrets)})
 }
 
 func controllerManager() workflow.Phase {

@@ -25,7 +25,7 @@ func nodeData(r *workflow.Run, h api.Host) templates.Node {
 	s := r.Cluster.Spec
 	d := templates.Node{Version: s.KubernetesVersion, Name: h.Name, IP: h.InternalAddress, CgroupDriver: s.Kubelet.CgroupDriver,
 		FailCgroupV1: s.Kubelet.FailCgroupV1 != nil && *s.Kubelet.FailCgroupV1, ClusterDNS: s.Network.ClusterDNS,
-		DNSDomain: s.Network.DNSDomain, MaxPods: s.Kubelet.MaxPods, PodCIDR: s.Network.PodCIDR, Mode: s.KubeProxy.Mode}
+		DNSDomain: s.Network.DNSDomain, MaxPods: s.Kubelet.MaxPods, PodPidsLimit: s.Kubelet.PodPidsLimit, CipherSuites: templates.CipherSuites, PodCIDR: s.Network.PodCIDR, Mode: s.KubeProxy.Mode}
 	if m := s.KubeProxy.Conntrack.MaxPerCore; m != nil {
 		d.ConntrackMaxPerCore = *m
 	}

@@ -214,7 +214,7 @@ true`
 // resetFiles unmounts what pods and containers left mounted, then removes privcloud's files: configuration,
 // PKI, data directories (etcd's included), the bundle's binaries and their links, and the hash records.
 func resetFiles(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	dirs := []string{"/etc/kubernetes", "/var/lib/kubelet", "/var/lib/kube-proxy", r.Cluster.Spec.Etcd.DataDir, "/var/lib/containerd",
+	dirs := []string{"/etc/kubernetes", "/var/lib/kubelet", "/var/lib/kube-proxy", "/var/log/kubernetes", r.Cluster.Spec.Etcd.DataDir, "/var/lib/containerd",
 		"/run/containerd", "/etc/containerd", "/var/lib/cni", "/opt/cni/bin/multus", RemoteBinDir, "/var/lib/privcloud",
 		"/etc/modules-load.d/privcloud.conf", "/etc/sysctl.d/99-privcloud.conf"}
 	script := `set -u

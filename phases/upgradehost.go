@@ -59,7 +59,7 @@ type upgradeService struct {
 // upgradeServices are the services in the order a host's upgrade takes them.
 var upgradeServices = []upgradeService{
 	{unit: "etcd", binaries: upgrade.EtcdComponents, probe: etcdProbe},
-	{unit: "kube-apiserver", binaries: []string{"kube-apiserver"}, files: apiServerFiles, probe: apiServerProbe, reconnects: true},
+	{unit: "kube-apiserver", binaries: []string{"kube-apiserver"}, files: upgradedAPIServerFiles, probe: apiServerProbe, reconnects: true},
 	{unit: "kube-controller-manager", binaries: []string{"kube-controller-manager"}, files: leaderElectedFiles("kube-controller-manager"), probe: selfSignedProbe("127.0.0.1:10257"),
 		lease: "kube-controller-manager"},
 	{unit: "kube-scheduler", binaries: []string{"kube-scheduler"}, files: leaderElectedFiles("kube-scheduler"), probe: selfSignedProbe("127.0.0.1:10259"),
@@ -446,9 +446,8 @@ func (h *hostUpgrade) uncordon(ctx context.Context) error {
 	})
 }
 
-func apiServerFiles(_ context.Context, r *workflow.Run, t *workflow.Target, version string) ([]hostops.File, error) {
-	unit, err := apiServerUnit(r.Cluster.Spec, t.Spec, version)
-	return []hostops.File{{Path: "/etc/systemd/system/kube-apiserver.service", Content: unit, Mode: 0o644}}, err
+func upgradedAPIServerFiles(_ context.Context, r *workflow.Run, t *workflow.Target, version string) ([]hostops.File, error) {
+	return apiServerFiles(r.Cluster.Spec, t.Spec, version)
 }
 
 func leaderElectedFiles(unit string) func(context.Context, *workflow.Run, *workflow.Target, string) ([]hostops.File, error) {

@@ -49,9 +49,11 @@ type Tree struct {
 	CAValidity   time.Duration
 	CertValidity time.Duration
 	ExternalCA   bool
-	CAs          []Cert
-	Leaves       []Cert
-	Kubeconfigs  []Kubeconfig
+	// EncryptSecrets sends control planes the EncryptionConfiguration of the state directory.
+	EncryptSecrets bool
+	CAs            []Cert
+	Leaves         []Cert
+	Kubeconfigs    []Kubeconfig
 }
 
 // ServiceAccountKey is the name of the service-account signing key pair (sa.key, sa.pub).
@@ -62,7 +64,7 @@ const ServiceAccountKey = "sa"
 func TreeFor(c *api.Cluster) (*Tree, error) {
 	s := &c.Spec
 	t := &Tree{Cluster: c.Metadata.Name, Algorithm: Algorithm(s.PKI.KeyAlgorithm), CAValidity: s.PKI.CAValidity.Duration,
-		CertValidity: s.PKI.CertValidity.Duration, ExternalCA: s.PKI.ExternalCA}
+		CertValidity: s.PKI.CertValidity.Duration, ExternalCA: s.PKI.ExternalCA, EncryptSecrets: s.APIServer.EncryptSecrets != nil && *s.APIServer.EncryptSecrets}
 	server := "https://" + s.ControlPlaneEndpoint
 	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(api.DefaultAPIServerPort))
 	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}

@@ -76,6 +76,9 @@ func Deployments(s Store, t *Tree, h api.Host) []Deployment {
 		conf("controller-manager", "controller-manager.conf", cm)
 		conf("scheduler", "scheduler.conf", scheduler)
 		conf("admin", "admin.conf")
+		if t.EncryptSecrets {
+			add(EncryptionConfig, s.EncryptionConfigPath(), path.Join(RemoteConfDir, EncryptionConfig+".yaml"), 0o600, apiserver)
+		}
 	}
 	if h.HasRole(api.RoleEtcd) {
 		cert(EtcdCA, "etcd/ca", etcd)

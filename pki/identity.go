@@ -21,6 +21,8 @@ func (d Deployment) IsIdentity() bool {
 		return strings.HasSuffix(d.Target, ".crt")
 	case ServiceAccountKey:
 		return strings.HasSuffix(d.Target, ".pub")
+	case EncryptionConfig:
+		return true
 	}
 	return false
 }
@@ -28,6 +30,9 @@ func (d Deployment) IsIdentity() bool {
 // SameIdentity reports whether two PEM files (CA bundles or public keys) share a public key: a CA file may hold
 // an old and a new CA while one is being replaced, and either in common keeps trust.
 func SameIdentity(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true // an EncryptionConfiguration, say, which holds no public key
+	}
 	have := publicKeys(a)
 	for _, k := range publicKeys(b) {
 		for _, h := range have {
@@ -39,8 +44,13 @@ func SameIdentity(a, b []byte) bool {
 	return false
 }
 
-// Fingerprints lists the sha256 of each public key of a PEM file, shortened, for messages.
+// Fingerprints lists the sha256 of each public key of a PEM file, shortened, for messages; of a file without
+// one (an EncryptionConfiguration), the sha256 of the file, so no key is ever shown.
 func Fingerprints(data []byte) []string {
+	if len(data) > 0 && len(publicKeys(data)) == 0 {
+		sum := sha256.Sum256(data)
+		return []string{"file sha256:" + hex.EncodeToString(sum[:8])}
+	}
 	var out []string
 	for _, k := range publicKeys(data) {
 		sum := sha256.Sum256(k)

@@ -53,9 +53,25 @@ type Etcd struct {
 	ExtraArgs         []string // flag=value, without dashes
 }
 
+// CipherSuites are the TLS 1.2 suites the API server and kubelets accept: forward secrecy and AEAD only
+// (TLS 1.3's own suites are not configurable and all qualify).
+const CipherSuites = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256," +
+	"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384," +
+	"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
+
 // APIServer is one kube-apiserver's unit.
 type APIServer struct {
 	Version, IP, EtcdServers, ServiceCIDR, DNSDomain string
+	CipherSuites                                     string
+	Audit                                            bool
+	AuditMaxAge, AuditMaxBackup, AuditMaxSize        int
+	EncryptSecrets                                   bool
+}
+
+// Admission is the API server's admission configuration: Pod Security's defaults and exemptions.
+type Admission struct {
+	Enforce, Audit, Warn string
+	ExemptNamespaces     []string
 }
 
 // ControllerManager is kube-controller-manager's unit (kube-scheduler's uses only Version).
@@ -74,6 +90,8 @@ type Node struct {
 	FailCgroupV1          bool
 	ClusterDNS, DNSDomain string
 	MaxPods               int
+	PodPidsLimit          int
+	CipherSuites          string
 	Labels, Taints        string // comma-separated key=value and key=value:Effect
 	PodCIDR, Mode         string
 	ResolvConf            string // what pods with dnsPolicy Default resolve with

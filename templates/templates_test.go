@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/privcloud/privcloud/internal/golden"
@@ -44,7 +45,18 @@ func TestEtcdService(t *testing.T) {
 
 func TestAPIServerService(t *testing.T) {
 	golden.Assert(t, render(t, "kube-apiserver.service", APIServer{Version: "v1.37.1", IP: "10.77.0.11",
-		EtcdServers: "https://10.77.0.11:2379", ServiceCIDR: "10.96.0.0/12", DNSDomain: "cluster.local"}))
+		EtcdServers: "https://10.77.0.11:2379", ServiceCIDR: "10.96.0.0/12", DNSDomain: "cluster.local", CipherSuites: CipherSuites,
+		Audit: true, AuditMaxAge: 30, AuditMaxBackup: 10, AuditMaxSize: 100, EncryptSecrets: true}))
+}
+
+func TestAdmissionAndAuditPolicy(t *testing.T) {
+	golden.Assert(t, render(t, "admission.yaml", Admission{Enforce: "baseline", Audit: "restricted", Warn: "restricted",
+		ExemptNamespaces: []string{"kube-system", "monitoring"}}))
+	policy := string(render(t, "audit-policy.yaml", nil))
+	// Metadata is the most any request is logged at: bodies (Secrets, tokens) never reach the log
+	if strings.Contains(policy, "level: Request") || !strings.Contains(policy, "- level: Metadata\n") {
+		t.Errorf("audit policy:\n%s", policy)
+	}
 }
 
 func TestControllerManagerService(t *testing.T) {
@@ -57,7 +69,7 @@ func TestSchedulerService(t *testing.T) {
 }
 
 var labNode = Node{Version: "v1.37.1", Name: "h2", IP: "10.77.0.12", CgroupDriver: "cgroupfs", FailCgroupV1: false,
-	ClusterDNS: "10.96.0.10", DNSDomain: "cluster.local", MaxPods: 110, ResolvConf: "/run/systemd/resolve/resolv.conf", Labels: "topology.kubernetes.io/zone=a",
+	ClusterDNS: "10.96.0.10", DNSDomain: "cluster.local", MaxPods: 110, PodPidsLimit: 4096, CipherSuites: CipherSuites, ResolvConf: "/run/systemd/resolve/resolv.conf", Labels: "topology.kubernetes.io/zone=a",
 	Taints: "dedicated=infra:NoSchedule", PodCIDR: "10.244.1.0/24", Mode: "iptables",
 	EvictionHard: []Setting{{Key: "imagefs.available", Value: "1%"}, {Key: "memory.available", Value: "100Mi"}},
 	Routes:       []Route{{CIDR: "10.244.0.0/24", Via: "10.77.0.11"}, {CIDR: "10.244.2.0/24", Via: "10.77.0.13"}}}

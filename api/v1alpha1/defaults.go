@@ -68,11 +68,13 @@ func SetDefaults(c *Cluster) {
 			s.ControlPlaneEndpoint = net.JoinHostPort(cps[0].Address, strconv.Itoa(DefaultAPIServerPort))
 		}
 	}
+	defaultAPIServer(&s.APIServer)
 	setString(&s.Etcd.DataDir, DefaultEtcdDataDir)
 	defaultContainerd(&s.Containerd)
 	setString(&s.Kubelet.CgroupDriver, DefaultCgroupDriver)
 	setBool(&s.Kubelet.FailCgroupV1, true)
 	setInt(&s.Kubelet.MaxPods, DefaultMaxPods)
+	setInt(&s.Kubelet.PodPidsLimit, DefaultPodPidsLimit)
 	setString(&s.KubeProxy.Mode, DefaultKubeProxyMode)
 	if s.KubeProxy.Conntrack.MaxPerCore == nil {
 		v := int32(DefaultConntrackPerCore)
@@ -83,6 +85,25 @@ func SetDefaults(c *Cluster) {
 	setString(&s.PKI.KeyAlgorithm, DefaultKeyAlgorithm)
 	setDuration(&s.PKI.CertValidity, defaultCertValidity)
 	setDuration(&s.PKI.CAValidity, defaultCAValidity)
+}
+
+// DefaultPodPidsLimit bounds the processes of one pod.
+const DefaultPodPidsLimit = 4096
+
+// defaultAPIServer hardens by default: audit on, Secrets encrypted, pods at least baseline, restricted
+// violations warned about and audited; kube-system, whose components need host access, exempt.
+func defaultAPIServer(a *APIServer) {
+	setBool(&a.Audit.Enabled, true)
+	setInt(&a.Audit.MaxAge, 30)
+	setInt(&a.Audit.MaxBackup, 10)
+	setInt(&a.Audit.MaxSize, 100)
+	setBool(&a.EncryptSecrets, true)
+	setString(&a.PodSecurity.Enforce, "baseline")
+	setString(&a.PodSecurity.Audit, "restricted")
+	setString(&a.PodSecurity.Warn, "restricted")
+	if a.PodSecurity.ExemptNamespaces == nil {
+		a.PodSecurity.ExemptNamespaces = []string{"kube-system"}
+	}
 }
 
 // defaultEtcdRole makes every control-plane host an etcd member when no host names the etcd role (stacked

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"fmt"
 	"path"
 	"regexp"
 	"strconv"
@@ -110,6 +111,29 @@ func (v *validator) etcdExtraArgs(e *Etcd) {
 		}
 		if risky && !e.AcceptInsecureExtraArgs {
 			v.add(field, "--%s=%s switches a protection off (%s); set spec.etcd.acceptInsecureExtraArgs: true to run it anyway", k, value, why)
+		}
+	}
+}
+
+var podSecurityLevels = []string{"privileged", "baseline", "restricted"}
+
+func (v *validator) apiServer(a *APIServer) {
+	for _, n := range []struct {
+		field string
+		value int
+	}{{"maxAge", a.Audit.MaxAge}, {"maxBackup", a.Audit.MaxBackup}, {"maxSize", a.Audit.MaxSize}} {
+		if n.value < 1 {
+			v.add("spec.apiServer.audit."+n.field, "must be at least 1, got %d", n.value)
+		}
+	}
+	for _, l := range []struct{ field, value string }{{"enforce", a.PodSecurity.Enforce}, {"audit", a.PodSecurity.Audit}, {"warn", a.PodSecurity.Warn}} {
+		if !contains(podSecurityLevels, l.value) {
+			v.add("spec.apiServer.podSecurity."+l.field, "%q is not privileged, baseline or restricted", l.value)
+		}
+	}
+	for i, ns := range a.PodSecurity.ExemptNamespaces {
+		if !isDNSLabel(ns) {
+			v.add(fmt.Sprintf("spec.apiServer.podSecurity.exemptNamespaces[%d]", i), "%q is not a namespace name", ns)
 		}
 	}
 }

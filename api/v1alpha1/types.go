@@ -43,6 +43,7 @@ type ClusterSpec struct {
 	Hosts                []Host     `json:"hosts" doc:"Machines of the cluster, reached over SSH."`
 	SSH                  SSH        `json:"ssh,omitempty" doc:"How privcloud connects to the hosts."`
 	Network              Network    `json:"network,omitempty" doc:"Cluster networking."`
+	APIServer            APIServer  `json:"apiServer,omitempty" doc:"Hardening of the API servers: audit logging, Secrets encrypted at rest, Pod Security admission."`
 	Etcd                 Etcd       `json:"etcd,omitempty" doc:"The etcd cluster run on the hosts with the etcd role."`
 	Containerd           Containerd `json:"containerd,omitempty" doc:"The container runtime on every node."`
 	Kubelet              Kubelet    `json:"kubelet,omitempty" doc:"Settings for the kubelet on every node."`
@@ -121,6 +122,29 @@ type Network struct {
 	NodeCIDRMaskSize int    `json:"nodeCIDRMaskSize,omitempty" doc:"Prefix length of each node's pod CIDR."`
 }
 
+// APIServer holds the API servers' security settings; every default is the hardened one.
+type APIServer struct {
+	Audit          Audit       `json:"audit,omitempty" doc:"Audit logging of every request to the API server."`
+	EncryptSecrets *bool       `json:"encryptSecrets,omitempty" doc:"Encrypt Secrets in etcd (secretbox, a key generated into the state directory, 0600, part of 'privcloud backup', sent only to control planes). Never switch it off on a cluster that has encrypted Secrets: the API server could no longer read them."`
+	PodSecurity    PodSecurity `json:"podSecurity,omitempty" doc:"The Pod Security admission defaults for namespaces that set no level of their own."`
+}
+
+// Audit configures the API server's audit log.
+type Audit struct {
+	Enabled   *bool `json:"enabled,omitempty" doc:"Write the audit log: metadata (who, what, when, result) of every request; request and response bodies are never logged, so no Secret reaches it."`
+	MaxAge    int   `json:"maxAge,omitempty" doc:"Days an audit log file is kept."`
+	MaxBackup int   `json:"maxBackup,omitempty" doc:"Rotated audit log files kept."`
+	MaxSize   int   `json:"maxSize,omitempty" doc:"Size in MB at which the audit log is rotated."`
+}
+
+// PodSecurity is the cluster-wide Pod Security admission configuration.
+type PodSecurity struct {
+	Enforce          string   `json:"enforce,omitempty" enum:"privileged,baseline,restricted" doc:"Level pods are refused below: privileged, baseline or restricted."`
+	Audit            string   `json:"audit,omitempty" enum:"privileged,baseline,restricted" doc:"Level whose violations are written to the audit log."`
+	Warn             string   `json:"warn,omitempty" enum:"privileged,baseline,restricted" doc:"Level whose violations are returned to the client as warnings."`
+	ExemptNamespaces []string `json:"exemptNamespaces,omitempty" doc:"Namespaces exempt from Pod Security admission: the system namespaces whose components need host access."`
+}
+
 // Etcd configures the etcd members.
 type Etcd struct {
 	DataDir   string            `json:"dataDir,omitempty" doc:"Data directory on every etcd host: absolute, letters, digits and . _ / + @ - only, and a folder of its own (reset removes it), never a system folder such as / or /var/lib."`
@@ -157,6 +181,7 @@ type Kubelet struct {
 	CgroupDriver string            `json:"cgroupDriver,omitempty" enum:"systemd,cgroupfs" doc:"systemd or cgroupfs; must match how containerd runs containers."`
 	FailCgroupV1 *bool             `json:"failCgroupV1,omitempty" doc:"Refuse to start on cgroup v1 hosts (Kubernetes >= 1.35 default). Set false for cgroup v1 hosts."`
 	MaxPods      int               `json:"maxPods,omitempty" doc:"Maximum pods per node."`
+	PodPidsLimit int               `json:"podPidsLimit,omitempty" doc:"Most processes one pod may run: a fork bomb stays in its pod."`
 	EvictionHard map[string]string `json:"evictionHard,omitempty" doc:"The kubelet's hard eviction thresholds by signal (memory.available, nodefs.available, imagefs.available, nodefs.inodesFree, imagefs.inodesFree, containerfs.available, containerfs.inodesFree, pid.available), each a quantity or a percentage such as 5%. Unset: the kubelet's defaults. Nodes whose disk is shared with other things (lab hosts on one machine) want low disk thresholds, or they evict their pods for what others use."`
 }
 

@@ -90,6 +90,7 @@ func Validate(c *Cluster) *ValidationError {
 	v.endpoint(s.ControlPlaneEndpoint)
 	v.ssh(&s.SSH)
 	v.network(s)
+	v.apiServer(&s.APIServer)
 	v.etcd(&s.Etcd)
 	v.containerd(&s.Containerd)
 	v.kubelet(&s.Kubelet, &s.KubeProxy)
@@ -443,6 +444,9 @@ var evictionSignals = []string{"memory.available", "nodefs.available", "nodefs.i
 func (v *validator) kubelet(k *Kubelet, kp *KubeProxy) {
 	if k.CgroupDriver != "systemd" && k.CgroupDriver != "cgroupfs" {
 		v.add("spec.kubelet.cgroupDriver", "%q is not systemd or cgroupfs", k.CgroupDriver)
+	}
+	if k.PodPidsLimit < 1 {
+		v.add("spec.kubelet.podPidsLimit", "must be at least 1, got %d", k.PodPidsLimit)
 	}
 	if k.MaxPods < 1 {
 		v.add("spec.kubelet.maxPods", "must be at least 1, got %d", k.MaxPods)
