@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/privcloud/privcloud/internal/wait"
 )
@@ -144,4 +147,45 @@ func InternalIP(n *corev1.Node) string {
 		}
 	}
 	return ""
+}
+
+// Node role labels and the control-plane taint, as kubeadm sets them: tools and users select nodes by them,
+// and ordinary pods stay off control planes that are not also workers.
+const (
+	ControlPlaneRole = "node-role.kubernetes.io/control-plane"
+	WorkerRole       = "node-role.kubernetes.io/worker"
+)
+
+// SetNodeRoles labels the node with its roles and taints a control plane that is not also a worker
+// (NoSchedule), removing labels and that taint of roles it no longer has. It reports whether it changed the node.
+func (c *Client) SetNodeRoles(ctx context.Context, name string, controlPlane, worker bool) (bool, error) {
+	changed := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := c.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		before := n.DeepCopy()
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		for role, has := range map[string]bool{ControlPlaneRole: controlPlane, WorkerRole: worker} {
+			if has {
+				n.Labels[role] = ""
+			} else {
+				delete(n.Labels, role)
+			}
+		}
+		n.Spec.Taints = slices.DeleteFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == ControlPlaneRole })
+		if controlPlane && !worker {
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: ControlPlaneRole, Effect: corev1.TaintEffectNoSchedule})
+		}
+		if equality.Semantic.DeepEqual(before.Labels, n.Labels) && equality.Semantic.DeepEqual(before.Spec.Taints, n.Spec.Taints) {
+			return nil
+		}
+		_, err = c.Kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		changed = err == nil
+		return err
+	})
+	return changed, err
 }

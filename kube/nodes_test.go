@@ -40,3 +40,37 @@ func TestUncordonOnlyWhatPrivcloudCordoned(t *testing.T) {
 		t.Errorf("a node that does not exist: found %v, %v", found, err)
 	}
 }
+
+func TestSetNodeRolesLabelsAndTaints(t *testing.T) {
+	ctx := context.Background()
+	c := &Client{Kube: fake.NewSimpleClientset(readyNode("cp", false), readyNode("both", false), readyNode("w", false))}
+	for _, n := range []struct {
+		name                 string
+		controlPlane, worker bool
+	}{{"cp", true, false}, {"both", true, true}, {"w", false, true}} {
+		if changed, err := c.SetNodeRoles(ctx, n.name, n.controlPlane, n.worker); err != nil || !changed {
+			t.Fatalf("%s: changed %v, %v", n.name, changed, err)
+		}
+		if changed, err := c.SetNodeRoles(ctx, n.name, n.controlPlane, n.worker); err != nil || changed {
+			t.Errorf("%s: a second call changed the node again (%v, %v)", n.name, changed, err)
+		}
+	}
+	get := func(name string) *corev1.Node {
+		n, _ := c.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		return n
+	}
+	cp, both, w := get("cp"), get("both"), get("w")
+	if _, ok := cp.Labels[ControlPlaneRole]; !ok || len(cp.Spec.Taints) != 1 || cp.Spec.Taints[0].Effect != corev1.TaintEffectNoSchedule {
+		t.Errorf("a control plane: labels %v, taints %v", cp.Labels, cp.Spec.Taints)
+	}
+	if _, ok := both.Labels[WorkerRole]; !ok || len(both.Spec.Taints) != 0 {
+		t.Errorf("a control plane that is also a worker takes pods: labels %v, taints %v", both.Labels, both.Spec.Taints)
+	}
+	if _, ok := w.Labels[ControlPlaneRole]; ok || len(w.Spec.Taints) != 0 {
+		t.Errorf("a worker: labels %v, taints %v", w.Labels, w.Spec.Taints)
+	}
+	// the control plane becomes a worker too: its taint goes
+	if _, err := c.SetNodeRoles(ctx, "cp", true, true); err != nil || len(get("cp").Spec.Taints) != 0 {
+		t.Errorf("the taint stayed on a control plane that became a worker: %v", get("cp").Spec.Taints)
+	}
+}

@@ -29,6 +29,7 @@ func InitWith(o *InstallOptions) workflow.Workflow {
 		nodePhases(),
 		podNetwork(),
 		waitNodesReady(),
+		nodeRoles(),
 		addonPhases(b, nil),
 		kubeconfigPhase(o),
 	}}

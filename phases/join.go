@@ -33,6 +33,7 @@ func JoinWith(o *InstallOptions) workflow.Workflow {
 		nodePhases(),
 		podNetwork(),
 		waitNodesReady(),
+		nodeRoles(),
 	}}
 }
 

@@ -184,6 +184,33 @@ func waitNodesReady() workflow.Phase {
 	}}
 }
 
+// nodeRoles labels every node with its roles and taints the control planes that are not also workers, as
+// kubeadm does: ordinary pods stay off them. The kubelet may not set node-role labels itself (NodeRestriction).
+func nodeRoles() workflow.Phase {
+	return workflow.Phase{Name: "node-roles", Short: "Label nodes with their roles; taint control planes that are not workers (NoSchedule)",
+		Run: func(ctx context.Context, r *workflow.Run) error {
+			var plans []string
+			for _, t := range r.TargetsFor(nodes) {
+				plans = append(plans, "label node "+t.Spec.Name+" with its roles")
+			}
+			if !r.Wet("", plans...) {
+				return nil
+			}
+			return withControlPlaneAPI(r, func(c *kube.Client) error {
+				for _, t := range r.TargetsFor(nodes) {
+					changed, err := c.SetNodeRoles(ctx, t.Spec.Name, t.Spec.HasRole(api.RoleControlPlane), t.Spec.HasRole(api.RoleWorker))
+					if err != nil {
+						return fmt.Errorf("node %s: %w", t.Spec.Name, err)
+					}
+					if changed {
+						r.Changed(t.Spec.Name, "node roles labelled")
+					}
+				}
+				return nil
+			})
+		}}
+}
+
 func kubeconfigPhase(o *InstallOptions) workflow.Phase {
 	return workflow.Phase{Name: "kubeconfig", Short: "Write the admin kubeconfig (0600) pointing at the control-plane endpoint",
 		Run: func(ctx context.Context, r *workflow.Run) error {

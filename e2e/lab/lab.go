@@ -170,10 +170,16 @@ func (l *Lab) clusterYAML(n int) string {
 		fmt.Fprintf(&b, "  bundle:\n    path: %s\n", l.Bundle)
 	}
 	b.WriteString("  hosts:\n")
+	// a lab of control planes alone makes them workers too: tainted control planes would leave the add-ons
+	// nowhere to run
+	cpOnly := len(l.ControlPlanes) >= n || n == 1
 	for i := 1; i <= n; i++ {
 		roles := "[worker]"
 		if i == 1 && len(l.ControlPlanes) == 0 || slices.Contains(l.ControlPlanes, i) {
 			roles = "[control-plane, etcd]"
+			if cpOnly {
+				roles = "[control-plane, etcd, worker]"
+			}
 		}
 		fmt.Fprintf(&b, "  - name: h%d\n    address: %s\n    sshKeyPath: id_ed25519\n    roles: %s\n", i, HostIP(i), roles)
 	}
