@@ -56,7 +56,7 @@ func apiServerFiles(spec api.ClusterSpec, h api.Host, version string) ([]hostops
 	}
 	files := []hostops.File{
 		{Path: "/etc/kubernetes/admission.yaml", Content: admission, Mode: 0o600},
-		{Path: "/etc/systemd/system/kube-apiserver.service", Content: unit, Mode: 0o644},
+		{Path: "/etc/systemd/system/kube-apiserver.service", Content: unit, Mode: 0o600},
 	}
 	if on(spec.APIServer.Audit.Enabled) {
 		policy, err := templates.Render("audit-policy.yaml", nil)
@@ -119,7 +119,7 @@ func runLeaderElected(ctx context.Context, r *workflow.Run, t *workflow.Target, 
 	if err != nil {
 		return err
 	}
-	if err := ensureService(ctx, r, t, unit, hostops.File{Path: "/etc/systemd/system/" + unit + ".service", Content: content, Mode: 0o644}); err != nil {
+	if err := ensureService(ctx, r, t, unit, hostops.File{Path: "/etc/systemd/system/" + unit + ".service", Content: content, Mode: 0o600}); err != nil {
 		return err
 	}
 	if !r.Wet("") { // a plan started nothing to wait for or talk to

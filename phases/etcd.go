@@ -117,7 +117,7 @@ func startMember(ctx context.Context, r *workflow.Run, h etcdHost, env string) e
 	if err != nil {
 		return err
 	}
-	files := []hostops.File{{Path: "/etc/systemd/system/etcd.service", Content: unit, Mode: 0o644}}
+	files := []hostops.File{{Path: "/etc/systemd/system/etcd.service", Content: unit, Mode: 0o600}}
 	if h.bootstrap == "" {
 		files = append(files, hostops.File{Path: etcdBootstrapFile, Content: []byte(env), Mode: 0o644})
 	}

@@ -114,8 +114,8 @@ func kubeletFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, vers
 	}
 	d.ResolvConf = resolvConf
 	return []hostops.File{
-		{Path: "/var/lib/kubelet/config.yaml", Content: render("kubelet-config.yaml", d), Mode: 0o644},
-		{Path: "/etc/systemd/system/kubelet.service", Content: render("kubelet.service", d), Mode: 0o644},
+		{Path: "/var/lib/kubelet/config.yaml", Content: render("kubelet-config.yaml", d), Mode: 0o600},
+		{Path: "/etc/systemd/system/kubelet.service", Content: render("kubelet.service", d), Mode: 0o600},
 	}, nil
 }
 
@@ -129,7 +129,7 @@ func kubeProxyFiles(r *workflow.Run, t *workflow.Target, version string) []hosto
 	d.Version = version
 	return []hostops.File{
 		{Path: "/var/lib/kube-proxy/config.yaml", Content: render("kube-proxy-config.yaml", d), Mode: 0o644},
-		{Path: "/etc/systemd/system/kube-proxy.service", Content: render("kube-proxy.service", d), Mode: 0o644},
+		{Path: "/etc/systemd/system/kube-proxy.service", Content: render("kube-proxy.service", d), Mode: 0o600},
 	}
 }
 
@@ -168,7 +168,7 @@ func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 		return err
 	}
 	return ensureService(ctx, r, t, "privcloud-pod-routes",
-		hostops.File{Path: "/etc/systemd/system/privcloud-pod-routes.service", Content: render("pod-routes.service", d), Mode: 0o644})
+		hostops.File{Path: "/etc/systemd/system/privcloud-pod-routes.service", Content: render("pod-routes.service", d), Mode: 0o600})
 }
 
 func waitNodesReady() workflow.Phase {

@@ -453,7 +453,7 @@ func upgradedAPIServerFiles(_ context.Context, r *workflow.Run, t *workflow.Targ
 func leaderElectedFiles(unit string) func(context.Context, *workflow.Run, *workflow.Target, string) ([]hostops.File, error) {
 	return func(_ context.Context, r *workflow.Run, _ *workflow.Target, version string) ([]hostops.File, error) {
 		content, err := templates.Render(unit+".service", leaderElectedData(r, unit, version))
-		return []hostops.File{{Path: "/etc/systemd/system/" + unit + ".service", Content: content, Mode: 0o644}}, err
+		return []hostops.File{{Path: "/etc/systemd/system/" + unit + ".service", Content: content, Mode: 0o600}}, err
 	}
 }
 

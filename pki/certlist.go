@@ -109,6 +109,19 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 			Usages:   []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 			DNSNames: QuayDNSNames(s), IPs: []net.IP{net.ParseIP("127.0.0.1")}})
 	}
+	// each kubelet's serving certificate, from the cluster CA: the API servers verify every kubelet they call
+	// (logs, exec, port-forward) instead of trusting whatever certificate it made for itself
+	for _, h := range s.Hosts {
+		if !isNode(h) {
+			continue
+		}
+		var ips []net.IP
+		if ip := net.ParseIP(h.InternalAddress); ip != nil {
+			ips = append(ips, ip)
+		}
+		t.Leaves = append(t.Leaves, Cert{Name: KubeletServingCert(h.Name), CA: ClusterCA, CommonName: "system:node:" + h.Name,
+			Organization: []string{"system:nodes"}, Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, DNSNames: []string{h.Name}, IPs: ips})
+	}
 	t.Kubeconfigs = []Kubeconfig{
 		{Name: "admin", CommonName: "kubernetes-admin", Organization: []string{AdminGroup}, Server: server},
 		{Name: "super-admin", CommonName: "kubernetes-super-admin", Organization: []string{"system:masters"}, Server: server},
@@ -129,6 +142,9 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 func isNode(h api.Host) bool {
 	return h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)
 }
+
+// KubeletServingCert is the name of host's kubelet serving certificate in the tree.
+func KubeletServingCert(host string) string { return "kubelet/" + host }
 
 // APIServerCert is the name of host's API server serving certificate in the tree.
 func APIServerCert(host string) string { return "apiserver/" + host }

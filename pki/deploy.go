@@ -60,6 +60,7 @@ func Deployments(s Store, t *Tree, h api.Host) []Deployment {
 	)
 	if isNode(h) {
 		cert(ClusterCA, "ca", kubelet)
+		pair(KubeletServingCert(h.Name), "kubelet", kubelet)
 		conf("kubelet-"+h.Name, "kubelet.conf", kubelet)
 		conf("kube-proxy", "kube-proxy.conf", proxy)
 	}

@@ -258,7 +258,7 @@ func TestSANChangeReissuesOnlyThatLeaf(t *testing.T) {
 			changed = append(changed, o.Name)
 		}
 	}
-	if want := []string{"apiserver/cp4", "etcd/server-cp4", "etcd/peer-cp4", "kubeconfig/kubelet-cp4"}; !slices.Equal(changed, want) {
+	if want := []string{"apiserver/cp4", "etcd/server-cp4", "etcd/peer-cp4", "kubelet/cp4", "kubeconfig/kubelet-cp4"}; !slices.Equal(changed, want) {
 		t.Errorf("adding cp4 changed %v, want %v", changed, want)
 	}
 }
@@ -489,7 +489,7 @@ func TestDeployments(t *testing.T) {
 		return out
 	}
 	hosts := c.Spec.Hosts
-	if got := targets(hosts[4]); !slices.Equal(got, []string{"/etc/kubernetes/kube-proxy.conf", "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/ca.crt"}) {
+	if got := targets(hosts[4]); !slices.Equal(got, []string{"/etc/kubernetes/kube-proxy.conf", "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/kubelet.crt", "/etc/kubernetes/pki/kubelet.key"}) {
 		t.Errorf("worker gets %v", got)
 	}
 	e4 := targets(hosts[6])
