@@ -143,7 +143,7 @@ func clusterRBAC() workflow.Phase {
 // (revocable, unlike system:masters), and the API server's kubelet client may use the kubelet API (exec, logs).
 func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
 	cps := r.TargetsFor(controlPlane)
-	if !r.Wet(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client") {
+	if !r.Wet(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client, privcloud:node-client-renewal") {
 		return nil
 	}
 	api, err := apiVia(r, cps[0].Host)
@@ -155,6 +155,9 @@ func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
 	for _, b := range []struct{ name, role, kind, subject string }{
 		{"privcloud:cluster-admins", "cluster-admin", "Group", pki.AdminGroup},
 		{"privcloud:apiserver-kubelet-client", "system:kubelet-api-admin", "User", "kube-apiserver-kubelet-client"},
+		// kubelets renew their client certificates themselves (rotateCertificates); the controller-manager
+		// approves a node's request for its own name
+		{"privcloud:node-client-renewal", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "Group", "system:nodes"},
 	} {
 		objs = append(objs, object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", b.name, map[string]any{
 			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": b.role},
