@@ -87,7 +87,7 @@ func (r *Recorder) Upload(ctx context.Context, content Content, dst string, mode
 	}
 	a := Action{Host: r.name, Kind: "write", Path: dst, Mode: mode, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
 	switch {
-	case secret.File(mode, data) || (err == nil && secret.File(mode, old)):
+	case secret.File(dst, data) || (err == nil && secret.File(dst, old)):
 		a.Diff = "(secret content: not shown)"
 	case err == nil && isText(old) && isText(data):
 		a.Diff = LineDiff(string(old), string(data))

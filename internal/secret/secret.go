@@ -3,7 +3,6 @@
 package secret
 
 import (
-	"io/fs"
 	"regexp"
 	"strings"
 )
@@ -38,10 +37,11 @@ func mayHold(s string) bool {
 	return false
 }
 
-// File reports whether a file's content must never be shown: it is readable by its owner alone (keys,
-// kubeconfigs, encryption configuration are written 0600) or it holds key material or secret fields.
-func File(mode fs.FileMode, data []byte) bool {
-	if mode.Perm()&0o077 == 0 {
+// File reports whether a file's content must never be shown: a key by its name, or content that holds key
+// material or secret fields (kubeconfigs' keys, the encryption configuration). Files that are merely root's
+// alone (unit files, the kubelet's configuration) are shown.
+func File(path string, data []byte) bool {
+	if strings.HasSuffix(path, ".key") || strings.HasSuffix(path, ".pem") {
 		return true
 	}
 	s := string(data)

@@ -36,13 +36,16 @@ MIIBcert
 }
 
 func TestFileIsSecretByModeOrContent(t *testing.T) {
-	if !File(0o600, []byte("anything")) {
-		t.Error("a 0600 file must count as secret")
+	if !File("/etc/kubernetes/pki/sa.key", []byte("anything")) {
+		t.Error("a .key file must count as secret")
 	}
-	if !File(0o644, []byte("-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----\n")) {
-		t.Error("a private key must count as secret whatever its mode")
+	if !File("/etc/x", []byte("-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----\n")) {
+		t.Error("a private key must count as secret whatever its name")
 	}
-	if File(0o644, []byte("[Unit]\nDescription=etcd\n")) {
-		t.Error("a unit file is not secret")
+	if !File("/etc/kubernetes/encryption-config.yaml", []byte("  - secretbox:\n      keys:\n      - name: k\n        secret: c2VjcmV0\n")) {
+		t.Error("an encryption configuration must count as secret")
+	}
+	if File("/etc/systemd/system/etcd.service", []byte("[Unit]\nDescription=etcd\n")) {
+		t.Error("a unit file is not secret, even 0600")
 	}
 }

@@ -76,6 +76,9 @@ func (r *Run) TargetsFor(roles []api.Role) []*Target {
 // Changed notes that a phase changed something on host (empty for the cluster as a whole) and reports what;
 // the summary counts changes so a converged re-run can say "0 changed".
 func (r *Run) Changed(host, what string) {
+	if r.DryRun {
+		return // nothing changes in a dry run: what would change was planned (Plan) as it was recorded
+	}
 	r.count(host)
 	r.mu.Lock()
 	phase := r.current
@@ -237,12 +240,13 @@ func Execute(ctx context.Context, r *Run, steps []Step) error {
 }
 
 func (r *Run) runOnce(ctx context.Context, st Step) error {
-	before := r.changeCount("")
+	// a cluster-wide phase changes hosts too (etcd members, RBAC through a control plane): count them all
+	before := r.totalChanges()
 	t0 := r.now()
 	r.emit(st.Path, "", report.Started, 0, "", nil)
 	err := st.Phase.Run(ctx, r)
 	d := r.now().Sub(t0)
-	status := r.statusOf(err, r.changeCount("") > before)
+	status := r.statusOf(err, r.totalChanges() > before)
 	r.emit(st.Path, "", status, d, skipReason(err), reportedErr(err))
 	if err == nil || status == report.Skipped {
 		return err // a SkipError goes up so the summary counts the phase as skipped

@@ -1,0 +1,257 @@
+package phases
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/report"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+// nodeFiles are the files of the node phases with their modes: units and the kubelet's configuration are
+// root's alone.
+var nodeFiles = map[string]fs.FileMode{"/var/lib/kubelet/config.yaml": 0o600, "/etc/systemd/system/kubelet.service": 0o600,
+	"/var/lib/kube-proxy/config.yaml": 0o644, "/etc/systemd/system/kube-proxy.service": 0o600}
+
+// Every node gets its own kubelet and kube-proxy files, each service is restarted once because its
+// files are new, and the kubelet waits for its Node. A second run writes and restarts nothing.
+func TestNodePhasesWriteEachHostsFilesAndConverge(t *testing.T) {
+	c, hosts, ex, out, svc := liveCluster(t)
+	w2 := &c.Spec.Hosts[2]
+	w2.Labels = map[string]string{"zone": "b", "disk": "ssd"}
+	w2.Taints = []api.Taint{{Key: "dedicated", Value: "storage", Effect: "NoSchedule"}}
+	// worker1 runs systemd-resolved: its pods must get the real servers, not the 127.0.0.53 stub
+	hosts["worker1"].SetFile("/etc/resolv.conf", []byte("nameserver 127.0.0.53\n"), 0o644)
+	hosts["worker1"].SetFile("/run/systemd/resolve/resolv.conf", []byte("nameserver 192.168.10.1\n"), 0o644)
+
+	if err := runPhases(t, Init(), c, ex, out, "node"); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range c.Spec.Hosts {
+		f := hosts[h.Name]
+		for p, want := range nodeFiles {
+			if _, mode, ok := f.File(p); !ok || mode != want {
+				t.Errorf("%s: %s present %v, mode %o; want %o", h.Name, p, ok, mode, want)
+			}
+		}
+		unit, _, _ := f.File("/etc/systemd/system/kubelet.service")
+		cfg, _, _ := f.File("/var/lib/kubelet/config.yaml")
+		proxy, _, _ := f.File("/var/lib/kube-proxy/config.yaml")
+		for _, want := range []string{"--hostname-override=" + h.Name + " ", "--node-ip=" + h.InternalAddress, "--kubeconfig=/etc/kubernetes/kubelet.conf",
+			"kubelet " + c.Spec.KubernetesVersion + " on " + h.Name} {
+			if !strings.Contains(string(unit), want) {
+				t.Errorf("%s: kubelet.service lacks %q:\n%s", h.Name, want, unit)
+			}
+		}
+		for _, want := range []string{"clusterDNS:\n- " + c.Spec.Network.ClusterDNS + "\n", "anonymous:\n    enabled: false", "authorization:\n  mode: Webhook",
+			"clientCAFile: /etc/kubernetes/pki/ca.crt", "containerRuntimeEndpoint: unix:///run/containerd/containerd.sock"} {
+			if !strings.Contains(string(cfg), want) {
+				t.Errorf("%s: kubelet config lacks %q:\n%s", h.Name, want, cfg)
+			}
+		}
+		if !strings.Contains(string(proxy), "hostnameOverride: "+h.Name+"\n") || !strings.Contains(string(proxy), "kubeconfig: /etc/kubernetes/kube-proxy.conf") {
+			t.Errorf("%s: kube-proxy config:\n%s", h.Name, proxy)
+		}
+		if got := restarts(f); !slices.Equal(got, []string{"kubelet", "kube-proxy"}) {
+			t.Errorf("%s restarted %q, want kubelet then kube-proxy once each", h.Name, got)
+		}
+		if e := final(t, out, "node/kubelet", h.Name); e.Status != report.Changed {
+			t.Errorf("%s: node/kubelet %s", h.Name, e.Status)
+		}
+	}
+	resolv := func(host string) string {
+		cfg, _, _ := hosts[host].File("/var/lib/kubelet/config.yaml")
+		_, v, _ := strings.Cut(string(cfg), "resolvConf: ")
+		v, _, _ = strings.Cut(v, "\n")
+		return v
+	}
+	if resolv("worker1") != "/run/systemd/resolve/resolv.conf" || resolv("worker2") != "/etc/resolv.conf" {
+		t.Errorf("resolvConf: worker1 %s, worker2 %s", resolv("worker1"), resolv("worker2"))
+	}
+	unit, _, _ := hosts["worker2"].File("/etc/systemd/system/kubelet.service")
+	if !strings.Contains(string(unit), "--node-labels=disk=ssd,zone=b \\") || !strings.Contains(string(unit), "--register-with-taints=dedicated=storage:NoSchedule") {
+		t.Errorf("worker2's labels (sorted) and taints:\n%s", unit)
+	}
+	if unit, _, _ := hosts["worker1"].File("/etc/systemd/system/kubelet.service"); strings.Contains(string(unit), "--node-labels") {
+		t.Errorf("a host without labels got --node-labels:\n%s", unit)
+	}
+	var asked []string
+	for _, r := range svc.api.requested() {
+		if strings.HasPrefix(r, "GET /api/v1/nodes/") {
+			asked = append(asked, strings.TrimPrefix(r, "GET /api/v1/nodes/"))
+		}
+	}
+	slices.Sort(asked)
+	if !slices.Equal(slices.Compact(asked), []string{"cp1", "worker1", "worker2"}) {
+		t.Errorf("the kubelet phase waited for nodes %q", asked)
+	}
+
+	// converged: nothing written, nothing restarted, every host ok
+	if err := runPhases(t, Init(), c, ex, out, "node"); err != nil {
+		t.Fatal(err)
+	}
+	if got := changes(t, out); len(got) != 0 || summary(t, out).Changed != 0 {
+		t.Errorf("a converged run changed %q", got)
+	}
+	for _, h := range c.Spec.Hosts {
+		if got := restarts(hosts[h.Name]); len(got) != 2 {
+			t.Errorf("%s: the converged run restarted again: %q", h.Name, got)
+		}
+		for _, p := range []string{"node/kubelet", "node/kube-proxy"} {
+			if e := final(t, out, p, h.Name); e.Status != report.OK {
+				t.Errorf("%s: converged %s is %s", h.Name, p, e.Status)
+			}
+		}
+	}
+}
+
+// A change to the kubelet's configuration restarts the kubelet on every node and leaves kube-proxy alone; a
+// kubelet that stopped by itself is started, not restarted.
+func TestNodePhasesRestartOnlyWhatChanged(t *testing.T) {
+	c, hosts, ex, out, _ := liveCluster(t)
+	if err := runPhases(t, Init(), c, ex, out, "node"); err != nil {
+		t.Fatal(err)
+	}
+	c.Spec.Kubelet.MaxPods = 55
+	// worker2's kubelet is not running: the converged script starts it
+	hosts["worker2"].OnCommandFunc(`if [ "$(systemctl show -p NeedDaemonReload`, func(cmd string) (ssh.Result, error) {
+		if strings.Contains(cmd, "kubelet") {
+			return ssh.Result{Stdout: []byte("started\n")}, nil
+		}
+		return ssh.Result{}, nil
+	})
+	if err := runPhases(t, Init(), c, ex, out, "node"); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range c.Spec.Hosts {
+		if got := restarts(hosts[h.Name]); !slices.Equal(got, []string{"kubelet", "kube-proxy", "kubelet"}) {
+			t.Errorf("%s restarted %q: the kubelet again, kube-proxy not", h.Name, got)
+		}
+		if cfg, _, _ := hosts[h.Name].File("/var/lib/kubelet/config.yaml"); !strings.Contains(string(cfg), "maxPods: 55\n") {
+			t.Errorf("%s: maxPods not written:\n%s", h.Name, cfg)
+		}
+	}
+	want := []string{}
+	for _, h := range c.Spec.Hosts {
+		want = append(want, "node/kubelet "+h.Name+" /var/lib/kubelet/config.yaml", "node/kubelet "+h.Name+" kubelet restarted")
+	}
+	got := changes(t, out)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("changes\n%q\nwant\n%q", got, want)
+	}
+
+	if err := runPhases(t, Init(), c, ex, out, "node/kubelet"); err != nil {
+		t.Fatal(err)
+	}
+	if got := changes(t, out); !slices.Equal(got, []string{"node/kubelet worker2 kubelet started"}) {
+		t.Errorf("changes %q, want worker2's kubelet started", got)
+	}
+}
+
+// ensureService's script for a host whose files did not change, run against a stubbed systemd: it reloads
+// only when systemd asks for it, enables what is disabled, starts what is stopped and prints only what it did.
+func TestEnsureServiceConvergedScript(t *testing.T) {
+	cl, hosts, ex, out, _ := liveCluster(t)
+	if err := runPhases(t, Init(), cl, ex, out, "node/kube-proxy"); err != nil {
+		t.Fatal(err)
+	}
+	if err := runPhases(t, Init(), cl, ex, out, "node/kube-proxy"); err != nil {
+		t.Fatal(err)
+	}
+	script := commandsLike(hosts["worker1"], `if [ "$(systemctl show`)
+	if len(script) != 1 {
+		t.Fatalf("the converged run ran %q", hosts["worker1"].Commands())
+	}
+	for _, tc := range []struct {
+		name                    string
+		reload, enabled, active bool
+		out                     string
+		calls                   []string
+	}{
+		{"running", false, true, true, "", []string{"systemctl show -p NeedDaemonReload --value kube-proxy", "systemctl is-enabled -q kube-proxy", "systemctl is-active -q kube-proxy"}},
+		{"stopped", false, true, false, "started\n", []string{"systemctl show -p NeedDaemonReload --value kube-proxy", "systemctl is-enabled -q kube-proxy", "systemctl is-active -q kube-proxy", "systemctl start kube-proxy"}},
+		{"disabled, unit file edited", true, false, true, "", []string{"systemctl show -p NeedDaemonReload --value kube-proxy", "systemctl daemon-reload", "systemctl is-enabled -q kube-proxy", "systemctl enable -q kube-proxy", "systemctl is-active -q kube-proxy"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := t.TempDir()
+			for f, on := range map[string]bool{"reload": tc.reload, "enabled": tc.enabled, "active": tc.active} {
+				if on {
+					os.WriteFile(filepath.Join(state, f), nil, 0o644)
+				}
+			}
+			got := runStubbed(t, state, script[0], map[string]string{"systemctl": `case "$1" in
+show) [ -e "$STATE/reload" ] && echo yes || echo no;;
+is-enabled) [ -e "$STATE/enabled" ];;
+is-active) [ -e "$STATE/active" ];;
+esac`})
+			if got != tc.out || !slices.Equal(calls(state), tc.calls) {
+				t.Errorf("printed %q, called\n%q\nwant %q,\n%q", got, calls(state), tc.out, tc.calls)
+			}
+		})
+	}
+}
+
+// The network phase writes each node's bridge configuration for the pod CIDR the controller-manager gave it
+// and a routes unit to the other nodes' pod CIDRs; a node that joins later changes the others' routes.
+func TestNetworkPhaseRoutesToTheOtherNodes(t *testing.T) {
+	c, hosts, ex, out, svc := liveCluster(t)
+	if err := runPhases(t, Init(), c, ex, out, "network"); err != nil {
+		t.Fatal(err)
+	}
+	cidr := map[string]string{"cp1": "10.244.0.0/24", "worker1": "10.244.1.0/24", "worker2": "10.244.2.0/24"}
+	for _, h := range c.Spec.Hosts {
+		conf, mode, _ := hosts[h.Name].File("/etc/cni/net.d/10-privcloud.conflist")
+		if mode != 0o644 || !strings.Contains(string(conf), `"ranges": [[{"subnet": "`+cidr[h.Name]+`"}]]`) {
+			t.Errorf("%s: conflist (%o):\n%s", h.Name, mode, conf)
+		}
+		unit, mode, _ := hosts[h.Name].File("/etc/systemd/system/privcloud-pod-routes.service")
+		if mode != 0o600 {
+			t.Errorf("%s: the routes unit has mode %o, want 0600", h.Name, mode)
+		}
+		var routes []string
+		for _, l := range strings.Split(string(unit), "\n") {
+			if r, ok := strings.CutPrefix(l, "ExecStart=/sbin/ip route replace "); ok {
+				routes = append(routes, r)
+			}
+		}
+		var want []string
+		for _, o := range c.Spec.Hosts {
+			if o.Name != h.Name {
+				want = append(want, cidr[o.Name]+" via "+o.InternalAddress+" proto 201")
+			}
+		}
+		if !slices.Equal(routes, want) {
+			t.Errorf("%s routes %q, want %q", h.Name, routes, want)
+		}
+		if got := restarts(hosts[h.Name]); !slices.Equal(got, []string{"privcloud-pod-routes"}) {
+			t.Errorf("%s restarted %q", h.Name, got)
+		}
+	}
+	if err := runPhases(t, Init(), c, ex, out, "network"); err != nil {
+		t.Fatal(err)
+	}
+	if got := changes(t, out); len(got) != 0 {
+		t.Errorf("a converged run changed %q", got)
+	}
+	// a fourth node registers: every node routes to it, and only the routes unit restarts
+	svc.api.addNode(api.Host{Name: "worker3", InternalAddress: "192.168.10.23"}, "10.244.3.0/24", true)
+	if err := runPhases(t, Init(), c, ex, out, "network"); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range c.Spec.Hosts {
+		unit, _, _ := hosts[h.Name].File("/etc/systemd/system/privcloud-pod-routes.service")
+		if !strings.Contains(string(unit), "ExecStart=/sbin/ip route replace 10.244.3.0/24 via 192.168.10.23 proto 201\n") {
+			t.Errorf("%s has no route to the new node:\n%s", h.Name, unit)
+		}
+		if got := restarts(hosts[h.Name]); !slices.Equal(got, []string{"privcloud-pod-routes", "privcloud-pod-routes"}) {
+			t.Errorf("%s restarted %q", h.Name, got)
+		}
+	}
+}
