@@ -449,6 +449,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 	if !strings.Contains(r.stdout, "kata 160Mi") || strings.Count(r.stdout, "kata") < 4 {
 		t.Errorf("kata RuntimeClass and handlers:\n%s%s", r.stdout, r.stderr)
 	}
+	checkHardening(t, l, kubectl)
 	checkAddons(t, l, kubectl)
 	checkRegistryMirror(t, l, kubectl)
 
