@@ -22,8 +22,7 @@ const kubeBenchVersion = "v0.14.0"
 // knownFails are the automated CIS checks privcloud still fails, by node type, each with why: the test fails
 // when a check outside them fails, and when one of them passes (so the list only ever shrinks).
 var knownFails = map[string][]string{
-	// 1.1.12: etcd's data directory is root's, as etcd runs as root (an etcd user is still to come)
-	"control-plane": {"1.1.12"},
+	"control-plane": nil,
 	"worker":        nil,
 }
 

@@ -117,6 +117,10 @@ func startMember(ctx context.Context, r *workflow.Run, h etcdHost, env string) e
 	if err != nil {
 		return err
 	}
+	// etcd runs as its own system user, made once; reset removes it again
+	if err := runScript(ctx, r, h.Target, "create the etcd user", `getent passwd etcd >/dev/null || { useradd --system --user-group --no-create-home --home-dir /var/lib/etcd --shell /usr/sbin/nologin --comment "etcd (privcloud)" etcd && echo "created user etcd"; }`); err != nil {
+		return err
+	}
 	files := []hostops.File{{Path: "/etc/systemd/system/etcd.service", Content: unit, Mode: 0o600}}
 	if h.bootstrap == "" {
 		files = append(files, hostops.File{Path: etcdBootstrapFile, Content: []byte(env), Mode: 0o644})

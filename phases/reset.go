@@ -232,6 +232,8 @@ for p in ` + ssh.ShellQuoteAll(dirs) + `; do
   elif [ -e "$p" ]; then rm -rf "$p" && echo "removed $p"; fi
 done
 rmdir /opt/cni/bin /opt/cni /etc/cni/net.d /etc/cni 2>/dev/null
+# the etcd user privcloud made (never one the host had before)
+if [ "$(getent passwd etcd | cut -d: -f5)" = "etcd (privcloud)" ]; then userdel etcd && echo "removed user etcd"; fi
 true`
 	return runScript(ctx, r, t, "unmount and remove privcloud's files", script)
 }
