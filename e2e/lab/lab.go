@@ -324,6 +324,13 @@ func (l *Lab) hostUp(i int, image string, userKey xssh.PublicKey) (xssh.PublicKe
 			return nil, err
 		}
 	}
+	// the overlay's folders take the upper folders' modes: a host's / and /etc are 0755, or services running as
+	// their own user (etcd) cannot even enter them
+	for _, d := range []string{"upper", "upper/etc", "upper/etc/ssh"} {
+		if err := os.Chmod(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
 	// a fresh host key for this host, known before it boots: host keys are verified from the first connection
 	hostKey, err := writeHostKey(filepath.Join(dir, "upper/etc/ssh/ssh_host_ed25519_key"))
 	if err != nil {
