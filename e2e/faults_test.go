@@ -64,7 +64,14 @@ func TestInterruptedRunsConverge(t *testing.T) {
 	}
 	checkNoPartialFiles(t, l)
 
-	// a power cut of the control plane: its services come back with the machine, and both nodes are Ready
+	// a power cut of the control plane: its services come back with the machine, and its kubelet reports the
+	// node Ready again from the new boot (the boot id it reports changes), with the worker Ready too
+	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
+	bootID := func() string {
+		r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get node h1 -o jsonpath='boot={.status.nodeInfo.bootID} ready={.status.conditions[?(@.type==\"Ready\")].status}'")
+		return execLine(r.stdout, "boot=")
+	}
+	before := bootID()
 	start = time.Now()
 	if err := l.Reboot(1); err != nil {
 		t.Fatal(err)
@@ -72,16 +79,19 @@ func TestInterruptedRunsConverge(t *testing.T) {
 	if err := l.WaitSSH(t.Context(), 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
+	waitUntil(t, 4*time.Minute, "h1 Ready from its new boot", func() (bool, string) {
+		now := bootID()
+		return now != before && strings.HasSuffix(now, "ready=True"), now
+	})
 	waitUntil(t, 4*time.Minute, "both nodes Ready after h1's reboot", func() (bool, string) {
 		r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
 		return r.code == 0 && strings.Count(r.stdout, " Ready ") == 2, r.stdout + r.stderr
 	})
-	t.Logf("h1 rebooted: both nodes Ready after %s", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("h1 rebooted: Ready again from its new boot, with h2, after %s", time.Since(start).Round(100*time.Millisecond))
 	waitUntil(t, 4*time.Minute, "CoreDNS available after h1's reboot", func() (bool, string) {
-		r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"-n kube-system get deploy coredns -o jsonpath='{.status.availableReplicas}/{.spec.replicas}'")
-		f := strings.Split(strings.TrimSpace(r.stdout), "/")
-		return r.code == 0 && len(f) == 2 && f[0] == f[1], r.stdout + r.stderr
+		r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"-n kube-system get deploy coredns -o jsonpath='dns={.status.availableReplicas}/{.spec.replicas}'")
+		f := strings.Split(strings.TrimPrefix(execLine(r.stdout, "dns="), "dns="), "/")
+		return r.code == 0 && len(f) == 2 && f[0] != "" && f[0] == f[1], r.stdout + r.stderr
 	})
 	if r := run(t, l, "init"); r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
 		t.Errorf("init after the reboot changed something:\n%s%s", r.stdout, r.stderr)
@@ -159,6 +169,16 @@ func checkNoPartialFiles(t *testing.T, l *lab.Lab) {
 			t.Errorf("%s: partial file left: %s", host, strings.TrimSpace(line))
 		}
 	}
+}
+
+// execLine is the line of privcloud exec's output (indented under its host) that starts with prefix.
+func execLine(out, prefix string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if l := strings.TrimSpace(line); strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
 }
 
 // waitUntil polls check until it reports true, failing with its last output after limit.
