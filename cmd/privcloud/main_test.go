@@ -199,8 +199,9 @@ func TestRemoteCertificateCheck(t *testing.T) {
 		}
 		perHost[c.Host]++
 	}
-	// the control plane with etcd checks 15 files (3 as a node, 9 as control plane, 3 as etcd member), each worker 3
-	if perHost["h1"] != 15 || perHost["h2"] != 3 || perHost["h3"] != 3 {
+	// the control plane with etcd checks 16 files (4 as a node, 9 as control plane, 3 as etcd member), each worker
+	// 4 (its CA, its kubelet's serving certificate, kubelet.conf, kube-proxy.conf)
+	if perHost["h1"] != 16 || perHost["h2"] != 4 || perHost["h3"] != 4 {
 		t.Errorf("files checked per host: %v", perHost)
 	}
 }
