@@ -63,7 +63,7 @@ func (c *Client) run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	}
 	defer release()
 
-	sess, err := c.client().NewSession()
+	sess, err := openSession(ctx, c.client())
 	if err != nil {
 		return fmt.Errorf("%s: %w: %v", c.name, ErrConnectionLost, err)
 	}
@@ -106,6 +106,25 @@ func (c *Client) acquire(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// openSession opens a session on conn. A server that refuses the channel (OpenSSH's MaxSessions, counted
+// until the previous sessions' processes are reaped, sudo's a little later) is asked again for a few seconds:
+// the refusal is about that moment, not the connection.
+func openSession(ctx context.Context, conn *xssh.Client) (*xssh.Session, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		sess, err := conn.NewSession()
+		var refused *xssh.OpenChannelError
+		if err == nil || !errors.As(err, &refused) || time.Now().After(deadline) {
+			return sess, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
 

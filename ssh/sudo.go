@@ -73,7 +73,7 @@ func (c *Client) probeSudo(ctx context.Context, conn *xssh.Client) (bool, error)
 		return false, err
 	}
 	defer func() { <-c.sessions }()
-	sess, err := conn.NewSession()
+	sess, err := openSession(ctx, conn)
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", ErrConnectionLost, err)
 	}
