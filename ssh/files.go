@@ -100,15 +100,20 @@ true`
 // RemoveStaleUploads removes the temporary files and half-switched links that a killed or cut-off run left on
 // h, and returns their paths. Call it only while holding the host's lock.
 func RemoveStaleUploads(ctx context.Context, h Host) ([]string, error) {
-	env := "PRIVCLOUD_SUMS=" + DefaultSumsDir + " "
-	if c, ok := h.(interface{ sumsEnv() string }); ok {
-		env = c.sumsEnv()
-	}
+	env := sumsEnvOf(h)
 	res, err := h.Run(ctx, env+"sh -c "+ShellQuote(sweepScript))
 	if err != nil {
 		return nil, err
 	}
 	return strings.Fields(string(res.Stdout)), nil
+}
+
+// sumsEnvOf sets the hash-record folder for a script on h: the client's own, or the default on other hosts.
+func sumsEnvOf(h Host) string {
+	if c, ok := h.(interface{ sumsEnv() string }); ok {
+		return c.sumsEnv()
+	}
+	return "PRIVCLOUD_SUMS=" + DefaultSumsDir + " "
 }
 
 // FileState is what a remote file is: its sha256, mode (octal, as stat prints it) and owner ("user:group").
@@ -118,10 +123,7 @@ type FileState struct {
 
 // States reports the state of each of paths that exists on h, in one command however many there are.
 func States(ctx context.Context, h Host, paths []string) (map[string]FileState, error) {
-	env := "PRIVCLOUD_SUMS=" + DefaultSumsDir + " "
-	if c, ok := h.(interface{ sumsEnv() string }); ok {
-		env = c.sumsEnv()
-	}
+	env := sumsEnvOf(h)
 	var script strings.Builder
 	script.WriteString(hashFunc)
 	for _, p := range paths {
