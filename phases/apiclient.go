@@ -32,7 +32,7 @@ func controlPlaneAPI(r *workflow.Run) (*kube.Client, error) {
 // withControlPlaneAPI runs fn with an API client from controlPlaneAPI; a dry run skips it,
 // as nothing it would wait for was started.
 func withControlPlaneAPI(r *workflow.Run, fn func(*kube.Client) error) error {
-	if !r.Wet("") { // a plan started nothing to wait for or talk to
+	if r.DryRun { // a plan started nothing to wait for or talk to
 		return nil
 	}
 	c, err := controlPlaneAPI(r)

@@ -75,7 +75,7 @@ func configureContainerd(ctx context.Context, r *workflow.Run, t *workflow.Targe
 	if err := writeRegistryMirrors(ctx, r, t); err != nil {
 		return err
 	}
-	if !r.Wet("") { // a plan started nothing to wait for or talk to
+	if r.DryRun { // a plan started nothing to wait for or talk to
 		return nil
 	}
 	cl, err := containerdClient(ctx, t.Host)

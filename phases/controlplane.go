@@ -30,7 +30,7 @@ func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 	if err := ensureService(ctx, r, t, "kube-apiserver", files...); err != nil {
 		return err
 	}
-	if !r.Wet("") { // a plan started nothing to wait for or talk to
+	if r.DryRun { // a plan started nothing to wait for or talk to
 		return nil
 	}
 	store := PKIStore(r.Cluster)
@@ -122,7 +122,7 @@ func runLeaderElected(ctx context.Context, r *workflow.Run, t *workflow.Target, 
 	if err := ensureService(ctx, r, t, unit, hostops.File{Path: "/etc/systemd/system/" + unit + ".service", Content: content, Mode: 0o600}); err != nil {
 		return err
 	}
-	if !r.Wet("") { // a plan started nothing to wait for or talk to
+	if r.DryRun { // a plan started nothing to wait for or talk to
 		return nil
 	}
 	api, err := apiVia(r, t.Host)

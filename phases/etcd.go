@@ -87,7 +87,7 @@ func runEtcd(ctx context.Context, r *workflow.Run) error {
 		}
 		members = append(members, h)
 	}
-	if !r.Wet("") { // a plan started nothing to wait for or talk to
+	if r.DryRun { // a plan started nothing to wait for or talk to
 		return nil
 	}
 	if err := parallel.Each(members, func(h etcdHost) error { return waitEtcd(ctx, r, h.Target) }); err != nil {

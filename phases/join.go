@@ -39,7 +39,7 @@ func JoinWith(o *InstallOptions) workflow.Workflow {
 
 // discoverMembers asks the running cluster which nodes it has and reports the hosts that will join.
 func discoverMembers(ctx context.Context, r *workflow.Run) error {
-	if !r.Wet("") { // a plan started nothing to wait for or talk to
+	if r.DryRun { // a plan started nothing to wait for or talk to
 		return nil
 	}
 	return withControlPlaneAPI(r, func(c *kube.Client) error {

@@ -161,7 +161,7 @@ func isControlPlane(h api.Host) bool {
 // interrupted: once every node is upgraded, none has a reason to stay cordoned) and removes the canary the
 // drains used.
 func finishUpgrade(ctx context.Context, r *workflow.Run) error {
-	if !r.Wet("") { // a plan started nothing to wait for or talk to
+	if r.DryRun { // a plan started nothing to wait for or talk to
 		return nil
 	}
 	return withControlPlaneAPI(r, func(c *kube.Client) error {
