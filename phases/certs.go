@@ -102,7 +102,7 @@ func (s *certsState) generate(_ context.Context, r *workflow.Run) error {
 	if err != nil {
 		return err
 	}
-	if e := r.Cluster.Spec.APIServer.EncryptSecrets; e != nil && *e {
+	if r.Cluster.Spec.APIServer.SecretsEncrypted() {
 		action, err := pki.EnsureEncryptionConfig(PKIStore(r.Cluster), r.DryRun, time.Now())
 		if err != nil {
 			return err

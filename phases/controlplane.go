@@ -58,7 +58,7 @@ func apiServerFiles(spec api.ClusterSpec, h api.Host, version string) ([]hostops
 		{Path: "/etc/kubernetes/admission.yaml", Content: admission, Mode: 0o600},
 		{Path: "/etc/systemd/system/kube-apiserver.service", Content: unit, Mode: 0o600},
 	}
-	if on(spec.APIServer.Audit.Enabled) {
+	if spec.APIServer.Audited() {
 		policy, err := templates.Render("audit-policy.yaml", nil)
 		if err != nil {
 			return nil, err
@@ -67,8 +67,6 @@ func apiServerFiles(spec api.ClusterSpec, h api.Host, version string) ([]hostops
 	}
 	return files, nil
 }
-
-func on(b *bool) bool { return b != nil && *b }
 
 // apiServerUnit is kube-apiserver's unit on h at version.
 func apiServerUnit(spec api.ClusterSpec, h api.Host, version string) ([]byte, error) {
@@ -84,8 +82,8 @@ func apiServerUnit(spec api.ClusterSpec, h api.Host, version string) ([]byte, er
 	a := spec.APIServer
 	return templates.Render("kube-apiserver.service", templates.APIServer{Version: version, IP: h.InternalAddress,
 		EtcdServers: strings.Join(etcds, ","), ServiceCIDR: spec.Network.ServiceCIDR, DNSDomain: spec.Network.DNSDomain,
-		CipherSuites: templates.CipherSuites, Audit: on(a.Audit.Enabled), AuditMaxAge: a.Audit.MaxAge, AuditMaxBackup: a.Audit.MaxBackup,
-		AuditMaxSize: a.Audit.MaxSize, EncryptSecrets: on(a.EncryptSecrets)})
+		CipherSuites: templates.CipherSuites, Audit: a.Audited(), AuditMaxAge: a.Audit.MaxAge, AuditMaxBackup: a.Audit.MaxBackup,
+		AuditMaxSize: a.Audit.MaxSize, EncryptSecrets: a.SecretsEncrypted()})
 }
 
 func controllerManager() workflow.Phase {

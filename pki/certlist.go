@@ -64,7 +64,7 @@ const ServiceAccountKey = "sa"
 func TreeFor(c *api.Cluster) (*Tree, error) {
 	s := &c.Spec
 	t := &Tree{Cluster: c.Metadata.Name, Algorithm: Algorithm(s.PKI.KeyAlgorithm), CAValidity: s.PKI.CAValidity.Duration,
-		CertValidity: s.PKI.CertValidity.Duration, ExternalCA: s.PKI.ExternalCA, EncryptSecrets: s.APIServer.EncryptSecrets != nil && *s.APIServer.EncryptSecrets}
+		CertValidity: s.PKI.CertValidity.Duration, ExternalCA: s.PKI.ExternalCA, EncryptSecrets: s.APIServer.SecretsEncrypted()}
 	server := "https://" + s.ControlPlaneEndpoint
 	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(api.DefaultAPIServerPort))
 	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}

@@ -129,6 +129,12 @@ type APIServer struct {
 	PodSecurity    PodSecurity `json:"podSecurity,omitempty" doc:"The Pod Security admission defaults for namespaces that set no level of their own."`
 }
 
+// SecretsEncrypted reports whether Secrets are encrypted at rest (the default once defaulted).
+func (a *APIServer) SecretsEncrypted() bool { return a.EncryptSecrets != nil && *a.EncryptSecrets }
+
+// Audited reports whether the audit log is written.
+func (a *APIServer) Audited() bool { return a.Audit.Enabled != nil && *a.Audit.Enabled }
+
 // Audit configures the API server's audit log.
 type Audit struct {
 	Enabled   *bool `json:"enabled,omitempty" doc:"Write the audit log: metadata (who, what, when, result) of every request; request and response bodies are never logged, so no Secret reaches it."`
