@@ -1,0 +1,69 @@
+// Command privcloud-api-lb is the node-local API server load balancer (package apilb), run by systemd on every
+// node as privcloud-api-lb.service. SIGHUP (systemctl reload) reads the backends again: a control plane joining
+// or leaving changes no client's connection to the others.
+//
+//	privcloud-api-lb --config /etc/kubernetes/api-lb.yaml --key-file KEY
+package main
+
+import (
+	"errors"
+	"flag"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+
+	"github.com/privcloud/privcloud/apilb"
+)
+
+func main() {
+	config := flag.String("config", "/etc/kubernetes/api-lb.yaml", "configuration file")
+	keyFile := flag.String("key-file", "", "private key of the configuration's client certificate")
+	flag.Parse()
+	logger := log.New(os.Stderr, "", 0) // the journal stamps each line
+	c, err := apilb.LoadConfig(*config)
+	if err != nil {
+		logger.Fatal(err)
+	}
+	check, err := apilb.ReadyzCheck(c.CAFile, c.CertFile, *keyFile)
+	if err != nil {
+		logger.Fatal(err)
+	}
+	srv, err := apilb.Start(c, check, apilb.DefaultSettings, logger)
+	if err != nil {
+		logger.Fatal(err)
+	}
+	logger.Printf("listening on %s (health on %s), backends %v", srv.ProxyAddr(), srv.HealthAddr(), c.Backends)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			n, err := apilb.LoadConfig(*config)
+			if err != nil {
+				logger.Printf("reload: %v (keeping backends %v)", err, c.Backends)
+				continue
+			}
+			if n.Listen != c.Listen || n.Health != c.Health || n.CAFile != c.CAFile || n.CertFile != c.CertFile {
+				logger.Printf("reload: only the backends change without a restart; restart the service for the rest")
+			}
+			if !slices.Equal(n.Backends, c.Backends) {
+				logger.Printf("reload: backends %v", n.Backends)
+				srv.Balancer.SetBackends(n.Backends)
+				c.Backends = n.Backends
+			}
+		}
+	}()
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-term
+		srv.Close()
+	}()
+	err = srv.Wait()
+	if err != nil && !errors.Is(err, net.ErrClosed) { // a listener closed on SIGTERM is the normal end
+		logger.Fatal(err)
+	}
+}
