@@ -276,7 +276,7 @@ func TestHealthEndpoint(t *testing.T) {
 func TestLoadConfigNamesTheBadField(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ text, want string }{
-		{"listen: 127.0.0.1:6444\nhealth: 127.0.0.1:6445\nbackends: [10.0.0.1:6443]\ncaFile: /ca\ncertFile: /c\n", ""},
+		{"listen: 127.0.0.1:6444\nhealth: 127.0.0.1:6445\nbackends: [10.0.0.1:6443]\n", ""},
 		{"listen: nowhere\nhealth: 127.0.0.1:6445\nbackends: [10.0.0.1:6443]\n", "listen"},
 		{"listen: 127.0.0.1:6444\nhealth: 127.0.0.1:6445\nbackends: []\n", "backends: at least one"},
 		{"listen: 127.0.0.1:6444\nhealth: 127.0.0.1:6445\nbackends: [10.0.0.1]\n", "backends"},

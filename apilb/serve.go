@@ -27,10 +27,6 @@ type Config struct {
 	Health string `json:"health"`
 	// Backends are the API servers, host:port.
 	Backends []string `json:"backends"`
-	// CAFile verifies the API servers; CertFile is the client certificate /readyz is read with (its key is
-	// given on the command line: systemd hands it to the service as a credential).
-	CAFile   string `json:"caFile"`
-	CertFile string `json:"certFile"`
 }
 
 // LoadConfig reads and checks the configuration file.

@@ -34,10 +34,15 @@ func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// WaitHealthy polls https://addr/path on the host, through the SSH connection, until it answers 200 with a
-// body containing want. When the limit passes, the error carries the end of the unit's journal.
+// WaitHealthy polls https://addr/path on the host (http:// when cfg is nil: a loopback endpoint without TLS),
+// through the SSH connection, until it answers 200 with a body containing want. When the limit passes, the
+// error carries the end of the unit's journal.
 func WaitHealthy(ctx context.Context, h ssh.Host, unit, addr, path, want string, cfg *tls.Config, limit time.Duration) error {
-	p := NewHealthProbe(h, "https", addr, path, want, cfg)
+	scheme := "https"
+	if cfg == nil {
+		scheme = "http"
+	}
+	p := NewHealthProbe(h, scheme, addr, path, want, cfg)
 	defer p.Close()
 	err := wait.Poll(ctx, limit, 500*time.Millisecond, func() error { return p.Check(ctx) })
 	if err != nil && ctx.Err() == nil {

@@ -62,6 +62,8 @@ func (s *services) connectThrough(ex *Execution, c *api.Cluster, hosts map[strin
 			switch {
 			case network == "tcp" && addr == "127.0.0.1:6443" && h.HasRole(api.RoleControlPlane) && s.api != nil:
 				return (&net.Dialer{}).DialContext(ctx, "tcp", s.api.srv.Listener.Addr().String())
+			case network == "tcp" && addr == "127.0.0.1:6445" && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)):
+				return (&net.Dialer{}).DialContext(ctx, "tcp", apiLBHealth())
 			case network == "unix" && addr == containerdSocket && s.containerd[h.Name] != nil:
 				return s.containerd[h.Name].lis.DialContext(ctx)
 			}
@@ -69,6 +71,19 @@ func (s *services) connectThrough(ex *Execution, c *api.Cluster, hosts map[strin
 		}}, nil
 	}
 }
+
+// apiLBHealth is the address of a stand-in for the node-local API load balancer's health endpoint, which
+// every node's load balancer answers with "ok" once it reaches an API server.
+var apiLBHealth = sync.OnceValue(func() string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			fmt.Fprintln(w, "ok")
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	return srv.Listener.Addr().String()
+})
 
 // fakeAPI answers the few API server requests the node and control-plane phases wait on: /readyz, Nodes and
 // leader-election Leases. It serves the control plane's own certificate from the state directory, so the

@@ -57,8 +57,8 @@ func TestNodePhasesWriteEachHostsFilesAndConverge(t *testing.T) {
 		if !strings.Contains(string(proxy), "hostnameOverride: "+h.Name+"\n") || !strings.Contains(string(proxy), "kubeconfig: /etc/kubernetes/kube-proxy.conf") {
 			t.Errorf("%s: kube-proxy config:\n%s", h.Name, proxy)
 		}
-		if got := restarts(f); !slices.Equal(got, []string{"kubelet", "kube-proxy"}) {
-			t.Errorf("%s restarted %q, want kubelet then kube-proxy once each", h.Name, got)
+		if got := restarts(f); !slices.Equal(got, []string{"privcloud-api-lb", "kubelet", "kube-proxy"}) {
+			t.Errorf("%s restarted %q, want the API load balancer, the kubelet and kube-proxy once each", h.Name, got)
 		}
 		if e := final(t, out, "node/kubelet", h.Name); e.Status != report.Changed {
 			t.Errorf("%s: node/kubelet %s", h.Name, e.Status)
@@ -99,7 +99,7 @@ func TestNodePhasesWriteEachHostsFilesAndConverge(t *testing.T) {
 		t.Errorf("a converged run changed %q", got)
 	}
 	for _, h := range c.Spec.Hosts {
-		if got := restarts(hosts[h.Name]); len(got) != 2 {
+		if got := restarts(hosts[h.Name]); len(got) != 3 {
 			t.Errorf("%s: the converged run restarted again: %q", h.Name, got)
 		}
 		for _, p := range []string{"node/kubelet", "node/kube-proxy"} {
@@ -129,7 +129,7 @@ func TestNodePhasesRestartOnlyWhatChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range c.Spec.Hosts {
-		if got := restarts(hosts[h.Name]); !slices.Equal(got, []string{"kubelet", "kube-proxy", "kubelet"}) {
+		if got := restarts(hosts[h.Name]); !slices.Equal(got, []string{"privcloud-api-lb", "kubelet", "kube-proxy", "kubelet"}) {
 			t.Errorf("%s restarted %q: the kubelet again, kube-proxy not", h.Name, got)
 		}
 		if cfg, _, _ := hosts[h.Name].File("/var/lib/kubelet/config.yaml"); !strings.Contains(string(cfg), "maxPods: 55\n") {
@@ -252,6 +252,44 @@ func TestNetworkPhaseRoutesToTheOtherNodes(t *testing.T) {
 		}
 		if got := restarts(hosts[h.Name]); !slices.Equal(got, []string{"privcloud-pod-routes", "privcloud-pod-routes"}) {
 			t.Errorf("%s restarted %q", h.Name, got)
+		}
+	}
+}
+
+// Every node's API load balancer lists every control plane's API server; when the list changes (a control plane
+// moved, joined or left) the balancer is reloaded, not restarted, and the kubelet and kube-proxy reach the API
+// through it.
+func TestAPILoadBalancerFollowsTheControlPlanes(t *testing.T) {
+	c, hosts, ex, out, _ := liveCluster(t)
+	if err := runPhases(t, Init(), c, ex, out, "node"); err != nil {
+		t.Fatal(err)
+	}
+	cp := &c.Spec.Hosts[0]
+	for name, f := range hosts {
+		conf, _, _ := f.File("/etc/kubernetes/api-lb.yaml")
+		if !strings.Contains(string(conf), "listen: 127.0.0.1:6444\n") || !strings.Contains(string(conf), "backends:\n- "+cp.InternalAddress+":6443") {
+			t.Errorf("%s: api-lb.yaml:\n%s", name, conf)
+		}
+		for _, unit := range []string{"kubelet", "kube-proxy"} {
+			if u, _, _ := f.File("/etc/systemd/system/" + unit + ".service"); !strings.Contains(string(u), "reaching the API at https://127.0.0.1:6444") ||
+				!strings.Contains(string(u), "privcloud-api-lb.service") {
+				t.Errorf("%s: %s.service does not go through the load balancer:\n%s", name, unit, u)
+			}
+		}
+	}
+	cp.InternalAddress = "10.0.0.99"
+	if err := runPhases(t, Init(), c, ex, out, "node/api-lb"); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range hosts {
+		if got := restarts(f); !slices.Equal(got, []string{"privcloud-api-lb", "kubelet", "kube-proxy"}) {
+			t.Errorf("%s: a new list of backends restarted %q", name, got)
+		}
+		if n := len(commandsLike(f, "systemctl reload privcloud-api-lb")); n != 1 {
+			t.Errorf("%s: the load balancer was reloaded %d times, want once", name, n)
+		}
+		if conf, _, _ := f.File("/etc/kubernetes/api-lb.yaml"); !strings.Contains(string(conf), "- 10.0.0.99:6443") {
+			t.Errorf("%s: api-lb.yaml:\n%s", name, conf)
 		}
 	}
 }

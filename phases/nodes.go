@@ -26,6 +26,10 @@ func nodeData(r *workflow.Run, h api.Host) templates.Node {
 	d := templates.Node{Version: s.KubernetesVersion, Name: h.Name, IP: h.InternalAddress, CgroupDriver: s.Kubelet.CgroupDriver,
 		FailCgroupV1: s.Kubelet.FailCgroupV1 != nil && *s.Kubelet.FailCgroupV1, ClusterDNS: s.Network.ClusterDNS,
 		DNSDomain: s.Network.DNSDomain, MaxPods: s.Kubelet.MaxPods, PodPidsLimit: s.Kubelet.PodPidsLimit, CipherSuites: templates.CipherSuites, PodCIDR: s.Network.PodCIDR, Mode: s.KubeProxy.Mode}
+	d.APIServer, d.APILoadBalancer = "https://"+s.ControlPlaneEndpoint, s.APILoadBalancer.On()
+	if d.APILoadBalancer {
+		d.APIServer = "https://" + s.APILoadBalancer.Address()
+	}
 	if m := s.KubeProxy.Conntrack.MaxPerCore; m != nil {
 		d.ConntrackMaxPerCore = *m
 	}
@@ -84,7 +88,8 @@ fi`)
 }
 
 func nodePhases() workflow.Phase {
-	return workflow.Phase{Name: "node", Short: "Run kubelet and kube-proxy on every node", Phases: []workflow.Phase{
+	return workflow.Phase{Name: "node", Short: "Run the API load balancer, kubelet and kube-proxy on every node", Phases: []workflow.Phase{
+		apiLoadBalancer(),
 		{Name: "kubelet", Short: "Configure and start the kubelet with its node certificate; wait until the node registers", Roles: nodes, RunHost: runKubelet},
 		{Name: "kube-proxy", Short: "Configure and start kube-proxy", Roles: nodes, RunHost: runKubeProxy},
 	}}

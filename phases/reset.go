@@ -15,6 +15,7 @@ import (
 	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -25,6 +26,7 @@ func Reset() workflow.Workflow {
 	return workflow.Workflow{Name: "reset", NoRecords: true, Phases: []workflow.Phase{
 		connect(),
 		{Name: "drain", Short: "Cordon and drain the nodes being reset, then delete their Node objects", Run: drainNodes},
+		{Name: "api-lb", Short: "Take the control planes being reset out of the staying nodes' API load balancers", Run: leaveAPILoadBalancers},
 		// the API server goes before its etcd member: one whose member has left hangs in its shutdown until
 		// systemd's stop timeout
 		{Name: "control-plane", Short: "Stop the control-plane services (API server, controller-manager, scheduler)", Roles: controlPlane,
@@ -146,7 +148,7 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 // The systemd units privcloud installs, stopped in this order.
 var (
 	controlPlaneUnits = []string{"kube-scheduler", "kube-controller-manager", "kube-apiserver"}
-	privcloudUnits    = slices.Concat([]string{"kubelet", "kube-proxy"}, controlPlaneUnits, []string{"etcd", "privcloud-pod-routes", "containerd"})
+	privcloudUnits    = slices.Concat([]string{"kubelet", "kube-proxy", pki.APILoadBalancerUnit}, controlPlaneUnits, []string{"etcd", "privcloud-pod-routes", "containerd"})
 )
 
 // resetServices stops the kubelet first (so nothing restarts pods), kills every container containerd runs,

@@ -51,9 +51,11 @@ type Tree struct {
 	ExternalCA   bool
 	// EncryptSecrets sends control planes the EncryptionConfiguration of the state directory.
 	EncryptSecrets bool
-	CAs            []Cert
-	Leaves         []Cert
-	Kubeconfigs    []Kubeconfig
+	// APILoadBalancer sends nodes the load balancer's client certificate.
+	APILoadBalancer bool
+	CAs             []Cert
+	Leaves          []Cert
+	Kubeconfigs     []Kubeconfig
 }
 
 // ServiceAccountKey is the name of the service-account signing key pair (sa.key, sa.pub).
@@ -64,8 +66,15 @@ const ServiceAccountKey = "sa"
 func TreeFor(c *api.Cluster) (*Tree, error) {
 	s := &c.Spec
 	t := &Tree{Cluster: c.Metadata.Name, Algorithm: Algorithm(s.PKI.KeyAlgorithm), CAValidity: s.PKI.CAValidity.Duration,
-		CertValidity: s.PKI.CertValidity.Duration, ExternalCA: s.PKI.ExternalCA, EncryptSecrets: s.APIServer.SecretsEncrypted()}
+		CertValidity: s.PKI.CertValidity.Duration, ExternalCA: s.PKI.ExternalCA, EncryptSecrets: s.APIServer.SecretsEncrypted(),
+		APILoadBalancer: s.APILoadBalancer.On()}
 	server := "https://" + s.ControlPlaneEndpoint
+	// nodes reach the API through their own load balancer when it runs: no control plane is a single point of
+	// failure for them
+	nodeServer := server
+	if s.APILoadBalancer.On() {
+		nodeServer = "https://" + s.APILoadBalancer.Address()
+	}
 	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(api.DefaultAPIServerPort))
 	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
@@ -103,6 +112,10 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 			Cert{Name: "etcd/peer-" + h.Name, CA: EtcdCA, CommonName: h.Name, Usages: both, DNSNames: dns, IPs: ips},
 		)
 	}
+	if s.APILoadBalancer.On() {
+		// the load balancer reads /readyz, which any authenticated identity may: this one has no other right
+		t.Leaves = append(t.Leaves, Cert{Name: APILoadBalancerCert, CA: ClusterCA, CommonName: "privcloud:api-lb", Usages: client})
+	}
 	if q := s.Addons.Quay; q.Enabled {
 		// Quay's serving certificate; 127.0.0.1 is where each node's containerd reaches it through the NodePort
 		t.Leaves = append(t.Leaves, Cert{Name: QuayCert, CA: ClusterCA, CommonName: q.Hostname,
@@ -127,12 +140,12 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 		{Name: "super-admin", CommonName: "kubernetes-super-admin", Organization: []string{"system:masters"}, Server: server},
 		{Name: "controller-manager", CommonName: "system:kube-controller-manager", Server: local},
 		{Name: "scheduler", CommonName: "system:kube-scheduler", Server: local},
-		{Name: "kube-proxy", CommonName: "system:kube-proxy", Server: server},
+		{Name: "kube-proxy", CommonName: "system:kube-proxy", Server: nodeServer},
 	}
 	for _, h := range s.Hosts {
 		if isNode(h) {
 			t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: "kubelet-" + h.Name, CommonName: "system:node:" + h.Name,
-				Organization: []string{"system:nodes"}, Server: server})
+				Organization: []string{"system:nodes"}, Server: nodeServer})
 		}
 	}
 	return t, nil
@@ -142,6 +155,9 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 func isNode(h api.Host) bool {
 	return h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)
 }
+
+// APILoadBalancerCert is the client certificate the node-local API load balancer checks the API servers with.
+const APILoadBalancerCert = "api-lb"
 
 // KubeletServingCert is the name of host's kubelet serving certificate in the tree.
 func KubeletServingCert(host string) string { return "kubelet/" + host }

@@ -23,6 +23,9 @@ type Deployment struct {
 	Units  []string    // systemd units that read it, restarted when it changes
 }
 
+// APILoadBalancerUnit is the node-local API load balancer's systemd unit.
+const APILoadBalancerUnit = "privcloud-api-lb"
+
 // Deployments lists the files host h needs for its roles, and only those: a worker never receives a CA key,
 // an etcd member only its own server and peer certificates.
 func Deployments(s Store, t *Tree, h api.Host) []Deployment {
@@ -63,6 +66,10 @@ func Deployments(s Store, t *Tree, h api.Host) []Deployment {
 		pair(KubeletServingCert(h.Name), "kubelet", kubelet)
 		conf("kubelet-"+h.Name, "kubelet.conf", kubelet)
 		conf("kube-proxy", "kube-proxy.conf", proxy)
+		if t.APILoadBalancer {
+			cert(ClusterCA, "ca", APILoadBalancerUnit)
+			pair(APILoadBalancerCert, APILoadBalancerCert, APILoadBalancerUnit)
+		}
 	}
 	if h.HasRole(api.RoleControlPlane) {
 		pair(ClusterCA, "ca", apiserver, cm) // the controller-manager signs kubelet serving certificates

@@ -489,7 +489,8 @@ func TestDeployments(t *testing.T) {
 		return out
 	}
 	hosts := c.Spec.Hosts
-	if got := targets(hosts[4]); !slices.Equal(got, []string{"/etc/kubernetes/kube-proxy.conf", "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/kubelet.crt", "/etc/kubernetes/pki/kubelet.key"}) {
+	if got := targets(hosts[4]); !slices.Equal(got, []string{"/etc/kubernetes/kube-proxy.conf", "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/api-lb.crt", "/etc/kubernetes/pki/api-lb.key",
+		"/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/kubelet.crt", "/etc/kubernetes/pki/kubelet.key"}) {
 		t.Errorf("worker gets %v", got)
 	}
 	e4 := targets(hosts[6])
@@ -502,7 +503,7 @@ func TestDeployments(t *testing.T) {
 		}
 	}
 	cp := Deployments(s, tr, hosts[0])
-	if got := Units(cp); !slices.Equal(got, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubelet"}) {
+	if got := Units(cp); !slices.Equal(got, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubelet", "privcloud-api-lb"}) {
 		t.Errorf("control plane units %v", got)
 	}
 	for _, d := range cp {
@@ -512,5 +513,30 @@ func TestDeployments(t *testing.T) {
 		if strings.Contains(d.Target, "super-admin") {
 			t.Error("super-admin.conf never leaves the operator's machine")
 		}
+	}
+}
+
+// TestNodesReachTheAPIThroughTheirLoadBalancer: kubelets and kube-proxy use the node-local load balancer, the
+// operator's kubeconfigs the control-plane endpoint; with the balancer off, nodes use the endpoint too.
+func TestNodesReachTheAPIThroughTheirLoadBalancer(t *testing.T) {
+	c := cluster(t)
+	servers := func(tr *Tree) map[string]string {
+		out := map[string]string{}
+		for _, k := range tr.Kubeconfigs {
+			out[k.Name] = k.Server
+		}
+		return out
+	}
+	got := servers(tree(t, c))
+	endpoint := "https://" + c.Spec.ControlPlaneEndpoint
+	if got["kube-proxy"] != "https://127.0.0.1:6444" || got["kubelet-"+c.Spec.Hosts[4].Name] != "https://127.0.0.1:6444" || got["admin"] != endpoint {
+		t.Errorf("with the load balancer: %v", got)
+	}
+	off := false
+	c.Spec.APILoadBalancer.Enabled = &off
+	tr := tree(t, c)
+	got = servers(tr)
+	if got["kube-proxy"] != endpoint || got["kubelet-"+c.Spec.Hosts[4].Name] != endpoint || slices.Contains(tr.Names(), APILoadBalancerCert) {
+		t.Errorf("without the load balancer: %v %v", got, tr.Names())
 	}
 }

@@ -87,6 +87,8 @@ type Setting struct{ Key, Value string }
 // Node is what a node's kubelet, kube-proxy and pod network files are made of.
 type Node struct {
 	Version, Name, IP     string
+	APIServer             string // the URL the node's kubelet and kube-proxy reach the API at
+	APILoadBalancer       bool   // through the node-local load balancer
 	CgroupDriver          string
 	FailCgroupV1          bool
 	ClusterDNS, DNSDomain string
@@ -99,6 +101,13 @@ type Node struct {
 	EvictionHard          []Setting
 	ConntrackMaxPerCore   int32
 	Routes                []Route
+}
+
+// APILoadBalancer is what the node-local API load balancer's unit and configuration are made of.
+type APILoadBalancer struct {
+	Name           string   // the node
+	Listen, Health string   // loopback addresses
+	Backends       []string // every API server, host:port
 }
 
 // Route sends a pod network to the node that hosts it.

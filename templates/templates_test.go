@@ -68,7 +68,7 @@ func TestSchedulerService(t *testing.T) {
 	golden.Assert(t, render(t, "kube-scheduler.service", ControllerManager{Version: "v1.37.1"}))
 }
 
-var labNode = Node{Version: "v1.37.1", Name: "h2", IP: "10.77.0.12", CgroupDriver: "cgroupfs", FailCgroupV1: false,
+var labNode = Node{Version: "v1.37.1", Name: "h2", IP: "10.77.0.12", APIServer: "https://127.0.0.1:6444", APILoadBalancer: true, CgroupDriver: "cgroupfs", FailCgroupV1: false,
 	ClusterDNS: "10.96.0.10", DNSDomain: "cluster.local", MaxPods: 110, PodPidsLimit: 4096, CipherSuites: CipherSuites, ResolvConf: "/run/systemd/resolve/resolv.conf", Labels: "topology.kubernetes.io/zone=a",
 	Taints: "dedicated=infra:NoSchedule", PodCIDR: "10.244.1.0/24", Mode: "iptables",
 	EvictionHard: []Setting{{Key: "imagefs.available", Value: "1%"}, {Key: "memory.available", Value: "100Mi"}},
@@ -77,6 +77,13 @@ var labNode = Node{Version: "v1.37.1", Name: "h2", IP: "10.77.0.12", CgroupDrive
 func TestNodeFiles(t *testing.T) {
 	for _, name := range []string{"kubelet-config.yaml", "kubelet.service", "kube-proxy-config.yaml", "kube-proxy.service", "bridge.conflist", "pod-routes.service", "sysctl.conf", "modules.conf"} {
 		t.Run(name, func(t *testing.T) { golden.Assert(t, render(t, name, labNode)) })
+	}
+}
+
+func TestAPILoadBalancerFiles(t *testing.T) {
+	lb := APILoadBalancer{Name: "h2", Listen: "127.0.0.1:6444", Health: "127.0.0.1:6445", Backends: []string{"10.77.0.11:6443", "10.77.0.14:6443"}}
+	for _, name := range []string{"privcloud-api-lb.service", "api-lb.yaml"} {
+		t.Run(name, func(t *testing.T) { golden.Assert(t, render(t, name, lb)) })
 	}
 }
 

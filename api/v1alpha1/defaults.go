@@ -17,24 +17,26 @@ const (
 	DefaultKnownHostsFile    = "~/.ssh/known_hosts"
 	DefaultConcurrency       = 50
 	DefaultAPIServerPort     = 6443
-	DefaultPodCIDR           = "10.244.0.0/16"
-	DefaultServiceCIDR       = "10.96.0.0/12"
-	DefaultDNSDomain         = "cluster.local"
-	DefaultNetworkPlugin     = "bridge"
-	DefaultNodeCIDRMaskSize  = 24
-	DefaultEtcdDataDir       = "/var/lib/etcd"
-	DefaultRuntime           = "runc"
-	DefaultKataName          = "kata"
-	DefaultKataOverheadCPU   = "250m"
-	DefaultKataOverheadMem   = "160Mi"
-	DefaultCgroupDriver      = "systemd"
-	DefaultMaxPods           = 110
-	DefaultKubeProxyMode     = "iptables"
-	DefaultConntrackPerCore  = 32768
-	DefaultCoreDNSReplicas   = 2
-	DefaultQuayHostPathDir   = "/var/lib/privcloud/quay"
-	DefaultBundlePath        = "privcloud-bundle.tar.zst"
-	DefaultKeyAlgorithm      = "ecdsa-p256"
+	// DefaultAPILoadBalancerPort is RKE2's agent load balancer port; its health endpoint takes the next one
+	DefaultAPILoadBalancerPort = 6444
+	DefaultPodCIDR             = "10.244.0.0/16"
+	DefaultServiceCIDR         = "10.96.0.0/12"
+	DefaultDNSDomain           = "cluster.local"
+	DefaultNetworkPlugin       = "bridge"
+	DefaultNodeCIDRMaskSize    = 24
+	DefaultEtcdDataDir         = "/var/lib/etcd"
+	DefaultRuntime             = "runc"
+	DefaultKataName            = "kata"
+	DefaultKataOverheadCPU     = "250m"
+	DefaultKataOverheadMem     = "160Mi"
+	DefaultCgroupDriver        = "systemd"
+	DefaultMaxPods             = 110
+	DefaultKubeProxyMode       = "iptables"
+	DefaultConntrackPerCore    = 32768
+	DefaultCoreDNSReplicas     = 2
+	DefaultQuayHostPathDir     = "/var/lib/privcloud/quay"
+	DefaultBundlePath          = "privcloud-bundle.tar.zst"
+	DefaultKeyAlgorithm        = "ecdsa-p256"
 
 	defaultConnectTimeout    = 15 * time.Second
 	defaultCommandTimeout    = 10 * time.Minute
@@ -69,6 +71,8 @@ func SetDefaults(c *Cluster) {
 		}
 	}
 	defaultAPIServer(&s.APIServer)
+	setBool(&s.APILoadBalancer.Enabled, true)
+	setInt(&s.APILoadBalancer.Port, DefaultAPILoadBalancerPort)
 	setString(&s.Etcd.DataDir, DefaultEtcdDataDir)
 	defaultContainerd(&s.Containerd)
 	setString(&s.Kubelet.CgroupDriver, DefaultCgroupDriver)

@@ -7,6 +7,8 @@ package v1alpha1
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -37,20 +39,21 @@ type ObjectMeta struct {
 
 // ClusterSpec is everything privcloud installs and how.
 type ClusterSpec struct {
-	KubernetesVersion    string     `json:"kubernetesVersion,omitempty" doc:"Kubernetes version to install (vX.Y.Z); the bundle must carry it."`
-	ControlPlaneEndpoint string     `json:"controlPlaneEndpoint,omitempty" doc:"host:port clients use to reach the API server (a load balancer or VIP for several control planes). Default: the first control-plane host's address and port 6443."`
-	StateDir             string     `json:"stateDir,omitempty" doc:"Local directory for the PKI, kubeconfigs and backups, relative to cluster.yaml. Keys in it are 0600."`
-	Hosts                []Host     `json:"hosts" doc:"Machines of the cluster, reached over SSH."`
-	SSH                  SSH        `json:"ssh,omitempty" doc:"How privcloud connects to the hosts."`
-	Network              Network    `json:"network,omitempty" doc:"Cluster networking."`
-	APIServer            APIServer  `json:"apiServer,omitempty" doc:"Hardening of the API servers: audit logging, Secrets encrypted at rest, Pod Security admission."`
-	Etcd                 Etcd       `json:"etcd,omitempty" doc:"The etcd cluster run on the hosts with the etcd role."`
-	Containerd           Containerd `json:"containerd,omitempty" doc:"The container runtime on every node."`
-	Kubelet              Kubelet    `json:"kubelet,omitempty" doc:"Settings for the kubelet on every node."`
-	KubeProxy            KubeProxy  `json:"kubeProxy,omitempty" doc:"Settings for kube-proxy on every node."`
-	Addons               Addons     `json:"addons,omitempty" doc:"Cluster add-ons applied after the nodes are Ready."`
-	Bundle               BundleRef  `json:"bundle,omitempty" doc:"The air-gap bundle every binary and image comes from."`
-	PKI                  PKI        `json:"pki,omitempty" doc:"The cluster's certificates and keys."`
+	KubernetesVersion    string          `json:"kubernetesVersion,omitempty" doc:"Kubernetes version to install (vX.Y.Z); the bundle must carry it."`
+	ControlPlaneEndpoint string          `json:"controlPlaneEndpoint,omitempty" doc:"host:port clients use to reach the API server (a load balancer or VIP for several control planes). Default: the first control-plane host's address and port 6443."`
+	StateDir             string          `json:"stateDir,omitempty" doc:"Local directory for the PKI, kubeconfigs and backups, relative to cluster.yaml. Keys in it are 0600."`
+	Hosts                []Host          `json:"hosts" doc:"Machines of the cluster, reached over SSH."`
+	SSH                  SSH             `json:"ssh,omitempty" doc:"How privcloud connects to the hosts."`
+	Network              Network         `json:"network,omitempty" doc:"Cluster networking."`
+	APIServer            APIServer       `json:"apiServer,omitempty" doc:"Hardening of the API servers: audit logging, Secrets encrypted at rest, Pod Security admission."`
+	APILoadBalancer      APILoadBalancer `json:"apiLoadBalancer,omitempty" doc:"The load balancer on every node that spreads the kubelet's and kube-proxy's API connections over every control plane."`
+	Etcd                 Etcd            `json:"etcd,omitempty" doc:"The etcd cluster run on the hosts with the etcd role."`
+	Containerd           Containerd      `json:"containerd,omitempty" doc:"The container runtime on every node."`
+	Kubelet              Kubelet         `json:"kubelet,omitempty" doc:"Settings for the kubelet on every node."`
+	KubeProxy            KubeProxy       `json:"kubeProxy,omitempty" doc:"Settings for kube-proxy on every node."`
+	Addons               Addons          `json:"addons,omitempty" doc:"Cluster add-ons applied after the nodes are Ready."`
+	Bundle               BundleRef       `json:"bundle,omitempty" doc:"The air-gap bundle every binary and image comes from."`
+	PKI                  PKI             `json:"pki,omitempty" doc:"The cluster's certificates and keys."`
 }
 
 // Role is what a host does in the cluster.
@@ -134,6 +137,26 @@ func (a *APIServer) SecretsEncrypted() bool { return a.EncryptSecrets != nil && 
 
 // Audited reports whether the audit log is written.
 func (a *APIServer) Audited() bool { return a.Audit.Enabled != nil && *a.Audit.Enabled }
+
+// APILoadBalancer is the node-local API server load balancer (privcloud-api-lb): every node's kubelet and
+// kube-proxy reach the API through it on loopback, so no single control plane is a point of failure.
+type APILoadBalancer struct {
+	Enabled *bool `json:"enabled,omitempty" doc:"Run it on every node (default true). Off: nodes reach the API at controlPlaneEndpoint, which should then be a load balancer or VIP of your own."`
+	Port    int   `json:"port,omitempty" doc:"Loopback port it listens on (default 6444); its health endpoint (/healthz, /backends) is on the next port."`
+}
+
+// On reports whether the node-local load balancer runs (the default once defaulted).
+func (l *APILoadBalancer) On() bool { return l.Enabled != nil && *l.Enabled }
+
+// Address is where a node's clients reach the load balancer.
+func (l *APILoadBalancer) Address() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Port))
+}
+
+// HealthAddress is the load balancer's health endpoint.
+func (l *APILoadBalancer) HealthAddress() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Port+1))
+}
 
 // Audit configures the API server's audit log.
 type Audit struct {

@@ -91,6 +91,7 @@ func Validate(c *Cluster) *ValidationError {
 	v.ssh(&s.SSH)
 	v.network(s)
 	v.apiServer(&s.APIServer)
+	v.apiLoadBalancer(&s.APILoadBalancer)
 	v.etcd(&s.Etcd)
 	v.containerd(&s.Containerd)
 	v.kubelet(&s.Kubelet, &s.KubeProxy)
@@ -224,6 +225,21 @@ func (v *validator) address(path, a string) bool {
 func (v *validator) port(path string, p int) {
 	if p < 1 || p > 65535 {
 		v.add(path, "%d is not a port (1-65535)", p)
+	}
+}
+
+// apiLoadBalancer checks the load balancer's ports: neither may be one a node's own services listen on.
+func (v *validator) apiLoadBalancer(l *APILoadBalancer) {
+	const path = "spec.apiLoadBalancer.port"
+	if l.Port < 1024 || l.Port > 65534 {
+		v.add(path, "%d is not a port from 1024 to 65534 (the health endpoint takes the next one)", l.Port)
+		return
+	}
+	// etcd, the API server, the kubelet, kube-proxy, the controller-manager and the scheduler
+	for _, taken := range []int{2379, 2380, 2381, DefaultAPIServerPort, 10248, 10249, 10250, 10256, 10257, 10259} {
+		if l.Port == taken || l.Port+1 == taken {
+			v.add(path, "%d: port %d is used by a node's own services (the load balancer takes %d and %d)", l.Port, taken, l.Port, l.Port+1)
+		}
 	}
 }
 

@@ -2,7 +2,10 @@
 // node as privcloud-api-lb.service. SIGHUP (systemctl reload) reads the backends again: a control plane joining
 // or leaving changes no client's connection to the others.
 //
-//	privcloud-api-lb --config /etc/kubernetes/api-lb.yaml --key-file KEY
+//	privcloud-api-lb --config FILE --ca-file CA --cert-file CERT --key-file KEY
+//
+// The CA verifies the API servers; the client certificate reads their /readyz. The unit hands the three files
+// over as systemd credentials, so the service runs as a user of its own that cannot read the host's PKI.
 package main
 
 import (
@@ -20,14 +23,16 @@ import (
 
 func main() {
 	config := flag.String("config", "/etc/kubernetes/api-lb.yaml", "configuration file")
-	keyFile := flag.String("key-file", "", "private key of the configuration's client certificate")
+	caFile := flag.String("ca-file", "", "CA bundle that verifies the API servers")
+	certFile := flag.String("cert-file", "", "client certificate /readyz is read with")
+	keyFile := flag.String("key-file", "", "its private key")
 	flag.Parse()
 	logger := log.New(os.Stderr, "", 0) // the journal stamps each line
 	c, err := apilb.LoadConfig(*config)
 	if err != nil {
 		logger.Fatal(err)
 	}
-	check, err := apilb.ReadyzCheck(c.CAFile, c.CertFile, *keyFile)
+	check, err := apilb.ReadyzCheck(*caFile, *certFile, *keyFile)
 	if err != nil {
 		logger.Fatal(err)
 	}
@@ -46,7 +51,7 @@ func main() {
 				logger.Printf("reload: %v (keeping backends %v)", err, c.Backends)
 				continue
 			}
-			if n.Listen != c.Listen || n.Health != c.Health || n.CAFile != c.CAFile || n.CertFile != c.CertFile {
+			if n.Listen != c.Listen || n.Health != c.Health {
 				logger.Printf("reload: only the backends change without a restart; restart the service for the rest")
 			}
 			if !slices.Equal(n.Backends, c.Backends) {

@@ -315,6 +315,16 @@ func goPackage(g *api.GoBuild) string {
 	return g.Module
 }
 
+// replacedLocally reports whether a replace of g points at a folder on this machine.
+func replacedLocally(g *api.GoBuild) bool {
+	for _, to := range g.Replace {
+		if strings.HasPrefix(to, ".") || strings.HasPrefix(to, "/") {
+			return true
+		}
+	}
+	return false
+}
+
 // goBuild builds a package of a module version in a wrapper module (its replace directives make modules
 // such as k8s.io/kubernetes buildable), statically and reproducibly, and caches the binary.
 func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name string) (string, error) {
@@ -326,7 +336,9 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 	sort.Strings(replaces)
 	key := cacheKey(g.Module, g.Version, goPackage(g), g.LDFlags, platform, runtime.Version(), strings.Join(replaces, ";"), g.StagingVersion, fmt.Sprint(g.CGO), strings.Join(g.Tags, ","))
 	out := filepath.Join(bl.Cache, "go", key, name)
-	if _, err := os.Stat(out); err == nil {
+	// a module replaced by a local folder (privcloud's own programs) can change under the same version: it is
+	// built each time, which Go's build cache makes quick
+	if _, err := os.Stat(out); err == nil && !replacedLocally(g) {
 		return out, nil
 	}
 	work := filepath.Join(bl.Cache, "go", key+".src")

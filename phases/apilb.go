@@ -1,0 +1,112 @@
+package phases
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
+	"github.com/privcloud/privcloud/templates"
+)
+
+// apiLoadBalancer runs the node-local API load balancer before the kubelet and kube-proxy, which reach the API
+// through it.
+func apiLoadBalancer() workflow.Phase {
+	return workflow.Phase{Name: "api-lb", Short: "Run the node-local API load balancer (loopback, to every API server); wait until it reaches one",
+		Roles: nodes, RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+			if !r.Cluster.Spec.APILoadBalancer.On() {
+				return workflow.Skip("spec.apiLoadBalancer.enabled is false: nodes reach the API at " + r.Cluster.Spec.ControlPlaneEndpoint)
+			}
+			return ensureAPILoadBalancer(ctx, r, t, apiBackends(r.Cluster, nil))
+		}}
+}
+
+// apiBackends are the API servers of the cluster's control planes, leaving out those named in leaving.
+func apiBackends(c *api.Cluster, leaving func(name string) bool) []string {
+	var out []string
+	for _, h := range c.Spec.HostsWithRole(api.RoleControlPlane) {
+		if leaving == nil || !leaving(h.Name) {
+			out = append(out, net.JoinHostPort(h.InternalAddress, strconv.Itoa(api.DefaultAPIServerPort)))
+		}
+	}
+	return out
+}
+
+// ensureAPILoadBalancer writes the load balancer's unit and configuration with backends and makes it run: a
+// changed unit restarts it, a changed list of backends alone reloads it, which drops no connection. It
+// returns once the balancer reaches an API server that is ready.
+func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Target, backends []string) error {
+	lb := r.Cluster.Spec.APILoadBalancer
+	if !r.DryRun {
+		// a bundle made from an older description lacks the program: say so now, not after a start that times out
+		res, err := t.Host.Run(ctx, "test -x /usr/local/bin/"+pki.APILoadBalancerUnit+" || echo missing")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(res.Stdout)) == "missing" {
+			return fmt.Errorf("the bundle has no %[1]s component, which every node runs: build the bundle from a description that lists it "+
+				"(see e2e/lab/bundle.yaml), or set spec.apiLoadBalancer.enabled: false and give controlPlaneEndpoint a load balancer of your own", pki.APILoadBalancerUnit)
+		}
+	}
+	d := templates.APILoadBalancer{Name: t.Spec.Name, Listen: lb.Address(), Health: lb.HealthAddress(), Backends: backends}
+	unitChanged, err := writeFiles(ctx, r, t, hostops.File{Path: "/etc/systemd/system/" + pki.APILoadBalancerUnit + ".service",
+		Content: render("privcloud-api-lb.service", d), Mode: 0o644})
+	if err != nil {
+		return err
+	}
+	configChanged, err := writeFiles(ctx, r, t, hostops.File{Path: "/etc/kubernetes/api-lb.yaml", Content: render("api-lb.yaml", d), Mode: 0o644})
+	if err != nil {
+		return err
+	}
+	what, err := hostops.EnsureRunning(ctx, t.Host, pki.APILoadBalancerUnit, unitChanged)
+	if what != "" {
+		r.Changed(t.Spec.Name, what)
+	}
+	if err != nil {
+		return err
+	}
+	if configChanged && !unitChanged && what == "" { // running before, with other backends
+		if err := runScript(ctx, r, t, "reload "+pki.APILoadBalancerUnit, "systemctl reload "+pki.APILoadBalancerUnit+" && echo '"+pki.APILoadBalancerUnit+" reloaded'"); err != nil {
+			return err
+		}
+	}
+	if !r.Wet(t.Spec.Name, "wait until "+pki.APILoadBalancerUnit+" reaches a ready API server") {
+		return nil
+	}
+	return hostops.WaitHealthy(ctx, t.Host, pki.APILoadBalancerUnit, lb.HealthAddress(), "/healthz", "ok", nil, 3*time.Minute)
+}
+
+// leaveAPILoadBalancers takes the control planes being reset out of the load balancers of the nodes that stay,
+// before their API servers stop: new connections go elsewhere at once, and each API server's graceful
+// shutdown moves the clients still on it.
+func leaveAPILoadBalancers(ctx context.Context, r *workflow.Run) error {
+	if !r.Cluster.Spec.APILoadBalancer.On() {
+		return workflow.Skip("spec.apiLoadBalancer.enabled is false")
+	}
+	if len(r.Scope) == 0 {
+		return workflow.Skip("every host is reset")
+	}
+	backends := apiBackends(r.Cluster, r.InScope)
+	switch {
+	case len(backends) == len(apiBackends(r.Cluster, nil)):
+		return workflow.Skip("no control plane is reset")
+	case len(backends) == 0:
+		return workflow.Skip("no control plane stays")
+	}
+	// one node after another, each checked before the next: a change to a running cluster
+	for _, t := range r.TargetsFor(nodes) {
+		if r.InScope(t.Spec.Name) || t.Host == nil {
+			continue
+		}
+		if err := ensureAPILoadBalancer(ctx, r, t, backends); err != nil {
+			return fmt.Errorf("%s: %w", t.Spec.Name, err)
+		}
+	}
+	return nil
+}
