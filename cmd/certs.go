@@ -206,10 +206,12 @@ func newKubeconfigCommand(g *globalOptions) *cobra.Command {
 		Use:   "kubeconfig",
 		Short: "Print or write the cluster's admin kubeconfig",
 		Long: `Print the admin kubeconfig from the local state directory, or write it to --out (mode 0600). Its user is in
-the privcloud:cluster-admins group, bound to cluster-admin. --super-admin gives the break-glass credential
+the privcloud:cluster-admins group, bound to cluster-admin. With several control planes it has a context per
+control plane besides the control-plane endpoint's; when the endpoint is the first control plane (the default)
+and it does not answer, the first one that does becomes the current context. --super-admin gives the break-glass credential
 in system:masters instead, which no RBAC binding can take away: keep it offline.`,
 		Args: noArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			cluster, err := g.loadCluster()
 			if err != nil {
 				return err
@@ -219,12 +221,15 @@ in system:masters instead, which no RBAC binding can take away: keep it offline.
 				name = "super-admin"
 			}
 			path := phases.PKIStore(cluster).KubeconfigPath(name)
-			data, err := os.ReadFile(path)
+			data, current, err := phases.AdminKubeconfig(cmd.Context(), cluster, name)
 			if errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("%s does not exist yet: run 'privcloud certs generate' or 'privcloud init' first", path)
 			}
 			if err != nil {
 				return err
+			}
+			if current != "" {
+				fmt.Fprintf(g.streams.Err, "the control-plane endpoint %s does not answer: the current context is %s's\n", cluster.Spec.ControlPlaneEndpoint, current)
 			}
 			if out == "" {
 				_, err = g.streams.Out.Write(data)

@@ -3,8 +3,6 @@ package phases
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -14,7 +12,6 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/hostops"
-	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/templates"
@@ -214,38 +211,4 @@ func nodeRoles() workflow.Phase {
 				return nil
 			})
 		}}
-}
-
-func kubeconfigPhase(o *InstallOptions) workflow.Phase {
-	return workflow.Phase{Name: "kubeconfig", Short: "Write the admin kubeconfig (0600) pointing at the control-plane endpoint",
-		Run: func(ctx context.Context, r *workflow.Run) error {
-			out := ""
-			if o != nil {
-				out = o.KubeconfigOut
-			}
-			return writeAdminKubeconfig(ctx, r, out)
-		}}
-}
-
-// writeAdminKubeconfig copies the admin kubeconfig from the local PKI to --kubeconfig-out (by default
-// "kubeconfig" next to the state directory, that is next to cluster.yaml).
-func writeAdminKubeconfig(_ context.Context, r *workflow.Run, out string) error {
-	if out == "" {
-		out = filepath.Join(filepath.Dir(r.Cluster.Spec.StateDir), "kubeconfig")
-	}
-	if !r.Wet("", "write the admin kubeconfig to "+out+" (0600)") {
-		return nil
-	}
-	data, err := os.ReadFile(PKIStore(r.Cluster).KubeconfigPath("admin"))
-	if err != nil {
-		return err
-	}
-	if old, err := os.ReadFile(out); err == nil && string(old) == string(data) {
-		return nil
-	}
-	if err := atomicfile.Write(out, data, 0o600); err != nil {
-		return err
-	}
-	r.Changed("", "wrote "+out)
-	return nil
 }

@@ -110,3 +110,37 @@ func Credentials(path string) (tls.Certificate, []byte, error) {
 	}
 	return tls.Certificate{Certificate: [][]byte{p.cert.Raw}, PrivateKey: p.key, Leaf: p.cert}, p.caBundle, nil
 }
+
+// Endpoint is one API server a kubeconfig can point at, named for its context.
+type Endpoint struct {
+	Name   string // the context's suffix: a control-plane host's name
+	Server string // https://host:port
+}
+
+// WithEndpoints adds to a kubeconfig of one cluster, one user and one context a cluster and a context per
+// endpoint ("USER@CLUSTER-NAME"), sharing the user: kubectl --context reaches any control plane directly when
+// the first one is gone. current names the current context's endpoint ("" keeps the original context).
+func WithEndpoints(data []byte, endpoints []Endpoint, current string) ([]byte, error) {
+	var k kubeconfigFile
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		return nil, err
+	}
+	if len(k.Clusters) != 1 || len(k.Users) != 1 || len(k.Contexts) != 1 {
+		return nil, errors.New("expected a kubeconfig of exactly one cluster, user and context")
+	}
+	base, user := k.Clusters[0], k.Users[0].Name
+	for _, e := range endpoints {
+		c := base
+		c.Name = base.Name + "-" + e.Name
+		c.Cluster.Server = e.Server
+		var ctx namedContext
+		ctx.Name = user + "@" + c.Name
+		ctx.Context.Cluster, ctx.Context.User = c.Name, user
+		k.Clusters = append(k.Clusters, c)
+		k.Contexts = append(k.Contexts, ctx)
+		if e.Name == current {
+			k.CurrentContext = ctx.Name
+		}
+	}
+	return yaml.Marshal(k)
+}

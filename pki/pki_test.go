@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 )
@@ -538,5 +541,36 @@ func TestNodesReachTheAPIThroughTheirLoadBalancer(t *testing.T) {
 	got = servers(tr)
 	if got["kube-proxy"] != endpoint || got["kubelet-"+c.Spec.Hosts[4].Name] != endpoint || slices.Contains(tr.Names(), APILoadBalancerCert) {
 		t.Errorf("without the load balancer: %v %v", got, tr.Names())
+	}
+}
+
+func TestWithEndpointsAddsAContextPerControlPlane(t *testing.T) {
+	c := cluster(t)
+	s := Store{Dir: t.TempDir()}
+	if _, err := Ensure(s, tree(t, c), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(s.KubeconfigPath("admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := WithEndpoints(data, []Endpoint{{Name: "cp1", Server: "https://10.0.0.1:6443"}, {Name: "cp2", Server: "https://10.0.0.2:6443"}}, "cp2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kubeconfigFile
+	if err := yaml.Unmarshal(out, &k); err != nil {
+		t.Fatal(err)
+	}
+	user := k.Users[0].Name
+	if len(k.Clusters) != 3 || len(k.Contexts) != 3 || len(k.Users) != 1 || k.CurrentContext != user+"@"+c.Metadata.Name+"-cp2" ||
+		k.Clusters[2].Cluster.Server != "https://10.0.0.2:6443" || !bytes.Equal(k.Clusters[2].Cluster.CertificateAuthorityData, k.Clusters[0].Cluster.CertificateAuthorityData) {
+		t.Errorf("kubeconfig with endpoints:\n%s", out)
+	}
+	// the original context stays current when no endpoint is asked for
+	out, _ = WithEndpoints(data, []Endpoint{{Name: "cp1", Server: "https://10.0.0.1:6443"}}, "")
+	yaml.Unmarshal(out, &k)
+	if k.CurrentContext != k.Contexts[0].Name {
+		t.Errorf("current context %s, want %s", k.CurrentContext, k.Contexts[0].Name)
 	}
 }
