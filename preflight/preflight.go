@@ -13,6 +13,7 @@ import (
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/exitclass"
 	"github.com/privcloud/privcloud/ssh"
 )
@@ -33,6 +34,10 @@ type Facts struct {
 	Systemd       bool          `json:"systemd"`
 	KVM           bool          `json:"kvm"`
 	ClockSkew     time.Duration `json:"clockSkewNs"`
+	// Etcd is the state of the etcd member privcloud installed ("" when there is none): "healthy", or why not.
+	Etcd string `json:"etcd,omitempty"`
+	// APIServer is the state of the API server privcloud installed ("" when there is none): "ready", or why not.
+	APIServer string `json:"apiServer,omitempty"`
 }
 
 // gatherScript prints key=value lines; it only reads.
@@ -49,7 +54,22 @@ echo "diskkb=$(df -Pk /var 2>/dev/null | awk 'NR==2{print $4}')"
 echo "cgroupfs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 [ -d /run/systemd/system ] && echo systemd=yes
 [ -c /dev/kvm ] && echo kvm=yes
-echo "time=$(date +%s%N)"`
+echo "time=$(date +%s%N)"
+# the services of a running cluster: only where privcloud installed them, each asked about briefly
+last() { printf '%s' "$1" | tail -n 1 | cut -c1-300; }
+if [ -f /etc/systemd/system/etcd.service ]; then
+  st=$(systemctl is-active etcd 2>/dev/null)
+  if [ "$st" != active ]; then echo "etcd=not running ($st)"
+  elif out=$(` + hostops.EtcdctlBase + ` --dial-timeout=2s --command-timeout=3s endpoint health 2>&1); then echo etcd=healthy
+  else echo "etcd=unhealthy: $(last "$out")"; fi
+fi
+if [ -f /etc/systemd/system/kube-apiserver.service ]; then
+  st=$(systemctl is-active kube-apiserver 2>/dev/null)
+  if [ "$st" != active ]; then echo "apiserver=not running ($st)"
+  elif ! command -v kubectl >/dev/null; then echo apiserver=ready
+  elif out=$(kubectl --kubeconfig=/etc/kubernetes/admin.conf --server=https://127.0.0.1:6443 --request-timeout=5s get --raw=/readyz 2>&1); then echo apiserver=ready
+  else echo "apiserver=not ready: $(last "$out")"; fi
+fi`
 
 // Gather runs the fact script on h. The clock skew is the host's time against the midpoint of the round trip.
 func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
@@ -78,6 +98,7 @@ func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
 		f.CgroupVersion = 2
 	}
 	f.Systemd, f.KVM = kv["systemd"] == "yes", kv["kvm"] == "yes"
+	f.Etcd, f.APIServer = kv["etcd"], kv["apiserver"]
 	if ns, err := strconv.ParseInt(kv["time"], 10, 64); err == nil {
 		mid := before.Add(after.Sub(before) / 2)
 		f.ClockSkew = time.Unix(0, ns).Sub(mid)
@@ -161,6 +182,7 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 		}
 		hostnames[f.Hostname] = append(hostnames[f.Hostname], f.Host)
 	}
+	out = append(out, checkServices(c, facts)...)
 	for _, id := range sortedKeys(machineIDs) {
 		if hosts := machineIDs[id]; len(hosts) > 1 {
 			add("", "machine-id", Error, "hosts %s share /etc/machine-id %s (cloned images?): regenerate it (systemd-machine-id-setup)", strings.Join(hosts, ", "), id)
@@ -170,6 +192,60 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 		if hosts := hostnames[name]; len(hosts) > 1 {
 			add("", "hostname", Warning, "hosts %s share the hostname %q: node names come from cluster.yaml, but logs and tools will confuse them", strings.Join(hosts, ", "), name)
 		}
+	}
+	return out
+}
+
+// checkServices judges a running cluster's etcd and API servers: etcd without quorum, or no API server ready,
+// is an error naming every member's state; a member or an API server down while the others carry on is a
+// warning naming it. Hosts privcloud installed nothing on yet count for nothing; an etcd host that did not
+// answer counts as a member down once the cluster has any.
+func checkServices(c *api.Cluster, facts []Facts) []Finding {
+	var out []Finding
+	byHost := map[string]Facts{}
+	for _, f := range facts {
+		byHost[f.Host] = f
+	}
+	var members, down []string
+	healthy, installed := 0, 0
+	for _, h := range c.Spec.HostsWithRole(api.RoleEtcd) {
+		f, answered := byHost[h.Name]
+		switch {
+		case !answered:
+			members, down = append(members, h.Name), append(down, h.Name+": unreachable")
+		case f.Etcd == "":
+		case f.Etcd == "healthy":
+			members, healthy, installed = append(members, h.Name), healthy+1, installed+1
+		default:
+			members, down, installed = append(members, h.Name), append(down, h.Name+": "+f.Etcd), installed+1
+		}
+	}
+	if installed > 0 && len(down) > 0 {
+		quorum := len(members)/2 + 1
+		if healthy < quorum {
+			out = append(out, Finding{Check: "etcd-quorum", Severity: Error, Message: fmt.Sprintf(
+				"etcd has lost quorum: %d of %d members healthy, %d needed (%s); the cluster can change nothing until enough members return: "+
+					"start them (systemctl start etcd), or restore a backup (privcloud restore)", healthy, len(members), quorum, strings.Join(down, "; "))})
+		} else {
+			out = append(out, Finding{Check: "etcd", Severity: Warning, Message: fmt.Sprintf(
+				"etcd member down (%s): %d of %d healthy, quorum kept; one more lost and the cluster stops", strings.Join(down, "; "), healthy, len(members))})
+		}
+	}
+	var ready, apiDown []string
+	for _, h := range c.Spec.HostsWithRole(api.RoleControlPlane) {
+		switch f, answered := byHost[h.Name]; {
+		case answered && f.APIServer == "ready":
+			ready = append(ready, h.Name)
+		case answered && f.APIServer != "":
+			apiDown = append(apiDown, h.Name+": "+f.APIServer)
+		}
+	}
+	switch {
+	case len(apiDown) > 0 && len(ready) == 0:
+		out = append(out, Finding{Check: "apiserver", Severity: Error, Message: "no API server is ready (" + strings.Join(apiDown, "; ") + ")"})
+	case len(apiDown) > 0:
+		out = append(out, Finding{Check: "apiserver", Severity: Warning, Message: fmt.Sprintf(
+			"API server down (%s); nodes reach the others (%s) through their API load balancers", strings.Join(apiDown, "; "), strings.Join(ready, ", "))})
 	}
 	return out
 }

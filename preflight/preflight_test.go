@@ -84,3 +84,63 @@ func TestGatherParses(t *testing.T) {
 		t.Error("the fact script was not run")
 	}
 }
+
+// TestRunningClusterHealth: etcd without quorum and a cluster without a ready API server stop a run, naming
+// every host's state; one member or one API server down is a warning naming it; hosts without them count for
+// nothing.
+func TestRunningClusterHealth(t *testing.T) {
+	c := &api.Cluster{Spec: api.ClusterSpec{Hosts: []api.Host{
+		{Name: "h1", Roles: []api.Role{api.RoleControlPlane, api.RoleEtcd}},
+		{Name: "h4", Roles: []api.Role{api.RoleControlPlane, api.RoleEtcd}},
+		{Name: "h5", Roles: []api.Role{api.RoleControlPlane, api.RoleEtcd}},
+		{Name: "h2", Roles: []api.Role{api.RoleWorker}},
+	}}}
+	running := func(etcd ...string) []Facts {
+		var out []Facts
+		for i, h := range []string{"h1", "h4", "h5"} {
+			f := healthy(h)
+			f.Etcd, f.APIServer = etcd[i], "ready"
+			out = append(out, f)
+		}
+		return append(out, healthy("h2"))
+	}
+	one := func(fs []Finding) Finding {
+		t.Helper()
+		if len(fs) != 1 {
+			t.Fatalf("findings %+v, want one", fs)
+		}
+		return fs[0]
+	}
+	if got := Check(c, running("healthy", "healthy", "healthy")); len(got) != 0 {
+		t.Errorf("a healthy cluster: %+v", got)
+	}
+	// a fresh cluster: nothing installed yet
+	fresh := []Facts{healthy("h1"), healthy("h4"), healthy("h5"), healthy("h2")}
+	if got := Check(c, fresh); len(got) != 0 {
+		t.Errorf("fresh hosts: %+v", got)
+	}
+	f := one(Check(c, running("healthy", "not running (inactive)", "healthy")))
+	if f.Check != "etcd" || f.Severity != Warning || !strings.Contains(f.Message, "h4: not running (inactive)") || !strings.Contains(f.Message, "2 of 3 healthy, quorum kept") {
+		t.Errorf("one member down: %+v", f)
+	}
+	f = one(Check(c, running("unhealthy: context deadline exceeded", "not running (inactive)", "not running (failed)")))
+	if f.Check != "etcd-quorum" || f.Severity != Error || !strings.Contains(f.Message, "etcd has lost quorum: 0 of 3 members healthy, 2 needed") ||
+		!strings.Contains(f.Message, "h1: unhealthy: context deadline exceeded; h4: not running (inactive); h5: not running (failed)") {
+		t.Errorf("quorum lost: %+v", f)
+	}
+	// h1 did not answer at all (its host is gone): a member down, the two others keep quorum
+	f = one(Check(c, running("healthy", "healthy", "healthy")[1:]))
+	if f.Severity != Warning || !strings.Contains(f.Message, "h1: unreachable") {
+		t.Errorf("an unreachable member: %+v", f)
+	}
+	fs := running("healthy", "healthy", "healthy")
+	fs[0].APIServer = "not running (inactive)"
+	f = one(Check(c, fs))
+	if f.Check != "apiserver" || f.Severity != Warning || !strings.Contains(f.Message, "h1: not running (inactive)") || !strings.Contains(f.Message, "(h4, h5)") {
+		t.Errorf("one API server down: %+v", f)
+	}
+	fs[1].APIServer, fs[2].APIServer = "not ready: [-]etcd failed", "not ready: [-]etcd failed"
+	if f = one(Check(c, fs)); f.Severity != Error || !strings.Contains(f.Message, "no API server is ready") {
+		t.Errorf("no API server ready: %+v", f)
+	}
+}
