@@ -463,8 +463,9 @@ func TestClusterOnLabHosts(t *testing.T) {
 	t.Logf("no-op re-run: %s", time.Since(start).Round(100*time.Millisecond))
 
 	checkUpgradePlan(t, l)
-	checkControlPlaneJoin(t, l, kubectl, full)
+	checkMembershipUnderLoad(t, l, func() { checkControlPlaneJoin(t, l, kubectl, full) })
 	checkResetAndJoin(t, l, kubectl)
+	checkControlPlaneLoss(t, l, kubectl)
 	checkBackupRestore(t, l, kubectl, "h1,h4,h5", 5)
 }
 

@@ -641,10 +641,18 @@ func (l *Lab) Reboot(i int) error {
 	if err := l.Kill(i); err != nil {
 		return err
 	}
+	return l.Start(i)
+}
+
+// Start boots host i, stopped by Kill, from its own disk.
+func (l *Lab) Start(i int) error {
 	for j := range l.rec.Hosts {
 		rec := &l.rec.Hosts[j]
 		if rec.Index != i {
 			continue
+		}
+		if alive(rec.PID) {
+			return fmt.Errorf("h%d is running", i)
 		}
 		pid, err := l.boot(fmt.Sprintf("h%d", i), hostNS(i), rec)
 		if err != nil {
@@ -654,6 +662,21 @@ func (l *Lab) Reboot(i int) error {
 		return l.save()
 	}
 	return fmt.Errorf("the lab has no host h%d", i)
+}
+
+// Connect opens an SSH connection to the named host, its host key verified, for tests that reach a host's
+// loopback services through it.
+func (l *Lab) Connect(ctx context.Context, name string) (*ssh.Client, error) {
+	c, d, err := l.dialer(5 * time.Second)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range c.Spec.Hosts {
+		if h.Name == name {
+			return d.Connect(ctx, h)
+		}
+	}
+	return nil, fmt.Errorf("the lab has no host %s", name)
 }
 
 // Cut takes host i off the network (its switch port down); Restore puts it back.
