@@ -56,7 +56,7 @@ func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Tar
 	}
 	d := templates.APILoadBalancer{Name: t.Spec.Name, Listen: lb.Address(), Health: lb.HealthAddress(), Backends: backends}
 	unitChanged, err := writeFiles(ctx, r, t, hostops.File{Path: "/etc/systemd/system/" + pki.APILoadBalancerUnit + ".service",
-		Content: render("privcloud-api-lb.service", d), Mode: 0o644})
+		Content: render("privcloud-api-lb.service", d), Mode: 0o600})
 	if err != nil {
 		return err
 	}
