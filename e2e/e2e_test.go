@@ -395,7 +395,7 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 
 // clusterComponents are the lab bundle's components a whole cluster with its add-ons needs.
 var clusterComponents = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
-	"cni-macvlan", "cni-static", "privcloud-api-lb", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
+	"cni-macvlan", "cni-static", "privcloud-api-lb", "kube-router", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
 	"pause-bin", "pause", "probe", "busybox", "test", "coredns-bin", "coredns", "multus-bin", "multus-thin", "multus", "quay", "postgresql", "redis"}
 
 func TestClusterOnLabHosts(t *testing.T) {
@@ -453,6 +453,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 	}
 	checkHardening(t, l, kubectl)
 	checkAddons(t, l, kubectl)
+	checkNetworkPolicy(t, l, kubectl)
 	checkRegistryMirror(t, l, kubectl)
 
 	start = time.Now()

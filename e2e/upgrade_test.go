@@ -146,7 +146,7 @@ func versions(t *testing.T, l *lab.Lab) (string, string) {
 
 // upgradeBundle is what a cluster without add-ons needs, for a bundle of v1.36.3 and v1.37.1.
 var upgradeBundle = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
-	"privcloud-api-lb", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "pause-bin", "pause"}
+	"privcloud-api-lb", "kube-router", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "pause-bin", "pause"}
 
 // TestUpgradeControlPlanesOnLabHosts upgrades three stacked control planes, one host at a time: each one's etcd
 // member (v3.6 to v3.7, quorum kept by the two others), API server, controller-manager and scheduler while the

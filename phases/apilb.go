@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
@@ -43,16 +42,8 @@ func apiBackends(c *api.Cluster, leaving func(name string) bool) []string {
 // returns once the balancer reaches an API server that is ready.
 func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Target, backends []string) error {
 	lb := r.Cluster.Spec.APILoadBalancer
-	if !r.DryRun {
-		// a bundle made from an older description lacks the program: say so now, not after a start that times out
-		res, err := t.Host.Run(ctx, "test -x /usr/local/bin/"+pki.APILoadBalancerUnit+" || echo missing")
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(string(res.Stdout)) == "missing" {
-			return fmt.Errorf("the bundle has no %[1]s component, which every node runs: build the bundle from a description that lists it "+
-				"(see e2e/lab/bundle.yaml), or set spec.apiLoadBalancer.enabled: false and give controlPlaneEndpoint a load balancer of your own", pki.APILoadBalancerUnit)
-		}
+	if err := requireBinary(ctx, r, t, pki.APILoadBalancerUnit, "set spec.apiLoadBalancer.enabled: false and give controlPlaneEndpoint a load balancer of your own"); err != nil {
+		return err
 	}
 	d := templates.APILoadBalancer{Name: t.Spec.Name, Listen: lb.Address(), Health: lb.HealthAddress(), Backends: backends}
 	unitChanged, err := writeFiles(ctx, r, t, hostops.File{Path: "/etc/systemd/system/" + pki.APILoadBalancerUnit + ".service",

@@ -141,7 +141,7 @@ func clusterRBAC() workflow.Phase {
 // (revocable, unlike system:masters), and the API server's kubelet client may use the kubelet API (exec, logs).
 func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
 	cps := r.TargetsFor(controlPlane)
-	if !r.Wet(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client, privcloud:node-client-renewal") {
+	if !r.Wet(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client, privcloud:node-client-renewal (and privcloud:kube-router's role)") {
 		return nil
 	}
 	api, err := apiVia(r, cps[0].Host)
@@ -162,5 +162,26 @@ func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
 			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": b.kind, "name": b.subject}},
 		}))
 	}
+	if r.Cluster.Spec.Network.PolicyEnforced() {
+		objs = append(objs, kubeRouterRBAC()...)
+	}
 	return applyObjects(ctx, r, api, objs...)
+}
+
+// kubeRouterRBAC lets the NetworkPolicy firewall of every node read what policies select and no more
+// (kube-router's firewall controller waits for these informers to sync).
+func kubeRouterRBAC() []*unstructured.Unstructured {
+	read := []any{"get", "list", "watch"}
+	return []*unstructured.Unstructured{
+		object("rbac.authorization.k8s.io/v1", "ClusterRole", "privcloud:kube-router", map[string]any{"rules": []any{
+			map[string]any{"apiGroups": []any{""}, "resources": []any{"pods", "namespaces", "nodes", "services", "endpoints"}, "verbs": read},
+			map[string]any{"apiGroups": []any{"networking.k8s.io"}, "resources": []any{"networkpolicies"}, "verbs": read},
+			map[string]any{"apiGroups": []any{"discovery.k8s.io"}, "resources": []any{"endpointslices"}, "verbs": read},
+			map[string]any{"apiGroups": []any{""}, "resources": []any{"events"}, "verbs": []any{"create", "patch"}},
+		}}),
+		object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "privcloud:kube-router", map[string]any{
+			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "privcloud:kube-router"},
+			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": pki.KubeRouterUser}},
+		}),
+	}
 }

@@ -62,7 +62,7 @@ func (s *services) connectThrough(ex *Execution, c *api.Cluster, hosts map[strin
 			switch {
 			case network == "tcp" && addr == "127.0.0.1:6443" && h.HasRole(api.RoleControlPlane) && s.api != nil:
 				return (&net.Dialer{}).DialContext(ctx, "tcp", s.api.srv.Listener.Addr().String())
-			case network == "tcp" && addr == "127.0.0.1:6445" && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)):
+			case network == "tcp" && (addr == "127.0.0.1:6445" || addr == "127.0.0.1:20244") && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)):
 				return (&net.Dialer{}).DialContext(ctx, "tcp", apiLBHealth())
 			case network == "unix" && addr == containerdSocket && s.containerd[h.Name] != nil:
 				return s.containerd[h.Name].lis.DialContext(ctx)
@@ -72,8 +72,8 @@ func (s *services) connectThrough(ex *Execution, c *api.Cluster, hosts map[strin
 	}
 }
 
-// apiLBHealth is the address of a stand-in for the node-local API load balancer's health endpoint, which
-// every node's load balancer answers with "ok" once it reaches an API server.
+// apiLBHealth is the address of a stand-in for the health endpoints of a node's own services (the API load
+// balancer, the NetworkPolicy firewall), answering "ok".
 var apiLBHealth = sync.OnceValue(func() string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {

@@ -28,6 +28,7 @@ func InitWith(o *InstallOptions) workflow.Workflow {
 		clusterRBAC(),
 		nodePhases(),
 		podNetwork(),
+		networkPolicy(),
 		waitNodesReady(),
 		nodeRoles(),
 		addonPhases(b, nil),

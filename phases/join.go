@@ -32,6 +32,7 @@ func JoinWith(o *InstallOptions) workflow.Workflow {
 		controlPlanePhases(),
 		nodePhases(),
 		podNetwork(),
+		networkPolicy(),
 		waitNodesReady(),
 		nodeRoles(),
 	}}

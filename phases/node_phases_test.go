@@ -293,3 +293,34 @@ func TestAPILoadBalancerFollowsTheControlPlanes(t *testing.T) {
 		}
 	}
 }
+
+// Every node runs the NetworkPolicy firewall (kube-router's, nothing else of it) and waits for its health;
+// with spec.network.policy none, nothing is installed.
+func TestNetworkPolicyFirewallOnEveryNode(t *testing.T) {
+	c, hosts, ex, out, _ := liveCluster(t)
+	if err := runPhases(t, Init(), c, ex, out, "network-policy"); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range hosts {
+		unit, _, ok := f.File("/etc/systemd/system/privcloud-kube-router.service")
+		for _, want := range []string{"--run-router=false", "--run-firewall=true", "--run-service-proxy=false", "--kubeconfig=/etc/kubernetes/kube-router.conf",
+			"--hostname-override=" + name + " ", "--service-cluster-ip-range=" + c.Spec.Network.ServiceCIDR} {
+			if !ok || !strings.Contains(string(unit), want) {
+				t.Errorf("%s: the firewall's unit lacks %q:\n%s", name, want, unit)
+			}
+		}
+		if got := restarts(f); !slices.Equal(got, []string{"privcloud-kube-router"}) {
+			t.Errorf("%s restarted %q", name, got)
+		}
+	}
+	c2, hosts2, ex2, out2, _ := liveCluster(t)
+	c2.Spec.Network.Policy = "none"
+	if err := runPhases(t, Init(), c2, ex2, out2, "network-policy"); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range hosts2 {
+		if _, _, ok := f.File("/etc/systemd/system/privcloud-kube-router.service"); ok || len(f.Commands()) != 0 {
+			t.Errorf("%s: policy none still ran %q", name, f.Commands())
+		}
+	}
+}

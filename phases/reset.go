@@ -148,7 +148,7 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 // The systemd units privcloud installs, stopped in this order.
 var (
 	controlPlaneUnits = []string{"kube-scheduler", "kube-controller-manager", "kube-apiserver"}
-	privcloudUnits    = slices.Concat([]string{"kubelet", "kube-proxy", pki.APILoadBalancerUnit}, controlPlaneUnits, []string{"etcd", "privcloud-pod-routes", "containerd"})
+	privcloudUnits    = slices.Concat([]string{"kubelet", "kube-proxy", pki.KubeRouterUnit, pki.APILoadBalancerUnit}, controlPlaneUnits, []string{"etcd", "privcloud-pod-routes", "containerd"})
 )
 
 // resetServices stops the kubelet first (so nothing restarts pods), kills every container containerd runs,
@@ -209,6 +209,10 @@ for save in iptables-save ip6tables-save; do
     printf '%s\n' "$rules" | grep -vE -- '-j (KUBE|CNI)-|^:(KUBE|CNI)-|-A (KUBE|CNI)-' | $restore && echo "removed Kubernetes and CNI rules ($save)"
   fi
 done
+# the NetworkPolicy firewall's sets, once no rule refers to them
+if command -v ipset >/dev/null; then
+  for s in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-|TMP-|inet6:KUBE-|inet6:TMP-)'); do ipset destroy "$s" 2>/dev/null && echo "destroyed ipset $s"; done
+fi
 true`
 	return runScript(ctx, r, t, "remove the pod network's configuration, links, routes and rules", script)
 }

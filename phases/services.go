@@ -2,6 +2,8 @@ package phases
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -47,6 +49,22 @@ func reportChanges(r *workflow.Run, t *workflow.Target, changes []string) {
 	for _, c := range changes {
 		r.Changed(t.Spec.Name, c)
 	}
+}
+
+// requireBinary fails when the bundle did not install the program name on the host, saying how else to go on:
+// a bundle made from an older description lacks it, and a unit that cannot start would only time out.
+func requireBinary(ctx context.Context, r *workflow.Run, t *workflow.Target, name, otherwise string) error {
+	if r.DryRun { // a plan installed nothing to look for
+		return nil
+	}
+	res, err := t.Host.Run(ctx, "test -x /usr/local/bin/"+name+" || echo missing")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(res.Stdout)) == "missing" {
+		return fmt.Errorf("the bundle has no %s component, which every node runs: build the bundle from a description that lists it (see e2e/lab/bundle.yaml), or %s", name, otherwise)
+	}
+	return nil
 }
 
 // sshAction is a planned action described by what it does, for work a dry run does not record command by

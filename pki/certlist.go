@@ -53,9 +53,11 @@ type Tree struct {
 	EncryptSecrets bool
 	// APILoadBalancer sends nodes the load balancer's client certificate.
 	APILoadBalancer bool
-	CAs             []Cert
-	Leaves          []Cert
-	Kubeconfigs     []Kubeconfig
+	// NetworkPolicy sends nodes kube-router's kubeconfig.
+	NetworkPolicy bool
+	CAs           []Cert
+	Leaves        []Cert
+	Kubeconfigs   []Kubeconfig
 }
 
 // ServiceAccountKey is the name of the service-account signing key pair (sa.key, sa.pub).
@@ -67,7 +69,7 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 	s := &c.Spec
 	t := &Tree{Cluster: c.Metadata.Name, Algorithm: Algorithm(s.PKI.KeyAlgorithm), CAValidity: s.PKI.CAValidity.Duration,
 		CertValidity: s.PKI.CertValidity.Duration, ExternalCA: s.PKI.ExternalCA, EncryptSecrets: s.APIServer.SecretsEncrypted(),
-		APILoadBalancer: s.APILoadBalancer.On()}
+		APILoadBalancer: s.APILoadBalancer.On(), NetworkPolicy: s.Network.PolicyEnforced()}
 	server := "https://" + s.ControlPlaneEndpoint
 	// nodes reach the API through their own load balancer when it runs: no control plane is a single point of
 	// failure for them
@@ -142,6 +144,10 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 		{Name: "scheduler", CommonName: "system:kube-scheduler", Server: local},
 		{Name: "kube-proxy", CommonName: "system:kube-proxy", Server: nodeServer},
 	}
+	if t.NetworkPolicy {
+		// one identity for every node's NetworkPolicy firewall: it only reads pods, namespaces and policies
+		t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: KubeRouterKubeconfig, CommonName: KubeRouterUser, Server: nodeServer})
+	}
 	for _, h := range s.Hosts {
 		if isNode(h) {
 			t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: "kubelet-" + h.Name, CommonName: "system:node:" + h.Name,
@@ -155,6 +161,13 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 func isNode(h api.Host) bool {
 	return h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)
 }
+
+// KubeRouterKubeconfig is the kubeconfig of the NetworkPolicy firewall (kube-router) on every node, and
+// KubeRouterUser its user, whom the cluster RBAC lets read what NetworkPolicy selects.
+const (
+	KubeRouterKubeconfig = "kube-router"
+	KubeRouterUser       = "system:privcloud:kube-router"
+)
 
 // APILoadBalancerCert is the client certificate the node-local API load balancer checks the API servers with.
 const APILoadBalancerCert = "api-lb"

@@ -23,8 +23,11 @@ type Deployment struct {
 	Units  []string    // systemd units that read it, restarted when it changes
 }
 
-// APILoadBalancerUnit is the node-local API load balancer's systemd unit.
-const APILoadBalancerUnit = "privcloud-api-lb"
+// The systemd units of the node-local API load balancer and of the NetworkPolicy firewall.
+const (
+	APILoadBalancerUnit = "privcloud-api-lb"
+	KubeRouterUnit      = "privcloud-kube-router"
+)
 
 // Deployments lists the files host h needs for its roles, and only those: a worker never receives a CA key,
 // an etcd member only its own server and peer certificates.
@@ -66,6 +69,9 @@ func Deployments(s Store, t *Tree, h api.Host) []Deployment {
 		pair(KubeletServingCert(h.Name), "kubelet", kubelet)
 		conf("kubelet-"+h.Name, "kubelet.conf", kubelet)
 		conf("kube-proxy", "kube-proxy.conf", proxy)
+		if t.NetworkPolicy {
+			conf(KubeRouterKubeconfig, "kube-router.conf", KubeRouterUnit)
+		}
 		if t.APILoadBalancer {
 			cert(ClusterCA, "ca", APILoadBalancerUnit)
 			pair(APILoadBalancerCert, APILoadBalancerCert, APILoadBalancerUnit)

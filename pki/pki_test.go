@@ -492,7 +492,7 @@ func TestDeployments(t *testing.T) {
 		return out
 	}
 	hosts := c.Spec.Hosts
-	if got := targets(hosts[4]); !slices.Equal(got, []string{"/etc/kubernetes/kube-proxy.conf", "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/api-lb.crt", "/etc/kubernetes/pki/api-lb.key",
+	if got := targets(hosts[4]); !slices.Equal(got, []string{"/etc/kubernetes/kube-proxy.conf", "/etc/kubernetes/kube-router.conf", "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/api-lb.crt", "/etc/kubernetes/pki/api-lb.key",
 		"/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/kubelet.crt", "/etc/kubernetes/pki/kubelet.key"}) {
 		t.Errorf("worker gets %v", got)
 	}
@@ -506,7 +506,7 @@ func TestDeployments(t *testing.T) {
 		}
 	}
 	cp := Deployments(s, tr, hosts[0])
-	if got := Units(cp); !slices.Equal(got, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubelet", "privcloud-api-lb"}) {
+	if got := Units(cp); !slices.Equal(got, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubelet", "privcloud-api-lb", "privcloud-kube-router"}) {
 		t.Errorf("control plane units %v", got)
 	}
 	for _, d := range cp {
@@ -532,7 +532,8 @@ func TestNodesReachTheAPIThroughTheirLoadBalancer(t *testing.T) {
 	}
 	got := servers(tree(t, c))
 	endpoint := "https://" + c.Spec.ControlPlaneEndpoint
-	if got["kube-proxy"] != "https://127.0.0.1:6444" || got["kubelet-"+c.Spec.Hosts[4].Name] != "https://127.0.0.1:6444" || got["admin"] != endpoint {
+	if got["kube-proxy"] != "https://127.0.0.1:6444" || got["kubelet-"+c.Spec.Hosts[4].Name] != "https://127.0.0.1:6444" ||
+		got["kube-router"] != "https://127.0.0.1:6444" || got["admin"] != endpoint {
 		t.Errorf("with the load balancer: %v", got)
 	}
 	off := false

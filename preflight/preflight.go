@@ -33,6 +33,7 @@ type Facts struct {
 	CgroupVersion int           `json:"cgroupVersion"`
 	Systemd       bool          `json:"systemd"`
 	KVM           bool          `json:"kvm"`
+	IPSet         bool          `json:"ipset"`
 	ClockSkew     time.Duration `json:"clockSkewNs"`
 	// Etcd is the state of the etcd member privcloud installed ("" when there is none): "healthy", or why not.
 	Etcd string `json:"etcd,omitempty"`
@@ -54,6 +55,7 @@ echo "diskkb=$(df -Pk /var 2>/dev/null | awk 'NR==2{print $4}')"
 echo "cgroupfs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 [ -d /run/systemd/system ] && echo systemd=yes
 [ -c /dev/kvm ] && echo kvm=yes
+command -v ipset >/dev/null && echo ipset=yes
 echo "time=$(date +%s%N)"
 # the services of a running cluster: only where privcloud installed them, each asked about briefly
 last() { printf '%s' "$1" | tail -n 1 | cut -c1-300; }
@@ -97,7 +99,7 @@ func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
 	if kv["cgroupfs"] == "cgroup2fs" {
 		f.CgroupVersion = 2
 	}
-	f.Systemd, f.KVM = kv["systemd"] == "yes", kv["kvm"] == "yes"
+	f.Systemd, f.KVM, f.IPSet = kv["systemd"] == "yes", kv["kvm"] == "yes", kv["ipset"] == "yes"
 	f.Etcd, f.APIServer = kv["etcd"], kv["apiserver"]
 	if ns, err := strconv.ParseInt(kv["time"], 10, 64); err == nil {
 		mid := before.Add(after.Sub(before) / 2)
@@ -170,6 +172,9 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 		}
 		if c.Spec.Containerd.Kata.Enabled && !f.KVM {
 			add(f.Host, "kvm", Warning, "no /dev/kvm: Kata Containers pods (RuntimeClass %s) cannot run on this host; runc pods can", c.Spec.Containerd.Kata.RuntimeClassName)
+		}
+		if c.Spec.Network.PolicyEnforced() && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)) && !f.IPSet {
+			add(f.Host, "ipset", Error, "ipset is not installed, and the NetworkPolicy firewall (spec.network.policy: kube-router) needs it: install it (Debian and Ubuntu: apt-get install ipset), or set spec.network.policy: none")
 		}
 		if h.HasRole(api.RoleControlPlane) && f.MemoryBytes < MinControlPlaneMem {
 			add(f.Host, "memory", Warning, "%s of memory: a control plane wants at least %s", size(f.MemoryBytes), size(MinControlPlaneMem))

@@ -14,7 +14,7 @@ import (
 
 func healthy(host string) Facts {
 	return Facts{Host: host, OS: "debian 12", Kernel: "6.1.0", Arch: "x86_64", Hostname: host, MachineID: "id-" + host,
-		CPUs: 2, MemoryBytes: 4 << 30, DiskFreeBytes: 50 << 30, CgroupVersion: 2, Systemd: true, KVM: true}
+		CPUs: 2, MemoryBytes: 4 << 30, DiskFreeBytes: 50 << 30, CgroupVersion: 2, Systemd: true, KVM: true, IPSet: true}
 }
 
 func TestCheck(t *testing.T) {
@@ -39,6 +39,7 @@ func TestCheck(t *testing.T) {
 		{"kata without kvm", func(c *api.Cluster, f []Facts) { c.Spec.Containerd.Kata.Enabled = true; f[2].KVM = false }, "worker2", "kvm", Warning},
 		{"small control plane", func(_ *api.Cluster, f []Facts) { f[0].MemoryBytes = 1 << 30 }, "cp1", "memory", Warning},
 		{"low disk", func(_ *api.Cluster, f []Facts) { f[2].DiskFreeBytes = 1 << 30 }, "worker2", "disk", Warning},
+		{"no ipset for the NetworkPolicy firewall", func(_ *api.Cluster, f []Facts) { f[1].IPSet = false }, "worker1", "ipset", Error},
 		{"cloned machine id", func(_ *api.Cluster, f []Facts) { f[2].MachineID = f[1].MachineID }, "", "machine-id", Error},
 		{"same hostname", func(_ *api.Cluster, f []Facts) { f[2].Hostname = "localhost"; f[1].Hostname = "localhost" }, "", "hostname", Warning},
 	}

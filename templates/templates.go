@@ -110,5 +110,12 @@ type APILoadBalancer struct {
 	Backends       []string // every API server, host:port
 }
 
+// KubeRouter is what the NetworkPolicy firewall's unit is made of.
+type KubeRouter struct {
+	Name        string // the node
+	ServiceCIDR string
+	HealthPort  int
+}
+
 // Route sends a pod network to the node that hosts it.
 type Route struct{ CIDR, Via string }

@@ -87,6 +87,10 @@ func TestAPILoadBalancerFiles(t *testing.T) {
 	}
 }
 
+func TestKubeRouterService(t *testing.T) {
+	golden.Assert(t, render(t, "privcloud-kube-router.service", KubeRouter{Name: "h2", ServiceCIDR: "10.96.0.0/12", HealthPort: 20244}))
+}
+
 func TestRegistryHosts(t *testing.T) {
 	golden.Assert(t, render(t, "containerd-hosts.toml", RegistryHosts{Server: "https://quay.lab.example",
 		Hosts: []RegistryHost{{URL: "https://127.0.0.1:30443", CA: "/etc/kubernetes/pki/ca.crt"}, {URL: "http://10.77.0.1:5000"}}}))

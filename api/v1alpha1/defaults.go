@@ -23,20 +23,22 @@ const (
 	DefaultServiceCIDR         = "10.96.0.0/12"
 	DefaultDNSDomain           = "cluster.local"
 	DefaultNetworkPlugin       = "bridge"
-	DefaultNodeCIDRMaskSize    = 24
-	DefaultEtcdDataDir         = "/var/lib/etcd"
-	DefaultRuntime             = "runc"
-	DefaultKataName            = "kata"
-	DefaultKataOverheadCPU     = "250m"
-	DefaultKataOverheadMem     = "160Mi"
-	DefaultCgroupDriver        = "systemd"
-	DefaultMaxPods             = 110
-	DefaultKubeProxyMode       = "iptables"
-	DefaultConntrackPerCore    = 32768
-	DefaultCoreDNSReplicas     = 2
-	DefaultQuayHostPathDir     = "/var/lib/privcloud/quay"
-	DefaultBundlePath          = "privcloud-bundle.tar.zst"
-	DefaultKeyAlgorithm        = "ecdsa-p256"
+	// NetworkPolicyKubeRouter is NetworkPolicy enforced by kube-router's firewall controller, the default
+	NetworkPolicyKubeRouter = "kube-router"
+	DefaultNodeCIDRMaskSize = 24
+	DefaultEtcdDataDir      = "/var/lib/etcd"
+	DefaultRuntime          = "runc"
+	DefaultKataName         = "kata"
+	DefaultKataOverheadCPU  = "250m"
+	DefaultKataOverheadMem  = "160Mi"
+	DefaultCgroupDriver     = "systemd"
+	DefaultMaxPods          = 110
+	DefaultKubeProxyMode    = "iptables"
+	DefaultConntrackPerCore = 32768
+	DefaultCoreDNSReplicas  = 2
+	DefaultQuayHostPathDir  = "/var/lib/privcloud/quay"
+	DefaultBundlePath       = "privcloud-bundle.tar.zst"
+	DefaultKeyAlgorithm     = "ecdsa-p256"
 
 	defaultConnectTimeout    = 15 * time.Second
 	defaultCommandTimeout    = 10 * time.Minute
@@ -155,6 +157,7 @@ func defaultNetwork(n *Network) {
 	setString(&n.ServiceCIDR, DefaultServiceCIDR)
 	setString(&n.DNSDomain, DefaultDNSDomain)
 	setString(&n.Plugin, DefaultNetworkPlugin)
+	setString(&n.Policy, NetworkPolicyKubeRouter)
 	setInt(&n.NodeCIDRMaskSize, DefaultNodeCIDRMaskSize)
 	if n.ClusterDNS == "" {
 		if p, err := netip.ParsePrefix(n.ServiceCIDR); err == nil {

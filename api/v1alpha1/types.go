@@ -123,7 +123,11 @@ type Network struct {
 	DNSDomain        string `json:"dnsDomain,omitempty" doc:"Cluster DNS domain."`
 	Plugin           string `json:"plugin,omitempty" enum:"bridge" doc:"Pod network: 'bridge' (bridge + host-local CNI plugins, routes between nodes; needs one L2 segment)."`
 	NodeCIDRMaskSize int    `json:"nodeCIDRMaskSize,omitempty" doc:"Prefix length of each node's pod CIDR."`
+	Policy           string `json:"policy,omitempty" enum:"kube-router,none" doc:"NetworkPolicy enforcement: 'kube-router' (kube-router's firewall on every node, iptables and ipset, which every node needs installed) or 'none' (NetworkPolicy objects are stored and ignored: say so only if something else enforces them)."`
 }
+
+// PolicyEnforced reports whether NetworkPolicy is enforced by privcloud's kube-router firewall.
+func (n *Network) PolicyEnforced() bool { return n.Policy == NetworkPolicyKubeRouter }
 
 // APIServer holds the API servers' security settings; every default is the hardened one.
 type APIServer struct {

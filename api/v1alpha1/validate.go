@@ -374,6 +374,13 @@ func (v *validator) network(s *ClusterSpec) {
 	if n.Plugin != "bridge" {
 		v.add("spec.network.plugin", "unknown pod network %q: use bridge", n.Plugin)
 	}
+	switch {
+	case n.Policy != NetworkPolicyKubeRouter && n.Policy != "none":
+		v.add("spec.network.policy", "unknown NetworkPolicy enforcement %q: use kube-router or none", n.Policy)
+	case n.PolicyEnforced() && s.KubeProxy.Mode == "ipvs":
+		// kube-router v2.1 saves and restores every ipset of the host, kube-proxy's among them
+		v.add("spec.network.policy", "kube-router would revert the ipsets kube-proxy keeps in ipvs mode: set spec.kubeProxy.mode to iptables or nftables, or spec.network.policy to none")
+	}
 	if pod.IsValid() {
 		addrBits := pod.Addr().BitLen()
 		switch m := n.NodeCIDRMaskSize; {

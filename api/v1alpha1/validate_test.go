@@ -114,6 +114,8 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad sudo env", "", "  ssh:\n    sudo: {passwordEnv: 'my-pass'}", "spec.ssh.sudo.passwordEnv", 21, "environment variable"},
 		{"load balancer on the API server's port", "  network:", "  apiLoadBalancer:\n    port: 6442\n  network:", "spec.apiLoadBalancer.port", 18, "port 6443 is used"},
 		{"load balancer on a privileged port", "  network:", "  apiLoadBalancer:\n    port: 443\n  network:", "spec.apiLoadBalancer.port", 18, "1024 to 65534"},
+		{"unknown policy engine", "    serviceCIDR: 10.96.0.0/12", "    serviceCIDR: 10.96.0.0/12\n    policy: calico", "spec.network.policy", 20, "use kube-router or none"},
+		{"kube-router with ipvs", "  network:", "  kubeProxy:\n    mode: ipvs\n  network:", "spec.network.policy", 19, "ipvs"},
 		{"relative etcd dir", "", "  etcd:\n    dataDir: var/lib/etcd", "spec.etcd.dataDir", 21, "absolute"},
 		{"kata default without kata", "", "  containerd:\n    defaultRuntime: kata", "spec.containerd.defaultRuntime", 21, "not an available runtime"},
 		{"bad mirror URL", "", "  containerd:\n    registryMirrors: [{registry: docker.io, endpoints: [ftp://m]}]", "spec.containerd.registryMirrors[0].endpoints[0]", 21, "URL"},

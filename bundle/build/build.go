@@ -4,6 +4,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"debug/buildinfo"
@@ -337,7 +338,7 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 	key := cacheKey(g.Module, g.Version, goPackage(g), g.LDFlags, platform, runtime.Version(), strings.Join(replaces, ";"), g.StagingVersion, fmt.Sprint(g.CGO), strings.Join(g.Tags, ","))
 	out := filepath.Join(bl.Cache, "go", key, name)
 	// a module replaced by a local folder (privcloud's own programs) can change under the same version: it is
-	// built each time, which Go's build cache makes quick
+	// built each time, which Go's build cache makes quick, and the cached file kept when nothing changed
 	if _, err := os.Stat(out); err == nil && !replacedLocally(g) {
 		return out, nil
 	}
@@ -396,7 +397,25 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 		os.Remove(tmp)
 		return "", fmt.Errorf("%s@%s is not a main package: it builds no program", goPackage(g), g.Version)
 	}
+	// a rebuild of a local module that gave the same program keeps the cached file as it was, so nothing
+	// after it (the archive) is made again
+	if same, _ := sameContent(tmp, out); same {
+		return out, os.Remove(tmp)
+	}
 	return out, os.Rename(tmp, out)
+}
+
+// sameContent reports whether files a and b hold the same bytes.
+func sameContent(a, b string) (bool, error) {
+	x, err := os.ReadFile(a)
+	if err != nil {
+		return false, err
+	}
+	y, err := os.ReadFile(b)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(x, y), nil
 }
 
 // inheritedReplaces reads module@version's go.mod and returns its replace directives for a wrapper module:

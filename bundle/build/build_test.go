@@ -207,3 +207,31 @@ func TestFitsMajor(t *testing.T) {
 		}
 	}
 }
+
+// A program of a module replaced by a local folder is built again when its source changes, under the same
+// version: privcloud's own programs (the API load balancer) are such modules.
+func TestLocalModuleChangeIsRebuilt(t *testing.T) {
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module example.local/hello\n\ngo 1.22\n"), 0o644)
+	write := func(msg string) {
+		os.WriteFile(filepath.Join(src, "main.go"), []byte("package main\n\nfunc main() { println(\""+msg+"\") }\n"), 0o644)
+	}
+	write("one")
+	b := &api.Bundle{APIVersion: api.APIVersion, Kind: api.KindBundle, Metadata: api.ObjectMeta{Name: "test"},
+		Spec: api.BundleSpec{Platform: "linux/amd64", Components: []api.Component{
+			{Name: "hello", Version: "v0.0.0", Go: &api.GoBuild{Module: "example.local/hello", Version: "v0.0.0", Replace: map[string]string{"example.local/hello": src}}},
+		}}}
+	cache := t.TempDir()
+	build(t, b, cache)
+	cached, _ := filepath.Glob(filepath.Join(cache, "go", "*", "hello"))
+	if len(cached) != 1 {
+		t.Fatalf("go build not cached: %v", cached)
+	}
+	first, _ := os.ReadFile(cached[0])
+	write("two")
+	build(t, b, cache)
+	second, _ := os.ReadFile(cached[0])
+	if bytes.Equal(first, second) || !bytes.Contains(second, []byte("two")) {
+		t.Error("a changed local module kept its old program")
+	}
+}

@@ -23,7 +23,7 @@ const (
 
 // Packages installed into the image by debootstrap.
 var Packages = []string{"systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "iputils-ping", "procps",
-	"iptables", "kmod", "ca-certificates", "less", "conntrack", "socat", "ethtool", "ebtables", "curl"}
+	"iptables", "ipset", "kmod", "ca-certificates", "less", "conntrack", "socat", "ethtool", "ebtables", "curl"}
 
 // Network of the lab: hosts are .11 onwards, the machine's side of the bridge is .254.
 const (
