@@ -343,7 +343,8 @@ func packLabBundle(t *testing.T, out string, kubernetes []string, etcd string, n
 	b.Spec.Components = append(b.Spec.Components, previous.Spec.Components...)
 	kept := b.Spec.Components[:0]
 	for _, c := range b.Spec.Components {
-		if slices.Contains(names, c.Name) && (!strings.HasPrefix(c.Name, "kube") || slices.Contains(kubernetes, c.Version)) {
+		release := c.Go != nil && c.Go.Module == "k8s.io/kubernetes" // one of the Kubernetes releases listed
+		if slices.Contains(names, c.Name) && (!release || slices.Contains(kubernetes, c.Version)) {
 			if etcd != "" && strings.HasPrefix(c.Name, "etcd") {
 				c.Version, c.Go.Version, c.Go.StagingVersion = etcd, etcd, etcd
 			}
