@@ -489,7 +489,7 @@ grep -E ' /(var/lib/kubelet|run/containerd|var/lib/containerd)/' /proc/mounts | 
 pgrep -x containerd-shim >/dev/null && echo "left: shims"
 ip link show cni0 >/dev/null 2>&1 && echo "left: cni0"
 ip route show | grep ' via ' | grep -v '^default' | sed 's/^/left: route /'
-iptables-save | grep -cE 'KUBE-|CNI-' | sed 's/^/kube-rules: /'
+iptables-save | grep -cE 'KUBE-|CNI-|PRIVCLOUD-' | sed 's/^/kube-rules: /'
 iptables-save -t mangle | grep -c 'DROP' | sed 's/^/lab-guard: /'`)
 	if r.code != 0 || strings.Contains(r.stdout, "active:") || strings.Contains(r.stdout, "left:") || strings.Contains(r.stdout, "mount:") ||
 		!strings.Contains(r.stdout, "kube-rules: 0") || !strings.Contains(r.stdout, "lab-guard: 1") {

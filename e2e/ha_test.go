@@ -221,11 +221,11 @@ func checkControlPlaneLoss(t *testing.T, l *lab.Lab, kubectl string) {
 	r := run(t, l, "exec", "--hosts", "h4", "--", local+"create deployment web --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
 		local+"expose deployment web --port=8080 && "+local+"rollout status deployment/web --timeout=120s && "+
 		local+"get service web -o jsonpath='{.spec.clusterIP}{\"\\n\"}'")
-	lines := strings.Fields(r.stdout)
-	if r.code != 0 || len(lines) == 0 || net.ParseIP(lines[len(lines)-1]) == nil {
+	clusterIP := lastIP(r.stdout)
+	if r.code != 0 || clusterIP == "" {
 		t.Fatalf("a Deployment behind a Service: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	serviceURL := "http://" + net.JoinHostPort(lines[len(lines)-1], "8080") + "/"
+	serviceURL := "http://" + net.JoinHostPort(clusterIP, "8080") + "/"
 
 	worker, err := l.Connect(ctx, "h2")
 	if err != nil {

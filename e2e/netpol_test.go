@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -42,11 +43,11 @@ spec:
 		kubectl+"wait --for=condition=Ready pod/client -n np-ok --timeout=120s && "+
 		kubectl+"wait --for=condition=Ready pod/client -n np-other --timeout=120s && "+
 		kubectl+"get pod srv -n np-srv -o jsonpath='{.status.podIP}{\"\\n\"}'")
-	fields := strings.Fields(r.stdout)
-	if r.code != 0 || len(fields) == 0 {
+	ip := lastIP(r.stdout)
+	if r.code != 0 || ip == "" {
 		t.Fatalf("NetworkPolicy test pods: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	url := "http://" + fields[len(fields)-1] + ":8080/"
+	url := "http://" + ip + ":8080/"
 
 	// reaches asks both clients at once and says which got through
 	reaches := func() (ok, other bool) {
@@ -116,4 +117,16 @@ spec:
 	if r.code != 0 {
 		t.Errorf("clean up: %s%s", r.stdout, r.stderr)
 	}
+}
+
+// lastIP is the last word of out that is an IP address ("" for none): what a command printed last, before the
+// summary privcloud exec adds.
+func lastIP(out string) string {
+	ip := ""
+	for _, f := range strings.Fields(out) {
+		if net.ParseIP(f) != nil {
+			ip = f
+		}
+	}
+	return ip
 }

@@ -22,7 +22,7 @@ func nodeData(r *workflow.Run, h api.Host) templates.Node {
 	s := r.Cluster.Spec
 	d := templates.Node{Version: s.KubernetesVersion, Name: h.Name, IP: h.InternalAddress, CgroupDriver: s.Kubelet.CgroupDriver,
 		FailCgroupV1: s.Kubelet.FailCgroupV1 != nil && *s.Kubelet.FailCgroupV1, ClusterDNS: s.Network.ClusterDNS,
-		DNSDomain: s.Network.DNSDomain, MaxPods: s.Kubelet.MaxPods, PodPidsLimit: s.Kubelet.PodPidsLimit, CipherSuites: templates.CipherSuites, PodCIDR: s.Network.PodCIDR, Mode: s.KubeProxy.Mode}
+		DNSDomain: s.Network.DNSDomain, MaxPods: s.Kubelet.MaxPods, PodPidsLimit: s.Kubelet.PodPidsLimit, CipherSuites: templates.CipherSuites, PodCIDR: s.Network.PodCIDR, ClusterCIDR: s.Network.PodCIDR, Mode: s.KubeProxy.Mode}
 	d.APIServer, d.APILoadBalancer = "https://"+s.ControlPlaneEndpoint, s.APILoadBalancer.On()
 	if d.APILoadBalancer {
 		d.APIServer = "https://" + s.APILoadBalancer.Address()

@@ -205,8 +205,8 @@ for save in iptables-save ip6tables-save; do
   restore=${save%-save}-restore
   command -v $save >/dev/null || continue
   rules=$($save)
-  if printf '%s\n' "$rules" | grep -qE -- '-j (KUBE|CNI)-|^:(KUBE|CNI)-|-A (KUBE|CNI)-'; then
-    printf '%s\n' "$rules" | grep -vE -- '-j (KUBE|CNI)-|^:(KUBE|CNI)-|-A (KUBE|CNI)-' | $restore && echo "removed Kubernetes and CNI rules ($save)"
+  if printf '%s\n' "$rules" | grep -qE -- '-j (KUBE|CNI|PRIVCLOUD)-|^:(KUBE|CNI|PRIVCLOUD)-|-A (KUBE|CNI|PRIVCLOUD)-'; then
+    printf '%s\n' "$rules" | grep -vE -- '-j (KUBE|CNI|PRIVCLOUD)-|^:(KUBE|CNI|PRIVCLOUD)-|-A (KUBE|CNI|PRIVCLOUD)-' | $restore && echo "removed Kubernetes and CNI rules ($save)"
   fi
 done
 # the NetworkPolicy firewall's sets, once no rule refers to them

@@ -97,6 +97,7 @@ type Node struct {
 	CipherSuites          string
 	Labels, Taints        string // comma-separated key=value and key=value:Effect
 	PodCIDR, Mode         string
+	ClusterCIDR           string // every node's pods: traffic leaving it is masqueraded, pod-to-pod traffic never
 	ResolvConf            string // what pods with dnsPolicy Default resolve with
 	EvictionHard          []Setting
 	ConntrackMaxPerCore   int32
