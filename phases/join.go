@@ -35,6 +35,8 @@ func JoinWith(o *InstallOptions) workflow.Workflow {
 		networkPolicy(),
 		waitNodesReady(),
 		nodeRoles(),
+		// a control plane that joined gets its context in the admin kubeconfig
+		kubeconfigPhase(o),
 	}}
 }
 
