@@ -273,9 +273,14 @@ func checkControlPlaneLoss(t *testing.T, l *lab.Lab, kubectl string) {
 	})
 	t.Logf("h2's load balancer marked h1 down %s after the kill", downAt.Sub(killed).Round(10*time.Millisecond))
 
-	// new work is scheduled and runs
-	r = run(t, l, "exec", "--hosts", "h4", "--", local+"create deployment after-loss --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
-		local+"rollout status deployment/after-loss --timeout=120s")
+	// new work is scheduled and runs; a write in the second etcd takes to elect a new leader (h1 led) times out,
+	// and is tried again as a user would
+	waitFor(t, "a new Deployment created with h1 gone", 60*time.Second, func() bool {
+		r := run(t, l, "exec", "--hosts", "h4", "--", local+"get deployment after-loss >/dev/null 2>&1 || "+
+			local+"create deployment after-loss --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve")
+		return r.code == 0
+	})
+	r = run(t, l, "exec", "--hosts", "h4", "--", local+"rollout status deployment/after-loss --timeout=120s")
 	scheduled := time.Since(killed)
 	if r.code != 0 {
 		t.Errorf("a new Deployment with h1 gone: exit %d\n%s%s", r.code, r.stdout, r.stderr)

@@ -174,9 +174,19 @@ func TestUpgradeControlPlanesOnLabHosts(t *testing.T) {
 	if r.code != 5 || !strings.Contains(r.stdout+r.stderr, "kube-apiserver v1.36.3 (not v1.37.1)") || !strings.Contains(r.stdout+r.stderr, "privcloud upgrade apply") {
 		t.Fatalf("init on hosts running v1.36.3 with v1.37.1 in cluster.yaml: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// a client reads the API through h3's load balancer all along: each API server restarts in turn
+	node, err := l.Connect(context.Background(), "h3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	api := apiProbe(t, l, node)
 	start := time.Now()
 	r = run(t, l, "upgrade", "apply", "-o", "json")
+	api.end()
 	t.Logf("upgrade v1.36.3 -> v1.37.1 of 3 control planes: %s", time.Since(start).Round(100*time.Millisecond))
+	total, failed := api.between(start, time.Now())
+	t.Logf("BENCH upgrade of 3 control planes: api-requests=%d api-failed=%d%s", total, len(failed), describe(failed, start))
 	if r.code != 0 {
 		t.Fatalf("upgrade apply: exit %d\n%s%s", r.code, timeline(r.stdout), r.stderr)
 	}
