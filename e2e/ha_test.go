@@ -342,6 +342,9 @@ func checkControlPlaneLoss(t *testing.T, l *lab.Lab, kubectl string) {
 	lateTotal, late := api.between(downAt.Add(time.Second), healed)
 	t.Logf("BENCH control-plane loss: lb-down=%s new-deployment=%s api-requests=%d api-failed=%d api-failed-after-lb-down=%d/%d service-requests=%d service-failed=%d",
 		downAt.Sub(killed).Round(10*time.Millisecond), scheduled.Round(100*time.Millisecond), apiTotal, len(apiFailed), len(late), lateTotal, svcTotal, len(svcFailed))
+	if ok, found := api.firstOKAfter(killed); found {
+		t.Logf("BENCH first successful API request from a worker started %s after the kill", ok.Sub(killed).Round(10*time.Millisecond))
+	}
 	if len(apiFailed) > 0 {
 		first := apiFailed[0].at
 		if ok, found := api.firstOKAfter(first); found {
