@@ -369,6 +369,8 @@ func checkControlPlaneLoss(t *testing.T, l *lab.Lab, kubectl string) {
 	if r.code == 0 || !strings.Contains(out, "etcd has lost quorum") || !strings.Contains(out, "h4: not running (inactive)") ||
 		!strings.Contains(out, "h5: not running (inactive)") {
 		t.Errorf("preflight with 2 of 3 etcd members down: exit %d\n%s", r.code, out)
+	} else {
+		t.Logf("preflight with 2 of 3 etcd members down: exit %d\n%s", r.code, out)
 	}
 	r = run(t, l, "exec", "--hosts", "h4,h5", "--", "systemctl start etcd")
 	if r.code != 0 {
