@@ -51,10 +51,17 @@ type backend struct {
 	checked bool
 	fails   int
 	lastErr string
-	since   time.Time           // of the last change of healthy
-	conns   map[string]net.Conn // proxied connections to it, by client address
-	stop    context.CancelFunc  // ends its health checks
+	since   time.Time             // of the last change of healthy
+	conns   map[net.Conn]struct{} // proxied connections to it
+	stop    context.CancelFunc    // ends its health checks
 }
+
+// NotReadyError is an API server that answered its check but is not ready (etcd unreachable, shutting down):
+// it is taken out of the rotation, but its connections stay, since the cause may be shared by every API server
+// (etcd without quorum) and its own graceful shutdown moves its clients on.
+type NotReadyError struct{ Reason string }
+
+func (e *NotReadyError) Error() string { return e.Reason }
 
 // New returns a balancer over backends ("host:port"), checking each with check.
 func New(backends []string, check Check, s Settings, logger *log.Logger) *Balancer {
@@ -89,7 +96,7 @@ func (b *Balancer) SetBackends(addrs []string) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		be := &backend{addr: a, conns: map[string]net.Conn{}, stop: cancel, since: time.Now()}
+		be := &backend{addr: a, conns: map[net.Conn]struct{}{}, stop: cancel, since: time.Now()}
 		kept = append(kept, be)
 		b.log.Printf("backend %s added", a)
 		go b.watch(ctx, be)
@@ -117,11 +124,16 @@ func (b *Balancer) watch(ctx context.Context, be *backend) {
 	}
 }
 
-// record takes a check's result: one success marks the backend up, FailAfter failures in a row mark it down
-// and close the connections to it, which a dead host would otherwise keep open until TCP gives up on them.
+// record takes a check's result: one success marks the backend up, FailAfter failures in a row mark it down.
+// When the host itself does not answer (no connection, no TLS), its connections are closed as well, which a
+// dead host would otherwise keep open until TCP gives up on them; but never when no other backend is healthy:
+// clients would only reconnect to the same servers.
 func (b *Balancer) record(be *backend, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed || !slices.Contains(b.backends, be) { // removed while its check ran
+		return
+	}
 	be.checked = true
 	if err == nil {
 		be.fails, be.lastErr = 0, ""
@@ -133,49 +145,52 @@ func (b *Balancer) record(be *backend, err error) {
 	}
 	be.fails++
 	be.lastErr = err.Error()
-	if be.healthy && be.fails >= b.settings.FailAfter {
-		b.markDown(be, fmt.Sprintf("%d checks failed: %v", be.fails, err))
+	if be.fails < b.settings.FailAfter {
+		return
+	}
+	if be.healthy {
+		be.healthy, be.since = false, time.Now()
+		b.log.Printf("backend %s is down: %d checks failed: %v", be.addr, be.fails, err)
+	}
+	var notReady *NotReadyError
+	if !errors.As(err, &notReady) && len(be.conns) > 0 && slices.ContainsFunc(b.backends, func(o *backend) bool { return o.healthy }) {
+		n := len(be.conns)
+		for c := range be.conns {
+			c.Close()
+		}
+		b.log.Printf("backend %s does not answer: closed its %d connections", be.addr, n)
 	}
 }
 
-// markDown takes be out of the rotation and closes its connections; b.mu is held.
-func (b *Balancer) markDown(be *backend, why string) {
-	be.healthy, be.since = false, time.Now()
-	n := len(be.conns)
-	for _, c := range be.conns {
-		c.Close()
-	}
-	b.log.Printf("backend %s is down (%s); closed %d connections to it", be.addr, why, n)
-}
-
-// candidates are the backends to try for a new connection: the healthy ones from the round-robin position
-// on, then, as a last resort, those not known healthy (at start, or when every check fails, trying beats
-// refusing).
+// candidates are the backends to try for a new connection: the healthy ones, each in turn first (round robin
+// over the healthy ones only, so each gets its share), then, as a last resort, those not known healthy (at
+// start, or when every check fails, trying beats refusing).
 func (b *Balancer) candidates() []*backend {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n := len(b.backends)
 	var healthy, rest []*backend
-	for i := range n {
-		be := b.backends[(b.next+i)%n]
+	for _, be := range b.backends {
 		if be.healthy {
 			healthy = append(healthy, be)
 		} else {
 			rest = append(rest, be)
 		}
 	}
-	if n > 0 {
-		b.next = (b.next + 1) % n
+	if n := len(healthy); n > 0 {
+		first := b.next % n
+		healthy = append(healthy[first:], healthy[:first]...)
 	}
+	b.next++
 	return append(healthy, rest...)
 }
 
 // ErrNoBackend is returned when no backend accepted a connection.
 var ErrNoBackend = errors.New("no API server reachable")
 
-// dial connects to the first candidate that accepts, on behalf of the client at client. A backend that
-// refuses or does not answer is marked down at once: the next connection does not wait for its checks.
-func (b *Balancer) dial(ctx context.Context, client string) (net.Conn, error) {
+// dial connects to the first candidate that accepts. A backend that refuses or does not answer is taken out of
+// the rotation at once (the next connection does not wait for its checks); its checks decide about its
+// connections.
+func (b *Balancer) dial(ctx context.Context) (net.Conn, error) {
 	var errs []error
 	for _, be := range b.candidates() {
 		dctx, cancel := context.WithTimeout(ctx, b.settings.DialTimeout)
@@ -185,8 +200,8 @@ func (b *Balancer) dial(ctx context.Context, client string) (net.Conn, error) {
 		if err != nil {
 			errs = append(errs, err)
 			if be.healthy {
-				be.fails = b.settings.FailAfter
-				b.markDown(be, "connection failed: "+err.Error())
+				be.healthy, be.since, be.lastErr = false, time.Now(), err.Error()
+				b.log.Printf("backend %s is down: connection failed: %v", be.addr, err)
 			}
 			b.mu.Unlock()
 			continue
@@ -196,19 +211,19 @@ func (b *Balancer) dial(ctx context.Context, client string) (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		be.conns[client] = c
+		be.conns[c] = struct{}{}
 		b.mu.Unlock()
 		return c, nil
 	}
 	return nil, fmt.Errorf("%w: %w", ErrNoBackend, errors.Join(errs...))
 }
 
-// forget drops the record of client's connection once it ended.
-func (b *Balancer) forget(client string) {
+// forget drops the record of a proxied connection once it ended.
+func (b *Balancer) forget(c net.Conn) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, be := range b.backends {
-		delete(be.conns, client)
+		delete(be.conns, c)
 	}
 }
 
@@ -219,9 +234,14 @@ type target struct{ b *Balancer }
 
 func (t target) HandleConn(src net.Conn) {
 	client := src.RemoteAddr().String()
+	var dst net.Conn
 	dp := &tcpproxy.DialProxy{
-		// tcpproxy dials with the client's address in the context; the balancer picks the address
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return t.b.dial(ctx, client) },
+		// the balancer picks the address
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			c, err := t.b.dial(ctx)
+			dst = c
+			return c, err
+		},
 		DialTimeout: -1, // each attempt has its own timeout
 		// TCP keepalives on both sides: a half-open connection to a vanished host is found in seconds
 		KeepAlivePeriod: 5 * time.Second,
@@ -231,7 +251,9 @@ func (t target) HandleConn(src net.Conn) {
 		},
 	}
 	dp.HandleConn(src)
-	t.b.forget(client)
+	if dst != nil {
+		t.b.forget(dst)
+	}
 }
 
 // Status is one backend as the health endpoint reports it.

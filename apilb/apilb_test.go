@@ -350,3 +350,59 @@ func writeClientCert(t *testing.T, certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600)
 }
+
+// An API server that answers but is not ready leaves the rotation and keeps its connections: the cause (etcd
+// without quorum) may be every API server's, and its own graceful shutdown moves its clients.
+func TestANotReadyBackendKeepsItsConnections(t *testing.T) {
+	a, b := nameServer(t, "a"), nameServer(t, "b")
+	var mu sync.Mutex
+	notReady := false
+	check := func(_ context.Context, addr string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if addr == a && notReady {
+			return &NotReadyError{Reason: "/readyz: 500: [-]etcd failed"}
+		}
+		return nil
+	}
+	srv, err := Start(&Config{Listen: "127.0.0.1:0", Health: "127.0.0.1:0", Backends: []string{a, b}}, check, fast, log.New(io.Discard, "", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	waitFor(t, "2 healthy backends", func() bool { return healthyCount(srv) == 2 })
+	var toA net.Conn
+	for toA == nil {
+		c, name := connect(t, srv)
+		if name == "a" {
+			toA = c
+		} else {
+			defer c.Close()
+		}
+	}
+	defer toA.Close()
+	mu.Lock()
+	notReady = true
+	mu.Unlock()
+	waitFor(t, "a out of the rotation", func() bool { return healthyCount(srv) == 1 })
+	if got := reached(t, srv, 4); got["b"] != 4 {
+		t.Errorf("new connections go to b: %v", got)
+	}
+	toA.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(toA, "ping\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(toA).ReadString('\n'); err != nil || line != "ping\n" {
+		t.Errorf("the connection to the not-ready backend was closed: %q %v", line, err)
+	}
+}
+
+// Round robin goes over the healthy backends only: with one of three down, the two others share evenly.
+func TestRoundRobinOverTheHealthyOnly(t *testing.T) {
+	a, b, c := nameServer(t, "a"), nameServer(t, "b"), nameServer(t, "c")
+	srv := start(t, []string{a, b, c}, &health{down: map[string]bool{a: true}})
+	waitFor(t, "b and c healthy", func() bool { return healthyCount(srv) == 2 })
+	if got := reached(t, srv, 8); got["b"] != 4 || got["c"] != 4 {
+		t.Errorf("8 connections over b and c: %v", got)
+	}
+}

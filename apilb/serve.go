@@ -68,7 +68,7 @@ func ReadyzCheck(caFile, certFile, keyFile string) (Check, error) {
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("client certificate %s, key %s: %w", certFile, keyFile, err)
 	}
 	transport := &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},
@@ -88,7 +88,7 @@ func ReadyzCheck(caFile, certFile, keyFile string) (Check, error) {
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s: %s", resp.Status, firstLine(body))
+			return &NotReadyError{Reason: fmt.Sprintf("/readyz: %s: %s", resp.Status, firstLine(body))}
 		}
 		return nil
 	}, nil

@@ -2,13 +2,16 @@ package phases
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/hostops"
+	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
 	"github.com/privcloud/privcloud/templates"
@@ -70,7 +73,44 @@ func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Tar
 	if !r.Wet(t.Spec.Name, "wait until "+pki.APILoadBalancerUnit+" reaches a ready API server") {
 		return nil
 	}
-	return hostops.WaitHealthy(ctx, t.Host, pki.APILoadBalancerUnit, lb.HealthAddress(), "/healthz", "ok", nil, 3*time.Minute)
+	if err := hostops.WaitHealthy(ctx, t.Host, pki.APILoadBalancerUnit, lb.HealthAddress(), "/healthz", "ok", nil, 3*time.Minute); err != nil {
+		return err
+	}
+	// a run stopped between writing the list and the reload left the balancer on its old list: the file does
+	// not change again, so the balancer's own view is what is compared
+	running, err := apiLBBackends(ctx, t, lb.HealthAddress())
+	if err != nil || slices.Equal(running, backends) {
+		return err
+	}
+	if err := runScript(ctx, r, t, "reload "+pki.APILoadBalancerUnit, "systemctl reload "+pki.APILoadBalancerUnit+" && echo '"+pki.APILoadBalancerUnit+" reloaded'"); err != nil {
+		return err
+	}
+	return wait.Poll(ctx, 30*time.Second, 500*time.Millisecond, func() error {
+		running, err := apiLBBackends(ctx, t, lb.HealthAddress())
+		if err == nil && !slices.Equal(running, backends) {
+			err = fmt.Errorf("%s runs with backends %v after a reload, want %v: see journalctl -u %[1]s", pki.APILoadBalancerUnit, running, backends)
+		}
+		return err
+	})
+}
+
+// apiLBBackends is the list of API servers the host's load balancer runs with, from its /backends.
+func apiLBBackends(ctx context.Context, t *workflow.Target, addr string) ([]string, error) {
+	p := hostops.NewHealthProbe(t.Host, "http", addr, "/backends", "", nil)
+	defer p.Close()
+	body, err := p.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var st []struct{ Address string }
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		return nil, fmt.Errorf("%s /backends: %w", pki.APILoadBalancerUnit, err)
+	}
+	out := make([]string, 0, len(st))
+	for _, s := range st {
+		out = append(out, s.Address)
+	}
+	return out, nil
 }
 
 // leaveAPILoadBalancers takes the control planes being reset out of the load balancers of the nodes that stay,

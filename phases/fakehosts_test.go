@@ -63,7 +63,7 @@ func (s *services) connectThrough(ex *Execution, c *api.Cluster, hosts map[strin
 			case network == "tcp" && addr == "127.0.0.1:6443" && h.HasRole(api.RoleControlPlane) && s.api != nil:
 				return (&net.Dialer{}).DialContext(ctx, "tcp", s.api.srv.Listener.Addr().String())
 			case network == "tcp" && (addr == "127.0.0.1:6445" || addr == "127.0.0.1:20244") && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)):
-				return (&net.Dialer{}).DialContext(ctx, "tcp", apiLBHealth())
+				return (&net.Dialer{}).DialContext(ctx, "tcp", nodeHealth(hosts[h.Name]))
 			case network == "unix" && addr == containerdSocket && s.containerd[h.Name] != nil:
 				return s.containerd[h.Name].lis.DialContext(ctx)
 			}
@@ -72,18 +72,40 @@ func (s *services) connectThrough(ex *Execution, c *api.Cluster, hosts map[strin
 	}
 }
 
-// apiLBHealth is the address of a stand-in for the health endpoints of a node's own services (the API load
-// balancer, the NetworkPolicy firewall), answering "ok".
-var apiLBHealth = sync.OnceValue(func() string {
+// nodeHealth is the address of a stand-in for the health endpoints of a node's own services: /healthz answers
+// "ok" (the API load balancer, the NetworkPolicy firewall), /backends the API servers the host's
+// /etc/kubernetes/api-lb.yaml lists, as a balancer that read it does.
+func nodeHealth(h *sshtest.Fake) string {
+	healthMu.Lock()
+	defer healthMu.Unlock()
+	if addr, ok := healthServers[h]; ok {
+		return addr
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
+		switch r.URL.Path {
+		case "/healthz":
 			fmt.Fprintln(w, "ok")
-			return
+		case "/backends":
+			conf, _, _ := h.File("/etc/kubernetes/api-lb.yaml")
+			var st []map[string]any
+			for _, line := range strings.Split(string(conf), "\n") {
+				if a, ok := strings.CutPrefix(line, "- "); ok {
+					st = append(st, map[string]any{"address": strings.Trim(a, `"`), "healthy": true})
+				}
+			}
+			json.NewEncoder(w).Encode(st)
+		default:
+			http.NotFound(w, r)
 		}
-		http.NotFound(w, r)
 	}))
-	return srv.Listener.Addr().String()
-})
+	healthServers[h] = srv.Listener.Addr().String()
+	return healthServers[h]
+}
+
+var (
+	healthMu      sync.Mutex
+	healthServers = map[*sshtest.Fake]string{}
+)
 
 // fakeAPI answers the few API server requests the node and control-plane phases wait on: /readyz, Nodes and
 // leader-election Leases. It serves the control plane's own certificate from the state directory, so the

@@ -267,7 +267,7 @@ func TestAPILoadBalancerFollowsTheControlPlanes(t *testing.T) {
 	cp := &c.Spec.Hosts[0]
 	for name, f := range hosts {
 		conf, _, _ := f.File("/etc/kubernetes/api-lb.yaml")
-		if !strings.Contains(string(conf), "listen: 127.0.0.1:6444\n") || !strings.Contains(string(conf), "backends:\n- "+cp.InternalAddress+":6443") {
+		if !strings.Contains(string(conf), "listen: 127.0.0.1:6444\n") || !strings.Contains(string(conf), "backends:\n- \""+cp.InternalAddress+":6443\"") {
 			t.Errorf("%s: api-lb.yaml:\n%s", name, conf)
 		}
 		for _, unit := range []string{"kubelet", "kube-proxy"} {
@@ -288,7 +288,7 @@ func TestAPILoadBalancerFollowsTheControlPlanes(t *testing.T) {
 		if n := len(commandsLike(f, "systemctl reload privcloud-api-lb")); n != 1 {
 			t.Errorf("%s: the load balancer was reloaded %d times, want once", name, n)
 		}
-		if conf, _, _ := f.File("/etc/kubernetes/api-lb.yaml"); !strings.Contains(string(conf), "- 10.0.0.99:6443") {
+		if conf, _, _ := f.File("/etc/kubernetes/api-lb.yaml"); !strings.Contains(string(conf), "- \"10.0.0.99:6443\"") {
 			t.Errorf("%s: api-lb.yaml:\n%s", name, conf)
 		}
 	}

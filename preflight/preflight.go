@@ -56,9 +56,11 @@ echo "cgroupfs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 [ -d /run/systemd/system ] && echo systemd=yes
 [ -c /dev/kvm ] && echo kvm=yes
 command -v ipset >/dev/null && echo ipset=yes
-echo "time=$(date +%s%N)"
-# the services of a running cluster: only where privcloud installed them, each asked about briefly
-last() { printf '%s' "$1" | tail -n 1 | cut -c1-300; }
+echo "time=$(date +%s%N)"`
+
+// servicesScript prints the state of the services of a running cluster, only where privcloud installed them,
+// each asked about briefly. It runs apart from gatherScript, whose clock reading must not wait for it.
+const servicesScript = `last() { printf '%s' "$1" | tail -n 1 | cut -c1-300; }
 if [ -f /etc/systemd/system/etcd.service ]; then
   st=$(systemctl is-active etcd 2>/dev/null)
   if [ "$st" != active ]; then echo "etcd=not running ($st)"
@@ -100,6 +102,15 @@ func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
 		f.CgroupVersion = 2
 	}
 	f.Systemd, f.KVM, f.IPSet = kv["systemd"] == "yes", kv["kvm"] == "yes", kv["ipset"] == "yes"
+	svc, err := h.Run(ctx, servicesScript, ssh.ReadOnly())
+	if err != nil {
+		return Facts{}, err
+	}
+	for _, line := range strings.Split(string(svc.Stdout), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			kv[k] = strings.TrimSpace(v)
+		}
+	}
 	f.Etcd, f.APIServer = kv["etcd"], kv["apiserver"]
 	if ns, err := strconv.ParseInt(kv["time"], 10, 64); err == nil {
 		mid := before.Add(after.Sub(before) / 2)
@@ -250,7 +261,7 @@ func checkServices(c *api.Cluster, facts []Facts) []Finding {
 		out = append(out, Finding{Check: "apiserver", Severity: Error, Message: "no API server is ready (" + strings.Join(apiDown, "; ") + ")"})
 	case len(apiDown) > 0:
 		out = append(out, Finding{Check: "apiserver", Severity: Warning, Message: fmt.Sprintf(
-			"API server down (%s); nodes reach the others (%s) through their API load balancers", strings.Join(apiDown, "; "), strings.Join(ready, ", "))})
+			"API server down (%s); the others (%s) carry on", strings.Join(apiDown, "; "), strings.Join(ready, ", "))})
 	}
 	return out
 }

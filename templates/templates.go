@@ -98,6 +98,7 @@ type Node struct {
 	Labels, Taints        string // comma-separated key=value and key=value:Effect
 	PodCIDR, Mode         string
 	ClusterCIDR           string // every node's pods: traffic leaving it is masqueraded, pod-to-pod traffic never
+	IPTables              string // iptables or ip6tables, for ClusterCIDR's family
 	ResolvConf            string // what pods with dnsPolicy Default resolve with
 	EvictionHard          []Setting
 	ConntrackMaxPerCore   int32

@@ -70,7 +70,7 @@ func TestSchedulerService(t *testing.T) {
 
 var labNode = Node{Version: "v1.37.1", Name: "h2", IP: "10.77.0.12", APIServer: "https://127.0.0.1:6444", APILoadBalancer: true, CgroupDriver: "cgroupfs", FailCgroupV1: false,
 	ClusterDNS: "10.96.0.10", DNSDomain: "cluster.local", MaxPods: 110, PodPidsLimit: 4096, CipherSuites: CipherSuites, ResolvConf: "/run/systemd/resolve/resolv.conf", Labels: "topology.kubernetes.io/zone=a",
-	Taints: "dedicated=infra:NoSchedule", PodCIDR: "10.244.1.0/24", ClusterCIDR: "10.244.0.0/16", Mode: "iptables",
+	Taints: "dedicated=infra:NoSchedule", PodCIDR: "10.244.1.0/24", ClusterCIDR: "10.244.0.0/16", IPTables: "iptables", Mode: "iptables",
 	EvictionHard: []Setting{{Key: "imagefs.available", Value: "1%"}, {Key: "memory.available", Value: "100Mi"}},
 	Routes:       []Route{{CIDR: "10.244.0.0/24", Via: "10.77.0.11"}, {CIDR: "10.244.2.0/24", Via: "10.77.0.13"}}}
 

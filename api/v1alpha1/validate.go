@@ -235,8 +235,9 @@ func (v *validator) apiLoadBalancer(l *APILoadBalancer) {
 		v.add(path, "%d is not a port from 1024 to 65534 (the health endpoint takes the next one)", l.Port)
 		return
 	}
-	// etcd, the API server, the kubelet, kube-proxy, the controller-manager and the scheduler
-	for _, taken := range []int{2379, 2380, 2381, DefaultAPIServerPort, 10248, 10249, 10250, 10256, 10257, 10259} {
+	// etcd, the API server, the kubelet, kube-proxy, the controller-manager, the scheduler, the NetworkPolicy
+	// firewall's health
+	for _, taken := range []int{2379, 2380, 2381, DefaultAPIServerPort, 10248, 10249, 10250, 10256, 10257, 10259, 20244} {
 		if l.Port == taken || l.Port+1 == taken {
 			v.add(path, "%d: port %d is used by a node's own services (the load balancer takes %d and %d)", l.Port, taken, l.Port, l.Port+1)
 		}

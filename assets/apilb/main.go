@@ -28,6 +28,9 @@ func main() {
 	keyFile := flag.String("key-file", "", "its private key")
 	flag.Parse()
 	logger := log.New(os.Stderr, "", 0) // the journal stamps each line
+	// caught from the start: a reload sent while starting must not end the process
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	c, err := apilb.LoadConfig(*config)
 	if err != nil {
 		logger.Fatal(err)
@@ -42,8 +45,6 @@ func main() {
 	}
 	logger.Printf("listening on %s (health on %s), backends %v", srv.ProxyAddr(), srv.HealthAddr(), c.Backends)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
 			n, err := apilb.LoadConfig(*config)
