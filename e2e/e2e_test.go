@@ -182,10 +182,11 @@ func TestPKIOnLabHosts(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
 		t.Errorf("re-running changed something:\n%s", r.stdout)
 	}
-	// a worker's one key is its own kubelet's serving key: no CA key, no other component's
-	r = run(t, l, "exec", "--role", "worker", "--", "find /etc/kubernetes -type f -name '*.key' ! -path /etc/kubernetes/pki/kubelet.key | wc -l")
+	// a worker's keys are its own kubelet's serving key and the API load balancer's health-check key (which may
+	// read health endpoints only): no CA key, no other component's
+	r = run(t, l, "exec", "--role", "worker", "--", "find /etc/kubernetes -type f -name '*.key' ! -path /etc/kubernetes/pki/kubelet.key ! -path /etc/kubernetes/pki/api-lb.key | wc -l")
 	if r.code != 0 || strings.Count(r.stdout, "\n  0\n") != 2 {
-		t.Errorf("workers must hold no key files but their kubelet's:\n%s", r.stdout)
+		t.Errorf("workers must hold no key files but their kubelet's and the API load balancer's:\n%s", r.stdout)
 	}
 }
 

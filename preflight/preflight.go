@@ -72,7 +72,11 @@ if [ -f /etc/systemd/system/kube-apiserver.service ]; then
   if [ "$st" != active ]; then echo "apiserver=not running ($st)"
   elif ! command -v kubectl >/dev/null; then echo apiserver=ready
   elif out=$(kubectl --kubeconfig=/etc/kubernetes/admin.conf --server=https://127.0.0.1:6443 --request-timeout=5s get --raw=/readyz 2>&1); then echo apiserver=ready
-  else echo "apiserver=not ready: $(last "$out")"; fi
+  else
+    # /readyz names the checks that failed ("[-]etcd failed"); anything else, its last line
+    why=$(printf '%s' "$out" | grep -o '\[-\][^ ]* failed' | tr '\n' ' ')
+    echo "apiserver=not ready: ${why:-$(last "$out")}"
+  fi
 fi`
 
 // Gather runs the fact script on h. The clock skew is the host's time against the midpoint of the round trip.
