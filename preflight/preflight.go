@@ -74,7 +74,7 @@ if [ -f /etc/systemd/system/kube-apiserver.service ]; then
   elif out=$(kubectl --kubeconfig=/etc/kubernetes/admin.conf --server=https://127.0.0.1:6443 --request-timeout=5s get --raw=/readyz 2>&1); then echo apiserver=ready
   else
     # /readyz names the checks that failed ("[-]etcd failed"); anything else, its last line
-    why=$(printf '%s' "$out" | grep -o '\[-\][^ ]* failed' | tr '\n' ' ')
+    why=$(printf '%s' "$out" | grep -o '\[-\][^ ]* failed' | tr '\n' ' ' | sed 's/ *$//')
     echo "apiserver=not ready: ${why:-$(last "$out")}"
   fi
 fi`
