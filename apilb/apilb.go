@@ -63,6 +63,14 @@ type NotReadyError struct{ Reason string }
 
 func (e *NotReadyError) Error() string { return e.Reason }
 
+// UnreachableError is a host that did not take the check's connection at all (refused, no route, no answer):
+// the connections to it are dead too. A check that connected and then timed out may be a loaded host, and
+// closes nothing.
+type UnreachableError struct{ Err error }
+
+func (e *UnreachableError) Error() string { return e.Err.Error() }
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
 // New returns a balancer over backends ("host:port"), checking each with check.
 func New(backends []string, check Check, s Settings, logger *log.Logger) *Balancer {
 	if logger == nil {
@@ -125,9 +133,9 @@ func (b *Balancer) watch(ctx context.Context, be *backend) {
 }
 
 // record takes a check's result: one success marks the backend up, FailAfter failures in a row mark it down.
-// When the host itself does not answer (no connection, no TLS), its connections are closed as well, which a
-// dead host would otherwise keep open until TCP gives up on them; but never when no other backend is healthy:
-// clients would only reconnect to the same servers.
+// When the host does not take a connection at all, its connections are closed as well, which a dead host would
+// otherwise keep open until TCP gives up on them; but never when no other backend is healthy: clients would
+// only reconnect to the same servers.
 func (b *Balancer) record(be *backend, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -145,15 +153,18 @@ func (b *Balancer) record(be *backend, err error) {
 	}
 	be.fails++
 	be.lastErr = err.Error()
-	if be.fails < b.settings.FailAfter {
+	var notReady *NotReadyError
+	// an answer of "not ready" is certain (a stopping API server says so for its last seconds): out at once;
+	// silence may be a slow moment, and needs FailAfter in a row
+	if be.fails < b.settings.FailAfter && !errors.As(err, &notReady) {
 		return
 	}
 	if be.healthy {
 		be.healthy, be.since = false, time.Now()
 		b.log.Printf("backend %s is down: %d checks failed: %v", be.addr, be.fails, err)
 	}
-	var notReady *NotReadyError
-	if !errors.As(err, &notReady) && len(be.conns) > 0 && slices.ContainsFunc(b.backends, func(o *backend) bool { return o.healthy }) {
+	var unreachable *UnreachableError
+	if errors.As(err, &unreachable) && len(be.conns) > 0 && slices.ContainsFunc(b.backends, func(o *backend) bool { return o.healthy }) {
 		n := len(be.conns)
 		for c := range be.conns {
 			c.Close()

@@ -68,7 +68,7 @@ func (h *health) check(_ context.Context, addr string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.down[addr] {
-		return errors.New("not ready")
+		return &UnreachableError{Err: errors.New("not ready")}
 	}
 	return nil
 }
@@ -319,6 +319,14 @@ func TestReadyzCheck(t *testing.T) {
 	ready = false
 	if err := check(context.Background(), addr); err == nil || !strings.Contains(err.Error(), "[-]etcd failed") {
 		t.Errorf("an API server that is not ready: %v", err)
+	}
+	// nothing listening: the host is unreachable, which closes its connections
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	gone := ln.Addr().String()
+	ln.Close()
+	var unreachable *UnreachableError
+	if err := check(context.Background(), gone); !errors.As(err, &unreachable) {
+		t.Errorf("a port nothing listens on: %v, want an UnreachableError", err)
 	}
 	// a server another CA signed is not trusted (the client certificate serves as the other CA)
 	ready = true

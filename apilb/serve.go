@@ -82,6 +82,10 @@ func ReadyzCheck(caFile, certFile, keyFile string) (Check, error) {
 			return err
 		}
 		resp, err := client.Do(req)
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return &UnreachableError{Err: err}
+		}
 		if err != nil {
 			return err
 		}
