@@ -99,6 +99,19 @@ func connect(t *testing.T, srv *Server) (net.Conn, string) {
 	return c, strings.TrimSpace(line)
 }
 
+// connectTo opens connections through the proxy until one reaches the backend named; the others are closed
+// when the test ends.
+func connectTo(t *testing.T, srv *Server, name string) net.Conn {
+	t.Helper()
+	for {
+		c, got := connect(t, srv)
+		if got == name {
+			return c
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+}
+
 func reached(t *testing.T, srv *Server, n int) map[string]int {
 	t.Helper()
 	got := map[string]int{}
@@ -147,15 +160,7 @@ func TestABackendFailingItsChecksIsSkippedAndItsConnectionsClosed(t *testing.T) 
 	h := &health{down: map[string]bool{}}
 	srv := start(t, []string{a, b}, h)
 	waitFor(t, "2 healthy backends", func() bool { return healthyCount(srv) == 2 })
-	var toA net.Conn
-	for toA == nil {
-		c, name := connect(t, srv)
-		if name == "a" {
-			toA = c
-		} else {
-			defer c.Close()
-		}
-	}
+	toA := connectTo(t, srv, "a")
 	defer toA.Close()
 
 	h.set(a, true)
@@ -379,15 +384,7 @@ func TestANotReadyBackendKeepsItsConnections(t *testing.T) {
 	}
 	defer srv.Close()
 	waitFor(t, "2 healthy backends", func() bool { return healthyCount(srv) == 2 })
-	var toA net.Conn
-	for toA == nil {
-		c, name := connect(t, srv)
-		if name == "a" {
-			toA = c
-		} else {
-			defer c.Close()
-		}
-	}
+	toA := connectTo(t, srv, "a")
 	defer toA.Close()
 	mu.Lock()
 	notReady = true

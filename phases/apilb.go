@@ -66,7 +66,7 @@ func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Tar
 		return err
 	}
 	if configChanged && !unitChanged && what == "" { // running before, with other backends
-		if err := runScript(ctx, r, t, "reload "+pki.APILoadBalancerUnit, "systemctl reload "+pki.APILoadBalancerUnit+" && echo '"+pki.APILoadBalancerUnit+" reloaded'"); err != nil {
+		if err := reloadAPILoadBalancer(ctx, r, t); err != nil {
 			return err
 		}
 	}
@@ -82,7 +82,7 @@ func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Tar
 	if err != nil || slices.Equal(running, backends) {
 		return err
 	}
-	if err := runScript(ctx, r, t, "reload "+pki.APILoadBalancerUnit, "systemctl reload "+pki.APILoadBalancerUnit+" && echo '"+pki.APILoadBalancerUnit+" reloaded'"); err != nil {
+	if err := reloadAPILoadBalancer(ctx, r, t); err != nil {
 		return err
 	}
 	return wait.Poll(ctx, 30*time.Second, 500*time.Millisecond, func() error {
@@ -92,6 +92,12 @@ func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Tar
 		}
 		return err
 	})
+}
+
+// reloadAPILoadBalancer has the balancer read its backends again (SIGHUP): no connection is dropped.
+func reloadAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	u := pki.APILoadBalancerUnit
+	return runScript(ctx, r, t, "reload "+u, "systemctl reload "+u+" && echo '"+u+" reloaded'")
 }
 
 // apiLBBackends is the list of API servers the host's load balancer runs with, from its /backends.

@@ -89,11 +89,7 @@ func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
 	}
 	f := Facts{Host: h.Name()}
 	kv := map[string]string{}
-	for _, line := range strings.Split(string(res.Stdout), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			kv[k] = strings.TrimSpace(v)
-		}
-	}
+	addKeyValues(kv, res.Stdout)
 	f.OS, f.Kernel, f.Arch, f.Hostname, f.MachineID = kv["os"], kv["kernel"], kv["arch"], kv["hostname"], kv["machineid"]
 	f.CPUs, _ = strconv.Atoi(kv["cpus"])
 	f.MemoryBytes = kib(kv["memkb"])
@@ -110,17 +106,22 @@ func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
 	if err != nil {
 		return Facts{}, err
 	}
-	for _, line := range strings.Split(string(svc.Stdout), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			kv[k] = strings.TrimSpace(v)
-		}
-	}
+	addKeyValues(kv, svc.Stdout)
 	f.Etcd, f.APIServer = kv["etcd"], kv["apiserver"]
 	if ns, err := strconv.ParseInt(kv["time"], 10, 64); err == nil {
 		mid := before.Add(after.Sub(before) / 2)
 		f.ClockSkew = time.Unix(0, ns).Sub(mid)
 	}
 	return f, nil
+}
+
+// addKeyValues adds the key=value lines of out to kv.
+func addKeyValues(kv map[string]string, out []byte) {
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			kv[k] = strings.TrimSpace(v)
+		}
+	}
 }
 
 func kib(s string) uint64 {
