@@ -51,6 +51,14 @@ type Component struct {
 	SHA256   string   `json:"sha256,omitempty"`
 	Size     int64    `json:"size,omitempty"`
 	ImageRef string   `json:"imageRef,omitempty"`
+	// ImageID is an image's config digest (what containerd and docker call its ID): bundle verify checks the
+	// archive against it.
+	ImageID string `json:"imageId,omitempty"`
+	// ImageSource is where a pulled image came from, pinned: its repository @ the digest its reference
+	// resolved to (an index, for a multi-platform image).
+	ImageSource string `json:"imageSource,omitempty"`
+	// ImageDigest is the digest of the pulled platform image's manifest.
+	ImageDigest string `json:"imageDigest,omitempty"`
 	// ImageOnly binaries are packed into images and never installed on hosts.
 	ImageOnly bool   `json:"imageOnly,omitempty"`
 	Origin    string `json:"origin"`

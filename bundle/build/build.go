@@ -35,6 +35,8 @@ type Builder struct {
 	HTTP *http.Client
 	// Progress, when set, hears of each step as it starts: a cold build takes many minutes.
 	Progress func(Progress)
+	// Registries is how image.pull reaches registries.
+	Registries Registries
 }
 
 // Progress is one step of a build: resolving a component (a Go build, a download, a pull; cached ones pass at
@@ -58,7 +60,7 @@ func (bl *Builder) Build(ctx context.Context, b *api.Bundle, out string) (*bundl
 	}
 	// Resolve every source first (cached builds and downloads are instant), then skip everything else when
 	// out was packed from exactly these inputs: a rebuild with nothing changed costs seconds, not a repack.
-	resolved, key, err := bl.resolve(ctx, b)
+	resolved, pulled, key, err := bl.resolve(ctx, b)
 	if err != nil {
 		return nil, err
 	}
@@ -94,11 +96,13 @@ func (bl *Builder) Build(ctx context.Context, b *api.Bundle, out string) (*bundl
 		case c.Go != nil:
 			src, mc.Origin = resolved[c.Name+"@"+c.Version], fmt.Sprintf("go:%s@%s", goPackage(c.Go), c.Go.Version)
 		case c.Image.Pull != "":
-			src, mc.Origin, mc.ImageRef = resolved[c.Name+"@"+c.Version], "image:"+c.Image.Pull, c.Image.Ref
+			p := pulled[c.Name+"@"+c.Version]
+			src, mc.Origin, mc.ImageRef = p.Path, "image:"+c.Image.Pull, c.Image.Ref
+			mc.ImageSource, mc.ImageDigest, mc.ImageID = p.Source, p.Digest, p.ID
 		default:
 			mc.Origin, mc.ImageRef = "from-binary:"+strings.Join(c.Image.FromBinary, ","), c.Image.Ref
 			src = filepath.Join(stage, ".assembled-"+c.Name+".tar")
-			err = assemble(c.Image, b.Spec.Platform, binaries, src)
+			mc.ImageID, err = assemble(c.Image, b.Spec.Platform, binaries, src)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("component %s %s: %w", c.Name, c.Version, err)
@@ -142,17 +146,19 @@ func (bl *Builder) Build(ctx context.Context, b *api.Bundle, out string) (*bundl
 }
 
 // archiveFormat changes when the archive's layout or manifest does: old archives are then rebuilt.
-const archiveFormat = "1"
+const archiveFormat = "2"
 
 // resolve makes every source available locally (downloaded, built or pulled, each cached) but the images
-// assembled from binaries, and returns them by name@version with a key of all the build's inputs.
-func (bl *Builder) resolve(ctx context.Context, b *api.Bundle) (map[string]string, string, error) {
+// assembled from binaries, and returns them by name@version (pulled images with what identifies them) with
+// a key of all the build's inputs.
+func (bl *Builder) resolve(ctx context.Context, b *api.Bundle) (map[string]string, map[string]*pulledImage, string, error) {
 	spec, err := json.Marshal(b)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	inputs := []string{archiveFormat, string(spec)}
 	resolved := map[string]string{}
+	pulled := map[string]*pulledImage{}
 	steps := 0
 	for _, c := range b.Spec.Components {
 		if !(c.Absent != "" || (c.Image != nil && len(c.Image.FromBinary) > 0)) {
@@ -181,20 +187,23 @@ func (bl *Builder) resolve(ctx context.Context, b *api.Bundle) (map[string]strin
 		default:
 			step.Action = "pull"
 			bl.progress(step)
-			src, err = bl.pull(ctx, c.Image, b.Spec.Platform)
+			var p *pulledImage
+			if p, err = bl.pull(ctx, c.Image, b.Spec.Platform); err == nil {
+				src, pulled[c.Name+"@"+c.Version] = p.Path, p
+			}
 		}
 		if err != nil {
-			return nil, "", fmt.Errorf("component %s %s: %w", c.Name, c.Version, err)
+			return nil, nil, "", fmt.Errorf("component %s %s: %w", c.Name, c.Version, err)
 		}
 		fi, err := os.Stat(src)
 		if err != nil {
-			return nil, "", fmt.Errorf("component %s %s: %w", c.Name, c.Version, err)
+			return nil, nil, "", fmt.Errorf("component %s %s: %w", c.Name, c.Version, err)
 		}
 		resolved[c.Name+"@"+c.Version] = src
 		// cached artifacts never change in place; a local file is identified by its size and time
 		inputs = append(inputs, fmt.Sprintf("%s@%s %s %d %d", c.Name, c.Version, src, fi.Size(), fi.ModTime().UnixNano()))
 	}
-	return resolved, cacheKey(inputs...), nil
+	return resolved, pulled, cacheKey(inputs...), nil
 }
 
 // packedFrom returns out's manifest when out was packed from inputs key and is still there.

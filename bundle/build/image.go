@@ -3,11 +3,9 @@ package build
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -15,15 +13,14 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 )
 
 // assemble makes an image of the given binaries (each at /bin/NAME) and links, and writes it as a
-// docker-archive tarball tagged img.Ref, which containerd imports.
-func assemble(img *api.Image, platform string, binaries map[string]string, out string) error {
+// docker-archive tarball tagged img.Ref, which containerd imports. It returns the image's ID.
+func assemble(img *api.Image, platform string, binaries map[string]string, out string) (string, error) {
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
 	dirs := []string{"bin", "etc", "tmp"}
@@ -33,19 +30,19 @@ func assemble(img *api.Image, platform string, binaries map[string]string, out s
 			mode = 0o1777
 		}
 		if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: mode, Format: tar.FormatPAX}); err != nil {
-			return err
+			return "", err
 		}
 	}
 	for _, b := range img.FromBinary {
 		data, err := os.ReadFile(binaries[b])
 		if err != nil {
-			return err
+			return "", err
 		}
 		if err := tw.WriteHeader(&tar.Header{Name: "bin/" + b, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data)), Format: tar.FormatPAX}); err != nil {
-			return err
+			return "", err
 		}
 		if _, err := tw.Write(data); err != nil {
-			return err
+			return "", err
 		}
 	}
 	links := make([]string, 0, len(img.Links))
@@ -55,20 +52,20 @@ func assemble(img *api.Image, platform string, binaries map[string]string, out s
 	sort.Strings(links)
 	for _, l := range links {
 		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(l, "/"), Typeflag: tar.TypeSymlink, Linkname: img.Links[l], Mode: 0o777, Format: tar.FormatPAX}); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return err
+		return "", err
 	}
 	data := layer.Bytes()
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
 	if err != nil {
-		return err
+		return "", err
 	}
 	image, err := mutate.AppendLayers(empty.Image, l)
 	if err != nil {
-		return err
+		return "", err
 	}
 	goos, goarch, _ := strings.Cut(platform, "/")
 	entrypoint := img.Entrypoint
@@ -77,7 +74,7 @@ func assemble(img *api.Image, platform string, binaries map[string]string, out s
 	}
 	cfg, err := image.ConfigFile()
 	if err != nil {
-		return err
+		return "", err
 	}
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture = goos, goarch
@@ -88,9 +85,13 @@ func assemble(img *api.Image, platform string, binaries map[string]string, out s
 	cfg.History = []v1.History{{CreatedBy: "privcloud bundle: from " + strings.Join(img.FromBinary, ", ")}}
 	image, err = mutate.ConfigFile(image, cfg)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return writeImage(img.Ref, image, out)
+	id, err := image.ConfigName()
+	if err != nil {
+		return "", err
+	}
+	return id.String(), writeImage(img.Ref, image, out)
 }
 
 func writeImage(ref string, image v1.Image, out string) error {
@@ -103,29 +104,4 @@ func writeImage(ref string, image v1.Image, out string) error {
 		return err
 	}
 	return os.Rename(tmp, out)
-}
-
-// pull fetches an image for the platform from its registry (at build time only) and caches the archive by
-// reference: pin references by digest for reproducible bundles.
-func (bl *Builder) pull(ctx context.Context, img *api.Image, platform string) (string, error) {
-	out := filepath.Join(bl.Cache, "images", cacheKey(img.Pull, img.Ref, platform)+".tar")
-	if _, err := os.Stat(out); err == nil {
-		return out, nil
-	}
-	ref, err := name.ParseReference(img.Pull)
-	if err != nil {
-		return "", fmt.Errorf("image.pull %q: %w", img.Pull, err)
-	}
-	p, err := v1.ParsePlatform(platform)
-	if err != nil {
-		return "", err
-	}
-	image, err := remote.Image(ref, remote.WithContext(ctx), remote.WithPlatform(*p))
-	if err != nil {
-		return "", fmt.Errorf("pull %s: %w", img.Pull, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return "", err
-	}
-	return out, writeImage(img.Ref, image, out)
 }
