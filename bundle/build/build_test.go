@@ -235,3 +235,17 @@ func TestLocalModuleChangeIsRebuilt(t *testing.T) {
 		t.Error("a changed local module kept its old program")
 	}
 }
+
+// readEntry returns one file of a bundle.
+func readEntry(t *testing.T, out, path string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := bundle.Extract(out, dir, func(p string) bool { return p == path }); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}

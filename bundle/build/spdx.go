@@ -4,7 +4,10 @@ import (
 	"debug/buildinfo"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/privcloud/privcloud/bundle"
 )
@@ -59,6 +62,15 @@ func spdx(m *bundle.Manifest, stage string) ([]byte, error) {
 		if c.SHA256 != "" {
 			p.Checksums = []checksum{{"SHA256", c.SHA256}}
 		}
+		if c.ImageID != "" {
+			p.Comment += "; image id " + c.ImageID
+		}
+		if c.ImageSource != "" { // where a pulled image came from, as a package URL of the oci type
+			repo, _, _ := strings.Cut(c.ImageSource, "@")
+			p.DownloadLocation = c.ImageSource
+			p.ExternalRefs = append(p.ExternalRefs, ref{"PACKAGE-MANAGER", "purl", fmt.Sprintf("pkg:oci/%s@%s?repository_url=%s&arch=%s",
+				path.Base(repo), url.QueryEscape(c.ImageDigest), url.QueryEscape(repo), url.QueryEscape(arch(m.Platform)))})
+		}
 		doc.Packages = append(doc.Packages, p)
 		doc.Relationships = append(doc.Relationships, rel{"SPDXRef-DOCUMENT", "DESCRIBES", id})
 		if c.Kind != "binary" {
@@ -76,6 +88,11 @@ func spdx(m *bundle.Manifest, stage string) ([]byte, error) {
 		}
 	}
 	return json.MarshalIndent(doc, "", "  ")
+}
+
+func arch(platform string) string {
+	_, a, _ := strings.Cut(platform, "/")
+	return a
 }
 
 // goModules lists the main module and dependencies recorded in a Go binary; other binaries have none.
