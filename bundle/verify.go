@@ -55,9 +55,13 @@ func Verify(path string, keys ...ed25519.PublicKey) (*Verification, error) {
 	for _, f := range m.Files {
 		want[f.Path] = f
 	}
+	images := map[string]Component{} // archive path -> the image it must hold
 	for _, c := range m.Components {
 		if c.Kind == "absent" {
 			continue
+		}
+		if c.ImageID != "" {
+			images[c.Path] = c
 		}
 		if f, ok := want[c.Path]; !ok || f.SHA256 != c.SHA256 {
 			ve.Problems = append(ve.Problems, fmt.Sprintf("component %s %s: its file %s is not listed with the same sha256", c.Name, c.Version, c.Path))
@@ -88,7 +92,16 @@ func Verify(path string, keys ...ed25519.PublicKey) (*Verification, error) {
 		}
 		seen[name] = true
 		h := sha256.New()
-		n, err := io.Copy(h, content)
+		var n int64
+		if img, ok := images[name]; ok {
+			counted := &countingReader{r: io.TeeReader(content, h)}
+			for _, p := range checkImageArchive(counted, img.ImageID) {
+				ve.Problems = append(ve.Problems, fmt.Sprintf("%s (image %s): %s", name, img.ImageRef, p))
+			}
+			n = counted.n
+		}
+		rest, err := io.Copy(h, content)
+		n += rest
 		if err != nil {
 			ve.Problems = append(ve.Problems, fmt.Sprintf("%s: %v", name, err))
 			break
@@ -117,6 +130,18 @@ func Verify(path string, keys ...ed25519.PublicKey) (*Verification, error) {
 		return v, ve
 	}
 	return v, nil
+}
+
+// countingReader counts what is read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // VerifySignature checks only the signature, against the manifest already read: it is cheap enough for every

@@ -3,9 +3,11 @@ package build
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +21,7 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/internal/filehash"
 )
 
 // testBundle describes one component of every source kind that works offline.
@@ -248,4 +251,90 @@ func readEntry(t *testing.T, out, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// TestVerifyChecksImageArchives: an image archive that is listed with its true sha256 still has to be the
+// image the manifest records, down to each layer's content.
+func TestVerifyChecksImageArchives(t *testing.T) {
+	out, m := build(t, testBundle(t, "", ""), t.TempDir())
+	img := m.Find("hello-image", "")
+	if img == nil || !strings.HasPrefix(img.ImageID, "sha256:") {
+		t.Fatalf("the assembled image's ID is not recorded: %+v", img)
+	}
+	stage := t.TempDir()
+	if _, err := bundle.Extract(out, stage, func(string) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	// repackWith writes the staged files again under manifest m, each listed with its current sha256
+	repackWith := func(m bundle.Manifest) string {
+		t.Helper()
+		for i, f := range m.Files {
+			sum, size, err := filehash.SHA256(filepath.Join(stage, f.Path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Files[i].SHA256, m.Files[i].Size = sum, size
+		}
+		for i, c := range m.Components {
+			for _, f := range m.Files {
+				if f.Path == c.Path {
+					m.Components[i].SHA256, m.Components[i].Size = f.SHA256, f.Size
+				}
+			}
+		}
+		dst := filepath.Join(t.TempDir(), "repacked.tar.zst")
+		if err := writeArchive(dst, stage, &m); err != nil {
+			t.Fatal(err)
+		}
+		return dst
+	}
+	clone := func() bundle.Manifest {
+		c := *m
+		c.Files = append([]bundle.File(nil), m.Files...)
+		c.Components = append([]bundle.Component(nil), m.Components...)
+		return c
+	}
+	if _, err := bundle.Verify(repackWith(clone())); err != nil {
+		t.Fatalf("repacked unchanged: %v", err)
+	}
+
+	other := clone()
+	for i := range other.Components {
+		if other.Components[i].Name == "hello-image" {
+			other.Components[i].ImageID = "sha256:" + strings.Repeat("0", 64)
+		}
+	}
+	_, err := bundle.Verify(repackWith(other))
+	if err == nil || !strings.Contains(err.Error(), "the manifest records sha256:000") {
+		t.Errorf("an archive of another image: %v", err)
+	}
+
+	// the layer swapped for another: the config's diff_id no longer matches
+	archive := filepath.Join(stage, img.Path)
+	data, _ := os.ReadFile(archive)
+	var swapped bytes.Buffer
+	tr, tw := tar.NewReader(bytes.NewReader(data)), tar.NewWriter(&swapped)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			break
+		}
+		body, _ := io.ReadAll(tr)
+		if strings.HasSuffix(hdr.Name, ".tar.gz") {
+			var gz bytes.Buffer
+			zw := gzip.NewWriter(&gz)
+			zw.Write([]byte("another layer"))
+			zw.Close()
+			body = gz.Bytes()
+			hdr.Size = int64(len(body))
+		}
+		tw.WriteHeader(hdr)
+		tw.Write(body)
+	}
+	tw.Close()
+	os.WriteFile(archive, swapped.Bytes(), 0o644)
+	_, err = bundle.Verify(repackWith(clone()))
+	if err == nil || !strings.Contains(err.Error(), "layer 1 unpacks to sha256:") {
+		t.Errorf("an archive with a swapped layer: %v", err)
+	}
 }
