@@ -26,7 +26,8 @@ func newBundleCommand(g *globalOptions) *cobra.Command {
 }
 
 func newBundleBuildCommand(g *globalOptions) *cobra.Command {
-	var spec, out, cache string
+	var spec, out, cache, registryConfig, registryCA string
+	var pin bool
 	c := &cobra.Command{
 		Use:   "build",
 		Short: "Build a bundle from bundle.yaml: every binary and image, a manifest and an SBOM in one archive",
@@ -34,19 +35,55 @@ func newBundleBuildCommand(g *globalOptions) *cobra.Command {
 its pinned sha256), go (a module version built with CGO_ENABLED=0 and -trimpath through the Go module proxy),
 image.pull (from a registry) and image.fromBinary (an image assembled from the bundle's own binaries).
 Build outputs are cached under --cache, so a rebuild with nothing changed only packs the archive. This is the
-only step that may reach the network; installing from the bundle never does.`,
+only step that may reach the network; installing from the bundle never does.
+
+Pulled images: pin them by digest (name:tag@sha256:...), which must then match exactly; a multi-platform
+index resolves to spec.platform. --pin writes the digest each tag names today into bundle.yaml before
+building. Registry credentials come from a Docker-style config.json (--registry-config, else $DOCKER_CONFIG or
+~/.docker/config.json, $REGISTRY_AUTH_FILE, podman's auth.json), with its credential helpers; they never reach
+the bundle. A registry behind a private CA: --registry-ca.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			b, err := api.LoadBundle(spec)
 			if err != nil {
 				return &configError{err: err, path: spec}
 			}
+			var reg bundlebuild.Registries
+			if registryConfig != "" {
+				if reg.Keychain, err = bundlebuild.RegistryConfigKeychain(registryConfig); err != nil {
+					return asUsageError(err)
+				}
+			}
+			if registryCA != "" {
+				if reg.Transport, err = bundlebuild.TransportTrusting(registryCA); err != nil {
+					return asUsageError(err)
+				}
+			}
+			if pin {
+				pinned, err := bundlebuild.Pin(c.Context(), spec, b, reg)
+				if err != nil {
+					return err
+				}
+				for _, p := range pinned {
+					fmt.Fprintf(g.streams.Err, "pinned %s: %s@%s\n", p.Component, p.Pull, p.Digest)
+				}
+				if len(pinned) > 0 {
+					if b, err = api.LoadBundle(spec); err != nil {
+						return &configError{err: err, path: spec}
+					}
+				}
+			}
 			start := time.Now()
 			progress, done := g.buildProgress(start)
-			m, err := (&bundlebuild.Builder{Cache: cache, Log: g.progressLog(), Progress: progress}).Build(c.Context(), b, out)
+			m, err := (&bundlebuild.Builder{Cache: cache, Log: g.progressLog(), Progress: progress, Registries: reg}).Build(c.Context(), b, out)
 			done()
 			if err != nil {
 				return err
+			}
+			for _, comp := range b.Spec.Components {
+				if comp.Image != nil && comp.Image.Pull != "" && !strings.Contains(comp.Image.Pull, "@") {
+					fmt.Fprintf(g.streams.Err, "warning: %s is pulled by tag (%s): the next build may get another image; pin it with --pin\n", comp.Name, comp.Image.Pull)
+				}
 			}
 			if g.format == report.JSON {
 				g.writeJSON(map[string]any{"bundle": out, "manifest": m, "seconds": time.Since(start).Seconds()})
@@ -63,6 +100,9 @@ only step that may reach the network; installing from the bundle never does.`,
 	c.Flags().StringVarP(&spec, "file", "f", "bundle.yaml", "bundle description")
 	c.Flags().StringVarP(&out, "output", "o", "privcloud-bundle.tar.zst", "bundle file to write")
 	c.Flags().StringVar(&cache, "cache", filepath.Join(home, ".cache/privcloud/bundle"), "build cache")
+	c.Flags().StringVar(&registryConfig, "registry-config", "", "Docker-style config.json with the registries' credentials (default: $DOCKER_CONFIG, ~/.docker/config.json, ...)")
+	c.Flags().StringVar(&registryCA, "registry-ca", "", "PEM file of CA certificates to trust for registries, besides the system's")
+	c.Flags().BoolVar(&pin, "pin", false, "write into bundle.yaml the digest of every image.pull given by tag, then build")
 	return c
 }
 
@@ -209,6 +249,29 @@ func (g *globalOptions) printComponents(m *bundle.Manifest) {
 		}
 		fmt.Fprintf(w, "%-20s %-12s %-7s %-22s %10s  %-12s %s\n", c.Name, c.Version, c.Kind, roles, size, sum, origin)
 	}
+	header := false
+	for _, c := range m.Components {
+		if c.ImageID == "" {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "\n%-50s %-19s %s\n", "IMAGE", "ID", "SOURCE")
+			header = true
+		}
+		source := "assembled: " + strings.TrimPrefix(c.Origin, "from-binary:")
+		if c.ImageSource != "" {
+			source = c.ImageSource + " (" + m.Platform + ": " + c.ImageDigest + ")"
+		}
+		fmt.Fprintf(w, "%-50s %-19s %s\n", c.ImageRef, shortDigest(c.ImageID), source)
+	}
+}
+
+// shortDigest is a digest as people compare them: its algorithm and first 12 hex digits.
+func shortDigest(d string) string {
+	if alg, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
+		return alg + ":" + hex[:12]
+	}
+	return d
 }
 
 func newBundleSignCommand(g *globalOptions) *cobra.Command {

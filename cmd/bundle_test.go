@@ -3,6 +3,7 @@ package cmd
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -30,7 +31,8 @@ spec:
 		t.Fatalf("build: exit %d\n%s%s", r.code, r.out, r.errOut)
 	}
 	r = run(t, "bundle", "inspect", out)
-	if r.code != ExitOK || !strings.Contains(r.out, "hello-image") || !strings.Contains(r.out, "worker") {
+	if r.code != ExitOK || !strings.Contains(r.out, "hello-image") || !strings.Contains(r.out, "worker") ||
+		!regexp.MustCompile(`registry.local/hello:1 +sha256:[0-9a-f]{12} +assembled: hello`).MatchString(r.out) {
 		t.Errorf("inspect: exit %d\n%s", r.code, r.out)
 	}
 	key := filepath.Join(dir, "signing.key")

@@ -311,3 +311,49 @@ func TestPullOverTLSWithAPrivateCA(t *testing.T) {
 		t.Errorf("pulled %s, pushed %s", m.Components[0].ImageDigest, digest)
 	}
 }
+
+func TestPinWritesTheDigestsIntoTheDescription(t *testing.T) {
+	srv := httptest.NewServer(newRegistry())
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img := platformImageFor(t, "linux/amd64")
+	digest := push(t, host+"/team/app:1.0", img)
+	path := filepath.Join(t.TempDir(), "bundle.yaml")
+	spec := `apiVersion: privcloud.io/v1alpha1
+kind: Bundle
+metadata: {name: pinned}
+spec:
+  components:
+  # the application, by tag until pinned
+  - {name: app, version: "1.0", image: {ref: "registry.local/app:1.0", pull: "` + host + `/team/app:1.0"}}
+  - name: app-again
+    version: "1.0"
+    image:
+      ref: registry.local/app:1.0-again
+      pull: ` + host + `/team/app:1.0
+`
+	os.WriteFile(path, []byte(spec), 0o640)
+	b, err := api.LoadBundle(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := Pin(context.Background(), path, b, Registries{})
+	if err != nil || len(pinned) != 2 {
+		t.Fatalf("pin: %v %v", pinned, err)
+	}
+	got, _ := os.ReadFile(path)
+	want := strings.ReplaceAll(spec, host+"/team/app:1.0", host+"/team/app:1.0@"+digest)
+	if string(got) != want {
+		t.Errorf("the pinned description:\n%s\nwant:\n%s", got, want)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
+		t.Errorf("pinning changed the file's mode to %v", fi.Mode().Perm())
+	}
+	b, err = api.LoadBundle(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := Pin(context.Background(), path, b, Registries{}); err != nil || len(again) != 0 {
+		t.Errorf("pinning a pinned description again: %v %v", again, err)
+	}
+}
