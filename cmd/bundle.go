@@ -21,7 +21,8 @@ import (
 
 func newBundleCommand(g *globalOptions) *cobra.Command {
 	c := group("bundle", "Build, verify, inspect and sign the air-gap bundle")
-	c.AddCommand(newBundleBuildCommand(g), newBundleVerifyCommand(g), newBundleInspectCommand(g), newBundleSignCommand(g), newBundleKeygenCommand(g))
+	c.AddCommand(newBundleBuildCommand(g), newBundleVerifyCommand(g), newBundleInspectCommand(g), newBundleSignCommand(g), newBundleKeygenCommand(g),
+		newBundleDiffCommand(g))
 	return c
 }
 
@@ -272,6 +273,59 @@ func shortDigest(d string) string {
 		return alg + ":" + hex[:12]
 	}
 	return d
+}
+
+func newBundleDiffCommand(g *globalOptions) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "diff OLD NEW",
+		Short: "Show what moving from bundle OLD to bundle NEW changes: components, versions, images",
+		Long: `Compare two bundles' manifests (nothing is unpacked): components added and removed, versions replaced,
+the same version rebuilt with other content, and images by reference and ID. 'privcloud upgrade plan' shows
+the same between the bundle the cluster last ran and the one cluster.yaml names.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var ms [2]*bundle.Manifest
+			for i, path := range args {
+				r, err := bundle.Open(path)
+				if err != nil {
+					return err
+				}
+				ms[i] = r.Manifest
+				r.Close()
+			}
+			changes := bundle.Diff(ms[0], ms[1])
+			if g.format == report.JSON {
+				g.writeJSON(map[string]any{"old": args[0], "new": args[1], "changes": changes})
+				return nil
+			}
+			g.printBundleDiff(changes)
+			return nil
+		},
+	}
+	g.addOutputFlag(c)
+	return c
+}
+
+// printBundleDiff shows a bundle diff as a table.
+func (g *globalOptions) printBundleDiff(changes []bundle.Change) {
+	w := g.streams.Out
+	if len(changes) == 0 {
+		fmt.Fprintln(w, "the bundles hold the same components")
+		return
+	}
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	fmt.Fprintf(w, "%-24s %-7s %-8s %-12s %s\n", "COMPONENT", "KIND", "CHANGE", "FROM", "TO")
+	for _, c := range changes {
+		fmt.Fprintf(w, "%-24s %-7s %-8s %-12s %s\n", c.Name, c.Kind, c.Change, dash(c.From), dash(c.To))
+		if c.FromImage != c.ToImage {
+			fmt.Fprintf(w, "%-24s image: %s -> %s\n", "", dash(c.FromImage), dash(c.ToImage))
+		}
+	}
 }
 
 func newBundleSignCommand(g *globalOptions) *cobra.Command {

@@ -228,6 +228,10 @@ func (g *globalOptions) printUpgradePlan(p upgrade.Plan) {
 		}
 		fmt.Fprintf(w, "\norder: %s\n", strings.Join(order, "; then "))
 	}
+	if p.BundleFrom != "" {
+		fmt.Fprintf(w, "\nthe bundle, against %s (the last one the cluster ran):\n", p.BundleFrom)
+		g.printBundleDiff(p.BundleChanges)
+	}
 	if len(p.Refusals) > 0 {
 		fmt.Fprintf(w, "\nrefused:\n")
 		for _, r := range p.Refusals {

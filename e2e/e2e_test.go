@@ -73,7 +73,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	fmt.Printf("lab image ready in %s\n", time.Since(start).Round(time.Millisecond))
+	stopRegistry, err := serveUpstreamRegistry()
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	stopRegistry()
 	if after := sysctls(); after != before {
 		fmt.Printf("FAIL: the machine's sysctls changed:\nbefore:\n%safter:\n%s", before, after)
 		code = 1
@@ -93,7 +99,7 @@ func newLab(t *testing.T, n int, controlPlanes ...int) *lab.Lab {
 	runtime := filepath.Join(runtimeRoot, strings.ReplaceAll(t.Name(), "/", "_"))
 	l, err := lab.Open(t.TempDir(), runtime, os.Stderr)
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	l.ControlPlanes = controlPlanes
 	start := time.Now()
@@ -103,16 +109,17 @@ func newLab(t *testing.T, n int, controlPlanes ...int) *lab.Lab {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			t.Logf("hosts' logs:\n%s", l.Logs(ctx))
 			cancel()
+			t.Logf("what failed (as above):\n%s", failuresOf(t))
 		}
 		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
+			errorf(t, "lab down: %v", err)
 		}
 		if left := lab.Leftovers(runtime); len(left) > 0 {
-			t.Errorf("lab down left behind: %v", left)
+			errorf(t, "lab down left behind: %v", left)
 		}
 	})
 	if upErr != nil {
-		t.Fatalf("lab up: %v", upErr)
+		fatalf(t, "lab up: %v", upErr)
 	}
 	t.Logf("%d hosts answer SSH after %s", n, time.Since(start).Round(10*time.Millisecond))
 	return l
@@ -146,7 +153,7 @@ func runConfig(t *testing.T, config string, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	return result{code, out.String(), errOut.String()}
 }
@@ -155,16 +162,16 @@ func TestPreflightAndExecOnLabHosts(t *testing.T) {
 	l := newLab(t, 3)
 	r := run(t, l, "preflight")
 	if r.code != 0 || strings.Count(r.stdout, "debian 12") != 3 || !strings.Contains(r.stdout, "no /dev/kvm") {
-		t.Fatalf("preflight: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "preflight: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--", "cat /etc/hostname /etc/machine-id; ip -4 -o addr show eth0")
 	if r.code != 0 || !strings.Contains(r.stdout, "10.77.0.13/24") || !strings.Contains(r.stdout, "3 hosts: 3 ok") {
-		t.Fatalf("exec: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "exec: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// the hosts are air-gapped: nothing leaves the lab network
 	r = run(t, l, "exec", "--hosts", "h1", "--", "timeout 3 bash -c 'echo > /dev/tcp/1.1.1.1/80' && echo REACHED || echo blocked")
 	if !strings.Contains(r.stdout, "blocked") {
-		t.Errorf("a lab host reached outside the lab:\n%s", r.stdout)
+		errorf(t, "a lab host reached outside the lab:\n%s", r.stdout)
 	}
 }
 
@@ -172,47 +179,47 @@ func TestPKIOnLabHosts(t *testing.T) {
 	l := newLab(t, 3)
 	r := run(t, l, "init", "--only", "certs")
 	if r.code != 0 || !strings.Contains(r.stdout, "0 failed") {
-		t.Fatalf("init --only certs: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "init --only certs: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "certs", "check-expiration", "--remote", "-o", "json")
 	if r.code != 0 || strings.Contains(r.stdout, `"problem"`) {
-		t.Fatalf("deployed certificates: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "deployed certificates: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "init", "--only", "certs")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
-		t.Errorf("re-running changed something:\n%s", r.stdout)
+		errorf(t, "re-running changed something:\n%s", r.stdout)
 	}
 	// a worker's keys are its own kubelet's serving key and the API load balancer's health-check key (which may
 	// read health endpoints only): no CA key, no other component's
 	r = run(t, l, "exec", "--role", "worker", "--", "find /etc/kubernetes -type f -name '*.key' ! -path /etc/kubernetes/pki/kubelet.key ! -path /etc/kubernetes/pki/api-lb.key | wc -l")
 	if r.code != 0 || strings.Count(r.stdout, "\n  0\n") != 2 {
-		t.Errorf("workers must hold no key files but their kubelet's and the API load balancer's:\n%s", r.stdout)
+		errorf(t, "workers must hold no key files but their kubelet's and the API load balancer's:\n%s", r.stdout)
 	}
 }
 
 func TestHostFaults(t *testing.T) {
 	l := newLab(t, 2)
 	if err := l.Kill(2); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	r := run(t, l, "exec", "--", "true")
 	if r.code != 4 || !strings.Contains(r.stdout, "h2 | UNREACHABLE") || !strings.Contains(r.stdout, "h1 | exit 0") {
-		t.Fatalf("a killed host: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "a killed host: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if err := l.Cut(1); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	start := time.Now()
 	r = run(t, l, "exec", "--hosts", "h1", "--", "true")
 	if r.code != 4 {
-		t.Fatalf("a cut-off host: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "a cut-off host: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("cut-off host reported unreachable after %s", time.Since(start).Round(time.Millisecond))
 	if err := l.Restore(1); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	if r = run(t, l, "exec", "--hosts", "h1", "--", "true"); r.code != 0 {
-		t.Errorf("after restoring the link: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "after restoring the link: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 
@@ -233,19 +240,19 @@ spec:
 	// the lab's cluster.yaml takes the bundle from its default place next to it
 	build := exec.Command(privcloud, "bundle", "build", "-f", spec, "-o", filepath.Join(l.Dir, "privcloud-bundle.tar.zst"), "--cache", filepath.Join(l.Dir, "cache"))
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("bundle build: %v\n%s", err, out)
+		fatalf(t, "bundle build: %v\n%s", err, out)
 	}
 	r := run(t, l, "init", "--only", "bundle")
 	if r.code != 0 {
-		t.Fatalf("init --only bundle: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "init --only bundle: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--", "/opt/privcloud/hello/v0.0.0/hello")
 	if r.code != 0 || strings.Count(r.stdout, "hello from the bundle") != 3 {
-		t.Fatalf("the bundle's binary does not run on every host:\n%s%s", r.stdout, r.stderr)
+		fatalf(t, "the bundle's binary does not run on every host:\n%s%s", r.stdout, r.stderr)
 	}
 	r = run(t, l, "init", "--only", "bundle")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
-		t.Errorf("re-sending an unchanged bundle changed something:\n%s", r.stdout)
+		errorf(t, "re-sending an unchanged bundle changed something:\n%s", r.stdout)
 	}
 }
 
@@ -271,7 +278,7 @@ spec:
 	home, _ := os.UserHomeDir()
 	build := exec.Command(privcloud, "bundle", "build", "-f", spec, "-o", out, "--cache", filepath.Join(home, ".cache/privcloud/bundle"))
 	if data, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("bundle build: %v\n%s", err, data)
+		fatalf(t, "bundle build: %v\n%s", err, data)
 	}
 	return out
 }
@@ -281,19 +288,19 @@ func TestContainerdOnLabHost(t *testing.T) {
 	runtimeBundle(t, l.Dir)
 	r := run(t, l, "init", "--only", "bundle,containerd")
 	if r.code != 0 {
-		t.Fatalf("init --only bundle,containerd: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "init --only bundle,containerd: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if !strings.Contains(r.stdout, "imported registry.local/privcloud/test:1") {
-		t.Errorf("the image import was not reported:\n%s", r.stdout)
+		errorf(t, "the image import was not reported:\n%s", r.stdout)
 	}
 	// the image streamed in through the SSH connection runs under runc
 	r = run(t, l, "exec", "--", "ctr -n k8s.io run --rm registry.local/privcloud/test:1 e2e-probe /bin/probe dns 127.0.0.1")
 	if r.code != 0 || !strings.Contains(r.stdout, "127.0.0.1") {
-		t.Fatalf("running the imported image: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "running the imported image: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "init", "--only", "bundle,containerd")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
-		t.Errorf("a converged runtime changed on the second run:\n%s", r.stdout)
+		errorf(t, "a converged runtime changed on the second run:\n%s", r.stdout)
 	}
 }
 
@@ -323,7 +330,7 @@ func buildLabBundle(t *testing.T, out string, kubernetes []string, etcd string, 
 		builtBundles[key] = shared
 	}
 	if err := os.Link(shared, out); err != nil {
-		t.Fatalf("bundle: %v", err)
+		fatalf(t, "bundle: %v", err)
 	}
 }
 
@@ -335,11 +342,11 @@ func packLabBundle(t *testing.T, out string, kubernetes []string, etcd string, n
 	t.Helper()
 	b, err := api.LoadBundle("lab/bundle.yaml")
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	previous, err := api.LoadBundle("lab/upgrade-bundle.yaml")
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	b.Spec.Components = append(b.Spec.Components, previous.Spec.Components...)
 	kept := b.Spec.Components[:0]
@@ -352,11 +359,14 @@ func packLabBundle(t *testing.T, out string, kubernetes []string, etcd string, n
 			kept = append(kept, c)
 		}
 	}
+	if slices.Contains(names, "pulled") {
+		kept = append(kept, api.Component{Name: "pulled", Version: "1", Image: &api.Image{Ref: pulledImageRef, Pull: pulledImagePull}})
+	}
 	b.Spec.Components = kept
 	home, _ := os.UserHomeDir()
 	builder := &bundlebuild.Builder{Cache: filepath.Join(home, ".cache/privcloud/bundle")}
 	if _, err := builder.Build(context.Background(), b, out); err != nil {
-		t.Fatalf("bundle: %v", err)
+		fatalf(t, "bundle: %v", err)
 	}
 }
 
@@ -367,29 +377,29 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 	r := run(t, l, "init", "--only", phases)
 	// etcd's phase works through its members: the first run changes them
 	if r.code != 0 || !strings.Contains(r.stdout, "changed  etcd") || !strings.Contains(r.stdout, "ok       control-plane/scheduler") {
-		t.Fatalf("etcd and the control plane: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "etcd and the control plane: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// the admin kubeconfig's group is bound to cluster-admin; the controller-manager and scheduler lead
 	r = run(t, l, "exec", "--", "kubectl --kubeconfig /etc/kubernetes/admin.conf auth can-i '*' '*'; "+
 		"kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get leases -o name")
 	if !strings.Contains(r.stdout, "yes") || !strings.Contains(r.stdout, "lease.coordination.k8s.io/kube-controller-manager") ||
 		!strings.Contains(r.stdout, "lease.coordination.k8s.io/kube-scheduler") {
-		t.Errorf("admin access and leader leases:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "admin access and leader leases:\n%s%s", r.stdout, r.stderr)
 	}
 	// etcd answers over TLS with a client certificate, and refuses a client without one
 	r = run(t, l, "exec", "--", etcdctlCmd+"endpoint health; "+
 		"etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --command-timeout=3s endpoint health >/dev/null 2>&1 && echo ANONYMOUS-OK || echo anonymous-refused")
 	if !strings.Contains(r.stdout, "is healthy") || !strings.Contains(r.stdout, "anonymous-refused") {
-		t.Errorf("etcd over TLS:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "etcd over TLS:\n%s%s", r.stdout, r.stderr)
 	}
 	// the API server has no insecure port and refuses anonymous requests
 	r = run(t, l, "exec", "--", "curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:6443/readyz; echo; curl -s -m 3 http://127.0.0.1:8080/ >/dev/null && echo INSECURE-OPEN || echo no-insecure-port")
 	if !strings.Contains(r.stdout, "401") || !strings.Contains(r.stdout, "no-insecure-port") {
-		t.Errorf("kube-apiserver must refuse anonymous requests and have no insecure port:\n%s", r.stdout)
+		errorf(t, "kube-apiserver must refuse anonymous requests and have no insecure port:\n%s", r.stdout)
 	}
 	r = run(t, l, "init", "--only", phases)
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
-		t.Errorf("a converged control plane changed (or restarted) on the second run:\n%s", r.stdout)
+		errorf(t, "a converged control plane changed (or restarted) on the second run:\n%s", r.stdout)
 	}
 	// a lone member comes back from a backup as well (no kubelet runs here, so no node to wait for)
 	checkBackupRestore(t, l, "kubectl --kubeconfig /etc/kubernetes/admin.conf ", "h1", 0, "--skip", "wait-ready")
@@ -398,41 +408,41 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 // clusterComponents are the lab bundle's components a whole cluster with its add-ons needs.
 var clusterComponents = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
 	"cni-macvlan", "cni-static", "privcloud-api-lb", "kube-router", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
-	"pause-bin", "pause", "probe", "busybox", "test", "coredns-bin", "coredns", "multus-bin", "multus-thin", "multus", "quay", "postgresql", "redis"}
+	"pause-bin", "pause", "probe", "busybox", "test", "coredns-bin", "coredns", "multus-bin", "multus-thin", "multus", "quay", "postgresql", "redis", "pulled"}
 
 func TestClusterOnLabHosts(t *testing.T) {
 	// h1 to h3 make the cluster; h4 and h5 join it later as control planes with etcd members
 	l := newLab(t, 5, 1, 4, 5)
 	full, err := os.ReadFile(l.ClusterConfig())
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	if err := os.WriteFile(l.ClusterConfig(), []byte(withoutHosts(t, string(full), "h4", "h5")), 0o600); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	labBundle(t, l.Dir, clusterComponents...)
 	start := time.Now()
 	r := run(t, l, "init")
 	if r.code != 0 {
-		t.Fatalf("init: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "init: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("init of 3 nodes: %s", time.Since(start).Round(100*time.Millisecond))
 
 	// the admin kubeconfig written next to cluster.yaml reaches /readyz from this machine, over verified TLS
 	kubeconfig := filepath.Join(l.Dir, "kubeconfig")
 	if fi, err := os.Stat(kubeconfig); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("admin kubeconfig: %v", err)
+		fatalf(t, "admin kubeconfig: %v", err)
 	}
 	cert, ca, err := pki.Credentials(kubeconfig)
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
 	resp, err := client.Get("https://" + lab.HostIP(1) + ":6443/readyz")
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("/readyz through the admin kubeconfig: %v %v", resp, err)
+		fatalf(t, "/readyz through the admin kubeconfig: %v %v", resp, err)
 	}
 	resp.Body.Close()
 
@@ -445,13 +455,21 @@ func TestClusterOnLabHosts(t *testing.T) {
 		kubectl+"delete pod smoke --wait=true --timeout=60s")
 	if r.code != 0 || strings.Count(r.stdout, " Ready ") != 3 || !strings.Contains(r.stdout, "pod/smoke condition met") ||
 		!strings.Contains(r.stdout, "smoke\n") || !strings.Contains(r.stdout, `pod "smoke" deleted`) {
-		t.Fatalf("smoke test: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "smoke test: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// the image the bundle pulled from a registry (by the digest of a two-platform index) runs in a pod
+	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"run pulled --image="+pulledImageRef+" --image-pull-policy=Never --restart=Never "+
+		"--command -- sh -c 'echo the pulled image runs' && "+
+		kubectl+"wait --for=jsonpath='{.status.phase}'=Succeeded pod/pulled --timeout=120s && "+kubectl+"logs pulled && "+
+		kubectl+"delete pod pulled --wait=true --timeout=60s")
+	if r.code != 0 || !strings.Contains(r.stdout, "the pulled image runs") {
+		errorf(t, "a pod of the pulled image: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// the RuntimeClass exists with its handler and overhead, and every node's runtime reports the kata handler
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get runtimeclass kata -o jsonpath='{.handler} {.overhead.podFixed.memory}{\"\\n\"}'; "+
 		kubectl+"get nodes -o jsonpath='{range .items[*]}{.metadata.name}: {.status.runtimeHandlers[*].name}{\"\\n\"}{end}'")
 	if !strings.Contains(r.stdout, "kata 160Mi") || strings.Count(r.stdout, "kata") < 4 {
-		t.Errorf("kata RuntimeClass and handlers:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "kata RuntimeClass and handlers:\n%s%s", r.stdout, r.stderr)
 	}
 	checkHardening(t, l, kubectl)
 	checkAddons(t, l, kubectl)
@@ -461,7 +479,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 	start = time.Now()
 	r = run(t, l, "init")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
-		t.Errorf("re-running init on a converged cluster changed something:\n%s", r.stdout)
+		errorf(t, "re-running init on a converged cluster changed something:\n%s", r.stdout)
 	}
 	t.Logf("no-op re-run: %s", time.Since(start).Round(100*time.Millisecond))
 
@@ -479,7 +497,7 @@ func checkResetAndJoin(t *testing.T, l *lab.Lab, kubectl string) {
 	start := time.Now()
 	r := run(t, l, "reset", "--hosts", "h3")
 	if r.code != 0 || !strings.Contains(r.stdout, "drained and deleted node h3") {
-		t.Fatalf("reset --hosts h3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "reset --hosts h3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("reset of a worker: %s", time.Since(start).Round(100*time.Millisecond))
 	r = run(t, l, "exec", "--hosts", "h3", "--", `for u in kubelet kube-proxy containerd privcloud-pod-routes; do systemctl is-active -q $u && echo "active: $u"; done
@@ -494,31 +512,31 @@ iptables-save | grep -cE 'KUBE-|CNI-|PRIVCLOUD-' | sed 's/^/kube-rules: /'
 iptables-save -t mangle | grep -c 'DROP' | sed 's/^/lab-guard: /'`)
 	if r.code != 0 || strings.Contains(r.stdout, "active:") || strings.Contains(r.stdout, "left:") || strings.Contains(r.stdout, "mount:") ||
 		!strings.Contains(r.stdout, "kube-rules: 0") || !strings.Contains(r.stdout, "lab-guard: 1") {
-		t.Errorf("h3 after reset is not clean (or lost the lab's own rule):\n%s%s", r.stdout, r.stderr)
+		errorf(t, "h3 after reset is not clean (or lost the lab's own rule):\n%s%s", r.stdout, r.stderr)
 	}
 	r = run(t, l, "reset", "--hosts", "h3")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
-		t.Errorf("a second reset changed something:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "a second reset changed something:\n%s%s", r.stdout, r.stderr)
 	}
 	// the nodes that stay have no route left to h3's pods
 	r = run(t, l, "exec", "--hosts", "h1,h2", "--", "ip route show proto 201")
 	if r.code != 0 || strings.Contains(r.stdout, "via "+lab.HostIP(3)) || strings.Count(r.stdout, "via ") != 6 {
-		t.Errorf("routes on h1 and h2 after h3 left (3 each, to h2/h1, h4 and h5):\n%s%s", r.stdout, r.stderr)
+		errorf(t, "routes on h1 and h2 after h3 left (3 each, to h2/h1, h4 and h5):\n%s%s", r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
 	if strings.Contains(r.stdout, "h3") || strings.Count(r.stdout, " Ready ") != 4 {
-		t.Errorf("after reset the cluster has every node but h3:\n%s", r.stdout)
+		errorf(t, "after reset the cluster has every node but h3:\n%s", r.stdout)
 	}
 
 	start = time.Now()
 	r = run(t, l, "join")
 	if r.code != 0 || !strings.Contains(r.stdout, "joining: h3") {
-		t.Fatalf("join: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "join: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("join of a worker: %s", time.Since(start).Round(100*time.Millisecond))
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
 	if strings.Count(r.stdout, " Ready ") != 5 {
-		t.Errorf("after join all 5 nodes are Ready:\n%s", r.stdout)
+		errorf(t, "after join all 5 nodes are Ready:\n%s", r.stdout)
 	}
 }
 
@@ -554,12 +572,12 @@ spec:
 	t.Logf("add-on checks:\n%s", r.stdout)
 	if r.code != 0 || !strings.Contains(r.stdout, "inet 10.77.1.10/24") || strings.Count(r.stdout, "net-b\n") < 2 ||
 		!strings.Contains(r.stdout, "10.96.0.1\n") {
-		t.Errorf("CoreDNS and Multus from a pod: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "CoreDNS and Multus from a pod: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "addons", "status")
 	if r.code != 0 || !strings.Contains(r.stdout, "coredns  ready") || !strings.Contains(r.stdout, "multus   ready") ||
 		!strings.Contains(r.stdout, "kata     ready") || !strings.Contains(r.stdout, "quay     disabled") {
-		t.Errorf("addons status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "addons status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
 	// Quay enabled: its certificate is made, its objects are dry-run on the server, and it fails on the
@@ -568,11 +586,19 @@ spec:
 	r = runConfig(t, withQuay, "addons", "apply", "quay")
 	if r.code != 5 || !strings.Contains(r.stderr, "the API server accepted all 10 objects, 10 would change") ||
 		!strings.Contains(r.stderr, "the bundle records quay 3.12 (quay.io/projectquay/quay:v3.12.0) as absent") {
-		t.Errorf("addons apply quay without its images: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "addons apply quay without its images: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get namespace quay")
 	if !strings.Contains(r.stdout+r.stderr, "NotFound") {
-		t.Errorf("the dry run stored Quay's namespace:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "the dry run stored Quay's namespace:\n%s%s", r.stdout, r.stderr)
+	}
+	// nothing stands in for Quay: status names each image the bundle lacks and never calls it ready
+	r = runConfig(t, withQuay, "addons", "status")
+	if r.code != 5 || !strings.Contains(r.stdout, "quay     NOT READY") ||
+		!strings.Contains(r.stdout, "image missing: the bundle records quay 3.12 (quay.io/projectquay/quay:v3.12.0) as absent") ||
+		!strings.Contains(r.stdout, "image missing: the bundle records postgresql 15 (docker.io/library/postgres:15) as absent") ||
+		!strings.Contains(r.stdout, "image missing: the bundle records redis 7 (docker.io/library/redis:7) as absent") {
+		errorf(t, "addons status with Quay enabled and its images absent: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 
@@ -584,7 +610,7 @@ func checkRegistryMirror(t *testing.T, l *lab.Lab, kubectl string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", lab.GatewayIP+":0")
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
 	go srv.Serve(ln)
@@ -595,7 +621,7 @@ func checkRegistryMirror(t *testing.T, l *lab.Lab, kubectl string) {
 	withMirror := configVariant(t, l, "cluster-mirror.yaml", "  containerd:\n", mirror)
 	r := runConfig(t, withMirror, "init", "--only", "containerd")
 	if r.code != 0 || strings.Count(r.stdout, "/etc/containerd/certs.d/mirror.lab.example/hosts.toml") != 3 {
-		t.Fatalf("init --only containerd with a mirror: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "init --only containerd with a mirror: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"run mirrored --image=mirror.lab.example/privcloud/test:mirror "+
 		"--overrides='{\"spec\":{\"nodeName\":\"h2\"}}' --restart=Never --command -- /bin/probe serve && "+
@@ -603,12 +629,12 @@ func checkRegistryMirror(t *testing.T, l *lab.Lab, kubectl string) {
 		kubectl+"get pod mirrored -o jsonpath='{.status.containerStatuses[0].imageID}{\"\\n\"}'; "+
 		kubectl+"delete pod mirrored --wait=true --timeout=60s")
 	if r.code != 0 || !strings.Contains(r.stdout, "pod/mirrored condition met") || !strings.Contains(r.stdout, image) {
-		t.Errorf("a pod pulling through the mirror (%s): exit %d\n%s%s", image, r.code, r.stdout, r.stderr)
+		errorf(t, "a pod pulling through the mirror (%s): exit %d\n%s%s", image, r.code, r.stdout, r.stderr)
 	}
 
 	r = run(t, l, "init", "--only", "containerd")
 	if r.code != 0 || strings.Count(r.stdout, "removed /etc/containerd/certs.d/mirror.lab.example/hosts.toml") != 3 {
-		t.Errorf("init without the mirror keeps its entry: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "init without the mirror keeps its entry: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 
@@ -617,32 +643,32 @@ func pushTestImage(t *testing.T, bundlePath, ref string) string {
 	t.Helper()
 	br, err := bundle.Open(bundlePath)
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	c := br.Manifest.Find("test", "")
 	br.Close()
 	if c == nil {
-		t.Fatal("the lab bundle has no test image")
+		fatal(t, "the lab bundle has no test image")
 	}
 	dir := t.TempDir()
 	paths, err := bundle.Extract(bundlePath, dir, func(p string) bool { return p == c.Path })
 	if err != nil || len(paths) != 1 {
-		t.Fatalf("extract %s: %v", c.Path, err)
+		fatalf(t, "extract %s: %v", c.Path, err)
 	}
 	img, err := tarball.ImageFromPath(paths[0], nil)
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	tag, err := name.NewTag(ref, name.Insecure)
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	if err := remote.Write(tag, img); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
+		fatalf(t, "push %s: %v", ref, err)
 	}
 	digest, err := img.Digest()
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	return digest.String()
 }
@@ -658,7 +684,7 @@ func withoutHosts(t *testing.T, config string, names ...string) string {
 	if strings.Count(config, "  - name: ")-strings.Count(got, "  - name: ") == len(names) {
 		return got
 	}
-	t.Fatalf("cluster.yaml lacks some of %v:\n%s", names, config)
+	fatalf(t, "cluster.yaml lacks some of %v:\n%s", names, config)
 	return ""
 }
 
@@ -667,42 +693,42 @@ func withoutHosts(t *testing.T, config string, names ...string) string {
 func checkControlPlaneJoin(t *testing.T, l *lab.Lab, kubectl string, full []byte) {
 	t.Helper()
 	if err := os.WriteFile(l.ClusterConfig(), full, 0o600); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	start := time.Now()
 	r := run(t, l, "join")
 	if r.code != 0 || !strings.Contains(r.stdout, "joining: h4, h5") || !strings.Contains(r.stdout, "(2 voting members)") ||
 		!strings.Contains(r.stdout, "(3 voting members)") {
-		t.Fatalf("join of h4 and h5: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "join of h4 and h5: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("join of two control planes: %s", time.Since(start).Round(100*time.Millisecond))
 	for _, line := range strings.Split(r.stdout, "\n") {
 		// only its routes to the new nodes' pods change
 		if f := strings.Fields(line); len(f) > 3 && f[2] == "h1" && strings.Contains(line, "restarted") && !strings.Contains(line, "pod-routes") {
-			t.Errorf("joining control planes restarted a service of the running one: %s", line)
+			errorf(t, "joining control planes restarted a service of the running one: %s", line)
 		}
 	}
 	etcdctl := etcdctlCmd
 	r = run(t, l, "exec", "--hosts", "h5", "--", etcdctl+"member list -w simple && "+etcdctl+"endpoint health --cluster")
 	if r.code != 0 || strings.Count(r.stdout, ", started, h") != 3 || strings.Count(r.stdout, ", false\n") != 3 ||
 		strings.Count(r.stdout, "is healthy") != 3 {
-		t.Errorf("etcd has 3 started voting members, all healthy: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "etcd has 3 started voting members, all healthy: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--hosts", "h1,h4,h5", "--", kubectl+"--server https://127.0.0.1:6443 get --raw /readyz && echo && "+
 		kubectl+"--server https://127.0.0.1:6443 get nodes --no-headers")
 	if r.code != 0 || strings.Count(r.stdout, "\n  ok\n") != 3 || strings.Count(r.stdout, " Ready ") != 15 {
-		t.Errorf("every control plane's API server is ready and sees 5 Ready nodes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "every control plane's API server is ready and sees 5 Ready nodes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "join")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
-		t.Errorf("a second join changed something: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "a second join changed something: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
 	// a control plane leaves (its member removed through one that stays) and comes back as a new member
 	start = time.Now()
 	r = run(t, l, "reset", "--hosts", "h5")
 	if r.code != 0 || !strings.Contains(r.stdout, "removed etcd member") {
-		t.Fatalf("reset --hosts h5: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "reset --hosts h5: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("reset of a control plane: %s", time.Since(start).Round(100*time.Millisecond))
 	if time.Since(start) > 30*time.Second {
@@ -710,17 +736,17 @@ func checkControlPlaneJoin(t *testing.T, l *lab.Lab, kubectl string, full []byte
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", etcdctl+"member list -w simple")
 	if r.code != 0 || strings.Count(r.stdout, ", started, h") != 2 || strings.Contains(r.stdout, "h5") {
-		t.Errorf("after reset etcd has h1 and h4 only: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "after reset etcd has h1 and h4 only: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	start = time.Now()
 	r = run(t, l, "join")
 	if r.code != 0 || !strings.Contains(r.stdout, "joining: h5") || !strings.Contains(r.stdout, "(3 voting members)") {
-		t.Fatalf("join of h5 again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "join of h5 again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("join of a reset control plane: %s", time.Since(start).Round(100*time.Millisecond))
 	r = run(t, l, "exec", "--hosts", "h1", "--", etcdctl+"endpoint health --cluster && "+kubectl+"get nodes --no-headers")
 	if r.code != 0 || strings.Count(r.stdout, "is healthy") != 3 || strings.Count(r.stdout, " Ready ") != 5 {
-		t.Errorf("after the rejoin 3 healthy members and 5 Ready nodes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "after the rejoin 3 healthy members and 5 Ready nodes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 
@@ -732,39 +758,39 @@ func checkBackupRestore(t *testing.T, l *lab.Lab, kubectl, members string, nodes
 	n := strings.Count(members, ",") + 1
 	r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"create configmap before-backup --from-literal=k=v")
 	if r.code != 0 {
-		t.Fatalf("create configmap: %s%s", r.stdout, r.stderr)
+		fatalf(t, "create configmap: %s%s", r.stdout, r.stderr)
 	}
 	file := filepath.Join(l.Dir, "lab-backup.tar.zst")
 	start := time.Now()
 	r = run(t, l, "backup", "--out", file)
 	if r.code != 0 || !strings.Contains(r.stdout, "wrote "+file) {
-		t.Fatalf("backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("backup: %s", time.Since(start).Round(100*time.Millisecond))
 	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("the backup holds the CA keys and must be 0600: %v", err)
+		errorf(t, "the backup holds the CA keys and must be 0600: %v", err)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"create configmap after-backup --from-literal=k=v")
 	if r.code != 0 {
-		t.Fatalf("create configmap: %s%s", r.stdout, r.stderr)
+		fatalf(t, "create configmap: %s%s", r.stdout, r.stderr)
 	}
 	// the disaster: every member's data is gone (the API server stops first: one whose etcd went away hangs in
 	// its shutdown until systemd's stop timeout)
 	r = run(t, l, "exec", "--hosts", members, "--", "systemctl stop kube-apiserver && systemctl stop etcd && rm -rf /var/lib/etcd")
 	if r.code != 0 {
-		t.Fatalf("destroy etcd data: %s%s", r.stdout, r.stderr)
+		fatalf(t, "destroy etcd data: %s%s", r.stdout, r.stderr)
 	}
 	start = time.Now()
 	r = run(t, l, append([]string{"restore", file}, restoreArgs...)...)
 	if r.code != 0 || strings.Count(r.stdout, "restored the etcd snapshot into /var/lib/etcd") != n {
-		t.Fatalf("restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("restore of %d etcd members: %s", n, time.Since(start).Round(100*time.Millisecond))
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get configmap before-backup -o jsonpath='{.data.k}{\"\\n\"}'; "+
 		kubectl+"get configmap after-backup; "+etcdctlCmd+"endpoint health --cluster; "+kubectl+"get nodes --no-headers")
 	if !strings.Contains(r.stdout, "\n  v\n") || !strings.Contains(r.stdout+r.stderr, `"after-backup" not found`) ||
 		strings.Count(r.stdout, "is healthy") != n || strings.Count(r.stdout, " Ready ") != nodes {
-		t.Errorf("after the restore: the object of before the backup, none of after, %d healthy members, %d Ready nodes:\n%s%s", n, nodes, r.stdout, r.stderr)
+		errorf(t, "after the restore: the object of before the backup, none of after, %d healthy members, %d Ready nodes:\n%s%s", n, nodes, r.stdout, r.stderr)
 	}
 }
 
@@ -773,13 +799,13 @@ func checkUpgradePlan(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	r := run(t, l, "upgrade", "plan")
 	if r.code != 0 || !strings.Contains(r.stdout, "every host runs v1.37.1: nothing to upgrade") {
-		t.Errorf("upgrade plan on a current cluster: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "upgrade plan on a current cluster: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1", "kubernetesVersion: v1.36.3")
 	r = runConfig(t, older, "upgrade", "plan")
 	if r.code != 5 || !strings.Contains(r.stdout, "v1.36.3 is older than the cluster's v1.37.1: downgrades are not supported") ||
 		!strings.Contains(r.stdout, "h1           control-plane,etcd       kube-apiserver           v1.37.1    v1.36.3") {
-		t.Errorf("upgrade plan of a downgrade: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "upgrade plan of a downgrade: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 
@@ -788,11 +814,11 @@ func configVariant(t *testing.T, l *lab.Lab, name, old, new string) string {
 	t.Helper()
 	data, err := os.ReadFile(l.ClusterConfig())
 	if err != nil || !strings.Contains(string(data), old) {
-		t.Fatalf("cluster.yaml lacks %q: %v", old, err)
+		fatalf(t, "cluster.yaml lacks %q: %v", old, err)
 	}
 	path := filepath.Join(l.Dir, name)
 	if err := os.WriteFile(path, []byte(strings.Replace(string(data), old, new, 1)), 0o600); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	return path
 }

@@ -29,14 +29,14 @@ func TestInterruptedRunsConverge(t *testing.T) {
 		return e.Phase == "bundle" && e.Host == "h2" && e.Status == report.Started
 	}, time.Second, func(cmd *exec.Cmd) {
 		if err := l.Cut(2); err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 	})
 	if err := l.Restore(2); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	if code == 0 {
-		t.Fatal("init succeeded with h2's link cut during the bundle upload")
+		fatal(t, "init succeeded with h2's link cut during the bundle upload")
 	}
 	t.Logf("init with h2 cut off during the bundle upload stopped (exit %d) after %s", code, time.Since(start).Round(100*time.Millisecond))
 
@@ -56,11 +56,11 @@ func TestInterruptedRunsConverge(t *testing.T) {
 
 	start = time.Now()
 	if r := run(t, l, "init"); r.code != 0 {
-		t.Fatalf("init after the interruptions: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "init after the interruptions: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("init after the interruptions: %s", time.Since(start).Round(100*time.Millisecond))
 	if r := run(t, l, "init"); r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
-		t.Fatalf("the run after that changed something:\n%s%s", r.stdout, r.stderr)
+		fatalf(t, "the run after that changed something:\n%s%s", r.stdout, r.stderr)
 	}
 	checkNoPartialFiles(t, l)
 
@@ -74,10 +74,10 @@ func TestInterruptedRunsConverge(t *testing.T) {
 	before := bootID()
 	start = time.Now()
 	if err := l.Reboot(1); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	if err := l.WaitSSH(t.Context(), 2*time.Minute); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	waitUntil(t, 4*time.Minute, "h1 Ready from its new boot", func() (bool, string) {
 		now := bootID()
@@ -94,7 +94,7 @@ func TestInterruptedRunsConverge(t *testing.T) {
 		return r.code == 0 && len(f) == 2 && f[0] != "" && f[0] == f[1], r.stdout + r.stderr
 	})
 	if r := run(t, l, "init"); r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
-		t.Errorf("init after the reboot changed something:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "init after the reboot changed something:\n%s%s", r.stdout, r.stderr)
 	}
 }
 
@@ -105,12 +105,12 @@ func interruptInit(t *testing.T, l *lab.Lab, what string, at func(report.Event) 
 	cmd := exec.Command(privcloud, "init", "-o", "json", "-f", l.ClusterConfig())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	done := make(chan error, 1)
 	var events strings.Builder
@@ -134,10 +134,10 @@ func interruptInit(t *testing.T, l *lab.Lab, what string, at func(report.Event) 
 		time.Sleep(delay)
 		stop(cmd)
 	case err := <-done:
-		t.Fatalf("init ended (%v) before %s:\n%s%s", err, what, events.String(), stderr.String())
+		fatalf(t, "init ended (%v) before %s:\n%s%s", err, what, events.String(), stderr.String())
 	case <-time.After(10 * time.Minute):
 		cmd.Process.Kill()
-		t.Fatalf("init did not reach %s in 10 minutes", what)
+		fatalf(t, "init did not reach %s in 10 minutes", what)
 	}
 	select {
 	case err := <-done:
@@ -147,7 +147,7 @@ func interruptInit(t *testing.T, l *lab.Lab, what string, at func(report.Event) 
 		return 0
 	case <-time.After(5 * time.Minute):
 		cmd.Process.Kill()
-		t.Fatalf("init did not stop within 5 minutes of being interrupted %s:\n%s", what, events.String())
+		fatalf(t, "init did not stop within 5 minutes of being interrupted %s:\n%s", what, events.String())
 	}
 	return -1
 }
@@ -158,7 +158,7 @@ func checkNoPartialFiles(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	r := run(t, l, "exec", "--", "find / -xdev \\( -name '.privcloud-upload.*' -o -name '*.privcloud' -o -path '/var/lib/privcloud/sums/*.tmp' \\) -print 2>/dev/null; true")
 	if r.code != 0 {
-		t.Fatalf("look for partial files: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "look for partial files: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// exec prints each host's output indented under its "HOST | exit N" line
 	host := ""
@@ -166,7 +166,7 @@ func checkNoPartialFiles(t *testing.T, l *lab.Lab) {
 		if name, _, ok := strings.Cut(line, " | "); ok && !strings.HasPrefix(line, " ") {
 			host = name
 		} else if strings.HasPrefix(line, "  /") {
-			t.Errorf("%s: partial file left: %s", host, strings.TrimSpace(line))
+			errorf(t, "%s: partial file left: %s", host, strings.TrimSpace(line))
 		}
 	}
 }
@@ -191,7 +191,7 @@ func waitUntil(t *testing.T, limit time.Duration, what string, check func() (boo
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s; last:\n%s", what, limit, out)
+			fatalf(t, "no %s within %s; last:\n%s", what, limit, out)
 		}
 		time.Sleep(2 * time.Second)
 	}

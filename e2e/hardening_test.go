@@ -36,25 +36,25 @@ func checkHardening(t *testing.T, l *lab.Lab, kubectl string) {
 		"grep -c hardening-check /var/log/kubernetes/audit/audit.log; grep -c plaintext-canary-value /var/log/kubernetes/audit/audit.log; "+
 		kubectl+"delete secret hardening-check >/dev/null")
 	if !strings.Contains(r.stdout, "k8s:enc:secretbox:v1:") || strings.Contains(r.stdout, "plaintext-canary-value") {
-		t.Errorf("a Secret in etcd must be secretbox ciphertext, its value nowhere in etcd or the audit log:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "a Secret in etcd must be secretbox ciphertext, its value nowhere in etcd or the audit log:\n%s%s", r.stdout, r.stderr)
 	}
 	if lines := strings.Fields(r.stdout); len(lines) < 2 || lines[len(lines)-2] == "0" {
-		t.Errorf("no audit record of the Secret's creation:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "no audit record of the Secret's creation:\n%s%s", r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"run privileged-check --image=registry.local/privcloud/test:1 --image-pull-policy=Never --privileged --restart=Never -- /bin/sleep 1; true")
 	if !strings.Contains(r.stdout+r.stderr, `violates PodSecurity "baseline:latest"`) || !strings.Contains(r.stdout+r.stderr, "privileged") {
-		t.Errorf("a privileged pod in the default namespace must be refused with the reason:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "a privileged pod in the default namespace must be refused with the reason:\n%s%s", r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.labels.node-role\\.kubernetes\\.io/control-plane} {.spec.taints[*].key}{\"\\n\"}{end}'")
 	if !strings.Contains(r.stdout, "h1  node-role.kubernetes.io/control-plane") || strings.Contains(r.stdout, "h2  node-role") {
-		t.Errorf("h1 must be labelled and tainted as a control plane, h2 not:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "h1 must be labelled and tainted as a control plane, h2 not:\n%s%s", r.stdout, r.stderr)
 	}
 	bin, cfg := kubeBench(t)
 	for _, c := range []struct{ host, kind, targets string }{{"h1", "control-plane", "master,controlplane,etcd,node,policies"}, {"h2", "worker", "node"}} {
 		fails, summary := runKubeBench(t, l, c.host, c.targets, bin, cfg)
 		t.Logf("kube-bench on %s (%s): %s", c.host, c.kind, summary)
 		if !slices.Equal(fails, knownFails[c.kind]) {
-			t.Errorf("kube-bench on %s (%s): FAIL %v, want exactly %v", c.host, c.kind, fails, knownFails[c.kind])
+			errorf(t, "kube-bench on %s (%s): FAIL %v, want exactly %v", c.host, c.kind, fails, knownFails[c.kind])
 		}
 	}
 }
@@ -75,24 +75,24 @@ go get github.com/aquasecurity/kube-bench@%[1]s
 CGO_ENABLED=0 go build -trimpath -o %[2]s.tmp -ldflags "-X github.com/aquasecurity/kube-bench/cmd.KubeBenchVersion=%[1]s" github.com/aquasecurity/kube-bench
 mv %[2]s.tmp %[2]s`, kubeBenchVersion, bin)
 		if err := os.MkdirAll(cache, 0o755); err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 		cmd := exec.Command("sh", "-c", script)
 		cmd.Dir = mod
 		cmd.Env = append(os.Environ(), "GOSUMDB=off", "GOFLAGS=-mod=mod")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build kube-bench %s: %v\n%s", kubeBenchVersion, err, out)
+			fatalf(t, "build kube-bench %s: %v\n%s", kubeBenchVersion, err, out)
 		}
 	}
 	modcache, err := exec.Command("go", "env", "GOMODCACHE").Output()
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	src := filepath.Join(strings.TrimSpace(string(modcache)), "github.com/aquasecurity/kube-bench@"+kubeBenchVersion, "cfg")
 	stage := filepath.Join(t.TempDir(), "cfg")
 	mapping, err := filepath.Abs("lab/kube-bench/config.yaml")
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	cfgTar = filepath.Join(t.TempDir(), "kube-bench-cfg.tar.gz")
 	script := fmt.Sprintf(`set -e
@@ -103,7 +103,7 @@ cp %[3]s %[1]s/cis-1.11/config.yaml
 chmod -R u+w %[1]s
 tar -czf %[4]s -C %[1]s/.. cfg`, stage, src, mapping, cfgTar)
 	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
-		t.Fatalf("kube-bench's checks: %v\n%s", err, out)
+		fatalf(t, "kube-bench's checks: %v\n%s", err, out)
 	}
 	return bin, cfgTar
 }
@@ -114,7 +114,7 @@ func runKubeBench(t *testing.T, l *lab.Lab, host, targets, bin, cfgTar string) (
 	t.Helper()
 	for _, c := range [][]string{{bin, "/usr/local/bin/kube-bench", "0755"}, {cfgTar, "/root/kube-bench-cfg.tar.gz", "0644"}} {
 		if r := run(t, l, "copy", "--hosts", host, "--mode", c[2], c[0], c[1]); r.code != 0 {
-			t.Fatalf("copy %s to %s: exit %d\n%s%s", c[0], host, r.code, r.stdout, r.stderr)
+			fatalf(t, "copy %s to %s: exit %d\n%s%s", c[0], host, r.code, r.stdout, r.stderr)
 		}
 	}
 	// from / (a check's unquoted pattern would otherwise match files of the working directory)
@@ -126,7 +126,7 @@ func runKubeBench(t *testing.T, l *lab.Lab, host, targets, bin, cfgTar string) (
 	for _, line := range strings.Split(r.stdout, "\n") {
 		if strings.HasPrefix(line, "{") && strings.Contains(line, `"stdout"`) {
 			if err := json.Unmarshal([]byte(line), &res); err != nil {
-				t.Fatalf("exec output: %v\n%s", err, line)
+				fatalf(t, "exec output: %v\n%s", err, line)
 			}
 		}
 	}
@@ -148,7 +148,7 @@ func runKubeBench(t *testing.T, l *lab.Lab, host, targets, bin, cfgTar string) (
 		} `json:"Totals"`
 	}
 	if err := json.Unmarshal([]byte(res.Stdout), &report); err != nil {
-		t.Fatalf("kube-bench on %s: %v\n%s%s", host, err, r.stdout, r.stderr)
+		fatalf(t, "kube-bench on %s: %v\n%s%s", host, err, r.stdout, r.stderr)
 	}
 	var fails []string
 	for _, c := range report.Controls {

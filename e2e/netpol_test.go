@@ -45,7 +45,7 @@ spec:
 		kubectl+"get pod srv -n np-srv -o jsonpath='{.status.podIP}{\"\\n\"}'")
 	ip := lastIP(r.stdout)
 	if r.code != 0 || ip == "" {
-		t.Fatalf("NetworkPolicy test pods: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "NetworkPolicy test pods: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	url := "http://" + ip + ":8080/"
 
@@ -67,7 +67,7 @@ done`, kubectl, url))
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("NetworkPolicy %s: np-ok reached=%v (want %v), np-other reached=%v (want %v)", what, ok, wantOK, other, wantOther)
+				fatalf(t, "NetworkPolicy %s: np-ok reached=%v (want %v), np-other reached=%v (want %v)", what, ok, wantOK, other, wantOther)
 			}
 			time.Sleep(2 * time.Second)
 		}
@@ -76,7 +76,7 @@ done`, kubectl, url))
 		t.Helper()
 		r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"apply -f - <<'EOF'\n"+yaml+"EOF")
 		if r.code != 0 {
-			t.Fatalf("apply: %s%s", r.stdout, r.stderr)
+			fatalf(t, "apply: %s%s", r.stdout, r.stderr)
 		}
 	}
 
@@ -110,12 +110,12 @@ spec:
 	expect("egress denied in np-ok", false, false)
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"delete networkpolicy -n np-srv deny-ingress allow-np-ok && "+kubectl+"delete networkpolicy -n np-ok deny-egress")
 	if r.code != 0 {
-		t.Fatalf("delete policies: %s%s", r.stdout, r.stderr)
+		fatalf(t, "delete policies: %s%s", r.stdout, r.stderr)
 	}
 	expect("removed", true, true)
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"delete namespace np-srv np-ok np-other --wait=false")
 	if r.code != 0 {
-		t.Errorf("clean up: %s%s", r.stdout, r.stderr)
+		errorf(t, "clean up: %s%s", r.stdout, r.stderr)
 	}
 }
 

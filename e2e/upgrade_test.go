@@ -27,44 +27,44 @@ func TestUpgradeOnLabHosts(t *testing.T) {
 	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1", "kubernetesVersion: v1.36.3")
 	r := runConfig(t, older, "init", "--skip", "addons")
 	if r.code != 0 {
-		t.Fatalf("init on v1.36.3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "init on v1.36.3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
 	if strings.Count(r.stdout, " Ready ") != 3 || strings.Count(r.stdout, "v1.36.3") != 3 {
-		t.Fatalf("3 Ready nodes on v1.36.3:\n%s%s", r.stdout, r.stderr)
+		fatalf(t, "3 Ready nodes on v1.36.3:\n%s%s", r.stdout, r.stderr)
 	}
 	checkPlanFromOlder(t, l)
 	// a dry run shows what would change and changes nothing
 	r = run(t, l, "upgrade", "apply", "--dry-run")
 	if r.code != 0 || !strings.Contains(r.stdout, "would run: upgrade kube-apiserver v1.36.3 -> v1.37.1") ||
 		!strings.Contains(r.stdout, "would run: cordon and drain node h2") {
-		t.Errorf("upgrade apply --dry-run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "upgrade apply --dry-run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if server, _ := versions(t, l); server != "v1.36.3" {
-		t.Errorf("a dry run upgraded the API server to %s", server)
+		errorf(t, "a dry run upgraded the API server to %s", server)
 	}
 
 	// a Deployment behind a NodePort Service, its pods spread over the nodes and guarded by a budget
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"apply -f - <<'EOF'\n"+webApp+"EOF\n"+kubectl+"rollout status deployment/web --timeout=180s")
 	if r.code != 0 {
-		t.Fatalf("web Deployment: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "web Deployment: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	client := startServiceClient(t, 30080, lab.HostIP(1), lab.HostIP(2), lab.HostIP(3))
 	defer client.stop()
 	if err := client.waitServing(time.Minute); err != nil {
-		t.Fatalf("the Service does not answer: %v", err)
+		fatalf(t, "the Service does not answer: %v", err)
 	}
 	client.reset() // what counts is from here: every node answers
 
 	// the new API server binary exits at once: its gate fails, it is switched back, the cluster keeps serving
 	r = run(t, l, "upgrade", "apply", "--only", "bundle")
 	if r.code != 0 {
-		t.Fatalf("upgrade apply --only bundle: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "upgrade apply --only bundle: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", "printf '#!/bin/sh\\necho broken on purpose >&2\\nexit 1\\n' > /opt/privcloud/kube-apiserver/v1.37.1/kube-apiserver")
 	if r.code != 0 {
-		t.Fatalf("break kube-apiserver v1.37.1: %s%s", r.stdout, r.stderr)
+		fatalf(t, "break kube-apiserver v1.37.1: %s%s", r.stdout, r.stderr)
 	}
 	start := time.Now()
 	r = run(t, l, "upgrade", "apply", "--skip", "bundle")
@@ -72,14 +72,14 @@ func TestUpgradeOnLabHosts(t *testing.T) {
 	out := r.stdout + r.stderr
 	if r.code != 5 || !strings.Contains(out, "kube-apiserver v1.37.1 failed its health gate on h1") || !strings.Contains(out, "exited") ||
 		!strings.Contains(out, "switched back to v1.36.3 automatically") || !strings.Contains(out, "broken on purpose") {
-		t.Fatalf("upgrade with a broken API server: exit %d\n%s", r.code, out)
+		fatalf(t, "upgrade with a broken API server: exit %d\n%s", r.code, out)
 	}
 	t.Logf("its report:\n%s", out)
 	if server, nodes := versions(t, l); server != "v1.36.3" || strings.Count(nodes, " Ready ") != 3 || strings.Count(nodes, "v1.36.3") != 3 {
-		t.Fatalf("after the switch back the cluster runs v1.36.3 everywhere: API server %s, nodes:\n%s", server, nodes)
+		fatalf(t, "after the switch back the cluster runs v1.36.3 everywhere: API server %s, nodes:\n%s", server, nodes)
 	}
 	if err := client.waitServing(time.Minute); err != nil {
-		t.Fatalf("the Service does not answer after the switch back: %v", err)
+		fatalf(t, "the Service does not answer after the switch back: %v", err)
 	}
 
 	// the real upgrade: the bundle phase puts the true binary back (its sha256 differs)
@@ -87,32 +87,32 @@ func TestUpgradeOnLabHosts(t *testing.T) {
 	r = run(t, l, "upgrade", "apply", "-o", "json")
 	t.Logf("upgrade v1.36.3 -> v1.37.1 of 3 nodes: %s", time.Since(start).Round(100*time.Millisecond))
 	if r.code != 0 || !strings.Contains(r.stdout, `"phase":"backup"`) {
-		t.Fatalf("upgrade apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "upgrade apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("its events:\n%s", timeline(r.stdout))
 	if server, nodes := versions(t, l); server != "v1.37.1" || strings.Count(nodes, " Ready ") != 3 || strings.Count(nodes, "v1.37.1") != 3 {
-		t.Fatalf("after the upgrade every node is Ready on v1.37.1: API server %s, nodes:\n%s", server, nodes)
+		fatalf(t, "after the upgrade every node is Ready on v1.37.1: API server %s, nodes:\n%s", server, nodes)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes -o jsonpath='{range .items[*]}{.metadata.name} unschedulable={.spec.unschedulable}{\"\\n\"}{end}'; "+
 		kubectl+"get deployment web -o jsonpath='available={.status.availableReplicas}{\"\\n\"}'")
 	if strings.Contains(r.stdout, "unschedulable=true") || !strings.Contains(r.stdout, "available=3") {
-		t.Errorf("after the upgrade no node is cordoned and the Deployment is available:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "after the upgrade no node is cordoned and the Deployment is available:\n%s%s", r.stdout, r.stderr)
 	}
 	start = time.Now()
 	r = run(t, l, "upgrade", "apply")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
-		t.Errorf("re-running the finished upgrade changed something: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "re-running the finished upgrade changed something: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("upgrade re-run: %s", time.Since(start).Round(100*time.Millisecond))
 	r = run(t, l, "upgrade", "plan")
 	if r.code != 0 || !strings.Contains(r.stdout, "every host runs v1.37.1: nothing to upgrade") {
-		t.Errorf("upgrade plan after the upgrade: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "upgrade plan after the upgrade: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
 	st := client.stop()
 	t.Logf("service client: %s; failed requests:\n%s", st, strings.Join(st.failures, "\n"))
 	if st.ok == 0 || st.longestOutage > 10*time.Second {
-		t.Errorf("the Service was out for more than a brief window: %s", st)
+		errorf(t, "the Service was out for more than a brief window: %s", st)
 	}
 }
 
@@ -138,7 +138,7 @@ func versions(t *testing.T, l *lab.Lab) (string, string) {
 	r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get --raw /version")
 	var v struct{ GitVersion string }
 	if err := json.Unmarshal([]byte(r.stdout[strings.Index(r.stdout, "{"):strings.LastIndex(r.stdout, "}")+1]), &v); err != nil {
-		t.Fatalf("API server version: %v\n%s%s", err, r.stdout, r.stderr)
+		fatalf(t, "API server version: %v\n%s%s", err, r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
 	return v.GitVersion, r.stdout
@@ -161,23 +161,23 @@ func TestUpgradeControlPlanesOnLabHosts(t *testing.T) {
 		"kubernetesVersion: v1.36.3\n  bundle:\n    path: bundle-before.tar.zst")
 	r := runConfig(t, older, "init", "--skip", "addons")
 	if r.code != 0 {
-		t.Fatalf("init of 3 control planes on v1.36.3 with etcd v3.6.16: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "init of 3 control planes on v1.36.3 with etcd v3.6.16: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "upgrade", "plan")
 	// control planes alone in the lab are workers too
 	if r.code != 0 || !strings.Contains(r.stdout, "h2           control-plane,etcd,worker etcd                     v3.6.16    v3.7.0") ||
 		!strings.Contains(r.stdout, "order: h1; then h2; then h3") {
-		t.Errorf("upgrade plan with etcd: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "upgrade plan with etcd: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// init and join leave versions alone: with v1.37.1 in cluster.yaml, init stops before changing anything
 	r = run(t, l, "init", "--skip", "addons")
 	if r.code != 5 || !strings.Contains(r.stdout+r.stderr, "kube-apiserver v1.36.3 (not v1.37.1)") || !strings.Contains(r.stdout+r.stderr, "privcloud upgrade apply") {
-		t.Fatalf("init on hosts running v1.36.3 with v1.37.1 in cluster.yaml: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		fatalf(t, "init on hosts running v1.36.3 with v1.37.1 in cluster.yaml: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// a client reads the API through h3's load balancer all along: each API server restarts in turn
 	node, err := l.Connect(context.Background(), "h3")
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	defer node.Close()
 	api := apiProbe(t, l, node)
@@ -188,26 +188,26 @@ func TestUpgradeControlPlanesOnLabHosts(t *testing.T) {
 	total, failed := api.between(start, time.Now())
 	t.Logf("BENCH upgrade of 3 control planes: api-requests=%d api-failed=%d%s", total, len(failed), describe(failed, start))
 	if r.code != 0 {
-		t.Fatalf("upgrade apply: exit %d\n%s%s", r.code, timeline(r.stdout), r.stderr)
+		fatalf(t, "upgrade apply: exit %d\n%s%s", r.code, timeline(r.stdout), r.stderr)
 	}
 	events := timeline(r.stdout)
 	t.Logf("its events:\n%s", events)
 	for _, unit := range []string{"etcd restarted on v3.7.0", "kube-apiserver restarted on v1.37.1", "kube-controller-manager restarted on v1.37.1",
 		"kube-scheduler restarted on v1.37.1", "kubelet restarted on v1.37.1", "kube-proxy restarted on v1.37.1"} {
 		if n := strings.Count(events, unit); n != 3 {
-			t.Errorf("%q %d times, want once on each host", unit, n)
+			errorf(t, "%q %d times, want once on each host", unit, n)
 		}
 	}
 	if server, nodes := versions(t, l); server != "v1.37.1" || strings.Count(nodes, " Ready ") != 3 || strings.Count(nodes, "v1.37.1") != 3 {
-		t.Errorf("after the upgrade every node is Ready on v1.37.1: API server %s, nodes:\n%s", server, nodes)
+		errorf(t, "after the upgrade every node is Ready on v1.37.1: API server %s, nodes:\n%s", server, nodes)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", etcdctlCmd+"endpoint health --cluster; "+etcdctlCmd+"endpoint status --cluster -w table")
 	if strings.Count(r.stdout, "is healthy") != 3 || strings.Count(r.stdout, "3.7.0") < 3 {
-		t.Errorf("3 healthy etcd members on v3.7.0 after the upgrade:\n%s%s", r.stdout, r.stderr)
+		errorf(t, "3 healthy etcd members on v3.7.0 after the upgrade:\n%s%s", r.stdout, r.stderr)
 	}
 	r = run(t, l, "upgrade", "apply")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
-		t.Errorf("re-running the finished upgrade changed something: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "re-running the finished upgrade changed something: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 
@@ -218,7 +218,7 @@ func checkPlanFromOlder(t *testing.T, l *lab.Lab) {
 	if r.code != 0 || !strings.Contains(r.stdout, "upgrade v1.36.3 -> v1.37.1") || !strings.Contains(r.stdout, "order: h1; then h2; then h3") ||
 		!strings.Contains(r.stdout, "h1           control-plane,etcd       kube-apiserver           v1.36.3    v1.37.1") ||
 		!strings.Contains(r.stdout, "h2           worker                   kubelet                  v1.36.3    v1.37.1") || strings.Contains(r.stdout, "refused") {
-		t.Errorf("upgrade plan from v1.36.3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		errorf(t, "upgrade plan from v1.36.3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "upgrade", "plan", "-o", "json")
 	var plan struct {
@@ -231,7 +231,7 @@ func checkPlanFromOlder(t *testing.T, l *lab.Lab) {
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil || plan.From != "v1.36.3" || plan.To != "v1.37.1" ||
 		!slices.EqualFunc(plan.Batches, [][]string{{"h1"}, {"h2"}, {"h3"}}, slices.Equal) || len(plan.Hosts) != 3 || len(plan.Hosts[1].Changes) != 2 {
-		t.Errorf("upgrade plan -o json: %v\n%s", err, r.stdout)
+		errorf(t, "upgrade plan -o json: %v\n%s", err, r.stdout)
 	}
 }
 

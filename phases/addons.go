@@ -247,7 +247,7 @@ func AddonsStatus(ctx context.Context, c *api.Cluster, connect func(context.Cont
 		if err != nil {
 			return nil, err
 		}
-		st.Ready = true
+		st.Ready = len(st.Missing) == 0 // objects that stand without their images are not an add-on that runs
 		for _, o := range objs {
 			os := ObjectStatus{Object: kube.Name(o), State: "ready"}
 			cur, err := client.Get(ctx, o)

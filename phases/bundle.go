@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -79,8 +80,43 @@ func (s *bundleState) prepare(r *workflow.Run) error {
 		if len(needed) > 0 {
 			_, s.err = bundle.Extract(file, s.local, func(p string) bool { return needed[p] })
 		}
+		// init and join install this bundle; an upgrade records it once it has finished
+		if s.err == nil && !s.stageOnly && !r.DryRun {
+			s.err = recordAppliedBundle(r.Cluster.Spec.StateDir, s.manifest)
+		}
 	})
 	return s.err
+}
+
+// appliedBundlePath keeps the manifest of the bundle the cluster last ran: 'upgrade plan' shows what the
+// next bundle changes against it.
+func appliedBundlePath(stateDir string) string { return filepath.Join(stateDir, "bundle", "applied.json") }
+
+func recordAppliedBundle(stateDir string, m *bundle.Manifest) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(appliedBundlePath(stateDir)), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(appliedBundlePath(stateDir), data, 0o600)
+}
+
+// appliedBundle reads the manifest recordAppliedBundle kept, or nil when there is none.
+func appliedBundle(stateDir string) (*bundle.Manifest, error) {
+	data, err := os.ReadFile(appliedBundlePath(stateDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m bundle.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", appliedBundlePath(stateDir), err)
+	}
+	return &m, nil
 }
 
 // verifiedManifest verifies the bundle fully (every file's sha256) unless this very file (same size, inode

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -39,6 +40,8 @@ func Upgrade(o *UpgradeOptions) workflow.Workflow {
 		{Name: "backup", Short: "Snapshot etcd and save it with the PKI and cluster.yaml in the state directory's backups", Skip: u.upToDate, Run: u.backup},
 		{Name: "bundle", Short: "Send each host the new binaries beside the running ones, verified by sha256 (no link is switched)", Skip: u.upToDate,
 			RunHost: b.distribute},
+		{Name: "images", Short: "Import the new bundle's images into each host's containerd before any service switches", Skip: u.upToDate,
+			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error { return importImages(ctx, r, t, b) }},
 		{Name: "control-plane", Short: "Upgrade etcd members and control planes one host at a time, each service gated on health", Skip: u.upToDate,
 			Run: func(ctx context.Context, r *workflow.Run) error { return u.upgradeBatches(ctx, r, true) }},
 		{Name: "workers", Short: "Cordon, drain, upgrade and uncordon workers in batches, each service gated on health",
@@ -164,6 +167,9 @@ func finishUpgrade(ctx context.Context, r *workflow.Run) error {
 	if r.DryRun { // a plan started nothing to wait for or talk to
 		return nil
 	}
+	if err := recordUpgradedBundle(r); err != nil {
+		return err
+	}
 	return withControlPlaneAPI(r, func(c *kube.Client) error {
 		list, err := c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -186,6 +192,16 @@ func finishUpgrade(ctx context.Context, r *workflow.Run) error {
 
 // planOn plans the upgrade to spec.kubernetesVersion from what the connected hosts (in cluster.yaml's order)
 // run, with the bundle of cluster.yaml.
+// recordUpgradedBundle records the bundle an upgrade moved the cluster to, once every host runs it.
+func recordUpgradedBundle(r *workflow.Run) error {
+	c := r.Cluster
+	m, err := verifiedManifest(c.Spec.Bundle.Path, filepath.Join(c.Spec.StateDir, "bundle"), c.Spec.Bundle.PublicKeys...)
+	if err != nil {
+		return err
+	}
+	return recordAppliedBundle(c.Spec.StateDir, m)
+}
+
 func planOn(ctx context.Context, c *api.Cluster, hosts []ssh.Host, batchPercent int) (upgrade.Plan, error) {
 	m, err := verifiedManifest(c.Spec.Bundle.Path, filepath.Join(c.Spec.StateDir, "bundle"), c.Spec.Bundle.PublicKeys...)
 	if err != nil {
@@ -206,5 +222,14 @@ func planOn(ctx context.Context, c *api.Cluster, hosts []ssh.Host, batchPercent 
 	for i, h := range c.Spec.Hosts {
 		byHost[h.Name] = installed[i]
 	}
-	return upgrade.Make(c, byHost, m, batchPercent), nil
+	p := upgrade.Make(c, byHost, m, batchPercent)
+	applied, err := appliedBundle(c.Spec.StateDir)
+	if err != nil {
+		return upgrade.Plan{}, err
+	}
+	if applied != nil {
+		p.BundleFrom = applied.Name
+		p.BundleChanges = bundle.Diff(applied, m)
+	}
+	return p, nil
 }

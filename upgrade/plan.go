@@ -49,6 +49,10 @@ type Plan struct {
 	Hosts    []HostPlan `json:"hosts"`
 	Batches  [][]string `json:"batches"`
 	Refusals []string   `json:"refusals,omitempty"`
+	// BundleFrom names the bundle the cluster last ran (recorded in the state directory) and BundleChanges
+	// what the bundle of cluster.yaml changes against it; empty when there is no record.
+	BundleFrom    string          `json:"bundleFrom,omitempty"`
+	BundleChanges []bundle.Change `json:"bundleChanges,omitempty"`
 }
 
 // UpToDate reports whether the plan changes nothing.
