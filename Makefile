@@ -15,7 +15,7 @@ LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) \
 # proxy refuses the source of k8s.io/kubernetes v1.37.2; v1.37.1 has the same certificate code.
 KUBEADM_VERSION ?= v1.37.1
 
-.PHONY: build test unit lint e2e bench bench-cold-bundle lab lab-up lab-down lab-status bundle clean deps-lab deps-test
+.PHONY: build test unit lint e2e bench bench-cold-bundle lab lab-up lab-down lab-status bundle production-bundle clean deps-lab deps-test
 
 ## build: the privcloud binary in _output/ (static, reproducible paths)
 build:
@@ -95,6 +95,11 @@ bench-cold-bundle: build
 ## bundle: the default lab bundle, built from source into _output/ (cached: a rebuild with nothing changed only repacks)
 bundle: deps-lab build
 	$(BIN) bundle build -v -f e2e/lab/bundle.yaml -o _output/lab-bundle.tar.zst
+
+## production-bundle: everything privcloud installs, with Quay, PostgreSQL and Redis pulled from their registries
+## (a machine with registry access; unpinned pulls get their digest written into bundles/production.yaml)
+production-bundle: deps-lab build
+	$(BIN) bundle build --pin -v -f bundles/production.yaml -o _output/privcloud-bundle.tar.zst
 
 clean:
 	rm -rf _output

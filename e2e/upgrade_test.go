@@ -156,17 +156,26 @@ func TestUpgradeControlPlanesOnLabHosts(t *testing.T) {
 	// the cluster starts from the bundle of the older release, with etcd of the minor before the lab's; the
 	// bundle of cluster.yaml is the next release's
 	buildLabBundle(t, filepath.Join(l.Dir, "bundle-before.tar.zst"), []string{"v1.36.3"}, "v3.6.16", upgradeBundle...)
-	labBundleOf(t, l.Dir, []string{"v1.37.1"}, upgradeBundle...)
+	// the next release also brings an image the cluster has not had: it must be on every node before anything switches
+	labBundleOf(t, l.Dir, []string{"v1.37.1"}, slices.Concat(upgradeBundle, []string{"pulled"})...)
 	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1",
 		"kubernetesVersion: v1.36.3\n  bundle:\n    path: bundle-before.tar.zst")
-	r := runConfig(t, older, "init", "--skip", "addons")
+	r := run(t, l, "bundle", "diff", filepath.Join(l.Dir, "bundle-before.tar.zst"), filepath.Join(l.Dir, "privcloud-bundle.tar.zst"))
+	for _, change := range []string{"etcd                     binary  version  v3.6.16      v3.7.0", "kube-apiserver           binary  version  v1.36.3      v1.37.1",
+		"kubelet                  binary  version  v1.36.3      v1.37.1", "pulled                   image   added    -            1"} {
+		if r.code != 0 || !strings.Contains(r.stdout, change) {
+			errorf(t, "bundle diff between the two releases lacks %q: exit %d\n%s%s", change, r.code, r.stdout, r.stderr)
+		}
+	}
+	r = runConfig(t, older, "init", "--skip", "addons")
 	if r.code != 0 {
 		fatalf(t, "init of 3 control planes on v1.36.3 with etcd v3.6.16: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "upgrade", "plan")
 	// control planes alone in the lab are workers too
 	if r.code != 0 || !strings.Contains(r.stdout, "h2           control-plane,etcd,worker etcd                     v3.6.16    v3.7.0") ||
-		!strings.Contains(r.stdout, "order: h1; then h2; then h3") {
+		!strings.Contains(r.stdout, "order: h1; then h2; then h3") || !strings.Contains(r.stdout, "the bundle, against lab (the last one the cluster ran):") ||
+		!strings.Contains(r.stdout, "etcd                     binary  version  v3.6.16      v3.7.0") {
 		errorf(t, "upgrade plan with etcd: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// init and join leave versions alone: with v1.37.1 in cluster.yaml, init stops before changing anything
@@ -192,6 +201,7 @@ func TestUpgradeControlPlanesOnLabHosts(t *testing.T) {
 	}
 	events := timeline(r.stdout)
 	t.Logf("its events:\n%s", events)
+	checkImagesBeforeSwitch(t, r.stdout, pulledImageRef, "h1", "h2", "h3")
 	for _, unit := range []string{"etcd restarted on v3.7.0", "kube-apiserver restarted on v1.37.1", "kube-controller-manager restarted on v1.37.1",
 		"kube-scheduler restarted on v1.37.1", "kubelet restarted on v1.37.1", "kube-proxy restarted on v1.37.1"} {
 		if n := strings.Count(events, unit); n != 3 {
@@ -208,6 +218,30 @@ func TestUpgradeControlPlanesOnLabHosts(t *testing.T) {
 	r = run(t, l, "upgrade", "apply")
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
 		errorf(t, "re-running the finished upgrade changed something: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// checkImagesBeforeSwitch checks in a run's JSON events that image was imported on every host before the
+// first service switched to its new version.
+func checkImagesBeforeSwitch(t *testing.T, ndjson, image string, hosts ...string) {
+	t.Helper()
+	imported := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(ndjson), "\n") {
+		var e struct{ Status, Phase, Host, Message string }
+		if json.Unmarshal([]byte(line), &e) != nil {
+			continue
+		}
+		if e.Phase == "images" && e.Message == "imported "+image {
+			imported[e.Host] = true
+		}
+		if strings.HasPrefix(e.Phase, "control-plane") && e.Status == "changed" {
+			break
+		}
+	}
+	for _, h := range hosts {
+		if !imported[h] {
+			errorf(t, "%s was not imported on %s before the first service switched", image, h)
+		}
 	}
 }
 

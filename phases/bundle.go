@@ -90,7 +90,9 @@ func (s *bundleState) prepare(r *workflow.Run) error {
 
 // appliedBundlePath keeps the manifest of the bundle the cluster last ran: 'upgrade plan' shows what the
 // next bundle changes against it.
-func appliedBundlePath(stateDir string) string { return filepath.Join(stateDir, "bundle", "applied.json") }
+func appliedBundlePath(stateDir string) string {
+	return filepath.Join(stateDir, "bundle", "applied.json")
+}
 
 func recordAppliedBundle(stateDir string, m *bundle.Manifest) error {
 	data, err := json.MarshalIndent(m, "", "  ")

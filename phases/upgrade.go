@@ -41,7 +41,9 @@ func Upgrade(o *UpgradeOptions) workflow.Workflow {
 		{Name: "bundle", Short: "Send each host the new binaries beside the running ones, verified by sha256 (no link is switched)", Skip: u.upToDate,
 			RunHost: b.distribute},
 		{Name: "images", Short: "Import the new bundle's images into each host's containerd before any service switches", Skip: u.upToDate,
-			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error { return importImages(ctx, r, t, b) }},
+			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+				return importImages(ctx, r, t, b)
+			}},
 		{Name: "control-plane", Short: "Upgrade etcd members and control planes one host at a time, each service gated on health", Skip: u.upToDate,
 			Run: func(ctx context.Context, r *workflow.Run) error { return u.upgradeBatches(ctx, r, true) }},
 		{Name: "workers", Short: "Cordon, drain, upgrade and uncordon workers in batches, each service gated on health",
