@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -117,5 +118,50 @@ func TestInitRefusesAHostOnAnotherVersion(t *testing.T) {
 	err := refuseVersionChange(context.Background(), target, m, "v1.37.1")
 	if err == nil || !strings.Contains(err.Error(), "etcd v3.6.4 (not v3.6.5), kube-apiserver v1.36.3 (not v1.37.1)") || !strings.Contains(err.Error(), "privcloud upgrade apply") {
 		t.Errorf("a host on older versions: %v", err)
+	}
+}
+
+// init records the bundle it installs (a dry run does not); upgrade plan lists what the next bundle changes
+// against that record.
+func TestUpgradePlanShowsTheBundleChanges(t *testing.T) {
+	c, hosts, ex, _ := fakeCluster(t)
+	c.Spec.Bundle.Path = filepath.Join(t.TempDir(), "b.tar.zst")
+	installed := smallBundle(t, c.Spec.Bundle.Path)
+	ex.Selection = workflow.Selection{Only: []string{"bundle"}}
+	ex.DryRun = true
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := appliedBundle(c.Spec.StateDir); err != nil || m != nil {
+		t.Fatalf("a dry run recorded the bundle as installed: %v %v", m, err)
+	}
+	ex.DryRun = false
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := appliedBundle(c.Spec.StateDir); err != nil || m == nil || len(m.Components) != len(installed.Components) {
+		t.Fatalf("init did not record the bundle it installed: %v %v", m, err)
+	}
+
+	next := &api.Bundle{APIVersion: api.APIVersion, Kind: api.KindBundle, Metadata: api.ObjectMeta{Name: "next"},
+		Spec: api.BundleSpec{Platform: "linux/amd64", Components: []api.Component{
+			{Name: "common", Version: "2", File: "/bin/true"},
+		}}}
+	c.Spec.Bundle.Path = filepath.Join(t.TempDir(), "next.tar.zst")
+	if _, err := (&bundlebuild.Builder{Cache: t.TempDir()}).Build(context.Background(), next, c.Spec.Bundle.Path); err != nil {
+		t.Fatal(err)
+	}
+	connect := func(_ context.Context, h api.Host) (ssh.Host, error) { return hosts[h.Name], nil }
+	p, err := UpgradePlan(context.Background(), c, connect, 25)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ch := range p.BundleChanges {
+		got = append(got, ch.Name+" "+ch.Change+" "+ch.From+">"+ch.To)
+	}
+	want := []string{"common version 1>2", "img removed 3>", "inner removed 1>", "quay removed 3.12>", "tool removed 2>"}
+	if p.BundleFrom != "small" || !slices.Equal(got, want) {
+		t.Errorf("the plan's bundle changes against %q: %q, want %q", p.BundleFrom, got, want)
 	}
 }
