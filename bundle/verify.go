@@ -36,6 +36,7 @@ func (e *VerifyError) ExitClass() exitclass.Class { return exitclass.PhaseFailed
 type Verification struct {
 	Manifest *Manifest
 	Files    int
+	Images   int  // image archives checked against their image IDs
 	Signed   bool // a signature was present and verified
 }
 
@@ -68,6 +69,7 @@ func Verify(path string, keys ...ed25519.PublicKey) (*Verification, error) {
 		}
 	}
 	seen := map[string]bool{}
+	checkedImages := 0
 	for {
 		name, content, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -99,6 +101,7 @@ func Verify(path string, keys ...ed25519.PublicKey) (*Verification, error) {
 				ve.Problems = append(ve.Problems, fmt.Sprintf("%s (image %s): %s", name, img.ImageRef, p))
 			}
 			n = counted.n
+			checkedImages++
 		}
 		rest, err := io.Copy(h, content)
 		n += rest
@@ -120,7 +123,7 @@ func Verify(path string, keys ...ed25519.PublicKey) (*Verification, error) {
 	for _, p := range missing {
 		ve.Problems = append(ve.Problems, fmt.Sprintf("%s: listed in the manifest but missing", p))
 	}
-	v := &Verification{Manifest: m, Files: len(seen)}
+	v := &Verification{Manifest: m, Files: len(seen), Images: checkedImages}
 	signed, problem := checkSignature(path, r.ManifestBytes, keys)
 	if problem != "" {
 		ve.Problems = append(ve.Problems, problem)

@@ -180,7 +180,7 @@ func newBundleVerifyCommand(g *globalOptions) *cobra.Command {
 		Use:   "verify FILE",
 		Short: "Check every file of a bundle against its manifest, and its signature",
 		Long: `Read the whole bundle once and check every file's sha256 and size against the manifest, that nothing is
-missing or added, and the detached signature FILE.sig: with --pub it must exist and verify with that key.
+missing or added, that every image archive holds the image the manifest records (its ID, every layer), and the detached signature FILE.sig: with --pub it must exist and verify with that key.
 Fully offline. Exits 5 and lists every problem when the bundle does not verify.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -201,7 +201,7 @@ Fully offline. Exits 5 and lists every problem when the bundle does not verify.`
 			} else if _, serr := os.Stat(args[0] + ".sig"); serr == nil {
 				sig = "signed (pass --pub to verify the signer)"
 			}
-			fmt.Fprintf(g.streams.Out, "%s: %d files verified against the manifest; %s\n", args[0], v.Files, sig)
+			fmt.Fprintf(g.streams.Out, "%s: %d files verified against the manifest, %d image archives against their image IDs; %s\n", args[0], v.Files, v.Images, sig)
 			return nil
 		},
 	}

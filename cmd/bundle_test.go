@@ -48,7 +48,7 @@ spec:
 	if r = run(t, "bundle", "sign", out, "--key", key); r.code != ExitOK {
 		t.Fatal(r.errOut)
 	}
-	if r = run(t, "bundle", "verify", out, "--pub", key+".pub"); r.code != ExitOK || !strings.Contains(r.out, "4 files verified") || !strings.Contains(r.out, "signature verified") {
+	if r = run(t, "bundle", "verify", out, "--pub", key+".pub"); r.code != ExitOK || !strings.Contains(r.out, "4 files verified against the manifest, 1 image archives against their image IDs") || !strings.Contains(r.out, "signature verified") {
 		t.Errorf("signed bundle: exit %d\n%s%s", r.code, r.out, r.errOut)
 	}
 	// a misspelled field in bundle.yaml names the field and line, as for cluster.yaml
