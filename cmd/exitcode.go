@@ -21,6 +21,7 @@ const (
 	ExitPhaseFailed    = 5 // a phase, preflight check or remote command failed
 	ExitNotImplemented = 6 // reserved: no longer returned; scripts may still test for it
 	ExitLocked         = 7 // another privcloud run holds a host's lock
+	ExitDegraded       = 8 // privcloud status found the cluster degraded
 )
 
 var exitCodeHelp = []struct {
@@ -35,6 +36,7 @@ var exitCodeHelp = []struct {
 	{ExitPhaseFailed, "a phase, a check (preflight, certificates, bundle verification) or a remote command failed; the message says what and where"},
 	{ExitNotImplemented, "reserved and no longer returned (it meant a capability not built yet)"},
 	{ExitLocked, "another privcloud run is working on a host (its lock is held); the message names the run, its user and machine"},
+	{ExitDegraded, "privcloud status found the cluster degraded (a host unreachable, a service down, a node not Ready, ...): it lists each problem"},
 }
 
 var exitCodes = map[exitclass.Class]int{
@@ -43,6 +45,7 @@ var exitCodes = map[exitclass.Class]int{
 	exitclass.Unreachable: ExitUnreachable,
 	exitclass.Locked:      ExitLocked,
 	exitclass.PhaseFailed: ExitPhaseFailed,
+	exitclass.Degraded:    ExitDegraded,
 }
 
 // ExitCode maps an error to the process exit code: that of the highest class among the errors it wraps.

@@ -145,6 +145,12 @@ func runConfig(t *testing.T, config string, args ...string) result {
 	} else {
 		args = append(args, flags...)
 	}
+	return runPrivcloud(t, args...)
+}
+
+// runPrivcloud runs privcloud with args as they are (for commands that take no cluster.yaml).
+func runPrivcloud(t *testing.T, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(privcloud, args...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -160,7 +160,7 @@ func TestUpgradeControlPlanesOnLabHosts(t *testing.T) {
 	labBundleOf(t, l.Dir, []string{"v1.37.1"}, slices.Concat(upgradeBundle, []string{"pulled"})...)
 	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1",
 		"kubernetesVersion: v1.36.3\n  bundle:\n    path: bundle-before.tar.zst")
-	r := run(t, l, "bundle", "diff", filepath.Join(l.Dir, "bundle-before.tar.zst"), filepath.Join(l.Dir, "privcloud-bundle.tar.zst"))
+	r := runPrivcloud(t, "bundle", "diff", filepath.Join(l.Dir, "bundle-before.tar.zst"), filepath.Join(l.Dir, "privcloud-bundle.tar.zst"))
 	for _, change := range []string{"etcd                     binary  version  v3.6.16      v3.7.0", "kube-apiserver           binary  version  v1.36.3      v1.37.1",
 		"kubelet                  binary  version  v1.36.3      v1.37.1", "pulled                   image   added    -            1"} {
 		if r.code != 0 || !strings.Contains(r.stdout, change) {

@@ -8,6 +8,7 @@ type Class int
 
 const (
 	Unclassified Class = iota
+	Degraded           // a read-only look found the cluster degraded (privcloud status)
 	PhaseFailed        // a phase, a check or a remote command failed
 	Locked             // another run holds a host's lock
 	Unreachable        // a host could not be connected to or authenticated with
