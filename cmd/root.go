@@ -97,6 +97,7 @@ Every flag can also be set through an environment variable: --dry-run is PRIVCLO
 		newWorkflowCommand(g, resetWorkflow),
 		newUpgradeCommand(g),
 		newPreflightCommand(g),
+		newStatusCommand(g),
 		newExecCommand(g),
 		newCopyCommand(g),
 		newCertsCommand(g),
