@@ -481,6 +481,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 	checkAddons(t, l, kubectl)
 	checkNetworkPolicy(t, l, kubectl)
 	checkRegistryMirror(t, l, kubectl)
+	checkStatus(t, l, "h1", "h2", "h3")
 
 	start = time.Now()
 	r = run(t, l, "init")

@@ -303,6 +303,7 @@ func checkControlPlaneLoss(t *testing.T, l *lab.Lab, kubectl string) {
 	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "h1: unreachable") {
 		errorf(t, "preflight with h1 gone names it: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	checkStatusWithAHostGone(t, l, "h1")
 	// the node controller's grace period is 50 s: watch until well past it
 	if wait := time.Until(killed.Add(60 * time.Second)); wait > 0 {
 		time.Sleep(wait) // a window to observe, not a condition to wait for
