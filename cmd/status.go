@@ -23,7 +23,8 @@ etcd's members (health, leader, database size), each API server's readiness, the
 the state directory that expire soonest, and the add-ons. Problems come first, each naming its host and
 component. A healthy cluster exits 0; a degraded one (a host unreachable, a service not active, a member
 unhealthy, a node not Ready, an add-on not ready, a certificate expired) exits 8, so CI can gate on it; a
-certificate within 30 days of its end is a warning. -o json prints the report as one document (README.md,
+certificate within 30 days of its end is a warning. A host that does not answer within spec.ssh.connectTimeout
+is reported unreachable (one attempt). -o json prints the report as one document (README.md,
 "privcloud status").`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -31,6 +32,8 @@ certificate within 30 days of its end is a warning. -o json prints the report as
 			if err != nil {
 				return err
 			}
+			// a look, not a change: a host that does not answer the first time is reported as it is
+			d.Attempts = 1
 			rep := status.Gather(c.Context(), cluster, d, time.Now())
 			var degraded error
 			if !rep.Healthy {
