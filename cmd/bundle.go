@@ -256,14 +256,14 @@ func (g *globalOptions) printComponents(m *bundle.Manifest) {
 			continue
 		}
 		if !header {
-			fmt.Fprintf(w, "\n%-50s %-19s %s\n", "IMAGE", "ID", "SOURCE")
+			fmt.Fprintf(w, "\n%-50s %-20s %s\n", "IMAGE", "ID", "SOURCE")
 			header = true
 		}
 		source := "assembled: " + strings.TrimPrefix(c.Origin, "from-binary:")
 		if c.ImageSource != "" {
 			source = c.ImageSource + " (" + m.Platform + ": " + c.ImageDigest + ")"
 		}
-		fmt.Fprintf(w, "%-50s %-19s %s\n", c.ImageRef, shortDigest(c.ImageID), source)
+		fmt.Fprintf(w, "%-50s %-20s %s\n", c.ImageRef, shortDigest(c.ImageID), source)
 	}
 }
 

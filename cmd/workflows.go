@@ -228,7 +228,7 @@ func (g *globalOptions) printUpgradePlan(p upgrade.Plan) {
 		}
 		fmt.Fprintf(w, "\norder: %s\n", strings.Join(order, "; then "))
 	}
-	if p.BundleFrom != "" {
+	if p.BundleFrom != "" && len(p.BundleChanges) > 0 {
 		fmt.Fprintf(w, "\nthe bundle, against %s (the last one the cluster ran):\n", p.BundleFrom)
 		g.printBundleDiff(p.BundleChanges)
 	}
