@@ -8,6 +8,7 @@ package phases
 import (
 	"context"
 	"errors"
+	"slices"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/hostlock"
@@ -112,4 +113,15 @@ func Execute(ctx context.Context, wf workflow.Workflow, c *api.Cluster, ex Execu
 		}
 	}()
 	return workflow.Execute(ctx, r, steps)
+}
+
+// flagList is a component's extra flags as flag=value, sorted: map order must not change a unit, and so restart
+// its service.
+func flagList(args map[string]string) []string {
+	out := make([]string, 0, len(args))
+	for k, v := range args {
+		out = append(out, k+"="+v)
+	}
+	slices.Sort(out)
+	return out
 }

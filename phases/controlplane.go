@@ -83,7 +83,7 @@ func apiServerUnit(spec api.ClusterSpec, h api.Host, version string) ([]byte, er
 	return templates.Render("kube-apiserver.service", templates.APIServer{Version: version, IP: h.InternalAddress,
 		EtcdServers: strings.Join(etcds, ","), ServiceCIDR: spec.Network.ServiceCIDR, DNSDomain: spec.Network.DNSDomain,
 		CipherSuites: templates.CipherSuites, Audit: a.Audited(), AuditMaxAge: a.Audit.MaxAge, AuditMaxBackup: a.Audit.MaxBackup,
-		AuditMaxSize: a.Audit.MaxSize, EncryptSecrets: a.SecretsEncrypted()})
+		AuditMaxSize: a.Audit.MaxSize, EncryptSecrets: a.SecretsEncrypted(), ExtraArgs: flagList(a.ExtraArgs)})
 }
 
 func controllerManager() workflow.Phase {
@@ -102,12 +102,12 @@ func scheduler() workflow.Phase {
 
 // leaderElectedData is what the unit of kube-controller-manager or kube-scheduler at version is made of.
 func leaderElectedData(r *workflow.Run, unit, version string) templates.ControllerManager {
-	if unit == "kube-scheduler" {
-		return templates.ControllerManager{Version: version}
-	}
 	spec := r.Cluster.Spec
+	if unit == "kube-scheduler" {
+		return templates.ControllerManager{Version: version, ExtraArgs: flagList(spec.Scheduler.ExtraArgs)}
+	}
 	return templates.ControllerManager{Version: version, ClusterName: r.Cluster.Metadata.Name, PodCIDR: spec.Network.PodCIDR,
-		ServiceCIDR: spec.Network.ServiceCIDR, NodeCIDRMaskSize: spec.Network.NodeCIDRMaskSize}
+		ServiceCIDR: spec.Network.ServiceCIDR, NodeCIDRMaskSize: spec.Network.NodeCIDRMaskSize, ExtraArgs: flagList(spec.ControllerManager.ExtraArgs)}
 }
 
 // runLeaderElected runs a leader-elected component and waits until some instance holds its lease: with

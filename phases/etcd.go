@@ -107,13 +107,8 @@ func bootstrapEnv(peers []string, state, token string) string {
 // as they require. A new cluster's members are waited for here; the others once every member is up.
 func startMember(ctx context.Context, r *workflow.Run, h etcdHost, env string) error {
 	spec := r.Cluster.Spec
-	var extra []string
-	for k, v := range spec.Etcd.ExtraArgs {
-		extra = append(extra, k+"="+v)
-	}
-	slices.Sort(extra) // a stable unit: map order must not restart etcd
 	unit, err := templates.Render("etcd.service", templates.Etcd{Name: h.Spec.Name, IP: h.Spec.InternalAddress, DataDir: spec.Etcd.DataDir,
-		BootstrapFile: etcdBootstrapFile, ExtraArgs: extra})
+		BootstrapFile: etcdBootstrapFile, ExtraArgs: flagList(spec.Etcd.ExtraArgs)})
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ func nodeData(r *workflow.Run, h api.Host) templates.Node {
 	d := templates.Node{Version: s.KubernetesVersion, Name: h.Name, IP: h.InternalAddress, CgroupDriver: s.Kubelet.CgroupDriver,
 		FailCgroupV1: s.Kubelet.FailCgroupV1 != nil && *s.Kubelet.FailCgroupV1, ClusterDNS: s.Network.ClusterDNS,
 		DNSDomain: s.Network.DNSDomain, MaxPods: s.Kubelet.MaxPods, PodPidsLimit: s.Kubelet.PodPidsLimit, CipherSuites: templates.CipherSuites, PodCIDR: s.Network.PodCIDR, ClusterCIDR: s.Network.PodCIDR, Mode: s.KubeProxy.Mode}
+	d.ExtraArgs = flagList(s.Kubelet.ExtraArgs)
 	d.IPTables = "iptables"
 	if p, err := netip.ParsePrefix(s.Network.PodCIDR); err == nil && p.Addr().Is6() {
 		d.IPTables = "ip6tables"

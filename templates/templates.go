@@ -67,6 +67,7 @@ type APIServer struct {
 	Audit                                            bool
 	AuditMaxAge, AuditMaxBackup, AuditMaxSize        int
 	EncryptSecrets                                   bool
+	ExtraArgs                                        []string // flag=value, without dashes, sorted
 }
 
 // Admission is the API server's admission configuration: Pod Security's defaults and exemptions.
@@ -79,6 +80,7 @@ type Admission struct {
 type ControllerManager struct {
 	Version, ClusterName, PodCIDR, ServiceCIDR string
 	NodeCIDRMaskSize                           int
+	ExtraArgs                                  []string // flag=value, without dashes, sorted
 }
 
 // Setting is one key and value of a map, for templates that write maps in a stable order.
@@ -95,7 +97,8 @@ type Node struct {
 	MaxPods               int
 	PodPidsLimit          int
 	CipherSuites          string
-	Labels, Taints        string // comma-separated key=value and key=value:Effect
+	Labels, Taints        string   // comma-separated key=value and key=value:Effect
+	ExtraArgs             []string // the kubelet's extra flags: flag=value, without dashes, sorted
 	PodCIDR, Mode         string
 	ClusterCIDR           string // every node's pods: traffic leaving it is masqueraded, pod-to-pod traffic never
 	IPTables              string // iptables or ip6tables, for ClusterCIDR's family

@@ -74,6 +74,68 @@ func boolIs(want bool) func(string) bool {
 	}
 }
 
+// tlsBelow12 is a --tls-min-version below TLS 1.2, as Kubernetes components and etcd spell versions.
+func tlsBelow12(v string) bool {
+	return v == "VersionTLS10" || v == "VersionTLS11" || v == "TLS1.0" || v == "TLS1.1"
+}
+
+func notLoopback(v string) bool { return v != "127.0.0.1" && v != "::1" && v != "localhost" }
+
+// What the Kubernetes components' units set (a test keeps these in step with the templates), and the extra
+// flags that would weaken them.
+var (
+	apiServerManagedFlags = managedBy("the cluster PKI, cluster.yaml and privcloud's hardening",
+		"admission-control-config-file", "advertise-address", "allow-privileged", "audit-log-maxage", "audit-log-maxbackup",
+		"audit-log-maxsize", "audit-log-path", "audit-policy-file", "client-ca-file", "enable-admission-plugins",
+		"encryption-provider-config", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-servers", "kubelet-certificate-authority",
+		"kubelet-client-certificate", "kubelet-client-key", "kubelet-preferred-address-types", "proxy-client-cert-file",
+		"proxy-client-key-file", "requestheader-allowed-names", "requestheader-client-ca-file", "requestheader-extra-headers-prefix",
+		"requestheader-group-headers", "requestheader-username-headers", "secure-port", "service-account-extend-token-expiration",
+		"service-account-issuer", "service-account-key-file", "service-account-signing-key-file", "service-cluster-ip-range",
+		"shutdown-delay-duration", "shutdown-watch-termination-grace-period", "tls-cert-file", "tls-private-key-file")
+	controllerManagerManagedFlags = managedBy("the cluster PKI, cluster.yaml and privcloud's hardening",
+		"allocate-node-cidrs", "authentication-kubeconfig", "authorization-kubeconfig", "client-ca-file", "cluster-cidr",
+		"cluster-name", "cluster-signing-cert-file", "cluster-signing-key-file", "controllers", "kubeconfig", "leader-elect",
+		"node-cidr-mask-size", "requestheader-client-ca-file", "root-ca-file", "service-account-private-key-file",
+		"service-cluster-ip-range", "use-service-account-credentials")
+	schedulerManagedFlags = managedBy("the cluster PKI and privcloud", "authentication-kubeconfig", "authorization-kubeconfig",
+		"kubeconfig", "leader-elect")
+	kubeletManagedFlags = managedBy("the node's entry in cluster.yaml and the cluster PKI", "config", "kubeconfig",
+		"hostname-override", "node-ip", "node-labels", "register-with-taints", "bootstrap-kubeconfig")
+
+	apiServerInsecureFlags = map[string]insecureFlag{
+		"anonymous-auth":     {boolIs(true), "any client could call the API without credentials"},
+		"authorization-mode": {func(v string) bool { return strings.Contains(v, "AlwaysAllow") }, "every authenticated client could do anything"},
+		"profiling":          {boolIs(true), "the profiling endpoints would be served"},
+		"tls-min-version":    {tlsBelow12, "TLS versions with known weaknesses would be accepted"},
+		"tls-cipher-suites": {func(v string) bool {
+			return strings.Contains(v, "_CBC_") || strings.Contains(v, "RC4") || strings.Contains(v, "3DES")
+		}, "weak cipher suites would be accepted"},
+	}
+	leaderElectedInsecureFlags = map[string]insecureFlag{
+		"profiling":       {boolIs(true), "the profiling endpoints would be served"},
+		"bind-address":    {notLoopback, "its health and metrics endpoints would be reachable from the network"},
+		"tls-min-version": {tlsBelow12, "TLS versions with known weaknesses would be accepted"},
+	}
+	kubeletInsecureFlags = map[string]insecureFlag{
+		"anonymous-auth":            {boolIs(true), "any client could call the kubelet's API without credentials"},
+		"authorization-mode":        {func(v string) bool { return v == "AlwaysAllow" }, "every authenticated client could exec into any pod on the node"},
+		"read-only-port":            {func(v string) bool { return v != "0" }, "pods' specs and metrics would be served without authentication"},
+		"protect-kernel-defaults":   {boolIs(false), "the kubelet would change kernel settings the hardening relies on"},
+		"enable-debugging-handlers": {boolIs(true), "the debugging handlers would be served"},
+		"tls-min-version":           {tlsBelow12, "TLS versions with known weaknesses would be accepted"},
+		"rotate-certificates":       {boolIs(false), "the kubelet's client certificate would no longer renew itself"},
+	}
+)
+
+func managedBy(owner string, flags ...string) map[string]string {
+	m := map[string]string{}
+	for _, f := range flags {
+		m[f] = owner
+	}
+	return m
+}
+
 // etcdInsecureFlags are etcd flags that weaken the cluster's security or its data's safety.
 var etcdInsecureFlags = map[string]insecureFlag{
 	"client-cert-auth":      {boolIs(false), "clients would reach etcd, and every Secret, without a certificate"},
@@ -84,11 +146,11 @@ var etcdInsecureFlags = map[string]insecureFlag{
 	"tls-min-version":       {func(v string) bool { return v == "TLS1.0" || v == "TLS1.1" }, "TLS versions with known weaknesses would be accepted"},
 }
 
-// etcdExtraArgs checks spec.etcd.extraArgs: names and values that cannot break out of the unit file, no
-// flag privcloud manages, and no flag that switches a protection off unless acceptInsecureExtraArgs says so.
-func (v *validator) etcdExtraArgs(e *Etcd) {
-	for _, k := range sortedKeys(e.ExtraArgs) {
-		field, value := "spec.etcd.extraArgs."+k, e.ExtraArgs[k]
+// extraArgs checks a component's extra flags: names and values that cannot break out of the unit file, no flag
+// privcloud manages, and no flag that switches a protection off unless acceptInsecureExtraArgs says so.
+func (v *validator) extraArgs(field string, args map[string]string, accept bool, managed map[string]string, insecure map[string]insecureFlag, unsafe func(string) bool) {
+	for _, k := range sortedKeys(args) {
+		field, value := field+".extraArgs."+k, args[k]
 		if strings.HasPrefix(k, "-") {
 			v.add(field, "write flag names without leading dashes")
 			continue
@@ -101,18 +163,33 @@ func (v *validator) etcdExtraArgs(e *Etcd) {
 			v.add(field, "%q may hold only letters, digits and . _ : / , = @ + * - (no spaces, quotes, $, %%, backslashes or newlines)", value)
 			continue
 		}
-		if owner, ok := etcdManagedFlags[k]; ok {
+		if owner, ok := managed[k]; ok {
 			v.add(field, "--%s is set by privcloud from %s and cannot be overridden", k, owner)
 			continue
 		}
-		risky, why := etcdInsecureFlags[k].insecure != nil && etcdInsecureFlags[k].insecure(value), etcdInsecureFlags[k].risk
-		if strings.HasPrefix(k, "unsafe-") || strings.HasPrefix(k, "experimental-unsafe-") {
-			risky, why = true, "etcd calls it unsafe: a crash can lose or corrupt data"
+		risky, why := insecure[k].insecure != nil && insecure[k].insecure(value), insecure[k].risk
+		if unsafe != nil && unsafe(k) {
+			risky, why = true, "the component calls it unsafe"
 		}
-		if risky && !e.AcceptInsecureExtraArgs {
-			v.add(field, "--%s=%s switches a protection off (%s); set spec.etcd.acceptInsecureExtraArgs: true to run it anyway", k, value, why)
+		if risky && !accept {
+			v.add(field, "--%s=%s switches a protection off (%s); set %s.acceptInsecureExtraArgs: true to run it anyway", k, value, why, strings.TrimSuffix(field, ".extraArgs."+k))
 		}
 	}
+}
+
+// etcdExtraArgs checks spec.etcd.extraArgs.
+func (v *validator) etcdExtraArgs(e *Etcd) {
+	v.extraArgs("spec.etcd", e.ExtraArgs, e.AcceptInsecureExtraArgs, etcdManagedFlags, etcdInsecureFlags, func(k string) bool {
+		return strings.HasPrefix(k, "unsafe-") || strings.HasPrefix(k, "experimental-unsafe-")
+	})
+}
+
+// componentExtraArgs checks the extra flags of the Kubernetes components.
+func (v *validator) componentExtraArgs(s *ClusterSpec) {
+	v.extraArgs("spec.apiServer", s.APIServer.ExtraArgs, s.APIServer.AcceptInsecureExtraArgs, apiServerManagedFlags, apiServerInsecureFlags, nil)
+	v.extraArgs("spec.controllerManager", s.ControllerManager.ExtraArgs, s.ControllerManager.AcceptInsecureExtraArgs, controllerManagerManagedFlags, leaderElectedInsecureFlags, nil)
+	v.extraArgs("spec.scheduler", s.Scheduler.ExtraArgs, s.Scheduler.AcceptInsecureExtraArgs, schedulerManagedFlags, leaderElectedInsecureFlags, nil)
+	v.extraArgs("spec.kubelet", s.Kubelet.ExtraArgs, s.Kubelet.AcceptInsecureExtraArgs, kubeletManagedFlags, kubeletInsecureFlags, nil)
 }
 
 var podSecurityLevels = []string{"privileged", "baseline", "restricted"}

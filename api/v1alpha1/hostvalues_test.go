@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -90,5 +93,61 @@ func TestOneMachineOnTwoPortsIsRefused(t *testing.T) {
 	nat := replace(t, "  - name: w2\n    address: 10.77.0.13\n", "  - name: w2\n    address: 10.77.0.12\n    port: 2222\n    internalAddress: 10.77.0.13\n")
 	if _, err := load(t, nat); err != nil {
 		t.Errorf("two hosts behind one NAT address with their own internal addresses: %v", err)
+	}
+}
+
+func TestComponentExtraArgs(t *testing.T) {
+	section := func(component, body string) string { return base + "  " + component + ":\n" + body }
+	for _, tc := range []struct{ component, args, field, want string }{
+		{"apiServer", `"tls-cert-file": "/tmp/x.crt"`, "spec.apiServer.extraArgs.tls-cert-file", "set by privcloud"},
+		{"apiServer", `"etcd-servers": "http://evil:2379"`, "spec.apiServer.extraArgs.etcd-servers", "set by privcloud"},
+		{"apiServer", `"anonymous-auth": "true"`, "spec.apiServer.extraArgs.anonymous-auth", "spec.apiServer.acceptInsecureExtraArgs"},
+		{"apiServer", `"authorization-mode": "Node,RBAC,AlwaysAllow"`, "spec.apiServer.extraArgs.authorization-mode", "acceptInsecureExtraArgs"},
+		{"apiServer", `"v": "2 --anonymous-auth=true"`, "spec.apiServer.extraArgs.v", "may hold only"},
+		{"controllerManager", `"cluster-signing-cert-file": "/tmp/ca.crt"`, "spec.controllerManager.extraArgs.cluster-signing-cert-file", "set by privcloud"},
+		{"controllerManager", `"bind-address": "0.0.0.0"`, "spec.controllerManager.extraArgs.bind-address", "acceptInsecureExtraArgs"},
+		{"scheduler", `"profiling": "true"`, "spec.scheduler.extraArgs.profiling", "spec.scheduler.acceptInsecureExtraArgs"},
+		{"kubelet", `"node-ip": "10.0.0.9"`, "spec.kubelet.extraArgs.node-ip", "set by privcloud"},
+		{"kubelet", `"read-only-port": "10255"`, "spec.kubelet.extraArgs.read-only-port", "acceptInsecureExtraArgs"},
+	} {
+		_, err := load(t, section(tc.component, "    extraArgs:\n      "+tc.args+"\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s extraArgs %s: want an error naming %s and saying %q, got %v", tc.component, tc.args, tc.field, tc.want, err)
+		}
+	}
+	for _, ok := range []string{
+		section("apiServer", "    extraArgs:\n      max-requests-inflight: \"800\"\n      v: \"2\"\n"),
+		section("apiServer", "    acceptInsecureExtraArgs: true\n    extraArgs:\n      profiling: \"true\"\n"),
+		section("controllerManager", "    extraArgs:\n      node-monitor-grace-period: 40s\n"),
+		section("scheduler", "    extraArgs:\n      v: \"3\"\n"),
+		section("kubelet", "    extraArgs:\n      max-open-files: \"1000000\"\n"),
+	} {
+		if _, err := load(t, ok); err != nil {
+			t.Errorf("ordinary extraArgs refused: %v\n%s", err, ok)
+		}
+	}
+}
+
+// TestManagedFlagsFollowTheUnits: every flag a unit template sets is either refused as an extra flag or
+// checked as one that could weaken it.
+func TestManagedFlagsFollowTheUnits(t *testing.T) {
+	flag := regexp.MustCompile(`--([a-z0-9.-]+)=`)
+	for file, lists := range map[string][]any{
+		"kube-apiserver.service":          {apiServerManagedFlags, apiServerInsecureFlags},
+		"kube-controller-manager.service": {controllerManagerManagedFlags, leaderElectedInsecureFlags},
+		"kube-scheduler.service":          {schedulerManagedFlags, leaderElectedInsecureFlags},
+		"kubelet.service":                 {kubeletManagedFlags, kubeletInsecureFlags},
+		"etcd.service":                    {etcdManagedFlags, etcdInsecureFlags},
+	} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "templates", "files", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		managed, insecure := lists[0].(map[string]string), lists[1].(map[string]insecureFlag)
+		for _, m := range flag.FindAllStringSubmatch(string(data), -1) {
+			if _, ok := managed[m[1]]; !ok && insecure[m[1]].insecure == nil {
+				t.Errorf("%s sets --%s, which an extra flag could override unchecked", file, m[1])
+			}
+		}
 	}
 }

@@ -45,7 +45,9 @@ type ClusterSpec struct {
 	Hosts                []Host          `json:"hosts" doc:"Machines of the cluster, reached over SSH."`
 	SSH                  SSH             `json:"ssh,omitempty" doc:"How privcloud connects to the hosts."`
 	Network              Network         `json:"network,omitempty" doc:"Cluster networking."`
-	APIServer            APIServer       `json:"apiServer,omitempty" doc:"Hardening of the API servers: audit logging, Secrets encrypted at rest, Pod Security admission."`
+	APIServer            APIServer       `json:"apiServer,omitempty" doc:"Hardening of the API servers: audit logging, Secrets encrypted at rest, Pod Security admission; extra flags."`
+	ControllerManager    ComponentFlags  `json:"controllerManager,omitempty" doc:"Extra flags for kube-controller-manager."`
+	Scheduler            ComponentFlags  `json:"scheduler,omitempty" doc:"Extra flags for kube-scheduler."`
 	APILoadBalancer      APILoadBalancer `json:"apiLoadBalancer,omitempty" doc:"The load balancer on every node that spreads the kubelet's and kube-proxy's API connections over every control plane."`
 	Etcd                 Etcd            `json:"etcd,omitempty" doc:"The etcd cluster run on the hosts with the etcd role."`
 	Containerd           Containerd      `json:"containerd,omitempty" doc:"The container runtime on every node."`
@@ -134,6 +136,16 @@ type APIServer struct {
 	Audit          Audit       `json:"audit,omitempty" doc:"Audit logging of every request to the API server."`
 	EncryptSecrets *bool       `json:"encryptSecrets,omitempty" doc:"Encrypt Secrets in etcd (secretbox, a key generated into the state directory, 0600, part of 'privcloud backup', sent only to control planes). Never switch it off on a cluster that has encrypted Secrets: the API server could no longer read them."`
 	PodSecurity    PodSecurity `json:"podSecurity,omitempty" doc:"The Pod Security admission defaults for namespaces that set no level of their own."`
+	ExtraArgs      map[string]string `json:"extraArgs,omitempty" doc:"Extra kube-apiserver flags, without leading dashes. Flags privcloud sets itself (certificates, etcd, ports, admission, audit, authorization) are refused, and so are values with spaces, quotes or shell characters. A change is rolled out one control plane at a time, each gated on /readyz."`
+	// AcceptInsecureExtraArgs is deliberately long: turning a protection off must be said in so many words.
+	AcceptInsecureExtraArgs bool `json:"acceptInsecureExtraArgs,omitempty" doc:"Run extraArgs that switch a protection off (anonymous-auth=true, authorization-mode=AlwaysAllow, profiling=true, TLS below 1.2, ...). Refused unless this is true."`
+}
+
+// ComponentFlags are extra flags for a component that has no other settings.
+type ComponentFlags struct {
+	ExtraArgs map[string]string `json:"extraArgs,omitempty" doc:"Extra flags, without leading dashes. Flags privcloud sets itself are refused, and so are values with spaces, quotes or shell characters. A change is rolled out one control plane at a time, each gated on health."`
+	// AcceptInsecureExtraArgs is deliberately long: turning a protection off must be said in so many words.
+	AcceptInsecureExtraArgs bool `json:"acceptInsecureExtraArgs,omitempty" doc:"Run extraArgs that switch a protection off (profiling=true, a bind address other than loopback, ...). Refused unless this is true."`
 }
 
 // SecretsEncrypted reports whether Secrets are encrypted at rest (the default once defaulted).
@@ -215,6 +227,9 @@ type Kubelet struct {
 	FailCgroupV1 *bool             `json:"failCgroupV1,omitempty" doc:"Refuse to start on cgroup v1 hosts (Kubernetes >= 1.35 default). Set false for cgroup v1 hosts."`
 	MaxPods      int               `json:"maxPods,omitempty" doc:"Maximum pods per node."`
 	PodPidsLimit int               `json:"podPidsLimit,omitempty" doc:"Most processes one pod may run: a fork bomb stays in its pod."`
+	ExtraArgs    map[string]string `json:"extraArgs,omitempty" doc:"Extra kubelet flags, without leading dashes: they override the kubelet's configuration file. Flags privcloud sets itself (config, kubeconfig, node name, IP, labels, taints) are refused, and so are values with spaces, quotes or shell characters. A change is rolled out a batch of nodes at a time, each gated on the node being Ready."`
+	// AcceptInsecureExtraArgs is deliberately long: turning a protection off must be said in so many words.
+	AcceptInsecureExtraArgs bool `json:"acceptInsecureExtraArgs,omitempty" doc:"Run extraArgs that switch a protection off (anonymous-auth=true, authorization-mode=AlwaysAllow, a read-only port, ...). Refused unless this is true."`
 	EvictionHard map[string]string `json:"evictionHard,omitempty" doc:"The kubelet's hard eviction thresholds by signal (memory.available, nodefs.available, imagefs.available, nodefs.inodesFree, imagefs.inodesFree, containerfs.available, containerfs.inodesFree, pid.available), each a quantity or a percentage such as 5%. Unset: the kubelet's defaults. Nodes whose disk is shared with other things (lab hosts on one machine) want low disk thresholds, or they evict their pods for what others use."`
 }
 

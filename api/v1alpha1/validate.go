@@ -91,6 +91,7 @@ func Validate(c *Cluster) *ValidationError {
 	v.ssh(&s.SSH)
 	v.network(s)
 	v.apiServer(&s.APIServer)
+	v.componentExtraArgs(s)
 	v.apiLoadBalancer(&s.APILoadBalancer)
 	v.etcd(&s.Etcd)
 	v.containerd(&s.Containerd)
