@@ -27,7 +27,7 @@ func runAPIServer(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 	if err != nil {
 		return err
 	}
-	if err := ensureService(ctx, r, t, "kube-apiserver", files...); err != nil {
+	if err := ensureRolled(ctx, r, t, "kube-apiserver", files...); err != nil {
 		return err
 	}
 	if r.DryRun { // a plan started nothing to wait for or talk to
@@ -117,7 +117,7 @@ func runLeaderElected(ctx context.Context, r *workflow.Run, t *workflow.Target, 
 	if err != nil {
 		return err
 	}
-	if err := ensureService(ctx, r, t, unit, hostops.File{Path: "/etc/systemd/system/" + unit + ".service", Content: content, Mode: 0o600}); err != nil {
+	if err := ensureRolled(ctx, r, t, unit, hostops.File{Path: "/etc/systemd/system/" + unit + ".service", Content: content, Mode: 0o600}); err != nil {
 		return err
 	}
 	if r.DryRun { // a plan started nothing to wait for or talk to

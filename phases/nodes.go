@@ -103,7 +103,7 @@ func runKubelet(ctx context.Context, r *workflow.Run, t *workflow.Target) error 
 	if err != nil {
 		return err
 	}
-	if err := ensureService(ctx, r, t, "kubelet", files...); err != nil {
+	if err := ensureRolled(ctx, r, t, "kubelet", files...); err != nil {
 		return err
 	}
 	return withControlPlaneAPI(r, func(c *kube.Client) error {
@@ -128,7 +128,7 @@ func kubeletFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, vers
 }
 
 func runKubeProxy(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	return ensureService(ctx, r, t, "kube-proxy", kubeProxyFiles(r, t, r.Cluster.Spec.KubernetesVersion)...)
+	return ensureRolled(ctx, r, t, "kube-proxy", kubeProxyFiles(r, t, r.Cluster.Spec.KubernetesVersion)...)
 }
 
 // kubeProxyFiles are kube-proxy's configuration and unit on the host at version.

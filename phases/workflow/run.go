@@ -43,6 +43,8 @@ type Run struct {
 	Connect func(ctx context.Context, h api.Host) (ssh.Host, error)
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// Shared holds what the phases of one run share, keyed by types of the phases' own (a rollout's turns).
+	Shared sync.Map
 
 	mu      sync.Mutex
 	current string // the phase being run; phases run one after another

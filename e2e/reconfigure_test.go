@@ -1,0 +1,124 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/privcloud/privcloud/e2e/lab"
+)
+
+// withSettings writes a copy of the lab's cluster.yaml named name with each old string replaced by its new one.
+func withSettings(t *testing.T, l *lab.Lab, name string, replace ...string) string {
+	t.Helper()
+	data, err := os.ReadFile(l.ClusterConfig())
+	if err != nil {
+		fatal(t, err)
+	}
+	text := string(data)
+	for i := 0; i+1 < len(replace); i += 2 {
+		if !strings.Contains(text, replace[i]) {
+			fatalf(t, "cluster.yaml lacks %q", replace[i])
+		}
+		text = strings.Replace(text, replace[i], replace[i+1], 1)
+	}
+	path := filepath.Join(l.Dir, name)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		fatal(t, err)
+	}
+	return path
+}
+
+// restartTimes are the times a run's JSON events report message, by host.
+func restartTimes(ndjson, message string) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, line := range strings.Split(strings.TrimSpace(ndjson), "\n") {
+		var e struct {
+			Time          time.Time
+			Host, Message string
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Message == message {
+			out[e.Host] = e.Time
+		}
+	}
+	return out
+}
+
+// checkReconfiguration changes extra flags of a running cluster of three control planes and five nodes through
+// init, while a worker reads the API: the API servers restart one at a time, each gated, the kubelets a batch at
+// a time. Then a flag the API server refuses: the first host's gate fails, its previous configuration comes
+// back, the others are not touched, and the cluster is healthy.
+func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, nodes int) {
+	t.Helper()
+	changed := withSettings(t, l, "cluster-flags.yaml",
+		"  kubelet:\n", "  kubelet:\n    extraArgs: {v: \"2\"}\n",
+		"  addons:\n", "  apiServer:\n    extraArgs: {max-requests-inflight: \"500\"}\n  scheduler:\n    extraArgs: {v: \"2\"}\n  addons:\n")
+	worker, err := l.Connect(context.Background(), "h2")
+	if err != nil {
+		fatal(t, err)
+	}
+	defer worker.Close()
+	api := apiProbe(t, l, worker)
+	start := time.Now()
+	r := runConfig(t, changed, "init", "-o", "json")
+	api.end()
+	took := time.Since(start)
+	total, failed := api.between(start, time.Now())
+	t.Logf("BENCH reconfiguration of %d control planes and %d kubelets: %s api-requests=%d api-failed=%d%s", len(controlPlanes), nodes,
+		took.Round(100*time.Millisecond), total, len(failed), describe(failed, start))
+	if r.code != 0 {
+		fatalf(t, "init with new extra flags: exit %d\n%s%s", r.code, timeline(r.stdout), r.stderr)
+	}
+	restarts := restartTimes(r.stdout, "kube-apiserver restarted")
+	var times []time.Time
+	for _, h := range controlPlanes {
+		at, ok := restarts[h]
+		if !ok {
+			errorf(t, "kube-apiserver was not restarted on %s:\n%s", h, timeline(r.stdout))
+		}
+		times = append(times, at)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	for i := 1; i < len(times); i++ {
+		// each waits for the one before it to pass its gate: two health checks a second apart at least
+		if gap := times[i].Sub(times[i-1]); gap < 2*time.Second {
+			errorf(t, "two API servers restarted %s apart: not one at a time\n%s", gap, timeline(r.stdout))
+		}
+	}
+	if n := len(restartTimes(r.stdout, "kubelet restarted")); n != nodes {
+		errorf(t, "%d kubelets restarted, want %d\n%s", n, nodes, timeline(r.stdout))
+	}
+	r = run(t, l, "exec", "--hosts", strings.Join(controlPlanes, ","), "--", "ps -o args= -C kube-apiserver | grep -c -- --max-requests-inflight=500")
+	if strings.Count(r.stdout, "1\n") != len(controlPlanes) {
+		errorf(t, "not every API server runs with the new flag:\n%s%s", r.stdout, r.stderr)
+	}
+
+	// a flag kube-apiserver refuses at start: the first host fails its gate and gets its configuration back
+	broken := withSettings(t, l, "cluster-broken-flag.yaml",
+		"  kubelet:\n", "  kubelet:\n    extraArgs: {v: \"2\"}\n",
+		"  addons:\n", "  apiServer:\n    extraArgs: {max-requests-inflight: \"500\", feature-gates: \"NoSuchGateForTheTest=true\"}\n  scheduler:\n    extraArgs: {v: \"2\"}\n  addons:\n")
+	start = time.Now()
+	r = runConfig(t, broken, "init")
+	t.Logf("a refused API server flag, switched back: %s", time.Since(start).Round(100*time.Millisecond))
+	out := r.stdout + r.stderr
+	if r.code != 5 || !strings.Contains(out, "kube-apiserver failed its health gate on") ||
+		!strings.Contains(out, "switched back to its previous configuration automatically: it runs and is healthy again") {
+		errorf(t, "init with a flag the API server refuses: exit %d\n%s", r.code, out)
+	}
+	r = run(t, l, "exec", "--hosts", strings.Join(controlPlanes, ","), "--", "grep -c NoSuchGateForTheTest /etc/systemd/system/kube-apiserver.service || true")
+	if strings.Count(r.stdout, "0\n") != len(controlPlanes) {
+		errorf(t, "a refused flag stayed in an API server's unit:\n%s%s", r.stdout, r.stderr)
+	}
+	waitFor(t, "the cluster healthy after the switch back", 2*time.Minute, func() bool { return runConfig(t, changed, "status").code == 0 })
+	r = runConfig(t, changed, "init")
+	if r.code != 0 || strings.Contains(r.stdout, "restarted") {
+		errorf(t, "init with the working flags after the switch back: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -1,0 +1,251 @@
+package phases
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"sync"
+
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+// A change to the files of a service that already runs (an extra flag, a setting of cluster.yaml) is rolled
+// out the way an upgrade switches versions: one control plane at a time and nodes a batch at a time, each host
+// behind the upgrade's health gate. A host whose gate fails gets its previous files back and is gated again,
+// and the hosts after it change nothing: the run stops with a report. Services that do not run yet (a new
+// cluster, a joining host) start at once, as before.
+
+// rolloutBatchPercent is how many nodes restart a node service together, as a percentage of them (at least one).
+const rolloutBatchPercent = 10
+
+// rollout is one run's turns: a slot per unit, and the units whose change failed on some host.
+type rollout struct {
+	mu     sync.Mutex
+	slots  map[string]chan struct{}
+	failed map[string]string // unit -> the host where its change failed its gate
+}
+
+type rolloutKey struct{}
+
+func rolloutOf(r *workflow.Run) *rollout {
+	v, _ := r.Shared.LoadOrStore(rolloutKey{}, &rollout{slots: map[string]chan struct{}{}, failed: map[string]string{}})
+	return v.(*rollout)
+}
+
+// turn waits for the unit's turn on a host: size hosts at a time. It fails at once when the unit's change
+// already failed elsewhere in this run.
+func (ro *rollout) turn(ctx context.Context, unit string, size int) (release func(), err error) {
+	ro.mu.Lock()
+	slot, ok := ro.slots[unit]
+	if !ok {
+		slot = make(chan struct{}, size)
+		ro.slots[unit] = slot
+	}
+	ro.mu.Unlock()
+	select {
+	case slot <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	release = func() { <-slot }
+	if host := ro.failedOn(unit); host != "" {
+		release()
+		return nil, &rolloutStopped{unit: unit, host: host}
+	}
+	return release, nil
+}
+
+func (ro *rollout) failedOn(unit string) string {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	return ro.failed[unit]
+}
+
+func (ro *rollout) fail(unit, host string) {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	if ro.failed[unit] == "" {
+		ro.failed[unit] = host
+	}
+}
+
+// rolloutStopped is a host left as it was because the same change failed on another host.
+type rolloutStopped struct{ unit, host string }
+
+func (e *rolloutStopped) Error() string {
+	return fmt.Sprintf("%s not changed here: its change failed its health gate on %s, so the run stops before the hosts after it", e.unit, e.host)
+}
+
+// ensureRolled is ensureService for a service that may already run: a running service whose files change is
+// restarted in its turn and gated, and switched back to its previous files when the gate fails.
+func ensureRolled(ctx context.Context, r *workflow.Run, t *workflow.Target, unit string, files ...hostops.File) error {
+	svc, known := serviceOf(unit)
+	if r.DryRun || !known {
+		return ensureService(ctx, r, t, unit, files...)
+	}
+	before, err := unitState(ctx, t.Host, unit)
+	if err != nil {
+		return err
+	}
+	if before.state != "active/running" {
+		return ensureService(ctx, r, t, unit, files...)
+	}
+	previous, changed, err := readPrevious(ctx, t.Host, files)
+	if err != nil || !changed {
+		if err != nil {
+			return err
+		}
+		return ensureService(ctx, r, t, unit, files...)
+	}
+	ro := rolloutOf(r)
+	release, err := ro.turn(ctx, unit, turnSize(r, svc))
+	if err != nil {
+		return err
+	}
+	defer release()
+	watchers := 0
+	if svc.reconnects {
+		watchers = endpointWatchers(ctx, r) // best effort: none read means nothing to wait for
+	}
+	if err := ensureService(ctx, r, t, unit, files...); err != nil {
+		return err
+	}
+	gateErr := gateRunning(ctx, r, t, svc, before)
+	if gateErr == nil {
+		if watchers > 0 {
+			waitWatchers(ctx, r, t, watchers)
+		}
+		return nil
+	}
+	ro.fail(unit, t.Spec.Name)
+	return switchBackFiles(ctx, r, t, svc, previous, gateErr)
+}
+
+// serviceOf is the upgrade's description of a unit: its probe, lease and role.
+func serviceOf(unit string) (upgradeService, bool) {
+	for _, s := range upgradeServices {
+		if s.unit == unit {
+			return s, true
+		}
+	}
+	return upgradeService{}, false
+}
+
+// turnSize: control-plane services one host at a time, node services a batch of the nodes.
+func turnSize(r *workflow.Run, svc upgradeService) int {
+	if !svc.node {
+		return 1
+	}
+	n := 0
+	for _, h := range r.Cluster.Spec.Hosts {
+		if h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker) {
+			n++
+		}
+	}
+	return max(1, int(math.Floor(float64(n)*rolloutBatchPercent/100)))
+}
+
+// gateRunning waits for a restarted service's gate: the same binary as before, not exiting, healthy twice.
+func gateRunning(ctx context.Context, r *workflow.Run, t *workflow.Target, svc upgradeService, before unitStatus) error {
+	check, done, err := svc.probe(r, t, r.Cluster.Spec.KubernetesVersion)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if svc.lease != "" {
+		leads, closeLease, err := leaderCheck(ctx, r, svc.lease)
+		if err != nil {
+			return err
+		}
+		defer closeLease()
+		healthy := check
+		check = func(ctx context.Context) error {
+			if err := healthy(ctx); err != nil {
+				return err
+			}
+			return leads(ctx)
+		}
+	}
+	return gate(ctx, t, svc.unit, before.exe, before.restarts, check)
+}
+
+// previousFile is a file as it was before a change: nil content when it did not exist.
+type previousFile struct {
+	hostops.File
+	existed bool
+}
+
+// readPrevious reads the files as they are on the host, and says whether any would change.
+func readPrevious(ctx context.Context, h ssh.Host, files []hostops.File) ([]previousFile, bool, error) {
+	var out []previousFile
+	changed := false
+	for _, f := range files {
+		data, err := h.ReadFile(ctx, f.Path)
+		existed := err == nil
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, false, fmt.Errorf("read %s: %w", f.Path, err)
+		}
+		if !existed || !bytes.Equal(data, f.Content) {
+			changed = true
+		}
+		out = append(out, previousFile{File: hostops.File{Path: f.Path, Content: data, Mode: f.Mode}, existed: existed})
+	}
+	return out, changed, nil
+}
+
+// switchBackFiles puts a service's previous files back after its gate failed, restarts it and gates it again,
+// and returns the report of what happened.
+func switchBackFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, svc upgradeService, previous []previousFile, failure error) error {
+	var restore []hostops.File
+	var remove []string
+	for _, p := range previous {
+		if p.existed {
+			restore = append(restore, p.File)
+		} else {
+			remove = append(remove, p.Path)
+		}
+	}
+	state := "it runs and is healthy again"
+	if err := func() error {
+		if _, err := writeFiles(ctx, r, t, restore...); err != nil {
+			return err
+		}
+		for _, p := range remove {
+			if _, err := t.Host.Run(ctx, "rm -f "+ssh.ShellQuote(p)); err != nil {
+				return err
+			}
+		}
+		before, err := unitState(ctx, t.Host, svc.unit)
+		if err != nil {
+			return err
+		}
+		if _, err := hostops.EnsureRunning(ctx, t.Host, svc.unit, true); err != nil {
+			return err
+		}
+		return gateRunning(ctx, r, t, svc, unitStatus{exe: before.exe, restarts: before.restarts})
+	}(); err != nil {
+		state = "but it is NOT healthy again: " + err.Error()
+	}
+	r.Changed(t.Spec.Name, svc.unit+" switched back to its previous configuration")
+	return &reconfigureFailure{unit: svc.unit, host: t.Spec.Name, err: failure, state: state}
+}
+
+// reconfigureFailure is a change that failed its gate on a host and was switched back.
+type reconfigureFailure struct {
+	unit, host, state string
+	err               error
+}
+
+func (e *reconfigureFailure) Error() string {
+	return fmt.Sprintf("%s failed its health gate on %s after its configuration changed: %v\nswitched back to its previous configuration automatically: %s. "+
+		"The hosts after it were not changed. Fix cluster.yaml (extraArgs and the settings of %s) and run again",
+		e.unit, e.host, e.err, e.state, e.unit)
+}
+
+func (e *reconfigureFailure) Unwrap() error { return e.err }
