@@ -52,14 +52,19 @@ func restartTimes(ndjson, message string) map[string]time.Time {
 }
 
 // checkReconfiguration changes extra flags of a running cluster of three control planes and five nodes through
-// init, while a worker reads the API: the API servers restart one at a time, each gated, the kubelets a batch at
-// a time. Then a flag the API server refuses: the first host's gate fails, its previous configuration comes
+// init, while a worker reads the API: etcd members and API servers restart one at a time, each gated, the
+// kubelets a batch at a time. Then a flag the API server refuses: the first host's gate fails, its previous configuration comes
 // back, the others are not touched, and the cluster is healthy.
 func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, nodes int) {
 	t.Helper()
 	changed := withSettings(t, l, "cluster-flags.yaml",
 		"  kubelet:\n", "  kubelet:\n    extraArgs: {v: \"2\"}\n",
 		"  addons:\n", "  apiServer:\n    extraArgs: {max-requests-inflight: \"500\"}\n  scheduler:\n    extraArgs: {v: \"2\"}\n  addons:\n")
+	// a dry run shows each host's unit diff and the restart, and changes nothing
+	r := runConfig(t, changed, "init", "--dry-run")
+	if r.code != 0 || strings.Count(r.stdout, "+  --max-requests-inflight=500") != len(controlPlanes) || !strings.Contains(r.stdout, "systemctl restart kube-apiserver") {
+		errorf(t, "init --dry-run with new extra flags: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	worker, err := l.Connect(context.Background(), "h2")
 	if err != nil {
 		fatal(t, err)
@@ -67,7 +72,7 @@ func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, node
 	defer worker.Close()
 	api := apiProbe(t, l, worker)
 	start := time.Now()
-	r := runConfig(t, changed, "init", "-o", "json")
+	r = runConfig(t, changed, "init", "-o", "json")
 	api.end()
 	took := time.Since(start)
 	total, failed := api.between(start, time.Now())
@@ -76,20 +81,22 @@ func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, node
 	if r.code != 0 {
 		fatalf(t, "init with new extra flags: exit %d\n%s%s", r.code, timeline(r.stdout), r.stderr)
 	}
-	restarts := restartTimes(r.stdout, "kube-apiserver restarted")
-	var times []time.Time
-	for _, h := range controlPlanes {
-		at, ok := restarts[h]
-		if !ok {
-			errorf(t, "kube-apiserver was not restarted on %s:\n%s", h, timeline(r.stdout))
+	for _, unit := range []string{"etcd", "kube-apiserver"} {
+		restarts := restartTimes(r.stdout, unit+" restarted")
+		var times []time.Time
+		for _, h := range controlPlanes {
+			at, ok := restarts[h]
+			if !ok {
+				errorf(t, "%s was not restarted on %s:\n%s", unit, h, timeline(r.stdout))
+			}
+			times = append(times, at)
 		}
-		times = append(times, at)
-	}
-	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
-	for i := 1; i < len(times); i++ {
-		// each waits for the one before it to pass its gate: two health checks a second apart at least
-		if gap := times[i].Sub(times[i-1]); gap < 2*time.Second {
-			errorf(t, "two API servers restarted %s apart: not one at a time\n%s", gap, timeline(r.stdout))
+		sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+		for i := 1; i < len(times); i++ {
+			// each waits for the one before it to pass its gate: two health checks a second apart at least
+			if gap := times[i].Sub(times[i-1]); gap < 2*time.Second {
+				errorf(t, "two of %s restarted %s apart: not one at a time\n%s", unit, gap, timeline(r.stdout))
+			}
 		}
 	}
 	if n := len(restartTimes(r.stdout, "kubelet restarted")); n != nodes {
@@ -103,7 +110,7 @@ func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, node
 	// a flag kube-apiserver refuses at start: the first host fails its gate and gets its configuration back
 	broken := withSettings(t, l, "cluster-broken-flag.yaml",
 		"  kubelet:\n", "  kubelet:\n    extraArgs: {v: \"2\"}\n",
-		"  addons:\n", "  apiServer:\n    extraArgs: {max-requests-inflight: \"500\", feature-gates: \"NoSuchGateForTheTest=true\"}\n  scheduler:\n    extraArgs: {v: \"2\"}\n  addons:\n")
+		"  addons:\n", "  etcd:\n    extraArgs: {log-level: warn}\n  apiServer:\n    extraArgs: {max-requests-inflight: \"500\", feature-gates: \"NoSuchGateForTheTest=true\"}\n  scheduler:\n    extraArgs: {v: \"2\"}\n  addons:\n")
 	start = time.Now()
 	r = runConfig(t, broken, "init")
 	t.Logf("a refused API server flag, switched back: %s", time.Since(start).Round(100*time.Millisecond))

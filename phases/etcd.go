@@ -120,7 +120,8 @@ func startMember(ctx context.Context, r *workflow.Run, h etcdHost, env string) e
 	if h.bootstrap == "" {
 		files = append(files, hostops.File{Path: etcdBootstrapFile, Content: []byte(env), Mode: 0o644})
 	}
-	if err := ensureService(ctx, r, h.Target, "etcd", files...); err != nil {
+	// a running member whose flags change restarts in its turn, one member at a time: the quorum holds
+	if err := ensureRolled(ctx, r, h.Target, "etcd", files...); err != nil {
 		return err
 	}
 	if r.DryRun || h.bootstrap != "" {
