@@ -59,7 +59,7 @@ func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, node
 	t.Helper()
 	changed := withSettings(t, l, "cluster-flags.yaml",
 		"  kubelet:\n", "  kubelet:\n    extraArgs: {v: \"2\"}\n",
-		"  addons:\n", "  apiServer:\n    extraArgs: {max-requests-inflight: \"500\"}\n  scheduler:\n    extraArgs: {v: \"2\"}\n  addons:\n")
+		"  addons:\n", "  etcd:\n    extraArgs: {log-level: warn}\n  apiServer:\n    extraArgs: {max-requests-inflight: \"500\"}\n  scheduler:\n    extraArgs: {v: \"2\"}\n  addons:\n")
 	// a dry run shows each host's unit diff and the restart, and changes nothing
 	r := runConfig(t, changed, "init", "--dry-run")
 	if r.code != 0 || strings.Count(r.stdout, "+  --max-requests-inflight=500") != len(controlPlanes) || !strings.Contains(r.stdout, "systemctl restart kube-apiserver") {
