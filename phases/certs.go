@@ -7,9 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
@@ -22,14 +20,12 @@ import (
 // PKIStore is the local PKI of a cluster: its state directory.
 func PKIStore(c *api.Cluster) pki.Store { return pki.Store{Dir: c.Spec.StateDir} }
 
-// certsState carries, from distribution to restarts, which units read a file that changed on each host.
+// certsState is what the certs phases of a run are asked to do. The units that read a file distribution
+// changed are owed a restart in the run's rollout.
 type certsState struct {
 	renew []string
 	// replaceIdentity is the operator's explicit word that hosts may be sent another CA than the one they trust
 	replaceIdentity func() bool
-
-	mu      sync.Mutex
-	changed map[string][]string // host -> units
 }
 
 func certs(o *InstallOptions) workflow.Phase {
@@ -98,7 +94,11 @@ func (s *certsState) identity(ctx context.Context, r *workflow.Run, t *workflow.
 
 // generate runs load-or-create on the local store; in a dry run it only reports what it would create.
 func (s *certsState) generate(_ context.Context, r *workflow.Run) error {
-	res, err := EnsurePKI(r.Cluster, pki.Options{Renew: s.renew, DryRun: r.DryRun})
+	renewBefore := r.Cluster.Spec.PKI.RenewBefore.Duration
+	if r.Cluster.Spec.PKI.ExternalCA { // privcloud cannot sign: expiry is reported, not acted on
+		renewBefore = 0
+	}
+	res, err := EnsurePKI(r.Cluster, pki.Options{Renew: s.renew, RenewBefore: renewBefore, DryRun: r.DryRun})
 	if err != nil {
 		return err
 	}
@@ -157,37 +157,8 @@ func (s *certsState) distribute(ctx context.Context, r *workflow.Run, t *workflo
 			units = append(units, d.Units...)
 		}
 	}
-	s.mu.Lock()
-	if s.changed == nil {
-		s.changed = map[string][]string{}
-	}
-	s.changed[t.Spec.Name] = units
-	s.mu.Unlock()
-	return nil
-}
-
-// restart restarts the installed units that read a file distribution changed; units not installed yet are
-// left alone (they start with the new files).
-func (s *certsState) restart(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	s.mu.Lock()
-	units := slices.Clone(s.changed[t.Spec.Name])
-	s.mu.Unlock()
-	slices.Sort(units)
-	units = slices.Compact(units)
-	if len(units) == 0 {
-		return workflow.Skip("no certificate it uses changed")
-	}
-	var script strings.Builder
-	for _, u := range units {
-		fmt.Fprintf(&script, "if systemctl cat %[1]s.service >/dev/null 2>&1; then systemctl try-restart %[1]s.service && echo %[1]s; fi\n", u)
-	}
-	res, err := t.Host.Run(ctx, script.String())
-	if err != nil {
-		return err
-	}
-	for _, u := range strings.Fields(string(res.Stdout)) {
-		r.Changed(t.Spec.Name, "restarted "+u)
-	}
+	// the services that read them restart later in the run, each in its turn behind its gate
+	rolloutOf(r).owe(t.Spec.Name, units...)
 	return nil
 }
 
@@ -196,6 +167,5 @@ func (s *certsState) restart(ctx context.Context, r *workflow.Run, t *workflow.T
 func RenewCerts(names []string) workflow.Workflow {
 	s := &certsState{renew: names} // renewing leaves keeps the CAs: the identity check guards it too
 	p := s.phase()
-	p.Phases = append(p.Phases, workflow.Phase{Name: "restart", Short: "Restart the services that read a changed file", RunHost: s.restart})
-	return workflow.Workflow{Name: "certs renew", Phases: []workflow.Phase{connect(), p}}
+	return workflow.Workflow{Name: "certs renew", Phases: []workflow.Phase{connect(), p, restartPhase()}}
 }

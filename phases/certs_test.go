@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -65,32 +66,28 @@ func TestRenewRestartsOnlyWhatChanged(t *testing.T) {
 	if err := Execute(context.Background(), Init(), c, ex); err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range hosts {
-		h.OnCommand("if systemctl cat", ssh.Result{Stdout: []byte("kube-apiserver\n")}, nil)
-	}
 	out.Reset()
 	ex.Selection = workflow.Selection{}
 	if err := Execute(context.Background(), RenewCerts([]string{"apiserver"}), c, ex); err != nil {
 		t.Fatal(err)
 	}
-	restarts := func(h *sshtest.Fake) []string {
-		var cmds []string
+	// the services owed a restart are looked at (a running one restarts in its turn, behind its gate; these
+	// fakes run none, so they would start with the new files)
+	looked := func(h *sshtest.Fake) []string {
+		var units []string
 		for _, cmd := range h.Commands() {
-			if strings.HasPrefix(cmd, "if systemctl cat") {
-				cmds = append(cmds, cmd)
+			if strings.HasPrefix(cmd, "systemctl show -p NRestarts") {
+				f := strings.Fields(strings.Split(cmd, "\n")[0])
+				units = append(units, f[len(f)-1])
 			}
 		}
-		return cmds
+		return units
 	}
-	cp := restarts(hosts["cp1"])
-	if len(cp) != 1 || !strings.Contains(cp[0], "try-restart kube-apiserver.service") || strings.Contains(cp[0], "etcd") {
-		t.Errorf("cp1 restarts %q, want kube-apiserver only", cp)
+	if cp := looked(hosts["cp1"]); !slices.Equal(cp, []string{"kube-apiserver"}) {
+		t.Errorf("cp1 looked at %q for a restart, want kube-apiserver only", cp)
 	}
-	if w := restarts(hosts["worker1"]); len(w) != 0 {
-		t.Errorf("a worker restarted %q though none of its files changed", w)
-	}
-	if !strings.Contains(out.String(), `"message":"restarted kube-apiserver"`) {
-		t.Errorf("restart not reported:\n%s", out.String())
+	if w := looked(hosts["worker1"]); len(w) != 0 {
+		t.Errorf("a worker looked at %q though none of its files changed", w)
 	}
 	// nothing to renew, nothing to send, nothing to restart
 	out.Reset()

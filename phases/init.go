@@ -33,5 +33,6 @@ func InitWith(o *InstallOptions) workflow.Workflow {
 		nodeRoles(),
 		addonPhases(b, nil),
 		kubeconfigPhase(o),
+		restartPhase(),
 	}}
 }

@@ -37,6 +37,7 @@ func JoinWith(o *InstallOptions) workflow.Workflow {
 		nodeRoles(),
 		// a control plane that joined gets its context in the admin kubeconfig
 		kubeconfigPhase(o),
+		restartPhase(),
 	}}
 }
 

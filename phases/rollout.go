@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
@@ -21,6 +23,13 @@ import (
 // and the hosts after it change nothing: the run stops with a report. Services that do not run yet (a new
 // cluster, a joining host) start at once, as before.
 
+// restartPhase restarts what the run still owes a restart at its end: the services whose phases did not run
+// (their files unchanged, or selected out) and those no phase gates.
+func restartPhase() workflow.Phase {
+	return workflow.Phase{Name: "restart", Short: "Restart, in their turns, the services that read a file changed in this run and have not restarted since",
+		RunHost: restartOwed}
+}
+
 // rolloutBatchPercent is how many nodes restart a node service together, as a percentage of them (at least one).
 const rolloutBatchPercent = 10
 
@@ -29,13 +38,49 @@ type rollout struct {
 	mu     sync.Mutex
 	slots  map[string]chan struct{}
 	failed map[string]string // unit -> the host where its change failed its gate
+	// pending are restarts owed to files sent earlier in the run (renewed certificates): host -> units
+	pending map[string]map[string]bool
 }
 
 type rolloutKey struct{}
 
 func rolloutOf(r *workflow.Run) *rollout {
-	v, _ := r.Shared.LoadOrStore(rolloutKey{}, &rollout{slots: map[string]chan struct{}{}, failed: map[string]string{}})
+	v, _ := r.Shared.LoadOrStore(rolloutKey{}, &rollout{slots: map[string]chan struct{}{}, failed: map[string]string{},
+		pending: map[string]map[string]bool{}})
 	return v.(*rollout)
+}
+
+// owe records that units on host read a file that changed: they restart in their turn later in the run.
+func (ro *rollout) owe(host string, units ...string) {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	if ro.pending[host] == nil {
+		ro.pending[host] = map[string]bool{}
+	}
+	for _, u := range units {
+		ro.pending[host][u] = true
+	}
+}
+
+// settle takes a restart owed to unit on host, saying whether there was one.
+func (ro *rollout) settle(host, unit string) bool {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	owed := ro.pending[host][unit]
+	delete(ro.pending[host], unit)
+	return owed
+}
+
+// owed are the restarts still owed on host, sorted.
+func (ro *rollout) owed(host string) []string {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	var out []string
+	for u := range ro.pending[host] {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // turn waits for the unit's turn on a host: size hosts at a time. It fails at once when the unit's change
@@ -86,24 +131,28 @@ func (e *rolloutStopped) Error() string {
 // restarted in its turn and gated, and switched back to its previous files when the gate fails.
 func ensureRolled(ctx context.Context, r *workflow.Run, t *workflow.Target, unit string, files ...hostops.File) error {
 	svc, known := serviceOf(unit)
+	ro := rolloutOf(r)
+	owed := ro.settle(t.Spec.Name, unit) // a renewed certificate it reads
 	if r.DryRun || !known {
+		if owed && r.DryRun {
+			r.Plan(sshAction(t.Spec.Name, "restart "+unit+" in its turn, behind its health gate (a file it reads changes)"))
+		}
 		return ensureService(ctx, r, t, unit, files...)
 	}
 	before, err := unitState(ctx, t.Host, unit)
 	if err != nil {
 		return err
 	}
-	if before.state != "active/running" {
+	if before.state != "active/running" { // it starts with its new files
 		return ensureService(ctx, r, t, unit, files...)
 	}
 	previous, changed, err := readPrevious(ctx, t.Host, files)
-	if err != nil || !changed {
+	if err != nil || !(changed || owed) {
 		if err != nil {
 			return err
 		}
 		return ensureService(ctx, r, t, unit, files...)
 	}
-	ro := rolloutOf(r)
 	release, err := ro.turn(ctx, unit, turnSize(r, svc))
 	if err != nil {
 		return err
@@ -113,7 +162,14 @@ func ensureRolled(ctx context.Context, r *workflow.Run, t *workflow.Target, unit
 	if svc.reconnects {
 		watchers = endpointWatchers(ctx, r) // best effort: none read means nothing to wait for
 	}
-	if err := ensureService(ctx, r, t, unit, files...); err != nil {
+	if _, err := writeFiles(ctx, r, t, files...); err != nil {
+		return err
+	}
+	what, err := hostops.EnsureRunning(ctx, t.Host, unit, true)
+	if what != "" {
+		r.Changed(t.Spec.Name, what)
+	}
+	if err != nil {
 		return err
 	}
 	gateErr := gateRunning(ctx, r, t, svc, before)
@@ -124,7 +180,47 @@ func ensureRolled(ctx context.Context, r *workflow.Run, t *workflow.Target, unit
 		return nil
 	}
 	ro.fail(unit, t.Spec.Name)
+	if !changed { // nothing of its own to put back: the certificates it reads are new
+		return &reconfigureFailure{unit: unit, host: t.Spec.Name, err: gateErr, renewed: true}
+	}
 	return switchBackFiles(ctx, r, t, svc, previous, gateErr)
+}
+
+// restartOwed restarts, in their turns, the units on the host that read a file sent earlier in the run and
+// have not restarted since: services privcloud gates one host at a time, the others (the API load balancer,
+// kube-router) at once.
+func restartOwed(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	ro := rolloutOf(r)
+	if len(ro.owed(t.Spec.Name)) == 0 {
+		return workflow.Skip("no file a service reads changed")
+	}
+	var others []string
+	for _, svc := range upgradeServices {
+		if slices.Contains(ro.owed(t.Spec.Name), svc.unit) {
+			if err := ensureRolled(ctx, r, t, svc.unit); err != nil {
+				return err
+			}
+		}
+	}
+	for _, u := range ro.owed(t.Spec.Name) {
+		ro.settle(t.Spec.Name, u)
+		others = append(others, u)
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	var script strings.Builder
+	for _, u := range others {
+		fmt.Fprintf(&script, "if systemctl cat %[1]s.service >/dev/null 2>&1; then systemctl try-restart %[1]s.service && echo %[1]s; fi\n", u)
+	}
+	res, err := t.Host.Run(ctx, script.String())
+	if err != nil {
+		return err
+	}
+	for _, u := range strings.Fields(string(res.Stdout)) {
+		r.Changed(t.Spec.Name, u+" restarted")
+	}
+	return nil
 }
 
 // serviceOf is the upgrade's description of a unit: its probe, lease and role.
@@ -240,9 +336,15 @@ func switchBackFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, s
 type reconfigureFailure struct {
 	unit, host, state string
 	err               error
+	// renewed: only certificates it reads changed, so there was nothing to switch back
+	renewed bool
 }
 
 func (e *reconfigureFailure) Error() string {
+	if e.renewed {
+		return fmt.Sprintf("%s failed its health gate on %s after the certificates it reads were renewed: %v\nThe hosts after it were not restarted. "+
+			"Check the certificates with 'privcloud certs check-expiration --remote' and run again", e.unit, e.host, e.err)
+	}
 	return fmt.Sprintf("%s failed its health gate on %s after its configuration changed: %v\nswitched back to its previous configuration automatically: %s. "+
 		"The hosts after it were not changed. Fix cluster.yaml (extraArgs and the settings of %s) and run again",
 		e.unit, e.host, e.err, e.state, e.unit)

@@ -1,15 +1,23 @@
 package phases
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
+	"github.com/privcloud/privcloud/report"
+	"github.com/privcloud/privcloud/ssh"
+	"github.com/privcloud/privcloud/ssh/sshtest"
 )
 
 // turns let size hosts at once, and none after a failure.
@@ -72,5 +80,105 @@ func TestTurnSize(t *testing.T) {
 	}
 	if n := turnSize(r, apiserver); n != 1 {
 		t.Errorf("API servers go %d at a time, want 1", n)
+	}
+}
+
+// runningHost is a fake host whose units all run; restarts of them are counted.
+func runningHost(name string) (*sshtest.Fake, *atomic.Int32) {
+	h := sshtest.NewFake(name)
+	var restarts atomic.Int32
+	h.OnCommandFunc("systemctl show -p NRestarts", func(cmd string) (ssh.Result, error) {
+		f := strings.Fields(strings.Split(cmd, "\n")[0])
+		unit := f[len(f)-1]
+		return ssh.Result{Stdout: []byte("NRestarts=0\nActiveState=active\nSubState=running\nExe=/opt/privcloud/" + unit + "/v1/" + unit + "\n")}, nil
+	})
+	h.OnCommandFunc("systemctl daemon-reload && systemctl enable", func(string) (ssh.Result, error) {
+		restarts.Add(1)
+		return ssh.Result{Stdout: []byte("restarted\n")}, nil
+	})
+	h.OnCommand("if systemctl cat", ssh.Result{Stdout: []byte("privcloud-api-lb\n")}, nil)
+	return h, &restarts
+}
+
+// withProbe has the unit's gate use check for the test.
+func withProbe(t *testing.T, unit string, check func(context.Context) error) {
+	t.Helper()
+	saved := slices.Clone(upgradeServices)
+	t.Cleanup(func() { upgradeServices = saved })
+	for i := range upgradeServices {
+		if upgradeServices[i].unit == unit {
+			upgradeServices[i].lease = ""
+			upgradeServices[i].reconnects = false
+			upgradeServices[i].probe = func(*workflow.Run, *workflow.Target, string) (func(context.Context) error, func(), error) {
+				return check, func() {}, nil
+			}
+		}
+	}
+	gateLimit, gateEvery = 2*time.Second, time.Millisecond
+	t.Cleanup(func() { gateLimit, gateEvery = 3*time.Minute, time.Second })
+}
+
+// A service owed a restart for a renewed certificate restarts in its turn behind its gate; others restart as
+// they are; a failed gate stops the hosts after it.
+func TestOwedRestarts(t *testing.T) {
+	healthy := true
+	withProbe(t, "kube-apiserver", func(context.Context) error {
+		if healthy {
+			return nil
+		}
+		return errors.New("not ready")
+	})
+	var out bytes.Buffer
+	r := &workflow.Run{Workflow: "certs renew", Cluster: api.Example(), Reporter: report.New(&out, report.Text)}
+	h1, restarts := runningHost("h1")
+	ro := rolloutOf(r)
+	ro.owe("h1", "kube-apiserver", pki.APILoadBalancerUnit)
+	if err := restartOwed(context.Background(), r, &workflow.Target{Spec: api.Host{Name: "h1"}, Host: h1}); err != nil {
+		t.Fatal(err)
+	}
+	if restarts.Load() != 1 || !strings.Contains(out.String(), "kube-apiserver restarted") || !strings.Contains(out.String(), "privcloud-api-lb restarted") {
+		t.Errorf("owed restarts: %d gated restarts\n%s", restarts.Load(), out.String())
+	}
+	if left := ro.owed("h1"); len(left) != 0 {
+		t.Errorf("restarts still owed: %v", left)
+	}
+
+	healthy = false
+	h2, _ := runningHost("h2")
+	h3, restarts3 := runningHost("h3")
+	ro.owe("h2", "kube-apiserver")
+	ro.owe("h3", "kube-apiserver")
+	err := restartOwed(context.Background(), r, &workflow.Target{Spec: api.Host{Name: "h2"}, Host: h2})
+	if err == nil || !strings.Contains(err.Error(), "kube-apiserver failed its health gate on h2 after the certificates it reads were renewed") {
+		t.Errorf("a gate failing after a renewal: %v", err)
+	}
+	err = restartOwed(context.Background(), r, &workflow.Target{Spec: api.Host{Name: "h3"}, Host: h3})
+	var stopped *rolloutStopped
+	if !errors.As(err, &stopped) || restarts3.Load() != 0 {
+		t.Errorf("the host after a failed gate: %v, %d restarts", err, restarts3.Load())
+	}
+}
+
+// A running service whose files change and then fails its gate gets its previous files back.
+func TestChangedFilesSwitchBack(t *testing.T) {
+	withProbe(t, "kube-scheduler", func(context.Context) error { return errors.New("not healthy") })
+	var out bytes.Buffer
+	r := &workflow.Run{Workflow: "init", Cluster: api.Example(), Reporter: report.New(&out, report.Text)}
+	h, restarts := runningHost("cp1")
+	unit := "/etc/systemd/system/kube-scheduler.service"
+	if _, err := h.Upload(context.Background(), ssh.Bytes([]byte("old unit\n")), unit, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := ensureRolled(context.Background(), r, &workflow.Target{Spec: api.Host{Name: "cp1"}, Host: h}, "kube-scheduler",
+		hostops.File{Path: unit, Content: []byte("new unit --v=2\n"), Mode: 0o600})
+	if err == nil || !strings.Contains(err.Error(), "kube-scheduler failed its health gate on cp1 after its configuration changed") ||
+		!strings.Contains(err.Error(), "switched back to its previous configuration automatically") {
+		t.Errorf("a changed unit failing its gate: %v", err)
+	}
+	if data, _, _ := h.File(unit); string(data) != "old unit\n" {
+		t.Errorf("the unit after the switch back: %q", data)
+	}
+	if restarts.Load() != 2 {
+		t.Errorf("%d restarts, want 2 (the change, the switch back)", restarts.Load())
 	}
 }

@@ -44,6 +44,7 @@ const (
 	defaultCommandTimeout    = 10 * time.Minute
 	defaultKeepAliveInterval = 15 * time.Second
 	defaultCertValidity      = 365 * 24 * time.Hour
+	defaultRenewBefore       = 90 * 24 * time.Hour
 	defaultCAValidity        = 10 * 365 * 24 * time.Hour
 )
 
@@ -90,6 +91,7 @@ func SetDefaults(c *Cluster) {
 	setString(&s.Bundle.Path, DefaultBundlePath)
 	setString(&s.PKI.KeyAlgorithm, DefaultKeyAlgorithm)
 	setDuration(&s.PKI.CertValidity, defaultCertValidity)
+	setDuration(&s.PKI.RenewBefore, defaultRenewBefore)
 	setDuration(&s.PKI.CAValidity, defaultCAValidity)
 }
 

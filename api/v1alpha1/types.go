@@ -133,9 +133,9 @@ func (n *Network) PolicyEnforced() bool { return n.Policy == NetworkPolicyKubeRo
 
 // APIServer holds the API servers' security settings; every default is the hardened one.
 type APIServer struct {
-	Audit          Audit       `json:"audit,omitempty" doc:"Audit logging of every request to the API server."`
-	EncryptSecrets *bool       `json:"encryptSecrets,omitempty" doc:"Encrypt Secrets in etcd (secretbox, a key generated into the state directory, 0600, part of 'privcloud backup', sent only to control planes). Never switch it off on a cluster that has encrypted Secrets: the API server could no longer read them."`
-	PodSecurity    PodSecurity `json:"podSecurity,omitempty" doc:"The Pod Security admission defaults for namespaces that set no level of their own."`
+	Audit          Audit             `json:"audit,omitempty" doc:"Audit logging of every request to the API server."`
+	EncryptSecrets *bool             `json:"encryptSecrets,omitempty" doc:"Encrypt Secrets in etcd (secretbox, a key generated into the state directory, 0600, part of 'privcloud backup', sent only to control planes). Never switch it off on a cluster that has encrypted Secrets: the API server could no longer read them."`
+	PodSecurity    PodSecurity       `json:"podSecurity,omitempty" doc:"The Pod Security admission defaults for namespaces that set no level of their own."`
 	ExtraArgs      map[string]string `json:"extraArgs,omitempty" doc:"Extra kube-apiserver flags, without leading dashes. Flags privcloud sets itself (certificates, etcd, ports, admission, audit, authorization) are refused, and so are values with spaces, quotes or shell characters. A change is rolled out one control plane at a time, each gated on /readyz."`
 	// AcceptInsecureExtraArgs is deliberately long: turning a protection off must be said in so many words.
 	AcceptInsecureExtraArgs bool `json:"acceptInsecureExtraArgs,omitempty" doc:"Run extraArgs that switch a protection off (anonymous-auth=true, authorization-mode=AlwaysAllow, profiling=true, TLS below 1.2, ...). Refused unless this is true."`
@@ -229,8 +229,8 @@ type Kubelet struct {
 	PodPidsLimit int               `json:"podPidsLimit,omitempty" doc:"Most processes one pod may run: a fork bomb stays in its pod."`
 	ExtraArgs    map[string]string `json:"extraArgs,omitempty" doc:"Extra kubelet flags, without leading dashes: they override the kubelet's configuration file. Flags privcloud sets itself (config, kubeconfig, node name, IP, labels, taints) are refused, and so are values with spaces, quotes or shell characters. A change is rolled out a batch of nodes at a time, each gated on the node being Ready."`
 	// AcceptInsecureExtraArgs is deliberately long: turning a protection off must be said in so many words.
-	AcceptInsecureExtraArgs bool `json:"acceptInsecureExtraArgs,omitempty" doc:"Run extraArgs that switch a protection off (anonymous-auth=true, authorization-mode=AlwaysAllow, a read-only port, ...). Refused unless this is true."`
-	EvictionHard map[string]string `json:"evictionHard,omitempty" doc:"The kubelet's hard eviction thresholds by signal (memory.available, nodefs.available, imagefs.available, nodefs.inodesFree, imagefs.inodesFree, containerfs.available, containerfs.inodesFree, pid.available), each a quantity or a percentage such as 5%. Unset: the kubelet's defaults. Nodes whose disk is shared with other things (lab hosts on one machine) want low disk thresholds, or they evict their pods for what others use."`
+	AcceptInsecureExtraArgs bool              `json:"acceptInsecureExtraArgs,omitempty" doc:"Run extraArgs that switch a protection off (anonymous-auth=true, authorization-mode=AlwaysAllow, a read-only port, ...). Refused unless this is true."`
+	EvictionHard            map[string]string `json:"evictionHard,omitempty" doc:"The kubelet's hard eviction thresholds by signal (memory.available, nodefs.available, imagefs.available, nodefs.inodesFree, imagefs.inodesFree, containerfs.available, containerfs.inodesFree, pid.available), each a quantity or a percentage such as 5%. Unset: the kubelet's defaults. Nodes whose disk is shared with other things (lab hosts on one machine) want low disk thresholds, or they evict their pods for what others use."`
 }
 
 // KubeProxy configures kube-proxy.
@@ -296,6 +296,7 @@ type PKI struct {
 	KeyAlgorithm string   `json:"keyAlgorithm,omitempty" enum:"ecdsa-p256,rsa-2048,rsa-3072,rsa-4096" doc:"ecdsa-p256, rsa-2048, rsa-3072 or rsa-4096."`
 	CertValidity Duration `json:"certValidity,omitempty" doc:"Lifetime of leaf certificates."`
 	CAValidity   Duration `json:"caValidity,omitempty" doc:"Lifetime of CA certificates."`
+	RenewBefore  Duration `json:"renewBefore,omitempty" doc:"Any run renews a leaf certificate or kubeconfig that expires sooner than this, and rolls it out host by host behind health gates. Must be shorter than certValidity."`
 	ExternalCA   bool     `json:"externalCA,omitempty" doc:"CA keys are kept elsewhere: privcloud checks the leaves you provide instead of signing them."`
 	ExtraSANs    []string `json:"extraSANs,omitempty" doc:"Additional DNS names and IPs for the API server certificate."`
 }

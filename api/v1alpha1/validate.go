@@ -568,6 +568,9 @@ func (v *validator) pki(p *PKI) {
 		v.add("spec.pki.keyAlgorithm", "%q is not ecdsa-p256, rsa-2048, rsa-3072 or rsa-4096", p.KeyAlgorithm)
 	}
 	certOK := v.positive("spec.pki.certValidity", p.CertValidity)
+	if v.positive("spec.pki.renewBefore", p.RenewBefore) && certOK && p.RenewBefore.Duration >= p.CertValidity.Duration {
+		v.add("spec.pki.renewBefore", "%s is not shorter than certValidity (%s): every run would renew every certificate", p.RenewBefore, p.CertValidity)
+	}
 	if v.positive("spec.pki.caValidity", p.CAValidity) && certOK && p.CertValidity.Duration > p.CAValidity.Duration {
 		v.add("spec.pki.certValidity", "%s outlives the CA (caValidity %s)", p.CertValidity.Duration, p.CAValidity.Duration)
 	}
