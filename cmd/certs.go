@@ -30,7 +30,7 @@ func newCertsGenerateCommand(g *globalOptions) *cobra.Command {
 		Short: "Write the whole PKI to the local state directory only (for review, or to sign offline)",
 		Long: `Create or reuse every CA, certificate, key and kubeconfig of the cluster in spec.stateDir, without touching
 any host. Valid files are kept; files that no longer match cluster.yaml (a new host, a new SAN, another key
-algorithm) are reissued, and the output says why. With spec.pki.externalCA, nothing is signed: the command
+algorithm) or expire within spec.pki.renewBefore are reissued, and the output says why. With spec.pki.externalCA, nothing is signed: the command
 checks the files you provide and lists what is missing.`,
 		Args: noArgs,
 		RunE: func(*cobra.Command, []string) error {
@@ -38,7 +38,11 @@ checks the files you provide and lists what is missing.`,
 			if err != nil {
 				return err
 			}
-			res, err := phases.EnsurePKI(cluster, pki.Options{DryRun: g.dryRun})
+			renewBefore := cluster.Spec.PKI.RenewBefore.Duration
+			if cluster.Spec.PKI.ExternalCA {
+				renewBefore = 0
+			}
+			res, err := phases.EnsurePKI(cluster, pki.Options{DryRun: g.dryRun, RenewBefore: renewBefore})
 			if err != nil {
 				return err
 			}

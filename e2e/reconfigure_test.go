@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net"
 	"os"
@@ -13,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/e2e/lab"
+	"github.com/privcloud/privcloud/phases"
+	"github.com/privcloud/privcloud/pki"
 )
 
 // withSettings writes a copy of the lab's cluster.yaml named name with each old string replaced by its new one.
@@ -56,7 +60,7 @@ func restartTimes(ndjson, message string) map[string]time.Time {
 // init, while a worker reads the API: etcd members and API servers restart one at a time, each gated, the
 // kubelets a batch at a time. Then a flag the API server refuses: the first host's gate fails, its previous configuration comes
 // back, the others are not touched, and the cluster is healthy.
-func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, nodes int) {
+func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, nodes int) (config string) {
 	t.Helper()
 	changed := withSettings(t, l, "cluster-flags.yaml",
 		"  kubelet:\n", "  kubelet:\n    extraArgs: {v: \"2\"}\n",
@@ -84,17 +88,17 @@ func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, node
 	svc := startProbe("Service from a worker", 200*time.Millisecond, func(ctx context.Context) error {
 		return get(ctx, svcClient, "http://"+net.JoinHostPort(clusterIP, "8080")+"/")
 	})
-	api := apiProbe(t, l, worker)
+	apiReads := apiProbe(t, l, worker)
 	waitFor(t, "the Service answered 10 times", 60*time.Second, func() bool {
 		n, f := svc.between(time.Time{}, time.Now())
 		return n-len(f) >= 10
 	})
 	start := time.Now()
 	r = runConfig(t, changed, "init", "-o", "json")
-	api.end()
+	apiReads.end()
 	svc.end()
 	took := time.Since(start)
-	total, failed := api.between(start, time.Now())
+	total, failed := apiReads.between(start, time.Now())
 	svcTotal, svcFailed := svc.between(start, time.Now())
 	t.Logf("BENCH reconfiguration of %d control planes and %d kubelets: %s service-requests=%d service-failed=%d api-requests=%d api-failed=%d%s",
 		len(controlPlanes), nodes, took.Round(100*time.Millisecond), svcTotal, len(svcFailed), total, len(failed), describe(failed, start))
@@ -152,4 +156,76 @@ func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, node
 	if r.code != 0 || strings.Contains(r.stdout, "restarted") {
 		errorf(t, "init with the working flags after the switch back: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	return changed
+}
+
+// checkCertRenewal ages every leaf certificate of the state directory to within spec.pki.renewBefore (they are
+// reissued with a validity shorter than it), then a plain re-run of init renews them and rolls them out, every
+// service restarted in its turn behind its gate, while a worker reads the API.
+func checkCertRenewal(t *testing.T, l *lab.Lab, config string, controlPlanes []string) {
+	t.Helper()
+	c, err := api.Load(config)
+	if err != nil {
+		fatal(t, err)
+	}
+	c.Spec.PKI.CertValidity.Duration, c.Spec.PKI.RenewBefore.Duration = 2000*time.Hour, time.Hour
+	if _, err := phases.EnsurePKI(c, pki.Options{Renew: []string{"all"}}); err != nil {
+		fatal(t, err)
+	}
+	r := runConfig(t, config, "certs", "check-expiration")
+	t.Logf("the state directory's certificates, aged:\n%s", r.stdout)
+	worker, err := l.Connect(context.Background(), "h2")
+	if err != nil {
+		fatal(t, err)
+	}
+	defer worker.Close()
+	apiReads := apiProbe(t, l, worker)
+	start := time.Now()
+	r = runConfig(t, config, "init", "-o", "json")
+	apiReads.end()
+	total, failed := apiReads.between(start, time.Now())
+	t.Logf("BENCH renewal of every certificate by a re-run: %s api-requests=%d api-failed=%d%s", time.Since(start).Round(100*time.Millisecond),
+		total, len(failed), describe(failed, start))
+	if r.code != 0 {
+		fatalf(t, "init with certificates due for renewal: exit %d\n%s%s", r.code, timeline(r.stdout), r.stderr)
+	}
+	if !strings.Contains(r.stdout, "apiserver/h1 reissued: expires") {
+		errorf(t, "the re-run did not renew the API server's certificate:\n%s", timeline(r.stdout))
+	}
+	for _, unit := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		if n := len(restartTimes(r.stdout, unit+" restarted")); n != len(controlPlanes) {
+			errorf(t, "%s restarted on %d hosts after the renewal, want %d\n%s", unit, n, len(controlPlanes), timeline(r.stdout))
+		}
+	}
+	// every API server serves the renewed certificate: about a year to go
+	for _, h := range controlPlanes {
+		if left := servedCertificateLife(t, l, h, "127.0.0.1:6443"); left < 300*24*time.Hour {
+			errorf(t, "kube-apiserver on %s serves a certificate with %s left: not the renewed one", h, left.Round(time.Hour))
+		}
+	}
+	r = runConfig(t, config, "init")
+	if r.code != 0 || strings.Contains(r.stdout, "reissued") || strings.Contains(r.stdout, "restarted") {
+		errorf(t, "a re-run after the renewal renewed or restarted something: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// servedCertificateLife is how long the certificate served at addr on a host has left.
+func servedCertificateLife(t *testing.T, l *lab.Lab, host, addr string) time.Duration {
+	t.Helper()
+	node, err := l.Connect(context.Background(), host)
+	if err != nil {
+		fatal(t, err)
+	}
+	defer node.Close()
+	conn, err := node.Dial(context.Background(), "tcp", addr)
+	if err != nil {
+		fatal(t, err)
+	}
+	// only the served certificate is read: nothing is sent
+	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reads the peer certificate, sends nothing
+	defer tc.Close()
+	if err := tc.Handshake(); err != nil {
+		fatal(t, err)
+	}
+	return time.Until(tc.ConnectionState().PeerCertificates[0].NotAfter)
 }
