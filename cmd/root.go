@@ -101,6 +101,7 @@ Every flag can also be set through an environment variable: --dry-run is PRIVCLO
 		newExecCommand(g),
 		newCopyCommand(g),
 		newCertsCommand(g),
+		newSecretsCommand(g),
 		newBundleCommand(g),
 		newConfigCommand(g),
 		newKubeconfigCommand(g),

@@ -65,8 +65,8 @@ func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, node
 	changed := withSettings(t, l, "cluster-flags.yaml",
 		"  kubelet:\n", "  kubelet:\n    extraArgs: {v: \"2\"}\n",
 		"  addons:\n", "  etcd:\n    extraArgs: {log-level: warn}\n  apiServer:\n    extraArgs: {max-requests-inflight: \"500\"}\n  scheduler:\n    extraArgs: {v: \"2\"}\n  addons:\n")
-	// a dry run shows each host's unit diff and the restart, and changes nothing
-	r := runConfig(t, changed, "init", "--dry-run")
+	// a dry run shows each host's unit diff (-v) and the restart, and changes nothing
+	r := runConfig(t, changed, "init", "--dry-run", "-v")
 	if r.code != 0 || strings.Count(r.stdout, "+  --max-requests-inflight=500") != len(controlPlanes) || !strings.Contains(r.stdout, "systemctl restart kube-apiserver") {
 		errorf(t, "init --dry-run with new extra flags: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}

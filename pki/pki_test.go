@@ -575,3 +575,32 @@ func TestWithEndpointsAddsAContextPerControlPlane(t *testing.T) {
 		t.Errorf("current context %s, want %s", k.CurrentContext, k.Contexts[0].Name)
 	}
 }
+
+func TestEncryptionKeysRoundTrip(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	if a, err := EnsureEncryptionConfig(s, false, now); err != nil || a != Created {
+		t.Fatalf("ensure: %v %v", a, err)
+	}
+	keys, err := EncryptionKeys(s)
+	if err != nil || len(keys) != 1 || keys[0].Name != "key-20261129120000" || len(keys[0].Secret) != 44 {
+		t.Fatalf("keys: %+v %v", keys, err)
+	}
+	next, err := NewEncryptionKey(now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteEncryptionKeys(s, []EncryptionKey{next, keys[0]}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := EncryptionKeys(s)
+	if err != nil || len(got) != 2 || got[0] != next || got[1] != keys[0] {
+		t.Errorf("after writing [next, first]: %+v %v", got, err)
+	}
+	if fi, _ := os.Stat(s.EncryptionConfigPath()); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode().Perm())
+	}
+	if a, _ := EnsureEncryptionConfig(s, false, now); a != Reused {
+		t.Errorf("an existing configuration is not kept: %v", a)
+	}
+}
