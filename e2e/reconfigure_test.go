@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -228,4 +229,81 @@ func servedCertificateLife(t *testing.T, l *lab.Lab, host, addr string) time.Dur
 		fatal(t, err)
 	}
 	return time.Until(tc.ConnectionState().PeerCertificates[0].NotAfter)
+}
+
+// secretKeysInEtcd counts the Secrets in etcd by the key they are encrypted with, as read on host.
+func secretKeysInEtcd(t *testing.T, l *lab.Lab, host string) map[string]int {
+	t.Helper()
+	r := run(t, l, "exec", "--hosts", host, "--", etcdctlCmd+"get /registry/secrets --prefix --print-value-only | grep -a -o 'k8s:enc:secretbox:v1:[a-z0-9-]*:' | sort | uniq -c")
+	if r.code != 0 {
+		fatalf(t, "reading Secrets from etcd on %s: %s%s", host, r.stdout, r.stderr)
+	}
+	out := map[string]int{}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 {
+			n := 0
+			fmt.Sscan(f[0], &n)
+			out[strings.TrimSuffix(strings.TrimPrefix(f[1], "k8s:enc:secretbox:v1:"), ":")] += n
+		}
+	}
+	return out
+}
+
+// checkKeyRotation replaces the key Secrets are encrypted with, stopping once after its first stage as an
+// interrupted run would, while a worker reads the API: afterwards etcd holds every Secret under the new key
+// only, and no control plane's configuration names the old one.
+func checkKeyRotation(t *testing.T, l *lab.Lab, config string, controlPlanes []string) {
+	t.Helper()
+	c, err := api.Load(config)
+	if err != nil {
+		fatal(t, err)
+	}
+	store := phases.PKIStore(c)
+	before, err := pki.EncryptionKeys(store)
+	if err != nil || len(before) != 1 {
+		fatalf(t, "the encryption keys before the rotation: %v %v", before, err)
+	}
+	old := before[0].Name
+	r := runConfig(t, config, "exec", "--hosts", controlPlanes[0], "--", "kubectl --kubeconfig /etc/kubernetes/admin.conf create secret generic rotation-check --from-literal=k=v")
+	if r.code != 0 {
+		fatalf(t, "create a Secret: %s%s", r.stdout, r.stderr)
+	}
+	if keys := secretKeysInEtcd(t, l, controlPlanes[0]); keys[old] == 0 {
+		fatalf(t, "no Secret in etcd under %s before the rotation: %v", old, keys)
+	}
+	worker, err := l.Connect(context.Background(), "h2")
+	if err != nil {
+		fatal(t, err)
+	}
+	defer worker.Close()
+	apiReads := apiProbe(t, l, worker)
+	start := time.Now()
+	r = runConfig(t, config, "secrets", "rotate-key", "--only", "start,add")
+	if r.code != 0 {
+		fatalf(t, "the rotation's first stage: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runConfig(t, config, "secrets", "rotate-key")
+	apiReads.end()
+	total, failed := apiReads.between(start, time.Now())
+	t.Logf("BENCH encryption key rotation (interrupted after its first stage, then resumed): %s api-requests=%d api-failed=%d%s",
+		time.Since(start).Round(100*time.Millisecond), total, len(failed), describe(failed, start))
+	if r.code != 0 || !strings.Contains(r.stdout, "resuming the rotation to") {
+		fatalf(t, "the resumed rotation: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	after, err := pki.EncryptionKeys(store)
+	if err != nil || len(after) != 1 || after[0].Name == old {
+		fatalf(t, "the encryption keys after the rotation: %v %v", after, err)
+	}
+	if keys := secretKeysInEtcd(t, l, controlPlanes[0]); len(keys) != 1 || keys[after[0].Name] == 0 {
+		errorf(t, "etcd holds Secrets under %v after the rotation to %s", keys, after[0].Name)
+	}
+	r = run(t, l, "exec", "--hosts", strings.Join(controlPlanes, ","), "--", "grep -c "+old+" /etc/kubernetes/encryption-config.yaml || true")
+	if strings.Count(r.stdout, "0\n") != len(controlPlanes) {
+		errorf(t, "a control plane's configuration still names the old key %s:\n%s", old, r.stdout)
+	}
+	r = runConfig(t, config, "exec", "--hosts", controlPlanes[0], "--", "kubectl --kubeconfig /etc/kubernetes/admin.conf get secret rotation-check -o jsonpath='{.data.k}'")
+	if !strings.Contains(r.stdout, "dg==") {
+		errorf(t, "the Secret reads back wrong after the rotation:\n%s%s", r.stdout, r.stderr)
+	}
 }

@@ -183,7 +183,7 @@ func ensureRolled(ctx context.Context, r *workflow.Run, t *workflow.Target, unit
 	if !changed { // nothing of its own to put back: the certificates it reads are new
 		return &reconfigureFailure{unit: unit, host: t.Spec.Name, err: gateErr, renewed: true}
 	}
-	return switchBackFiles(ctx, r, t, svc, previous, gateErr)
+	return switchBackFiles(ctx, r, t, svc, previous, before.exe, gateErr)
 }
 
 // restartOwed restarts, in their turns, the units on the host that read a file sent earlier in the run and
@@ -297,7 +297,7 @@ func readPrevious(ctx context.Context, h ssh.Host, files []hostops.File) ([]prev
 
 // switchBackFiles puts a service's previous files back after its gate failed, restarts it and gates it again,
 // and returns the report of what happened.
-func switchBackFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, svc upgradeService, previous []previousFile, failure error) error {
+func switchBackFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, svc upgradeService, previous []previousFile, exe string, failure error) error {
 	var restore []hostops.File
 	var remove []string
 	for _, p := range previous {
@@ -317,14 +317,16 @@ func switchBackFiles(ctx context.Context, r *workflow.Run, t *workflow.Target, s
 				return err
 			}
 		}
-		before, err := unitState(ctx, t.Host, svc.unit)
+		// the restarts counted from here; the binary is the one it ran before the change (a service that keeps
+		// exiting has none running now)
+		now, err := unitState(ctx, t.Host, svc.unit)
 		if err != nil {
 			return err
 		}
 		if _, err := hostops.EnsureRunning(ctx, t.Host, svc.unit, true); err != nil {
 			return err
 		}
-		return gateRunning(ctx, r, t, svc, unitStatus{exe: before.exe, restarts: before.restarts})
+		return gateRunning(ctx, r, t, svc, unitStatus{exe: exe, restarts: now.restarts})
 	}(); err != nil {
 		state = "but it is NOT healthy again: " + err.Error()
 	}
