@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -159,26 +160,46 @@ func TestOwedRestarts(t *testing.T) {
 	}
 }
 
-// A running service whose files change and then fails its gate gets its previous files back.
+// A running service whose files change and then keeps exiting gets its previous files back, and passes its
+// gate again on the binary it ran before.
 func TestChangedFilesSwitchBack(t *testing.T) {
-	withProbe(t, "kube-scheduler", func(context.Context) error { return errors.New("not healthy") })
+	withProbe(t, "kube-scheduler", func(context.Context) error { return nil })
 	var out bytes.Buffer
 	r := &workflow.Run{Workflow: "init", Cluster: api.Example(), Reporter: report.New(&out, report.Text)}
-	h, restarts := runningHost("cp1")
-	unit := "/etc/systemd/system/kube-scheduler.service"
+	unit, exe := "/etc/systemd/system/kube-scheduler.service", "/opt/privcloud/kube-scheduler/v1/kube-scheduler"
+	h := sshtest.NewFake("cp1")
+	var mu sync.Mutex
+	running, restarts, starts := "old unit\n", 0, 0
+	h.OnCommandFunc("systemctl show -p NRestarts", func(string) (ssh.Result, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		runs := exe
+		if strings.Contains(running, "broken") { // it exits as soon as it starts, again and again
+			restarts++
+			runs = ""
+		}
+		return ssh.Result{Stdout: []byte(fmt.Sprintf("NRestarts=%d\nActiveState=active\nSubState=running\nExe=%s\n", restarts, runs))}, nil
+	})
+	h.OnCommandFunc("systemctl daemon-reload && systemctl enable", func(string) (ssh.Result, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		data, _, _ := h.File(unit)
+		running, starts = string(data), starts+1
+		return ssh.Result{Stdout: []byte("restarted\n")}, nil
+	})
 	if _, err := h.Upload(context.Background(), ssh.Bytes([]byte("old unit\n")), unit, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	err := ensureRolled(context.Background(), r, &workflow.Target{Spec: api.Host{Name: "cp1"}, Host: h}, "kube-scheduler",
-		hostops.File{Path: unit, Content: []byte("new unit --v=2\n"), Mode: 0o600})
+		hostops.File{Path: unit, Content: []byte("new unit --broken\n"), Mode: 0o600})
 	if err == nil || !strings.Contains(err.Error(), "kube-scheduler failed its health gate on cp1 after its configuration changed") ||
-		!strings.Contains(err.Error(), "switched back to its previous configuration automatically") {
+		!strings.Contains(err.Error(), "switched back to its previous configuration automatically: it runs and is healthy again") {
 		t.Errorf("a changed unit failing its gate: %v", err)
 	}
 	if data, _, _ := h.File(unit); string(data) != "old unit\n" {
 		t.Errorf("the unit after the switch back: %q", data)
 	}
-	if restarts.Load() != 2 {
-		t.Errorf("%d restarts, want 2 (the change, the switch back)", restarts.Load())
+	if starts != 2 {
+		t.Errorf("%d restarts, want 2 (the change, the switch back)", starts)
 	}
 }
