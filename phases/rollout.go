@@ -165,14 +165,26 @@ func ensureRolled(ctx context.Context, r *workflow.Run, t *workflow.Target, unit
 	if _, err := writeFiles(ctx, r, t, files...); err != nil {
 		return err
 	}
-	what, err := hostops.EnsureRunning(ctx, t.Host, unit, true)
-	if what != "" {
-		r.Changed(t.Spec.Name, what)
+	var gateErr error
+	restart := func() error {
+		what, err := hostops.EnsureRunning(ctx, t.Host, unit, true)
+		if what != "" {
+			r.Changed(t.Spec.Name, what)
+		}
+		if err != nil {
+			return err
+		}
+		gateErr = gateRunning(ctx, r, t, svc, before)
+		return gateErr
 	}
-	if err != nil {
+	if unit == "etcd" {
+		err = withAPIServerDrained(ctx, r, t, restart)
+	} else {
+		err = restart()
+	}
+	if err != nil && gateErr == nil { // not the gate: nothing was proven wrong with the new files
 		return err
 	}
-	gateErr := gateRunning(ctx, r, t, svc, before)
 	if gateErr == nil {
 		if watchers > 0 {
 			waitWatchers(ctx, r, t, watchers)
@@ -221,6 +233,35 @@ func restartOwed(ctx context.Context, r *workflow.Run, t *workflow.Target) error
 		r.Changed(t.Spec.Name, u+" restarted")
 	}
 	return nil
+}
+
+// withAPIServerDrained runs restart, a restart of the host's etcd member, with the host's API server stopped
+// around it. A stacked API server reads its own member only, so requests it held while that member restarts
+// would hang until their clients give up; stopped first, it drains (its shutdown delay has the load balancers
+// take it out) and its clients go to the others. It is started again afterwards, and gated on /readyz when the
+// member came back.
+func withAPIServerDrained(ctx context.Context, r *workflow.Run, t *workflow.Target, restart func() error) error {
+	api, err := unitState(ctx, t.Host, "kube-apiserver")
+	if err != nil || api.state != "active/running" {
+		if err != nil {
+			return err
+		}
+		return restart()
+	}
+	if _, err := t.Host.Run(ctx, "systemctl stop kube-apiserver"); err != nil {
+		return err
+	}
+	r.Changed(t.Spec.Name, "kube-apiserver stopped while its etcd member restarts")
+	restartErr := restart()
+	if _, err := t.Host.Run(ctx, "systemctl start kube-apiserver"); err != nil {
+		return errors.Join(restartErr, err)
+	}
+	r.Changed(t.Spec.Name, "kube-apiserver started again")
+	if restartErr != nil {
+		return restartErr
+	}
+	svc, _ := serviceOf("kube-apiserver")
+	return gateRunning(ctx, r, t, svc, api)
 }
 
 // serviceOf is the upgrade's description of a unit: its probe, lease and role.

@@ -203,3 +203,34 @@ func TestChangedFilesSwitchBack(t *testing.T) {
 		t.Errorf("%d restarts, want 2 (the change, the switch back)", starts)
 	}
 }
+
+// An etcd member restarts with its host's API server stopped around it, and the API server is gated after.
+func TestEtcdRestartsWithTheAPIServerDrained(t *testing.T) {
+	withProbe(t, "kube-apiserver", func(context.Context) error { return nil })
+	var out bytes.Buffer
+	r := &workflow.Run{Workflow: "init", Cluster: api.Example(), Reporter: report.New(&out, report.Text)}
+	h, _ := runningHost("cp1")
+	apiCommands := func() []string {
+		var out []string
+		for _, c := range h.Commands() {
+			if c == "systemctl stop kube-apiserver" || c == "systemctl start kube-apiserver" {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	var during []string
+	err := withAPIServerDrained(context.Background(), r, &workflow.Target{Spec: api.Host{Name: "cp1"}, Host: h}, func() error {
+		during = apiCommands()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(during, []string{"systemctl stop kube-apiserver"}) || !slices.Equal(apiCommands(), []string{"systemctl stop kube-apiserver", "systemctl start kube-apiserver"}) {
+		t.Errorf("the API server around the restart: %q during, %q in all", during, apiCommands())
+	}
+	if !strings.Contains(out.String(), "kube-apiserver stopped while its etcd member restarts") {
+		t.Errorf("not reported:\n%s", out.String())
+	}
+}

@@ -106,7 +106,14 @@ func (h *hostUpgrade) apply(ctx context.Context, node bool) error {
 			}
 			drained = true
 		}
-		if err := h.switchService(ctx, svc, moves, func(c upgrade.Change) string { return c.To }); err != nil {
+		switchTo := func() error { return h.switchService(ctx, svc, moves, func(c upgrade.Change) string { return c.To }) }
+		var err error
+		if svc.unit == "etcd" { // a stacked API server would hold requests while its member restarts
+			err = withAPIServerDrained(ctx, h.run, h.target, switchTo)
+		} else {
+			err = switchTo()
+		}
+		if err != nil {
 			return h.switchBack(ctx, svc, moves, drained, err)
 		}
 	}
