@@ -165,22 +165,15 @@ func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, node
 // service restarted in its turn behind its gate, while a worker reads the API.
 func checkCertRenewal(t *testing.T, l *lab.Lab, config string, controlPlanes []string) {
 	t.Helper()
-	c, err := api.Load(config)
-	if err != nil {
-		fatal(t, err)
-	}
+	c := loadConfig(t, config)
 	c.Spec.PKI.CertValidity.Duration, c.Spec.PKI.RenewBefore.Duration = 2000*time.Hour, time.Hour
 	if _, err := phases.EnsurePKI(c, pki.Options{Renew: []string{"all"}}); err != nil {
 		fatal(t, err)
 	}
 	r := runConfig(t, config, "certs", "check-expiration")
 	t.Logf("the state directory's certificates, aged:\n%s", r.stdout)
-	worker, err := l.Connect(context.Background(), "h2")
-	if err != nil {
-		fatal(t, err)
-	}
-	defer worker.Close()
-	apiReads := apiProbe(t, l, worker)
+	apiReads, done := apiReadsFromAWorker(t, l)
+	defer done()
 	start := time.Now()
 	r = runConfig(t, config, "init", "-o", "json")
 	apiReads.end()
@@ -255,11 +248,7 @@ func secretKeysInEtcd(t *testing.T, l *lab.Lab, host string) map[string]int {
 // only, and no control plane's configuration names the old one.
 func checkKeyRotation(t *testing.T, l *lab.Lab, config string, controlPlanes []string) {
 	t.Helper()
-	c, err := api.Load(config)
-	if err != nil {
-		fatal(t, err)
-	}
-	store := phases.PKIStore(c)
+	store := phases.PKIStore(loadConfig(t, config))
 	before, err := pki.EncryptionKeys(store)
 	if err != nil || len(before) != 1 {
 		fatalf(t, "the encryption keys before the rotation: %v %v", before, err)
@@ -272,12 +261,8 @@ func checkKeyRotation(t *testing.T, l *lab.Lab, config string, controlPlanes []s
 	if keys := secretKeysInEtcd(t, l, controlPlanes[0]); keys[old] == 0 {
 		fatalf(t, "no Secret in etcd under %s before the rotation: %v", old, keys)
 	}
-	worker, err := l.Connect(context.Background(), "h2")
-	if err != nil {
-		fatal(t, err)
-	}
-	defer worker.Close()
-	apiReads := apiProbe(t, l, worker)
+	apiReads, done := apiReadsFromAWorker(t, l)
+	defer done()
 	start := time.Now()
 	r = runConfig(t, config, "secrets", "rotate-key", "--only", "start,add")
 	if r.code != 0 {
@@ -306,4 +291,24 @@ func checkKeyRotation(t *testing.T, l *lab.Lab, config string, controlPlanes []s
 	if !strings.Contains(r.stdout, "dg==") {
 		errorf(t, "the Secret reads back wrong after the rotation:\n%s%s", r.stdout, r.stderr)
 	}
+}
+
+func loadConfig(t *testing.T, path string) *api.Cluster {
+	t.Helper()
+	c, err := api.Load(path)
+	if err != nil {
+		fatal(t, err)
+	}
+	return c
+}
+
+// apiReadsFromAWorker reads the API from worker h2 through its load balancer until done.
+func apiReadsFromAWorker(t *testing.T, l *lab.Lab) (*probe, func()) {
+	t.Helper()
+	worker, err := l.Connect(context.Background(), "h2")
+	if err != nil {
+		fatal(t, err)
+	}
+	p := apiProbe(t, l, worker)
+	return p, func() { worker.Close() }
 }

@@ -290,25 +290,11 @@ func turnSize(r *workflow.Run, svc upgradeService) int {
 
 // gateRunning waits for a restarted service's gate: the same binary as before, not exiting, healthy twice.
 func gateRunning(ctx context.Context, r *workflow.Run, t *workflow.Target, svc upgradeService, before unitStatus) error {
-	check, done, err := svc.probe(r, t, r.Cluster.Spec.KubernetesVersion)
+	check, done, err := healthCheck(ctx, r, t, svc, r.Cluster.Spec.KubernetesVersion, true)
 	if err != nil {
 		return err
 	}
 	defer done()
-	if svc.lease != "" {
-		leads, closeLease, err := leaderCheck(ctx, r, svc.lease)
-		if err != nil {
-			return err
-		}
-		defer closeLease()
-		healthy := check
-		check = func(ctx context.Context) error {
-			if err := healthy(ctx); err != nil {
-				return err
-			}
-			return leads(ctx)
-		}
-	}
 	return gate(ctx, t, svc.unit, before.exe, before.restarts, check)
 }
 

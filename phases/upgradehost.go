@@ -211,25 +211,11 @@ echo "restarts $(systemctl show -p NRestarts --value %[1]s)"
 	if !restarts || r.DryRun {
 		return nil
 	}
-	check, done, err := svc.probe(r, t, version)
+	check, done, err := healthCheck(ctx, r, t, svc, version, restarted)
 	if err != nil {
 		return err
 	}
 	defer done()
-	if svc.lease != "" && restarted {
-		leads, closeLease, err := leaderCheck(ctx, r, svc.lease)
-		if err != nil {
-			return err
-		}
-		defer closeLease()
-		healthy := check
-		check = func(ctx context.Context) error {
-			if err := healthy(ctx); err != nil {
-				return err
-			}
-			return leads(ctx)
-		}
-	}
 	if err := gate(ctx, t, svc.unit, want, base, check); err != nil {
 		return err
 	}
@@ -237,6 +223,32 @@ echo "restarts $(systemctl show -p NRestarts --value %[1]s)"
 		waitWatchers(ctx, r, t, watchers)
 	}
 	return nil
+}
+
+// healthCheck is a service's gate check at version: its probe and, for a leader-elected component that
+// restarted (leases), a live instance holding its lease. done releases what the check holds.
+func healthCheck(ctx context.Context, r *workflow.Run, t *workflow.Target, svc upgradeService, version string, leases bool) (check func(context.Context) error, done func(), err error) {
+	probe, closeProbe, err := svc.probe(r, t, version)
+	if err != nil {
+		return nil, nil, err
+	}
+	if svc.lease == "" || !leases {
+		return probe, closeProbe, nil
+	}
+	leads, closeLease, err := leaderCheck(ctx, r, svc.lease)
+	if err != nil {
+		closeProbe()
+		return nil, nil, err
+	}
+	return func(ctx context.Context) error {
+			if err := probe(ctx); err != nil {
+				return err
+			}
+			return leads(ctx)
+		}, func() {
+			closeLease()
+			closeProbe()
+		}, nil
 }
 
 // leaderCheck is a check that passes once a live instance holds the lease name. Read right after a restart,
