@@ -101,8 +101,10 @@ func (a *authority) canSign() bool { return a.key != nil || a.planned }
 
 // issue is one key to generate and certificate to sign.
 type issue struct {
-	index  int // into outcomes
-	cert   Cert
+	index int // into outcomes
+	cert  Cert
+	// key is a leaf's existing key, kept when only its certificate is renewed
+	key    crypto.Signer
 	kcfg   *Kubeconfig
 	isCA   bool
 	isSA   bool
@@ -293,7 +295,15 @@ func (e *ensurer) leaf(spec Cert) []issue {
 	case reason == "missing":
 		return []issue{{index: e.record(spec.Name, Created, "", time.Time{}), cert: spec}}
 	}
-	return []issue{{index: e.record(spec.Name, Reissued, reason, time.Time{}), cert: spec}}
+	is := issue{index: e.record(spec.Name, Reissued, reason, time.Time{}), cert: spec}
+	// a renewal keeps a sound key, as kubeadm's does: a service that loaded the key once (etcd's keys are
+	// systemd credentials, copied at its start) still matches the renewed certificate it reads from disk
+	if keyPEM, err := read(e.store.KeyPath(spec.Name)); err == nil && keyPEM != nil && !strings.Contains(reason, "key") {
+		if key, err := parseKey(keyPEM); err == nil && algorithmOf(key.Public()) == e.tree.Algorithm {
+			is.key = key
+		}
+	}
+	return []issue{is}
 }
 
 // checkLeaf returns why a leaf must be (re)issued, or "" when the stored one is good; a good leaf is recorded.
@@ -436,6 +446,10 @@ func (e *ensurer) run(jobs []issue) error {
 	}
 	keys := make([]crypto.Signer, len(jobs))
 	errs := parallel.ForEach(context.Background(), len(jobs), runtime.GOMAXPROCS(0), func(i int) error {
+		if jobs[i].key != nil {
+			keys[i] = jobs[i].key
+			return nil
+		}
 		var err error
 		keys[i], err = e.opts.Keys(e.tree.Algorithm)
 		return err

@@ -339,10 +339,19 @@ func TestExpiry(t *testing.T) {
 	if o := outcome(r, ClusterCA); o.Action != Reused {
 		t.Errorf("CA: %+v", o)
 	}
-	// RenewBefore reissues what expires too soon
+	// RenewBefore reissues what expires too soon, keeping its key: a service that loaded the key at its start
+	// (etcd's systemd credentials) must still match the renewed certificate
+	keyBefore, _ := os.ReadFile(s.KeyPath("apiserver/cp1"))
+	certBefore, _ := os.ReadFile(s.CertPath("apiserver/cp1"))
 	r = ensure(t, s, tr, Options{Now: func() time.Time { return later }, RenewBefore: 72 * time.Hour})
 	if o := outcome(r, "apiserver/cp1"); o.Action != Reissued || !strings.HasPrefix(o.Reason, "expires") {
 		t.Errorf("apiserver within RenewBefore: %+v", o)
+	}
+	keyAfter, _ := os.ReadFile(s.KeyPath("apiserver/cp1"))
+	certAfter, _ := os.ReadFile(s.CertPath("apiserver/cp1"))
+	if !bytes.Equal(keyBefore, keyAfter) || bytes.Equal(certBefore, certAfter) {
+		t.Errorf("a renewal must keep the key and change the certificate (key kept: %v, certificate kept: %v)",
+			bytes.Equal(keyBefore, keyAfter), bytes.Equal(certBefore, certAfter))
 	}
 	os.Remove(s.CertPath("front-proxy-client"))
 	for _, e := range CheckExpiration(s, tr, later) {
