@@ -92,8 +92,9 @@ func newCertsCheckCommand(g *globalOptions) *cobra.Command {
 		Use:   "check-expiration",
 		Short: "List every certificate and kubeconfig with its expiry",
 		Long: `List every CA, certificate and kubeconfig with its expiry date and remaining time, from the local state
-directory, or with --remote from what is actually deployed on each host (read over SSH). Exits 5 when
-anything is expired or missing.`,
+directory, or with --remote from what is actually deployed on each host (read over SSH), and from when privcloud
+runs renew it (spec.pki.renewBefore ahead of its end; any init, join or certs renew from that day on does). Exits 5
+when anything is expired or missing.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cluster, tree, err := g.loadTree()
@@ -112,6 +113,11 @@ anything is expired or missing.`,
 			} else {
 				for _, e := range pki.CheckExpiration(phases.PKIStore(cluster), tree, time.Now()) {
 					rows = append(rows, expiryRow{Expiry: e})
+				}
+			}
+			for i, r := range rows {
+				if r.Kind != "ca" && !r.External && !r.NotAfter.IsZero() {
+					rows[i].RenewFrom = r.NotAfter.Add(-cluster.Spec.PKI.RenewBefore.Duration)
 				}
 			}
 			g.printExpiry(rows, remote)
@@ -156,7 +162,7 @@ func (g *globalOptions) printExpiry(rows []expiryRow, remote bool) {
 	if remote {
 		fmt.Fprintf(w, "%-10s ", "HOST")
 	}
-	fmt.Fprintf(w, "%-32s %-11s %-14s %-12s %-10s %s\n", "NAME", "KIND", "CA", "EXPIRES", "RESIDUAL", "PROBLEM")
+	fmt.Fprintf(w, "%-32s %-11s %-14s %-12s %-10s %-12s %s\n", "NAME", "KIND", "CA", "EXPIRES", "RESIDUAL", "RENEWS FROM", "PROBLEM")
 	for _, r := range rows {
 		if remote {
 			fmt.Fprintf(w, "%-10s ", r.Host)
@@ -169,7 +175,11 @@ func (g *globalOptions) printExpiry(rows []expiryRow, remote bool) {
 		if r.External {
 			ca += " (external)"
 		}
-		fmt.Fprintf(w, "%-32s %-11s %-14s %-12s %-10s %s\n", r.Name, r.Kind, orDash(ca), expires, orDash(r.ExpiresIn), r.Problem)
+		renews := "-"
+		if !r.RenewFrom.IsZero() {
+			renews = r.RenewFrom.Format(time.DateOnly)
+		}
+		fmt.Fprintf(w, "%-32s %-11s %-14s %-12s %-10s %-12s %s\n", r.Name, r.Kind, orDash(ca), expires, orDash(r.ExpiresIn), renews, r.Problem)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // stateConfig copies the example into a temporary folder, so its state directory is temporary too.
@@ -57,7 +58,8 @@ func TestCertsGenerateAndCheck(t *testing.T) {
 		}
 	}
 	r = run(t, "certs", "check-expiration", "-f", config)
-	if r.code != ExitOK || !strings.Contains(r.out, "apiserver/cp1 ") || !strings.Contains(r.out, "3649d") {
+	renews := time.Now().Add(365*24*time.Hour - 90*24*time.Hour).Format(time.DateOnly)
+	if r.code != ExitOK || !strings.Contains(r.out, "apiserver/cp1 ") || !strings.Contains(r.out, "3649d") || !strings.Contains(r.out, renews) {
 		t.Errorf("check-expiration: exit %d\n%s", r.code, r.out)
 	}
 }

@@ -18,6 +18,8 @@ type HostExpiry struct {
 	Host string `json:"host,omitempty"`
 	Path string `json:"path,omitempty"`
 	pki.Expiry
+	// RenewFrom is when privcloud runs start renewing it (spec.pki.renewBefore ahead of its end); leaves only.
+	RenewFrom time.Time `json:"renewFrom,omitzero"`
 }
 
 // DeployedExpiry reads, over SSH, every certificate and kubeconfig each host should have, host by host in the
