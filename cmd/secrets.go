@@ -9,6 +9,7 @@ import (
 
 func newSecretsCommand(g *globalOptions) *cobra.Command {
 	c := group("secrets", "Manage how Secrets are kept in etcd")
+	sel := &selectionFlags{}
 	rotate := &cobra.Command{
 		Use:   "rotate-key",
 		Short: "Replace the key Secrets are encrypted with in etcd, in stages, without an API server ever unable to read one",
@@ -25,10 +26,11 @@ it: the old backups hold the old key.`,
 			if err != nil {
 				return err
 			}
-			return g.runConnected(c, cluster, phases.RotateEncryptionKey(), workflow.Selection{})
+			return g.runConnected(c, cluster, phases.RotateEncryptionKey(), workflow.Selection{Only: sel.only, Skip: sel.skip, From: sel.from})
 		},
 	}
 	g.addWorkflowFlags(rotate)
+	sel.addFlags(rotate)
 	c.AddCommand(rotate)
 	return c
 }
