@@ -63,12 +63,14 @@ type encryptionRotation struct {
 func RotateEncryptionKey() workflow.Workflow {
 	e := &encryptionRotation{}
 	stage := func(name, short string, keys func([]pki.EncryptionKey) []pki.EncryptionKey) workflow.Phase {
-		return workflow.Phase{Name: name, Short: short, Skip: e.skip(name), Phases: []workflow.Phase{
-			{Name: "config", Short: "Write the state directory's EncryptionConfiguration for this stage",
+		// the engine asks each phase that runs whether to skip it: a stage done by an earlier run skips all three
+		return workflow.Phase{Name: name, Short: short, Phases: []workflow.Phase{
+			{Name: "config", Short: "Write the state directory's EncryptionConfiguration for this stage", Skip: e.skip(name),
 				Run: func(_ context.Context, r *workflow.Run) error { return e.writeKeys(r, keys) }},
 			{Name: "roll", Short: "Send it to each control plane and restart its API server, one at a time behind /readyz", Roles: controlPlane,
-				RunHost: e.send},
-			{Name: "record", Short: "Record the stage as done", Run: func(_ context.Context, r *workflow.Run) error { return e.record(r, name) }},
+				Skip: e.skip(name), RunHost: e.send},
+			{Name: "record", Short: "Record the stage as done", Skip: e.skip(name),
+				Run: func(_ context.Context, r *workflow.Run) error { return e.record(r, name) }},
 		}}
 	}
 	return workflow.Workflow{Name: "secrets rotate-key", Phases: []workflow.Phase{
@@ -80,9 +82,10 @@ func RotateEncryptionKey() workflow.Workflow {
 		stage("primary", "Every API server encrypts with the new key and still reads the old ones", func(ks []pki.EncryptionKey) []pki.EncryptionKey {
 			return append([]pki.EncryptionKey{e.newKey(ks)}, e.others(ks)...)
 		}),
-		{Name: "rewrite", Short: "Write every Secret again, so etcd holds it under the new key", Skip: e.skip("rewrite"), Phases: []workflow.Phase{
-			{Name: "secrets", Short: "Update each Secret unchanged: the API server stores it again with the new key", Run: e.rewrite},
-			{Name: "record", Short: "Record the stage as done", Run: func(_ context.Context, r *workflow.Run) error { return e.record(r, "rewrite") }},
+		{Name: "rewrite", Short: "Write every Secret again, so etcd holds it under the new key", Phases: []workflow.Phase{
+			{Name: "secrets", Short: "Update each Secret unchanged: the API server stores it again with the new key", Skip: e.skip("rewrite"), Run: e.rewrite},
+			{Name: "record", Short: "Record the stage as done", Skip: e.skip("rewrite"),
+				Run: func(_ context.Context, r *workflow.Run) error { return e.record(r, "rewrite") }},
 		}},
 		stage("retire", "Remove the old keys", func(ks []pki.EncryptionKey) []pki.EncryptionKey {
 			return []pki.EncryptionKey{e.newKey(ks)}
