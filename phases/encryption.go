@@ -66,7 +66,7 @@ func RotateEncryptionKey() workflow.Workflow {
 		// the engine asks each phase that runs whether to skip it: a stage done by an earlier run skips all three
 		return workflow.Phase{Name: name, Short: short, Phases: []workflow.Phase{
 			{Name: "config", Short: "Write the state directory's EncryptionConfiguration for this stage", Skip: e.skip(name),
-				Run: func(_ context.Context, r *workflow.Run) error { return e.writeKeys(r, keys) }},
+				Run: func(_ context.Context, r *workflow.Run) error { return e.writeKeys(r, name, keys) }},
 			{Name: "roll", Short: "Send it to each control plane and restart its API server, one at a time behind /readyz", Roles: controlPlane,
 				Skip: e.skip(name), RunHost: e.send},
 			{Name: "record", Short: "Record the stage as done", Skip: e.skip(name),
@@ -170,8 +170,9 @@ func (e *encryptionRotation) others(ks []pki.EncryptionKey) []pki.EncryptionKey 
 	return out
 }
 
-func (e *encryptionRotation) writeKeys(r *workflow.Run, order func([]pki.EncryptionKey) []pki.EncryptionKey) error {
+func (e *encryptionRotation) writeKeys(r *workflow.Run, stage string, order func([]pki.EncryptionKey) []pki.EncryptionKey) error {
 	if r.DryRun { // the new key exists only once start has run for real
+		r.Plan(sshAction("", stage+": write the EncryptionConfiguration for "+e.rec.NewKey+", send it to the control planes, restart their API servers one at a time"))
 		return nil
 	}
 	store := PKIStore(r.Cluster)
@@ -216,6 +217,10 @@ if [ "$(stat -c %Y /etc/kubernetes/encryption-config.yaml)" -ge "$ts" ]; then ec
 // rewrite updates every Secret unchanged: the API server stores what it reads with an old key again under the
 // first key.
 func (e *encryptionRotation) rewrite(ctx context.Context, r *workflow.Run) error {
+	if r.DryRun {
+		r.Plan(sshAction("", "rewrite: update every Secret unchanged, so it is stored under "+e.rec.NewKey))
+		return nil
+	}
 	return withControlPlaneAPI(r, func(c *kube.Client) error {
 		n, cont := 0, ""
 		for {
