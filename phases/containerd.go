@@ -27,6 +27,10 @@ const (
 	containerdNamespace = "k8s.io" // where the kubelet's CRI looks for images
 	// archiveLabel records which bundle archive an image came from, so an unchanged image is not imported again.
 	archiveLabel = "privcloud.io/archive-sha256"
+	// pinnedLabel is containerd's CRI mark of a pinned image, which the kubelet's image garbage collection never
+	// removes: a bundle's image cannot be pulled again where there is no registry, so a node short of disk must
+	// not delete the images its pods would need next.
+	pinnedLabel, pinned = "io.cri-containerd.pinned", "pinned"
 )
 
 var nodes = []api.Role{api.RoleControlPlane, api.RoleWorker}
@@ -140,6 +144,14 @@ func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *b
 			continue
 		}
 		if img, err := cl.GetImage(ctx, c.ImageRef); err == nil && img.Labels()[archiveLabel] == c.SHA256 {
+			if img.Labels()[pinnedLabel] != pinned { // imported before images were pinned
+				meta := img.Metadata()
+				meta.Labels = map[string]string{archiveLabel: c.SHA256, pinnedLabel: pinned}
+				if _, err := cl.ImageService().Update(ctx, meta, "labels."+pinnedLabel); err != nil {
+					return fmt.Errorf("image %s: %w", c.ImageRef, err)
+				}
+				r.Changed(t.Spec.Name, "pinned "+c.ImageRef)
+			}
 			continue
 		}
 		if err := importImage(ctx, cl, b.LocalPath(c), c.SHA256); err != nil {
@@ -156,7 +168,7 @@ func importImage(ctx context.Context, cl *client.Client, path, sha string) error
 		return err
 	}
 	defer f.Close()
-	imgs, err := cl.Import(ctx, f, client.WithImageLabels(map[string]string{archiveLabel: sha}))
+	imgs, err := cl.Import(ctx, f, client.WithImageLabels(map[string]string{archiveLabel: sha, pinnedLabel: pinned}))
 	if err != nil {
 		return err
 	}

@@ -150,14 +150,19 @@ func TestContainerdImagesSkipsImported(t *testing.T) {
 	c, _, ex, out, svc := liveCluster(t)
 	wf := containerdWorkflow(preparedBundle(t))
 	for _, h := range c.Spec.Hosts {
-		svc.containerd[h.Name].images["registry.k8s.io/pause:3.10.1"] = map[string]string{archiveLabel: pauseSHA}
-		svc.containerd[h.Name].images["registry.k8s.io/coredns/coredns:v1.12.0"] = map[string]string{archiveLabel: corednsSHA}
+		svc.containerd[h.Name].images["registry.k8s.io/pause:3.10.1"] = map[string]string{archiveLabel: pauseSHA, pinnedLabel: pinned}
+		svc.containerd[h.Name].images["registry.k8s.io/coredns/coredns:v1.12.0"] = map[string]string{archiveLabel: corednsSHA, pinnedLabel: pinned}
 	}
+	// imported before images were pinned: pinned now, so the kubelet's image garbage collection keeps it
+	svc.containerd["cp1"].images["registry.k8s.io/pause:3.10.1"] = map[string]string{archiveLabel: pauseSHA}
 	if err := runPhases(t, wf, c, ex, out, "containerd/images"); err != nil {
 		t.Fatal(err)
 	}
-	if got := changes(t, out); len(got) != 0 {
-		t.Errorf("imported %q though every image is there from the same archive", got)
+	if got := changes(t, out); !slices.Equal(got, []string{"containerd/images cp1 pinned registry.k8s.io/pause:3.10.1"}) {
+		t.Errorf("every image is there from the same archive, one to pin: changes %q", got)
+	}
+	if l := svc.containerd["cp1"].images["registry.k8s.io/pause:3.10.1"]; l[pinnedLabel] != pinned || l[archiveLabel] != pauseSHA {
+		t.Errorf("cp1's pause image labels: %v", l)
 	}
 	gets := func(host string) int {
 		n := 0
@@ -168,7 +173,11 @@ func TestContainerdImagesSkipsImported(t *testing.T) {
 		}
 		return n
 	}
-	if gets("cp1") != 1 || gets("worker1") != 2 {
+	out.Reset()
+	if err := runPhases(t, wf, c, ex, out, "containerd/images"); err != nil || len(changes(t, out)) != 0 {
+		t.Errorf("a second run changed %q (%v)", changes(t, out), err)
+	}
+	if gets("cp1") != 2 || gets("worker1") != 4 {
 		t.Errorf("image lookups: cp1 %d (pause), worker1 %d (pause, coredns)", gets("cp1"), gets("worker1"))
 	}
 

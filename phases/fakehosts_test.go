@@ -266,6 +266,16 @@ func (c containerdImages) Get(_ context.Context, req *imagesapi.GetImageRequest)
 		Target: &ctrtypes.Descriptor{MediaType: "application/vnd.oci.image.index.v1+json", Digest: "sha256:" + strings.Repeat("ab", 32), Size: 1}}}, nil
 }
 
+func (c containerdImages) Update(_ context.Context, req *imagesapi.UpdateImageRequest) (*imagesapi.UpdateImageResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.images[req.Image.Name]; !ok {
+		return nil, status.Errorf(codes.NotFound, "image %q: not found", req.Image.Name)
+	}
+	c.images[req.Image.Name] = req.Image.Labels
+	return &imagesapi.UpdateImageResponse{Image: req.Image}, nil
+}
+
 // runStubbed runs script with /bin/sh and a PATH of stub commands only, so nothing on this machine is
 // touched: each stub logs its call to "$STATE/calls" and then runs its body, which may keep state in
 // $STATE and call real tools by absolute path (see realTool). It returns the script's output.
