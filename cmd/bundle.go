@@ -313,17 +313,11 @@ func (g *globalOptions) printBundleDiff(changes []bundle.Change) {
 		fmt.Fprintln(w, "the bundles hold the same components")
 		return
 	}
-	dash := func(s string) string {
-		if s == "" {
-			return "-"
-		}
-		return s
-	}
 	fmt.Fprintf(w, "%-24s %-7s %-8s %-12s %s\n", "COMPONENT", "KIND", "CHANGE", "FROM", "TO")
 	for _, c := range changes {
-		fmt.Fprintf(w, "%-24s %-7s %-8s %-12s %s\n", c.Name, c.Kind, c.Change, dash(c.From), dash(c.To))
+		fmt.Fprintf(w, "%-24s %-7s %-8s %-12s %s\n", c.Name, c.Kind, c.Change, orDash(c.From), orDash(c.To))
 		if c.FromImage != c.ToImage {
-			fmt.Fprintf(w, "%-24s image: %s -> %s\n", "", dash(c.FromImage), dash(c.ToImage))
+			fmt.Fprintf(w, "%-24s image: %s -> %s\n", "", orDash(c.FromImage), orDash(c.ToImage))
 		}
 	}
 }

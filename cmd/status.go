@@ -81,7 +81,7 @@ func printStatus(w io.Writer, rep *status.Report) {
 	if len(rep.Problems) > 0 {
 		fmt.Fprintln(w, "\nPROBLEMS")
 		for _, p := range rep.Problems {
-			fmt.Fprintf(w, "  %-8s %-8s %-24s %s\n", strings.ToUpper(p.Severity), dash(p.Host), p.Component, p.Message)
+			fmt.Fprintf(w, "  %-8s %-8s %-24s %s\n", strings.ToUpper(p.Severity), orDash(p.Host), p.Component, p.Message)
 		}
 	}
 
@@ -94,7 +94,7 @@ func printStatus(w io.Writer, rep *status.Report) {
 		if h.LastRun != nil {
 			last = fmt.Sprintf("%s (%s), %s ago", h.LastRun.Workflow, h.LastRun.Phase, ago(rep.Time.Sub(h.LastRun.CompletedAt)))
 		}
-		fmt.Fprintf(w, "%-10s %-26s %-10s %-12s %-20s %s\n", h.Name, strings.Join(h.Roles, ","), reach, dash(h.OS), dash(h.Kernel), last)
+		fmt.Fprintf(w, "%-10s %-26s %-10s %-12s %-20s %s\n", h.Name, strings.Join(h.Roles, ","), reach, orDash(h.OS), orDash(h.Kernel), last)
 	}
 	printComponents(w, rep.Hosts)
 
@@ -108,7 +108,7 @@ func printStatus(w io.Writer, rep *status.Report) {
 			if m.DBSizeBytes > 0 {
 				db = status.Size(m.DBSizeBytes)
 			}
-			fmt.Fprintf(w, "%-10s %-30s %-7s %-10s %s\n", m.Host, clip(m.Health, 30), leader, db, dash(m.Version))
+			fmt.Fprintf(w, "%-10s %-30s %-7s %-10s %s\n", m.Host, clip(m.Health, 30), leader, db, orDash(m.Version))
 		}
 	}
 	if len(rep.Nodes) > 0 {
@@ -181,9 +181,9 @@ func componentCell(h status.Host, name string) string {
 		case c.Version == "" && c.Expected:
 			return "MISSING"
 		case c.Unit != "" && c.State != "active" && c.Expected:
-			return strings.ToUpper(dash(c.State))
+			return strings.ToUpper(orDash(c.State))
 		}
-		return dash(c.Version)
+		return orDash(c.Version)
 	}
 	return "-"
 }
@@ -198,13 +198,6 @@ func ago(d time.Duration) string {
 		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func clip(s string, n int) string {

@@ -55,11 +55,11 @@ done`, ssh.ReadOnly())
 		if len(f) < 2 {
 			continue
 		}
-		if v := binaryVersion(f[0], f[1]); v != "" {
+		if v := BinaryVersion(f[0], f[1]); v != "" {
 			out[f[0]] = v
 		}
 		if len(f) > 2 {
-			if v := binaryVersion(f[0], f[2]); v != "" {
+			if v := BinaryVersion(f[0], f[2]); v != "" {
 				out[f[0]] = v
 			}
 		}
@@ -67,8 +67,8 @@ done`, ssh.ReadOnly())
 	return out, nil
 }
 
-// binaryVersion is VERSION of RemoteBinDir/NAME/VERSION/NAME, or "" for a path privcloud did not install.
-func binaryVersion(name, target string) string {
+// BinaryVersion is VERSION of RemoteBinDir/NAME/VERSION/NAME, or "" for a path privcloud did not install.
+func BinaryVersion(name, target string) string {
 	if dir, file := path.Split(target); file == name && path.Dir(path.Dir(dir)) == path.Join(RemoteBinDir, name) {
 		return path.Base(dir)
 	}

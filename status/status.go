@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -258,7 +257,7 @@ func parseHost(h *Host, spec *api.ClusterSpec, host api.Host, out, etcdHealth st
 			if len(f) != 3 {
 				continue
 			}
-			comp := Component{Name: f[0], Version: binaryVersion(f[0], f[1])}
+			comp := Component{Name: f[0], Version: phases.BinaryVersion(f[0], f[1])}
 			if f[2] != "-" {
 				comp.State = f[2]
 			}
@@ -286,14 +285,6 @@ func parseHost(h *Host, spec *api.ClusterSpec, host api.Host, out, etcdHealth st
 	}
 	h.LastRun = lastRun(runs)
 	return member
-}
-
-// binaryVersion is VERSION of /opt/privcloud/NAME/VERSION/NAME, "" for anything else.
-func binaryVersion(name, target string) string {
-	if dir, file := path.Split(target); file == name && path.Dir(path.Dir(dir)) == path.Join(phases.RemoteBinDir, name) {
-		return path.Base(dir)
-	}
-	return ""
 }
 
 // readEtcdStatus reads etcdctl's endpoint status of the member itself.
