@@ -38,11 +38,7 @@ checks the files you provide and lists what is missing.`,
 			if err != nil {
 				return err
 			}
-			renewBefore := cluster.Spec.PKI.RenewBefore.Duration
-			if cluster.Spec.PKI.ExternalCA {
-				renewBefore = 0
-			}
-			res, err := phases.EnsurePKI(cluster, pki.Options{DryRun: g.dryRun, RenewBefore: renewBefore})
+			res, err := phases.EnsurePKI(cluster, pki.Options{DryRun: g.dryRun})
 			if err != nil {
 				return err
 			}

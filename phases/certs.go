@@ -94,11 +94,7 @@ func (s *certsState) identity(ctx context.Context, r *workflow.Run, t *workflow.
 
 // generate runs load-or-create on the local store; in a dry run it only reports what it would create.
 func (s *certsState) generate(_ context.Context, r *workflow.Run) error {
-	renewBefore := r.Cluster.Spec.PKI.RenewBefore.Duration
-	if r.Cluster.Spec.PKI.ExternalCA { // privcloud cannot sign: expiry is reported, not acted on
-		renewBefore = 0
-	}
-	res, err := EnsurePKI(r.Cluster, pki.Options{Renew: s.renew, RenewBefore: renewBefore, DryRun: r.DryRun})
+	res, err := EnsurePKI(r.Cluster, pki.Options{Renew: s.renew, DryRun: r.DryRun})
 	if err != nil {
 		return err
 	}
@@ -125,11 +121,15 @@ func (s *certsState) generate(_ context.Context, r *workflow.Run) error {
 	return nil
 }
 
-// EnsurePKI makes the cluster's local PKI complete and current.
+// EnsurePKI makes the cluster's local PKI complete and current: leaves within spec.pki.renewBefore of their end
+// are renewed, unless the CA is external (privcloud cannot sign: expiry is reported, not acted on).
 func EnsurePKI(c *api.Cluster, o pki.Options) (*pki.Result, error) {
 	tree, err := pki.TreeFor(c)
 	if err != nil {
 		return nil, err
+	}
+	if !c.Spec.PKI.ExternalCA {
+		o.RenewBefore = c.Spec.PKI.RenewBefore.Duration
 	}
 	return pki.Ensure(PKIStore(c), tree, o)
 }
