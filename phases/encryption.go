@@ -20,6 +20,7 @@ import (
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
+	"github.com/privcloud/privcloud/ssh"
 )
 
 // The key Secrets are encrypted with in etcd is replaced in stages that never leave an API server unable to
@@ -193,14 +194,15 @@ func (e *encryptionRotation) send(ctx context.Context, r *workflow.Run, t *workf
 	if err != nil {
 		return err
 	}
-	if _, err := writeFiles(ctx, r, t, hostops.File{Path: path.Join(pki.RemoteConfDir, pki.EncryptionConfig+".yaml"), Content: data, Mode: 0o600}); err != nil {
+	remote := path.Join(pki.RemoteConfDir, pki.EncryptionConfig+".yaml")
+	if _, err := writeFiles(ctx, r, t, hostops.File{Path: remote, Content: data, Mode: 0o600}); err != nil {
 		return err
 	}
 	// an API server that started before the file was last written (now, or by a run that stopped before the
 	// restart) has not read it
 	if !r.DryRun {
 		res, err := t.Host.Run(ctx, `ts=$(date -d "$(systemctl show -p ActiveEnterTimestamp --value kube-apiserver)" +%s 2>/dev/null || echo 0)
-if [ "$(stat -c %Y /etc/kubernetes/encryption-config.yaml)" -ge "$ts" ]; then echo stale; fi`)
+if [ "$(stat -c %Y `+ssh.ShellQuote(remote)+`)" -ge "$ts" ]; then echo stale; fi`)
 		if err != nil {
 			return err
 		}
