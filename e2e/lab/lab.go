@@ -715,6 +715,7 @@ func (l *Lab) Logs(ctx context.Context) string {
 	if err != nil {
 		return err.Error()
 	}
+	clusterShown := false
 	for _, h := range c.Spec.Hosts {
 		fmt.Fprintf(&b, "==== %s journal\n", h.Name)
 		if client, err := d.Connect(ctx, h); err != nil {
@@ -722,6 +723,15 @@ func (l *Lab) Logs(ctx context.Context) string {
 		} else {
 			res, _ := client.Run(ctx, "journalctl -b --no-pager -n 150 2>&1; systemctl --failed --no-pager 2>&1")
 			b.Write(res.Stdout)
+			// the cluster's own view (pods stuck and why), once, from the first control plane that answers
+			if !clusterShown && h.HasRole(api.RoleControlPlane) {
+				res, err := client.Run(ctx, clusterView)
+				if err == nil {
+					fmt.Fprintf(&b, "==== the cluster, seen from %s\n", h.Name)
+					b.Write(res.Stdout)
+					clusterShown = true
+				}
+			}
 			client.Close()
 		}
 		console, _ := os.ReadFile(l.consolePath(h.Name))
@@ -729,6 +739,10 @@ func (l *Lab) Logs(ctx context.Context) string {
 	}
 	return b.String()
 }
+
+// clusterView is what the API says about nodes, pods not running, and recent events.
+const clusterView = `k="timeout 10 kubectl --kubeconfig /etc/kubernetes/admin.conf"
+$k get nodes -o wide || exit 1; $k get pods -A -o wide | grep -v ' Running '; $k get events -A --sort-by=.lastTimestamp 2>&1 | tail -n 60`
 
 func tail(b []byte, n int) []byte {
 	if len(b) > n {
