@@ -51,6 +51,25 @@ func WaitHealthy(ctx context.Context, h ssh.Host, unit, addr, path, want string,
 	return err
 }
 
+// WaitFile waits until the file at path on the host exists and is not empty: what a unit writes once it is
+// ready. When the limit passes, the error carries the end of the unit's journal.
+func WaitFile(ctx context.Context, h ssh.Host, unit, path string, limit time.Duration) error {
+	err := wait.Poll(ctx, limit, 500*time.Millisecond, func() error {
+		res, err := h.Run(ctx, "if test -s "+ssh.ShellQuote(path)+"; then echo ready; fi", ssh.ReadOnly())
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(res.Stdout), "ready") {
+			return fmt.Errorf("%s is not written yet", path)
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s did not write %s within %s; its journal ends:\n%s", unit, path, limit, JournalTail(ctx, h, unit))
+	}
+	return err
+}
+
 // HealthProbe asks a health endpoint on a host through its SSH connection: nothing but SSH is opened to the host.
 type HealthProbe struct {
 	client *http.Client

@@ -141,7 +141,7 @@ func clusterRBAC() workflow.Phase {
 // (revocable, unlike system:masters), and the API server's kubelet client may use the kubelet API (exec, logs).
 func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
 	cps := r.TargetsFor(controlPlane)
-	if !r.Wet(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client, privcloud:node-client-renewal (and privcloud:kube-router's role)") {
+	if !r.Wet(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client, privcloud:node-client-renewal (and the roles of kube-router and flannel)") {
 		return nil
 	}
 	api, err := apiVia(r, cps[0].Host)
@@ -165,7 +165,25 @@ func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
 	if r.Cluster.Spec.Network.PolicyEnforced() {
 		objs = append(objs, kubeRouterRBAC()...)
 	}
+	if r.Cluster.Spec.Network.Flannel() {
+		objs = append(objs, flannelRBAC()...)
+	}
 	return applyObjects(ctx, r, api, objs...)
+}
+
+// flannelRBAC lets every node's flanneld read the nodes (their pod CIDRs and overlay endpoints) and annotate
+// its own with its VXLAN endpoint, as upstream's DaemonSet role does; it needs nothing else.
+func flannelRBAC() []*unstructured.Unstructured {
+	return []*unstructured.Unstructured{
+		object("rbac.authorization.k8s.io/v1", "ClusterRole", "privcloud:flannel", map[string]any{"rules": []any{
+			map[string]any{"apiGroups": []any{""}, "resources": []any{"nodes"}, "verbs": []any{"get", "list", "watch"}},
+			map[string]any{"apiGroups": []any{""}, "resources": []any{"nodes/status"}, "verbs": []any{"patch"}},
+		}}),
+		object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "privcloud:flannel", map[string]any{
+			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "privcloud:flannel"},
+			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": pki.FlannelUser}},
+		}),
+	}
 }
 
 // kubeRouterRBAC lets the NetworkPolicy firewall of every node read what policies select and no more

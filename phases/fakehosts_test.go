@@ -62,7 +62,7 @@ func (s *services) connectThrough(ex *Execution, c *api.Cluster, hosts map[strin
 			switch {
 			case network == "tcp" && addr == "127.0.0.1:6443" && h.HasRole(api.RoleControlPlane) && s.api != nil:
 				return (&net.Dialer{}).DialContext(ctx, "tcp", s.api.srv.Listener.Addr().String())
-			case network == "tcp" && (addr == "127.0.0.1:6445" || addr == "127.0.0.1:20244") && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)):
+			case network == "tcp" && (addr == "127.0.0.1:6445" || addr == "127.0.0.1:20244" || addr == "127.0.0.1:20245") && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)):
 				return (&net.Dialer{}).DialContext(ctx, "tcp", nodeHealth(hosts[h.Name]))
 			case network == "unix" && addr == containerdSocket && s.containerd[h.Name] != nil:
 				return s.containerd[h.Name].lis.DialContext(ctx)

@@ -198,10 +198,12 @@ esac`})
 	}
 }
 
-// The network phase writes each node's bridge configuration for the pod CIDR the controller-manager gave it
-// and a routes unit to the other nodes' pod CIDRs; a node that joins later changes the others' routes.
+// With the bridge pod network, the network phase writes each node's bridge configuration for the pod CIDR the
+// controller-manager gave it and a routes unit to the other nodes' pod CIDRs; a node that joins later changes
+// the others' routes.
 func TestNetworkPhaseRoutesToTheOtherNodes(t *testing.T) {
 	c, hosts, ex, out, svc := liveCluster(t)
+	c.Spec.Network.Plugin = api.NetworkBridge
 	if err := runPhases(t, Init(), c, ex, out, "network"); err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +293,51 @@ func TestAPILoadBalancerFollowsTheControlPlanes(t *testing.T) {
 		if conf, _, _ := f.File("/etc/kubernetes/api-lb.yaml"); !strings.Contains(string(conf), "- \"10.0.0.99:6443\"") {
 			t.Errorf("%s: api-lb.yaml:\n%s", name, conf)
 		}
+	}
+}
+
+// With flannel (the default), every node runs flanneld on its own address and the pod CIDR, and gets the flannel
+// CNI configuration only once flanneld holds its lease; a re-run changes nothing.
+func TestNetworkPhaseRunsFlannel(t *testing.T) {
+	c, hosts, ex, out, _ := liveCluster(t)
+	early := map[string]bool{}
+	for name, f := range hosts {
+		f.OnCommandFunc("if test -s '/run/flannel/subnet.env'", func(string) (ssh.Result, error) {
+			if _, _, ok := f.File("/etc/cni/net.d/10-privcloud.conflist"); ok {
+				early[name] = true
+			}
+			return ssh.Result{Stdout: []byte("ready\n")}, nil
+		})
+	}
+	if err := runPhases(t, Init(), c, ex, out, "network"); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range c.Spec.Hosts {
+		f := hosts[h.Name]
+		unit, mode, _ := f.File("/etc/systemd/system/privcloud-flannel.service")
+		for _, want := range []string{"--kube-subnet-mgr", "--kubeconfig-file=/etc/kubernetes/flannel.conf", "--iface=" + h.InternalAddress + " ", "NODE_NAME=" + h.Name + "\n"} {
+			if mode != 0o600 || !strings.Contains(string(unit), want) {
+				t.Errorf("%s: flanneld's unit (%o) lacks %q:\n%s", h.Name, mode, want, unit)
+			}
+		}
+		if conf, _, _ := f.File("/etc/kubernetes/flannel/net-conf.json"); !strings.Contains(string(conf), `"Network": "`+c.Spec.Network.PodCIDR+`"`) {
+			t.Errorf("%s: net-conf.json:\n%s", h.Name, conf)
+		}
+		if conf, _, _ := f.File("/etc/cni/net.d/10-privcloud.conflist"); !strings.Contains(string(conf), `"type": "flannel"`) || early[h.Name] {
+			t.Errorf("%s: the CNI configuration is not flannel's, or was written before flanneld held its lease:\n%s", h.Name, conf)
+		}
+		if _, _, ok := f.File("/etc/systemd/system/privcloud-pod-routes.service"); ok {
+			t.Errorf("%s: flannel needs no routes unit", h.Name)
+		}
+		if got := restarts(f); !slices.Equal(got, []string{"privcloud-flannel"}) {
+			t.Errorf("%s restarted %q", h.Name, got)
+		}
+	}
+	if err := runPhases(t, Init(), c, ex, out, "network"); err != nil {
+		t.Fatal(err)
+	}
+	if got := changes(t, out); len(got) != 0 {
+		t.Errorf("a converged run changed %q", got)
 	}
 }
 

@@ -142,12 +142,22 @@ func kubeProxyFiles(r *workflow.Run, t *workflow.Target, version string) []hosto
 }
 
 func podNetwork() workflow.Phase {
-	return workflow.Phase{Name: "network", Short: "Configure the pod network (bridge CNI, per-node pod CIDRs and routes)", Roles: nodes, RunHost: configureNetwork}
+	return workflow.Phase{Name: "network", Short: "Configure the pod network (flannel's VXLAN overlay, or the bridge CNI and routes between nodes)", Roles: nodes, RunHost: configureNetwork}
 }
 
-// configureNetwork writes the bridge CNI configuration for the node's pod CIDR (allocated by the
-// controller-manager) and routes to every other node's pod CIDR.
+// cniConfig is the pod network's CNI configuration on every node (Multus, when on, wraps it).
+const cniConfig = "/etc/cni/net.d/10-privcloud.conflist"
+
 func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	if r.Cluster.Spec.Network.Flannel() {
+		return runFlannel(ctx, r, t)
+	}
+	return configureBridge(ctx, r, t)
+}
+
+// configureBridge writes the bridge CNI configuration for the node's pod CIDR (allocated by the
+// controller-manager) and routes to every other node's pod CIDR.
+func configureBridge(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	if !r.Wet(t.Spec.Name, "write the bridge CNI configuration and pod routes once the node has its pod CIDR") {
 		return nil
 	}
@@ -172,7 +182,7 @@ func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 		}
 	}
 	sort.Slice(d.Routes, func(i, j int) bool { return d.Routes[i].CIDR < d.Routes[j].CIDR })
-	if _, err := writeFiles(ctx, r, t, hostops.File{Path: "/etc/cni/net.d/10-privcloud.conflist", Content: render("bridge.conflist", d), Mode: 0o644}); err != nil {
+	if _, err := writeFiles(ctx, r, t, hostops.File{Path: cniConfig, Content: render("bridge.conflist", d), Mode: 0o644}); err != nil {
 		return err
 	}
 	return ensureService(ctx, r, t, "privcloud-pod-routes",

@@ -148,7 +148,7 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 // The systemd units privcloud installs, stopped in this order.
 var (
 	controlPlaneUnits = []string{"kube-scheduler", "kube-controller-manager", "kube-apiserver"}
-	privcloudUnits    = slices.Concat([]string{"kubelet", "kube-proxy", pki.KubeRouterUnit, pki.APILoadBalancerUnit}, controlPlaneUnits, []string{"etcd", "privcloud-pod-routes", "containerd"})
+	privcloudUnits    = slices.Concat([]string{"kubelet", "kube-proxy", pki.KubeRouterUnit, pki.FlannelUnit, pki.APILoadBalancerUnit}, controlPlaneUnits, []string{"etcd", "privcloud-pod-routes", "containerd"})
 )
 
 // resetServices stops the kubelet first (so nothing restarts pods), kills every container containerd runs,
@@ -193,20 +193,20 @@ true`
 }
 
 // resetNetwork removes what the pod network and kube-proxy added: CNI configuration (Multus's too), the
-// bridge and pod interfaces, every KUBE-* and CNI-* iptables rule and chain, and the routes to other nodes'
+// bridge, VXLAN and pod interfaces, every KUBE-*, CNI-*, FLANNEL-* and PRIVCLOUD-* iptables rule and chain, and the routes to other nodes'
 // pods (the pod-routes unit's ExecStop flushed them in the services phase; a unit that failed to stop may not
 // have).
 func resetNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	script := `set -u
 if [ -d /etc/cni/net.d ] && [ -n "$(ls -A /etc/cni/net.d 2>/dev/null)" ]; then rm -rf /etc/cni/net.d/*; echo "removed CNI configuration"; fi
 [ -n "$(ip route show proto 201)" ] && ip route flush proto 201 && echo "removed routes to other nodes' pods"
-for l in cni0 kube-ipvs0; do ip link show $l >/dev/null 2>&1 && ip link delete $l && echo "deleted link $l"; done
+for l in cni0 flannel.1 flannel-v6.1 kube-ipvs0; do ip link show $l >/dev/null 2>&1 && ip link delete $l && echo "deleted link $l"; done
 for save in iptables-save ip6tables-save; do
   restore=${save%-save}-restore
   command -v $save >/dev/null || continue
   rules=$($save)
-  if printf '%s\n' "$rules" | grep -qE -- '-j (KUBE|CNI|PRIVCLOUD)-|^:(KUBE|CNI|PRIVCLOUD)-|-A (KUBE|CNI|PRIVCLOUD)-'; then
-    printf '%s\n' "$rules" | grep -vE -- '-j (KUBE|CNI|PRIVCLOUD)-|^:(KUBE|CNI|PRIVCLOUD)-|-A (KUBE|CNI|PRIVCLOUD)-' | $restore && echo "removed Kubernetes and CNI rules ($save)"
+  if printf '%s\n' "$rules" | grep -qE -- '-j (KUBE|CNI|FLANNEL|PRIVCLOUD)-|^:(KUBE|CNI|FLANNEL|PRIVCLOUD)-|-A (KUBE|CNI|FLANNEL|PRIVCLOUD)-'; then
+    printf '%s\n' "$rules" | grep -vE -- '-j (KUBE|CNI|FLANNEL|PRIVCLOUD)-|^:(KUBE|CNI|FLANNEL|PRIVCLOUD)-|-A (KUBE|CNI|FLANNEL|PRIVCLOUD)-' | $restore && echo "removed Kubernetes and CNI rules ($save)"
   fi
 done
 # the NetworkPolicy firewall's sets, once no rule refers to them
@@ -221,7 +221,7 @@ true`
 // PKI, data directories (etcd's included), the bundle's binaries and their links, and the hash records.
 func resetFiles(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	dirs := []string{"/etc/kubernetes", "/var/lib/kubelet", "/var/lib/kube-proxy", "/var/log/kubernetes", r.Cluster.Spec.Etcd.DataDir, "/var/lib/containerd",
-		"/run/containerd", "/etc/containerd", "/var/lib/cni", "/opt/cni/bin/multus", RemoteBinDir, "/var/lib/privcloud",
+		"/run/containerd", "/etc/containerd", "/var/lib/cni", "/run/flannel", "/opt/cni/bin/multus", RemoteBinDir, "/var/lib/privcloud",
 		"/etc/modules-load.d/privcloud.conf", "/etc/sysctl.d/99-privcloud.conf"}
 	script := `set -u
 mnts=$(awk '$2 ~ "^/(var/lib/kubelet|run/containerd|var/lib/containerd|run/netns)/" {print $2}' /proc/mounts | sort -r)

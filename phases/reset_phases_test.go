@@ -122,7 +122,7 @@ func TestResetServicesStopsWhatRunsOnce(t *testing.T) {
 	}
 
 	script := commandsLike(cp, stopScript)[0]
-	if !strings.Contains(script, "for u in kubelet kube-proxy privcloud-kube-router privcloud-api-lb kube-scheduler kube-controller-manager kube-apiserver etcd privcloud-pod-routes containerd; do") {
+	if !strings.Contains(script, "for u in kubelet kube-proxy privcloud-kube-router privcloud-flannel privcloud-api-lb kube-scheduler kube-controller-manager kube-apiserver etcd privcloud-pod-routes containerd; do") {
 		t.Errorf("stop order:\n%s", script)
 	}
 	// containers die before containerd stops: the kill loop comes before the disable of the same unit
@@ -161,8 +161,8 @@ func TestResetServicesStopsWhatRunsOnce(t *testing.T) {
 	}
 }
 
-// The network phase removes every KUBE-* and CNI-* rule and chain and keeps the host's own rules, the bridge
-// and the pod routes; the second run finds nothing left and changes nothing.
+// The network phase removes every KUBE-*, CNI-* and FLANNEL-* rule and chain and keeps the host's own rules,
+// the bridge, flannel's VXLAN link and the pod routes; the second run finds nothing left and changes nothing.
 func TestResetNetworkKeepsTheHostsOwnRules(t *testing.T) {
 	c, hosts, ex, out := fakeCluster(t)
 	state := t.TempDir()
@@ -181,18 +181,22 @@ COMMIT`
 :KUBE-FORWARD - [0:0]
 :KUBE-SERVICES - [0:0]
 :CNI-FORWARD - [0:0]
+:FLANNEL-FWD - [0:0]
 -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
 -A INPUT -s 10.0.0.0/8 -m comment --comment "KUBE API from the bastion" -j ACCEPT
 -A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
 -A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
 -A FORWARD -j CNI-FORWARD
 -A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD
 -A CNI-FORWARD -d 10.244.1.0/24 -j ACCEPT
+-A FLANNEL-FWD -s 10.244.0.0/16 -j ACCEPT
 COMMIT`
 	os.WriteFile(filepath.Join(state, "iptables"), []byte(kube+"\n"), 0o644)
 	os.WriteFile(filepath.Join(state, "ip6tables"), []byte("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n"), 0o644)
 	os.WriteFile(filepath.Join(state, "routes"), []byte("10.244.2.0/24 via 192.168.10.22 proto 201\n"), 0o644)
 	os.WriteFile(filepath.Join(state, "link.cni0"), nil, 0o644)
+	os.WriteFile(filepath.Join(state, "link.flannel.1"), nil, 0o644)
 	rm := realTool(t, "rm")
 	stubs := map[string]string{
 		"ls":                "true", // /etc/cni/net.d, if this machine has one, looks empty
@@ -219,7 +223,7 @@ esac`,
 		t.Fatal(err)
 	}
 	want := []string{"network worker1 removed routes to other nodes' pods", "network worker1 deleted link cni0",
-		"network worker1 removed Kubernetes and CNI rules (iptables-save)"}
+		"network worker1 deleted link flannel.1", "network worker1 removed Kubernetes and CNI rules (iptables-save)"}
 	if got := changes(t, out); !slices.Equal(got, want) {
 		t.Errorf("changes:\n%q\nwant\n%q", got, want)
 	}

@@ -55,6 +55,8 @@ type Tree struct {
 	APILoadBalancer bool
 	// NetworkPolicy sends nodes kube-router's kubeconfig.
 	NetworkPolicy bool
+	// Flannel sends nodes flanneld's kubeconfig.
+	Flannel bool
 	CAs           []Cert
 	Leaves        []Cert
 	Kubeconfigs   []Kubeconfig
@@ -69,7 +71,7 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 	s := &c.Spec
 	t := &Tree{Cluster: c.Metadata.Name, Algorithm: Algorithm(s.PKI.KeyAlgorithm), CAValidity: s.PKI.CAValidity.Duration,
 		CertValidity: s.PKI.CertValidity.Duration, ExternalCA: s.PKI.ExternalCA, EncryptSecrets: s.APIServer.SecretsEncrypted(),
-		APILoadBalancer: s.APILoadBalancer.On(), NetworkPolicy: s.Network.PolicyEnforced()}
+		APILoadBalancer: s.APILoadBalancer.On(), NetworkPolicy: s.Network.PolicyEnforced(), Flannel: s.Network.Flannel()}
 	server := "https://" + s.ControlPlaneEndpoint
 	// nodes reach the API through their own load balancer when it runs: no control plane is a single point of
 	// failure for them
@@ -148,6 +150,10 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 		// one identity for every node's NetworkPolicy firewall: it only reads pods, namespaces and policies
 		t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: KubeRouterKubeconfig, CommonName: KubeRouterUser, Server: nodeServer})
 	}
+	if t.Flannel {
+		// one identity for every node's flanneld: it reads nodes and writes its own node's overlay annotations
+		t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: FlannelKubeconfig, CommonName: FlannelUser, Server: nodeServer})
+	}
 	for _, h := range s.Hosts {
 		if isNode(h) {
 			t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: "kubelet-" + h.Name, CommonName: "system:node:" + h.Name,
@@ -167,6 +173,13 @@ func isNode(h api.Host) bool {
 const (
 	KubeRouterKubeconfig = "kube-router"
 	KubeRouterUser       = "system:privcloud:kube-router"
+)
+
+// FlannelKubeconfig is the kubeconfig of the pod network's daemon (flanneld) on every node, and FlannelUser
+// its user, whom the cluster RBAC lets read nodes and annotate them.
+const (
+	FlannelKubeconfig = "flannel"
+	FlannelUser       = "system:privcloud:flannel"
 )
 
 // APILoadBalancerCert is the client certificate the node-local API load balancer checks the API servers with.

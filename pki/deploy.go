@@ -23,10 +23,11 @@ type Deployment struct {
 	Units  []string    // systemd units that read it, restarted when it changes
 }
 
-// The systemd units of the node-local API load balancer and of the NetworkPolicy firewall.
+// The systemd units of the node-local API load balancer, the NetworkPolicy firewall and the pod network.
 const (
 	APILoadBalancerUnit = "privcloud-api-lb"
 	KubeRouterUnit      = "privcloud-kube-router"
+	FlannelUnit         = "privcloud-flannel"
 )
 
 // Deployments lists the files host h needs for its roles, and only those: a worker never receives a CA key,
@@ -71,6 +72,9 @@ func Deployments(s Store, t *Tree, h api.Host) []Deployment {
 		conf("kube-proxy", "kube-proxy.conf", proxy)
 		if t.NetworkPolicy {
 			conf(KubeRouterKubeconfig, "kube-router.conf", KubeRouterUnit)
+		}
+		if t.Flannel {
+			conf(FlannelKubeconfig, "flannel.conf", FlannelUnit)
 		}
 		if t.APILoadBalancer {
 			cert(ClusterCA, "ca", APILoadBalancerUnit)

@@ -501,7 +501,7 @@ func TestDeployments(t *testing.T) {
 		return out
 	}
 	hosts := c.Spec.Hosts
-	if got := targets(hosts[4]); !slices.Equal(got, []string{"/etc/kubernetes/kube-proxy.conf", "/etc/kubernetes/kube-router.conf", "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/api-lb.crt", "/etc/kubernetes/pki/api-lb.key",
+	if got := targets(hosts[4]); !slices.Equal(got, []string{"/etc/kubernetes/flannel.conf", "/etc/kubernetes/kube-proxy.conf", "/etc/kubernetes/kube-router.conf", "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/api-lb.crt", "/etc/kubernetes/pki/api-lb.key",
 		"/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/kubelet.crt", "/etc/kubernetes/pki/kubelet.key"}) {
 		t.Errorf("worker gets %v", got)
 	}
@@ -515,7 +515,7 @@ func TestDeployments(t *testing.T) {
 		}
 	}
 	cp := Deployments(s, tr, hosts[0])
-	if got := Units(cp); !slices.Equal(got, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubelet", "privcloud-api-lb", "privcloud-kube-router"}) {
+	if got := Units(cp); !slices.Equal(got, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubelet", "privcloud-api-lb", "privcloud-flannel", "privcloud-kube-router"}) {
 		t.Errorf("control plane units %v", got)
 	}
 	for _, d := range cp {

@@ -148,6 +148,7 @@ var components = []component{
 	{"kube-proxy", "kube-proxy", nodeRoles, always},
 	{"privcloud-api-lb", pki.APILoadBalancerUnit, nodeRoles, func(s *api.ClusterSpec) bool { return s.APILoadBalancer.On() }},
 	{"kube-router", pki.KubeRouterUnit, nodeRoles, func(s *api.ClusterSpec) bool { return s.Network.PolicyEnforced() }},
+	{"flanneld", pki.FlannelUnit, nodeRoles, func(s *api.ClusterSpec) bool { return s.Network.Flannel() }},
 }
 
 // hostScript prints, read-only: a line per component (its active link and its unit's state), the host's etcd

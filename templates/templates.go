@@ -122,5 +122,14 @@ type KubeRouter struct {
 	HealthPort  int
 }
 
+// Flannel is what the pod network daemon's unit and network configuration are made of.
+type Flannel struct {
+	Name, IP   string // the node and the address its VXLAN traffic leaves from
+	HealthPort int
+	Network    string // the cluster's pod CIDR
+	IPv6       bool
+	VXLANPort  int
+}
+
 // Route sends a pod network to the node that hosts it.
 type Route struct{ CIDR, Via string }

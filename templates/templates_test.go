@@ -91,6 +91,17 @@ func TestKubeRouterService(t *testing.T) {
 	golden.Assert(t, render(t, "privcloud-kube-router.service", KubeRouter{Name: "h2", ServiceCIDR: "10.96.0.0/12", HealthPort: 20244}))
 }
 
+func TestFlannelFiles(t *testing.T) {
+	for name, f := range map[string]Flannel{
+		"ipv4": {Name: "h2", IP: "10.77.0.12", HealthPort: 20245, Network: "10.244.0.0/16", VXLANPort: 8472},
+		"ipv6": {Name: "h2", IP: "fd00::12", HealthPort: 20245, Network: "fd10::/56", IPv6: true, VXLANPort: 8472},
+	} {
+		for _, file := range []string{"privcloud-flannel.service", "flannel-net-conf.json", "flannel.conflist"} {
+			t.Run(name+"/"+file, func(t *testing.T) { golden.Assert(t, render(t, file, f)) })
+		}
+	}
+}
+
 func TestRegistryHosts(t *testing.T) {
 	golden.Assert(t, render(t, "containerd-hosts.toml", RegistryHosts{Server: "https://quay.lab.example",
 		Hosts: []RegistryHost{{URL: "https://127.0.0.1:30443", CA: "/etc/kubernetes/pki/ca.crt"}, {URL: "http://10.77.0.1:5000"}}}))

@@ -22,7 +22,11 @@ const (
 	DefaultPodCIDR             = "10.244.0.0/16"
 	DefaultServiceCIDR         = "10.96.0.0/12"
 	DefaultDNSDomain           = "cluster.local"
-	DefaultNetworkPlugin       = "bridge"
+	// NetworkFlannel is flannel's VXLAN overlay, the default: it works across routed subnets
+	NetworkFlannel = "flannel"
+	// NetworkBridge is the bridge CNI plugin with routes between nodes: one layer-2 segment only
+	NetworkBridge        = "bridge"
+	DefaultNetworkPlugin = NetworkFlannel
 	// NetworkPolicyKubeRouter is NetworkPolicy enforced by kube-router's firewall controller, the default
 	NetworkPolicyKubeRouter = "kube-router"
 	DefaultNodeCIDRMaskSize = 24

@@ -123,10 +123,13 @@ type Network struct {
 	ServiceCIDR      string `json:"serviceCIDR,omitempty" doc:"Addresses for ClusterIP Services (IPv4: /12 or smaller)."`
 	ClusterDNS       string `json:"clusterDNS,omitempty" doc:"ClusterIP of the cluster DNS Service; inside serviceCIDR."`
 	DNSDomain        string `json:"dnsDomain,omitempty" doc:"Cluster DNS domain."`
-	Plugin           string `json:"plugin,omitempty" enum:"bridge" doc:"Pod network: 'bridge' (bridge + host-local CNI plugins, routes between nodes; needs one L2 segment)."`
+	Plugin           string `json:"plugin,omitempty" enum:"flannel,bridge" doc:"Pod network: 'flannel' (flannel's VXLAN overlay: nodes on any routed subnets, UDP 8472 open between them, MTU taken from each node's interface) or 'bridge' (bridge + host-local CNI plugins and routes between nodes, no encapsulation: every node on one layer-2 segment). Chosen at install: a running cluster keeps its pod network."`
 	NodeCIDRMaskSize int    `json:"nodeCIDRMaskSize,omitempty" doc:"Prefix length of each node's pod CIDR."`
 	Policy           string `json:"policy,omitempty" enum:"kube-router,none" doc:"NetworkPolicy enforcement: 'kube-router' (kube-router's firewall on every node, iptables and ipset, which every node needs installed) or 'none' (NetworkPolicy objects are stored and ignored: say so only if something else enforces them)."`
 }
+
+// Flannel reports whether the pod network is flannel's overlay.
+func (n *Network) Flannel() bool { return n.Plugin == NetworkFlannel }
 
 // PolicyEnforced reports whether NetworkPolicy is enforced by privcloud's kube-router firewall.
 func (n *Network) PolicyEnforced() bool { return n.Policy == NetworkPolicyKubeRouter }

@@ -373,8 +373,8 @@ func (v *validator) network(s *ClusterSpec) {
 	if !isDNSSubdomain(n.DNSDomain) {
 		v.add("spec.network.dnsDomain", "%q is not a DNS domain", n.DNSDomain)
 	}
-	if n.Plugin != "bridge" {
-		v.add("spec.network.plugin", "unknown pod network %q: use bridge", n.Plugin)
+	if n.Plugin != NetworkFlannel && n.Plugin != NetworkBridge {
+		v.add("spec.network.plugin", "unknown pod network %q: use flannel (an overlay that crosses subnets) or bridge (one layer-2 segment)", n.Plugin)
 	}
 	switch {
 	case n.Policy != NetworkPolicyKubeRouter && n.Policy != "none":

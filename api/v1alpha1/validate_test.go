@@ -105,7 +105,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"DNS on kubernetes service IP", "    serviceCIDR: 10.96.0.0/12", "    serviceCIDR: 10.96.0.0/12\n    clusterDNS: 10.96.0.1", "spec.network.clusterDNS", 20, "kubernetes Service"},
 		{"DNS not an IP", "    serviceCIDR: 10.96.0.0/12", "    serviceCIDR: 10.96.0.0/12\n    clusterDNS: dns", "spec.network.clusterDNS", 20, "not an IP"},
 		{"bad DNS domain", "    serviceCIDR: 10.96.0.0/12", "    serviceCIDR: 10.96.0.0/12\n    dnsDomain: Cluster_Local", "spec.network.dnsDomain", 20, "DNS domain"},
-		{"unknown network plugin", "    serviceCIDR: 10.96.0.0/12", "    serviceCIDR: 10.96.0.0/12\n    plugin: flannel", "spec.network.plugin", 20, "unknown pod network"},
+		{"unknown network plugin", "    serviceCIDR: 10.96.0.0/12", "    serviceCIDR: 10.96.0.0/12\n    plugin: calico", "spec.network.plugin", 20, "unknown pod network"},
 		{"node mask too short", "    serviceCIDR: 10.96.0.0/12", "    serviceCIDR: 10.96.0.0/12\n    nodeCIDRMaskSize: 16", "spec.network.nodeCIDRMaskSize", 20, "longer than"},
 		{"bad endpoint", "  hosts:", "  controlPlaneEndpoint: api.example.com\n  hosts:", "spec.controlPlaneEndpoint", 7, "host:port"},
 		{"zero concurrency", "", "  ssh:\n    concurrency: -1", "spec.ssh.concurrency", 21, "at least 1"},
