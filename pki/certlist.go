@@ -56,10 +56,10 @@ type Tree struct {
 	// NetworkPolicy sends nodes kube-router's kubeconfig.
 	NetworkPolicy bool
 	// Flannel sends nodes flanneld's kubeconfig.
-	Flannel bool
-	CAs           []Cert
-	Leaves        []Cert
-	Kubeconfigs   []Kubeconfig
+	Flannel     bool
+	CAs         []Cert
+	Leaves      []Cert
+	Kubeconfigs []Kubeconfig
 }
 
 // ServiceAccountKey is the name of the service-account signing key pair (sa.key, sa.pub).
