@@ -50,13 +50,15 @@ lint:
 e2e:
 	$(GO) test -count=1 -timeout 60m -tags e2e -v ./e2e/...
 
-# The local lab: hosts h1..hN at 10.77.0.11.., their cluster.yaml, keys and known_hosts in .lab/.
+# The local lab: hosts h1..hN at 10.77.0.11.. (routed ones at 10.77.2.1x), their cluster.yaml, keys and known_hosts in .lab/.
 N       ?= 3
+ROUTED  ?= $(if $(filter 1 2,$(N)),,3)
 LABCTL  := $(GO) run ./e2e/labctl -dir .lab
 
-## lab-up: start N lab hosts (N=3 by default) that answer SSH with verified host keys
+## lab-up: start N lab hosts (N=3 by default) that answer SSH with verified host keys; the hosts in ROUTED
+## (default: h3 when there are 3 or more) sit on a second subnet behind the lab's router
 lab-up:
-	$(LABCTL) -n $(N) -bundle _output/lab-bundle.tar.zst up
+	$(LABCTL) -n $(N) -routed "$(ROUTED)" -bundle _output/lab-bundle.tar.zst up
 
 ## lab-down: remove the lab's hosts, mounts, namespaces and cgroups, even after a crash
 lab-down:

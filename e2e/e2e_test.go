@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -96,12 +97,18 @@ func TestMain(m *testing.M) {
 // cluster.yaml gives the hosts numbered controlPlanes (default: 1) the control-plane and etcd roles.
 func newLab(t *testing.T, n int, controlPlanes ...int) *lab.Lab {
 	t.Helper()
+	return newRoutedLab(t, n, nil, controlPlanes...)
+}
+
+// newRoutedLab is newLab with the hosts numbered routed on a second subnet, behind the lab's router.
+func newRoutedLab(t *testing.T, n int, routed []int, controlPlanes ...int) *lab.Lab {
+	t.Helper()
 	runtime := filepath.Join(runtimeRoot, strings.ReplaceAll(t.Name(), "/", "_"))
 	l, err := lab.Open(t.TempDir(), runtime, os.Stderr)
 	if err != nil {
 		fatal(t, err)
 	}
-	l.ControlPlanes = controlPlanes
+	l.ControlPlanes, l.Routed = controlPlanes, routed
 	start := time.Now()
 	upErr := l.Up(context.Background(), image, n)
 	t.Cleanup(func() {
@@ -412,13 +419,14 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 }
 
 // clusterComponents are the lab bundle's components a whole cluster with its add-ons needs.
-var clusterComponents = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
+var clusterComponents = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap", "cni-flannel", "flanneld",
 	"cni-macvlan", "cni-static", "privcloud-api-lb", "kube-router", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
 	"pause-bin", "pause", "probe", "busybox", "test", "coredns-bin", "coredns", "multus-bin", "multus-thin", "multus", "quay", "postgresql", "redis", "pulled"}
 
 func TestClusterOnLabHosts(t *testing.T) {
-	// h1 to h3 make the cluster; h4 and h5 join it later as control planes with etcd members
-	l := newLab(t, 5, 1, 4, 5)
+	// h1 to h3 make the cluster; h4 and h5 join it later as control planes with etcd members. h3 and h5 sit on
+	// a second subnet behind a router: the pod network, etcd and the API load balancers cross it
+	l := newRoutedLab(t, 5, []int{3, 5}, 1, 4, 5)
 	full, err := os.ReadFile(l.ClusterConfig())
 	if err != nil {
 		fatal(t, err)
@@ -480,6 +488,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 	checkHardening(t, l, kubectl)
 	checkAddons(t, l, kubectl)
 	checkNetworkPolicy(t, l, kubectl)
+	checkPodNetwork(t, l, kubectl)
 	checkRegistryMirror(t, l, kubectl)
 	checkStatus(t, l, "h1", "h2", "h3")
 
@@ -504,21 +513,26 @@ func TestClusterOnLabHosts(t *testing.T) {
 // it again.
 func checkResetAndJoin(t *testing.T, l *lab.Lab, kubectl string) {
 	t.Helper()
+	r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get node h3 -o jsonpath='{.spec.podCIDR}{\"\\n\"}'")
+	h3PodCIDR := regexp.MustCompile(`[0-9.]+/[0-9]+`).FindString(r.stdout)
+	if h3PodCIDR == "" {
+		fatalf(t, "h3's pod CIDR: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	start := time.Now()
-	r := run(t, l, "reset", "--hosts", "h3")
+	r = run(t, l, "reset", "--hosts", "h3")
 	if r.code != 0 || !strings.Contains(r.stdout, "drained and deleted node h3") {
 		fatalf(t, "reset --hosts h3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("reset of a worker: %s", time.Since(start).Round(100*time.Millisecond))
-	r = run(t, l, "exec", "--hosts", "h3", "--", `for u in kubelet kube-proxy containerd privcloud-pod-routes; do systemctl is-active -q $u && echo "active: $u"; done
-for p in /etc/kubernetes /var/lib/kubelet /var/lib/containerd /etc/containerd /opt/privcloud /var/lib/privcloud /etc/cni/net.d /var/lib/cni /usr/local/bin/kubelet; do
+	r = run(t, l, "exec", "--hosts", "h3", "--", `for u in kubelet kube-proxy containerd privcloud-flannel privcloud-kube-router; do systemctl is-active -q $u && echo "active: $u"; done
+for p in /etc/kubernetes /var/lib/kubelet /var/lib/containerd /etc/containerd /opt/privcloud /var/lib/privcloud /etc/cni/net.d /var/lib/cni /run/flannel /usr/local/bin/kubelet; do
   if mountpoint -q $p; then [ -n "$(ls -A $p)" ] && echo "left: $p (content)"; else [ -e $p ] && echo "left: $p"; fi
 done
 grep -E ' /(var/lib/kubelet|run/containerd|var/lib/containerd)/' /proc/mounts | sed 's/^/mount: /'
 pgrep -x containerd-shim >/dev/null && echo "left: shims"
-ip link show cni0 >/dev/null 2>&1 && echo "left: cni0"
+for link in cni0 flannel.1; do ip link show $link >/dev/null 2>&1 && echo "left: $link"; done
 ip route show | grep ' via ' | grep -v '^default' | sed 's/^/left: route /'
-iptables-save | grep -cE 'KUBE-|CNI-|PRIVCLOUD-' | sed 's/^/kube-rules: /'
+iptables-save | grep -cE 'KUBE-|CNI-|FLANNEL-|PRIVCLOUD-' | sed 's/^/kube-rules: /'
 iptables-save -t mangle | grep -c 'DROP' | sed 's/^/lab-guard: /'`)
 	if r.code != 0 || strings.Contains(r.stdout, "active:") || strings.Contains(r.stdout, "left:") || strings.Contains(r.stdout, "mount:") ||
 		!strings.Contains(r.stdout, "kube-rules: 0") || !strings.Contains(r.stdout, "lab-guard: 1") {
@@ -528,10 +542,13 @@ iptables-save -t mangle | grep -c 'DROP' | sed 's/^/lab-guard: /'`)
 	if r.code != 0 || !strings.Contains(r.stdout, "; 0 changed") {
 		errorf(t, "a second reset changed something:\n%s%s", r.stdout, r.stderr)
 	}
-	// the nodes that stay have no route left to h3's pods
-	r = run(t, l, "exec", "--hosts", "h1,h2", "--", "ip route show proto 201")
-	if r.code != 0 || strings.Contains(r.stdout, "via "+lab.HostIP(3)) || strings.Count(r.stdout, "via ") != 6 {
-		errorf(t, "routes on h1 and h2 after h3 left (3 each, to h2/h1, h4 and h5):\n%s%s", r.stdout, r.stderr)
+	// the nodes that stay have no route left to h3's pods: flannel took it away with h3's Node
+	waitFor(t, "no overlay route to h3's pods on h1 and h2", 60*time.Second, func() bool {
+		r = run(t, l, "exec", "--hosts", "h1,h2", "--", "ip route show dev flannel.1")
+		return r.code == 0 && !strings.Contains(r.stdout, h3PodCIDR) && strings.Count(r.stdout, " via ") == 6
+	})
+	if r.code != 0 || strings.Contains(r.stdout, h3PodCIDR) || strings.Count(r.stdout, " via ") != 6 {
+		errorf(t, "overlay routes on h1 and h2 after h3 left (3 each, to h2/h1, h4 and h5, none to %s):\n%s%s", h3PodCIDR, r.stdout, r.stderr)
 	}
 	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get nodes --no-headers")
 	if strings.Contains(r.stdout, "h3") || strings.Count(r.stdout, " Ready ") != 4 {
@@ -551,7 +568,8 @@ iptables-save -t mangle | grep -c 'DROP' | sed 's/^/lab-guard: /'`)
 }
 
 // checkAddons proves the add-ons work from inside pods: cluster names and a Service name resolve through
-// CoreDNS, two pods on different nodes reach each other over Multus's second interface, and Quay's manifests
+// CoreDNS, two pods on different nodes reach each other over Multus's second interface (on top of the pod
+// network), and Quay's manifests
 // pass the API server's checks while the add-on refuses to run without its images.
 func checkAddons(t *testing.T, l *lab.Lab, kubectl string) {
 	t.Helper()
@@ -565,12 +583,14 @@ metadata:
     k8s.v1.cni.cncf.io/networks: '[{"name": "lab-macvlan", "ips": ["%s"]}]'
 spec:
   nodeName: %s
+  tolerations: [{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}]
   containers:
   - {name: probe, image: registry.local/privcloud/test:1, imagePullPolicy: Never, command: [/bin/probe, serve]}
 ---
 `, name, name, ip, node)
 	}
-	manifests := pod("net-a", "h2", "10.77.1.10/24") + pod("net-b", "h3", "10.77.1.11/24") +
+	// macvlan is a layer-2 network: its two pods sit on nodes of one segment (h1 and h2; h3 is routed)
+	manifests := pod("net-a", "h1", "10.77.1.10/24") + pod("net-b", "h2", "10.77.1.11/24") +
 		"apiVersion: v1\nkind: Service\nmetadata: {name: net-b}\nspec:\n  selector: {app: net-b}\n  ports: [{port: 8080}]\n"
 	r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"apply -f - <<'EOF'\n"+manifests+"EOF\n"+
 		kubectl+"wait --for=condition=Ready pod/net-a pod/net-b --timeout=120s && "+

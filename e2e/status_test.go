@@ -28,7 +28,7 @@ func checkStatus(t *testing.T, l *lab.Lab, hosts ...string) {
 			errorf(t, "status does not list %s as reachable:\n%s", h, r.stdout)
 		}
 	}
-	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet", "kube-proxy", "privcloud-api-lb", "kube-router"} {
+	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet", "kube-proxy", "privcloud-api-lb", "kube-router", "flanneld"} {
 		if !regexp.MustCompile(`(?m)^` + c + ` +v[0-9]`).MatchString(r.stdout) {
 			errorf(t, "status does not list %s with its version:\n%s", c, r.stdout)
 		}

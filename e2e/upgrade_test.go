@@ -22,7 +22,9 @@ import (
 // both, plans its upgrade from the versions the hosts run and applies it while a client requests a Service
 // continuously: first with a broken API server binary (switched back automatically), then for real.
 func TestUpgradeOnLabHosts(t *testing.T) {
+	// the bridge pod network, on the lab's one segment: the scenario that keeps it proven
 	l := newLab(t, 3)
+	withSettings(t, l, "cluster.yaml", "  network:\n", "  network:\n    plugin: bridge\n")
 	labBundleOf(t, l.Dir, []string{"v1.36.3", "v1.37.1"}, append(upgradeBundle, "probe", "busybox", "test")...)
 	older := configVariant(t, l, "cluster-older.yaml", "kubernetesVersion: v1.37.1", "kubernetesVersion: v1.36.3")
 	r := runConfig(t, older, "init", "--skip", "addons")
@@ -145,7 +147,7 @@ func versions(t *testing.T, l *lab.Lab) (string, string) {
 }
 
 // upgradeBundle is what a cluster without add-ons needs, for a bundle of v1.36.3 and v1.37.1.
-var upgradeBundle = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap",
+var upgradeBundle = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap", "cni-flannel", "flanneld",
 	"privcloud-api-lb", "kube-router", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "pause-bin", "pause"}
 
 // TestUpgradeControlPlanesOnLabHosts upgrades three stacked control planes, one host at a time: each one's etcd

@@ -20,6 +20,7 @@ import (
 	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
 	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/upgrade"
 )
@@ -248,7 +249,13 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 			}
 		}
 		if link := activeLink(c); link != "" && !s.stageOnly && active(s.manifest, c, r.Cluster.Spec.KubernetesVersion) {
-			links.WriteString(hostops.SwitchLinkScript(link, dst))
+			if unit, ok := restartedOnSwitch[c.Name]; ok {
+				// a running unit owes a restart to its new binary (a first install starts it later anyway)
+				fmt.Fprintf(&links, "out=$(%s)\nif [ -n \"$out\" ]; then echo \"$out\"; if systemctl is-active -q %s; then echo restart:%[2]s; fi; fi\n",
+					strings.TrimSuffix(hostops.SwitchLinkScript(link, dst), "\n"), unit)
+			} else {
+				links.WriteString(hostops.SwitchLinkScript(link, dst))
+			}
 		}
 	}
 	if links.Len() == 0 {
@@ -259,9 +266,23 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 		return err
 	}
 	for _, l := range strings.Fields(string(res.Stdout)) {
+		if unit, ok := strings.CutPrefix(l, "restart:"); ok {
+			rolloutOf(r).owe(t.Spec.Name, unit)
+			continue
+		}
 		r.Changed(t.Spec.Name, "linked "+l)
 	}
 	return nil
+}
+
+// restartedOnSwitch are the components outside a Kubernetes release whose units privcloud restarts when the
+// bundle brings a new version (the restart phase at the end of the run does it): the pod network, the
+// NetworkPolicy firewall and the API load balancer keep the kernel's state or their peers' connections
+// across a restart. Kubernetes and etcd change versions through 'upgrade apply' alone.
+var restartedOnSwitch = map[string]string{
+	"flanneld":         pki.FlannelUnit,
+	"kube-router":      pki.KubeRouterUnit,
+	"privcloud-api-lb": pki.APILoadBalancerUnit,
 }
 
 // refuseVersionChange stops init and join on a host that runs other versions of Kubernetes or etcd than

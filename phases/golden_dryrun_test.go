@@ -20,7 +20,7 @@ import (
 func factsOf(name string, i int) func(string) (ssh.Result, error) {
 	return func(string) (ssh.Result, error) {
 		return ssh.Result{Stdout: []byte(fmt.Sprintf("os=debian 13\nkernel=6.12.48\narch=x86_64\nhostname=%s\nmachineid=%032x\ncpus=2\n"+
-			"memkb=4014080\nswapkb=0\nswaps=0\ndiskkb=52428800\ncgroupfs=cgroup2fs\nsystemd=yes\nipset=yes\ntime=%d\n", name, i+1, time.Now().UnixNano()))}, nil
+			"memkb=4014080\nswapkb=0\nswaps=0\ndiskkb=52428800\ncgroupfs=cgroup2fs\nsystemd=yes\nipset=yes\nvxlan=yes\nsubnets=192.168.10.%d/24\ntime=%d\n", name, i+1, 11+i, time.Now().UnixNano()))}, nil
 	}
 }
 

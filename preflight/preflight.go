@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,21 +22,24 @@ import (
 
 // Facts is what one host reported.
 type Facts struct {
-	Host          string        `json:"host"`
-	OS            string        `json:"os"`
-	Kernel        string        `json:"kernel"`
-	Arch          string        `json:"arch"`
-	Hostname      string        `json:"hostname"`
-	MachineID     string        `json:"machineID"`
-	CPUs          int           `json:"cpus"`
-	MemoryBytes   uint64        `json:"memoryBytes"`
-	SwapBytes     uint64        `json:"swapBytes"`
-	DiskFreeBytes uint64        `json:"diskFreeBytes"`
-	CgroupVersion int           `json:"cgroupVersion"`
-	Systemd       bool          `json:"systemd"`
-	KVM           bool          `json:"kvm"`
-	IPSet         bool          `json:"ipset"`
-	ClockSkew     time.Duration `json:"clockSkewNs"`
+	Host          string `json:"host"`
+	OS            string `json:"os"`
+	Kernel        string `json:"kernel"`
+	Arch          string `json:"arch"`
+	Hostname      string `json:"hostname"`
+	MachineID     string `json:"machineID"`
+	CPUs          int    `json:"cpus"`
+	MemoryBytes   uint64 `json:"memoryBytes"`
+	SwapBytes     uint64 `json:"swapBytes"`
+	DiskFreeBytes uint64 `json:"diskFreeBytes"`
+	CgroupVersion int    `json:"cgroupVersion"`
+	Systemd       bool   `json:"systemd"`
+	KVM           bool   `json:"kvm"`
+	IPSet         bool   `json:"ipset"`
+	VXLAN         bool   `json:"vxlan"`
+	// Subnets are the host's global IPv4 addresses with their prefixes: the segments it reaches directly.
+	Subnets   []string      `json:"subnets,omitempty"`
+	ClockSkew time.Duration `json:"clockSkewNs"`
 	// Etcd is the state of the etcd member privcloud installed ("" when there is none): "healthy", or why not.
 	Etcd string `json:"etcd,omitempty"`
 	// APIServer is the state of the API server privcloud installed ("" when there is none): "ready", or why not.
@@ -56,6 +61,8 @@ echo "cgroupfs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 [ -d /run/systemd/system ] && echo systemd=yes
 [ -c /dev/kvm ] && echo kvm=yes
 command -v ipset >/dev/null && echo ipset=yes
+{ [ -d /sys/module/vxlan ] || modprobe -nq vxlan 2>/dev/null; } && echo vxlan=yes
+echo "subnets=$(ip -o -4 addr show scope global 2>/dev/null | awk '{print $4}' | tr '\n' ' ')"
 echo "time=$(date +%s%N)"`
 
 // servicesScript prints the state of the services of a running cluster, only where privcloud installed them,
@@ -101,7 +108,8 @@ func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
 	if kv["cgroupfs"] == "cgroup2fs" {
 		f.CgroupVersion = 2
 	}
-	f.Systemd, f.KVM, f.IPSet = kv["systemd"] == "yes", kv["kvm"] == "yes", kv["ipset"] == "yes"
+	f.Systemd, f.KVM, f.IPSet, f.VXLAN = kv["systemd"] == "yes", kv["kvm"] == "yes", kv["ipset"] == "yes", kv["vxlan"] == "yes"
+	f.Subnets = strings.Fields(kv["subnets"])
 	svc, err := h.Run(ctx, servicesScript, ssh.ReadOnly())
 	if err != nil {
 		return Facts{}, err
@@ -192,6 +200,9 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 		if c.Spec.Network.PolicyEnforced() && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)) && !f.IPSet {
 			add(f.Host, "ipset", Error, "ipset is not installed, and the NetworkPolicy firewall (spec.network.policy: kube-router) needs it: install it (Debian and Ubuntu: apt-get install ipset), or set spec.network.policy: none")
 		}
+		if c.Spec.Network.Flannel() && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)) && !f.VXLAN {
+			add(f.Host, "vxlan", Error, "the kernel has no VXLAN support, which the flannel pod network needs: load the vxlan module (modprobe vxlan), or set spec.network.plugin: bridge if every node sits on one layer-2 segment")
+		}
 		if h.HasRole(api.RoleControlPlane) && f.MemoryBytes < MinControlPlaneMem {
 			add(f.Host, "memory", Warning, "%s of memory: a control plane wants at least %s", size(f.MemoryBytes), size(MinControlPlaneMem))
 		}
@@ -204,6 +215,7 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 		hostnames[f.Hostname] = append(hostnames[f.Hostname], f.Host)
 	}
 	out = append(out, checkServices(c, facts)...)
+	out = append(out, checkOneSegment(c, facts)...)
 	for _, id := range sortedKeys(machineIDs) {
 		if hosts := machineIDs[id]; len(hosts) > 1 {
 			add("", "machine-id", Error, "hosts %s share /etc/machine-id %s (cloned images?): regenerate it (systemd-machine-id-setup)", strings.Join(hosts, ", "), id)
@@ -216,6 +228,38 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 	}
 	return out
 }
+
+// checkOneSegment refuses the bridge pod network on nodes that do not share a layer-2 segment: its routes send
+// each node's pods straight to the other node's address, which must be on a subnet of the host's own.
+func checkOneSegment(c *api.Cluster, facts []Facts) []Finding {
+	if c.Spec.Network.Plugin != api.NetworkBridge {
+		return nil
+	}
+	var out []Finding
+	for _, f := range facts {
+		if len(f.Subnets) == 0 {
+			continue
+		}
+		var far []string
+		for _, other := range c.Spec.Hosts {
+			addr, err := netip.ParseAddr(other.InternalAddress)
+			if other.Name == f.Host || !isNode(other) || err != nil || !addr.Is4() {
+				continue
+			}
+			if !slices.ContainsFunc(f.Subnets, func(s string) bool { p, err := netip.ParsePrefix(s); return err == nil && p.Contains(addr) }) {
+				far = append(far, fmt.Sprintf("%s (%s)", other.Name, addr))
+			}
+		}
+		if len(far) > 0 {
+			out = append(out, Finding{Host: f.Host, Check: "pod-network", Severity: Error, Message: fmt.Sprintf(
+				"%s not on this host's segments (%s): the bridge pod network needs every node on one layer-2 segment; use spec.network.plugin: flannel, which crosses routed subnets",
+				strings.Join(far, ", ")+map[bool]string{true: " is", false: " are"}[len(far) == 1], strings.Join(f.Subnets, ", "))})
+		}
+	}
+	return out
+}
+
+func isNode(h api.Host) bool { return h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker) }
 
 // checkServices judges a running cluster's etcd and API servers: etcd without quorum, or no API server ready,
 // is an error naming every member's state; a member or an API server down while the others carry on is a

@@ -14,7 +14,7 @@ import (
 
 func healthy(host string) Facts {
 	return Facts{Host: host, OS: "debian 12", Kernel: "6.1.0", Arch: "x86_64", Hostname: host, MachineID: "id-" + host,
-		CPUs: 2, MemoryBytes: 4 << 30, DiskFreeBytes: 50 << 30, CgroupVersion: 2, Systemd: true, KVM: true, IPSet: true}
+		CPUs: 2, MemoryBytes: 4 << 30, DiskFreeBytes: 50 << 30, CgroupVersion: 2, Systemd: true, KVM: true, IPSet: true, VXLAN: true}
 }
 
 func TestCheck(t *testing.T) {
@@ -40,6 +40,13 @@ func TestCheck(t *testing.T) {
 		{"small control plane", func(_ *api.Cluster, f []Facts) { f[0].MemoryBytes = 1 << 30 }, "cp1", "memory", Warning},
 		{"low disk", func(_ *api.Cluster, f []Facts) { f[2].DiskFreeBytes = 1 << 30 }, "worker2", "disk", Warning},
 		{"no ipset for the NetworkPolicy firewall", func(_ *api.Cluster, f []Facts) { f[1].IPSet = false }, "worker1", "ipset", Error},
+		{"no VXLAN for flannel", func(_ *api.Cluster, f []Facts) { f[2].VXLAN = false }, "worker2", "vxlan", Error},
+		// worker2 sits on another subnet: the bridge network cannot reach its pods from cp1
+		{"bridge across subnets", func(c *api.Cluster, f []Facts) {
+			c.Spec.Network.Plugin = api.NetworkBridge
+			f[0].Subnets = []string{"192.168.10.11/24"}
+			c.Spec.Hosts[2].InternalAddress = "192.168.20.13"
+		}, "cp1", "pod-network", Error},
 		{"cloned machine id", func(_ *api.Cluster, f []Facts) { f[2].MachineID = f[1].MachineID }, "", "machine-id", Error},
 		{"same hostname", func(_ *api.Cluster, f []Facts) { f[2].Hostname = "localhost"; f[1].Hostname = "localhost" }, "", "hostname", Warning},
 	}
@@ -56,6 +63,23 @@ func TestCheck(t *testing.T) {
 				t.Error("HasErrors disagrees with the severity")
 			}
 		})
+	}
+	// the bridge network on one segment, and flannel on any, are fine; VXLAN matters to flannel alone
+	for _, plugin := range []string{api.NetworkBridge, api.NetworkFlannel} {
+		c := api.Example()
+		c.Spec.Network.Plugin = plugin
+		f := append([]Facts(nil), base...)
+		for i := range f {
+			f[i].Subnets = []string{"192.168.10.0/24"}
+		}
+		if plugin == api.NetworkBridge {
+			f[1].VXLAN = false
+		} else {
+			c.Spec.Hosts[2].InternalAddress = "192.168.20.13"
+		}
+		if got := Check(c, f); len(got) != 0 {
+			t.Errorf("%s: %+v", plugin, got)
+		}
 	}
 	// cgroup v1 is fine once the kubelet is told so
 	c.Spec.Kubelet.FailCgroupV1 = new(bool)

@@ -4,6 +4,8 @@
 //	probe serve [ADDR]   answer every request with the pod's hostname (default :8080)
 //	probe get URL        print the body of URL; exit 1 on failure
 //	probe dns NAME       print the addresses NAME resolves to through /etc/resolv.conf; exit 1 on failure
+//	probe sink [ADDR]    accept TCP connections and discard what they send (default :5201)
+//	probe send ADDR SECS send zeros to a sink for SECS seconds over one connection; print "Mbit/s N"
 package main
 
 import (
@@ -13,12 +15,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: probe serve [ADDR] | get URL | dns NAME")
+		fail("usage: probe serve [ADDR] | get URL | dns NAME | sink [ADDR] | send ADDR SECS")
 	}
 	switch os.Args[1] {
 	case "serve":
@@ -50,6 +53,43 @@ func main() {
 		for _, a := range addrs {
 			fmt.Println(a)
 		}
+	case "sink":
+		addr := ":5201"
+		if len(os.Args) > 2 {
+			addr = os.Args[2]
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			fail(err)
+		}
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				fail(err)
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	case "send":
+		secs, err := strconv.Atoi(arg(3))
+		if err != nil || secs < 1 {
+			fail("send: SECS must be a positive number")
+		}
+		c, err := net.DialTimeout("tcp", arg(2), 10*time.Second)
+		if err != nil {
+			fail(err)
+		}
+		buf := make([]byte, 128<<10)
+		var sent int64
+		start := time.Now()
+		for time.Since(start) < time.Duration(secs)*time.Second {
+			n, err := c.Write(buf)
+			sent += int64(n)
+			if err != nil {
+				fail(err)
+			}
+		}
+		c.Close()
+		fmt.Printf("Mbit/s %.0f\n", float64(sent)*8/1e6/time.Since(start).Seconds())
 	default:
 		fail("unknown command " + os.Args[1])
 	}

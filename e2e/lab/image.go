@@ -28,16 +28,28 @@ var Packages = []string{"systemd", "systemd-sysv", "dbus", "openssh-server", "ip
 // Network of the lab: hosts are .11 onwards, the machine's side of the bridge is .254.
 const (
 	Subnet      = "10.77.0.0/24"
+	Network     = "10.77.0.0/16"  // every subnet of the lab, the routed one too
 	PodCIDR     = "10.244.0.0/16" // the lab cluster's pods: routed between lab hosts only
 	GatewayIP   = "10.77.0.254"
 	hostIPBase  = 10
 	maxHosts    = 20
 	namePrefix  = "pcl-" // every namespace and link the lab makes starts with it
-	imageFormat = "4"    // bump when the customisation below changes
+	imageFormat = "5"    // bump when the customisation below changes
 )
 
-// HostIP is the address of host i (1-based).
+// The routed subnet: hosts a lab puts there (Lab.Routed) reach the first subnet, and the machine, through the
+// lab's router, which has an address on each.
+const (
+	RoutedSubnet = "10.77.2.0/24"
+	routerIP     = "10.77.0.253" // the router on the first subnet
+	routedGW     = "10.77.2.254" // the router on the routed subnet
+)
+
+// HostIP is the address of host i (1-based) on the first subnet; Lab.IP knows the hosts a lab routed.
 func HostIP(i int) string { return fmt.Sprintf("10.77.0.%d", hostIPBase+i) }
+
+// routedIP is the address of host i on the routed subnet.
+func routedIP(i int) string { return fmt.Sprintf("10.77.2.%d", hostIPBase+i) }
 
 // EnsureImage returns the lab image under cache, building it when missing: debootstrap once (cached on its
 // own, keyed by suite and packages, as it is the slow part), then the lab customisation on a copy.
@@ -127,7 +139,7 @@ ExecStart=/bin/sh -c 'mount -o remount,rw /sys/fs/cgroup; for c in /sys/fs/cgrou
 [Install]
 WantedBy=sysinit.target
 `,
-		// defence in depth: nothing leaves eth0 for an address outside the lab (mangle POSTROUTING runs after
+		// defence in depth: nothing leaves eth0 for an address outside the lab's network (mangle POSTROUTING runs after
 		// kube-proxy's DNAT, so host-to-ClusterIP traffic still works). Pod addresses may leave: the only routes
 		// to them lead to other lab hosts, as the rest of the pod network is unreachable rather than sent to
 		// the gateway.
@@ -140,7 +152,7 @@ Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/sbin/ip route add unreachable ` + PodCIDR + `
 ExecStart=/usr/sbin/iptables -t mangle -A POSTROUTING -o eth0 -d ` + PodCIDR + ` -j RETURN
-ExecStart=/usr/sbin/iptables -t mangle -A POSTROUTING -o eth0 ! -d ` + Subnet + ` -j DROP
+ExecStart=/usr/sbin/iptables -t mangle -A POSTROUTING -o eth0 ! -d ` + Network + ` -j DROP
 [Install]
 WantedBy=sysinit.target
 `,

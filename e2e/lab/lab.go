@@ -32,6 +32,9 @@ const (
 	switchNS   = namePrefix + "sw"
 	uplinkLink = namePrefix + "up"
 	recordName = "lab.json"
+	// a routed lab's second segment and the router between the two
+	routedSwitchNS = namePrefix + "sw2"
+	routerNS       = namePrefix + "rt"
 )
 
 func hostNS(i int) string   { return fmt.Sprintf("%sh%d", namePrefix, i) }
@@ -50,6 +53,9 @@ type Lab struct {
 	// ControlPlanes are the numbers of the hosts cluster.yaml gives the control-plane and etcd roles; the
 	// others are workers. Empty: host 1.
 	ControlPlanes []int
+	// Routed are the numbers of the hosts on a second subnet (RoutedSubnet), a layer-3 hop away from the
+	// others through a router the lab runs in its own namespace. Empty: one segment.
+	Routed []int
 
 	rec Record
 }
@@ -58,6 +64,7 @@ type Lab struct {
 type Record struct {
 	Image   string       `json:"image"`
 	Network bool         `json:"network"`
+	Routed  []int        `json:"routed,omitempty"`
 	Hosts   []HostRecord `json:"hosts"`
 }
 
@@ -114,6 +121,7 @@ func (l *Lab) Up(ctx context.Context, image string, n int) error {
 		return err
 	}
 	l.rec.Image = image
+	l.rec.Routed = l.Routed
 	userKey, err := l.writeUserKey()
 	if err != nil {
 		return err
@@ -127,7 +135,7 @@ func (l *Lab) Up(ctx context.Context, image string, n int) error {
 		if err != nil {
 			return fmt.Errorf("host h%d: %w", i, err)
 		}
-		fmt.Fprintf(&known, "%s %s\n", HostIP(i), strings.TrimSpace(string(xssh.MarshalAuthorizedKey(hostKey))))
+		fmt.Fprintf(&known, "%s %s\n", l.IP(i), strings.TrimSpace(string(xssh.MarshalAuthorizedKey(hostKey))))
 	}
 	if err := os.WriteFile(l.KnownHosts(), []byte(known.String()), 0o600); err != nil {
 		return err
@@ -181,7 +189,7 @@ func (l *Lab) clusterYAML(n int) string {
 				roles = "[control-plane, etcd, worker]"
 			}
 		}
-		fmt.Fprintf(&b, "  - name: h%d\n    address: %s\n    sshKeyPath: id_ed25519\n    roles: %s\n", i, HostIP(i), roles)
+		fmt.Fprintf(&b, "  - name: h%d\n    address: %s\n    sshKeyPath: id_ed25519\n    roles: %s\n", i, l.IP(i), roles)
 	}
 	b.WriteString(`  ssh:
     knownHostsFiles: [known_hosts]
@@ -281,13 +289,35 @@ func (l *Lab) dialer(connectTimeout time.Duration) (*api.Cluster, *ssh.Dialer, e
 
 func (l *Lab) consolePath(name string) string { return filepath.Join(l.Runtime, name, "console.log") }
 
-// netUp makes the switch namespace with its bridge and the machine's uplink.
+// IP is the address of host i: on the routed subnet for the hosts the lab routes, else on the first.
+func (l *Lab) IP(i int) string {
+	if l.routed(i) {
+		return routedIP(i)
+	}
+	return HostIP(i)
+}
+
+func (l *Lab) routed(i int) bool {
+	return slices.Contains(l.rec.Routed, i) || slices.Contains(l.Routed, i)
+}
+
+// switchOf is the namespace of the switch host i is plugged into.
+func (l *Lab) switchOf(i int) string {
+	if l.routed(i) {
+		return routedSwitchNS
+	}
+	return switchNS
+}
+
+// netUp makes the switch namespace with its bridge and the machine's uplink; a routed lab also gets a second
+// switch and a router between the two. The router forwards in its own namespace; the machine only gains a
+// route to the routed subnet on the lab's own uplink, which goes with the link.
 func (l *Lab) netUp() error {
 	l.rec.Network = true
 	if err := l.save(); err != nil {
 		return err
 	}
-	return l.ip([][]string{
+	cmds := [][]string{
 		{"netns", "add", switchNS},
 		{"-n", switchNS, "link", "set", "lo", "up"},
 		{"-n", switchNS, "link", "add", "br0", "type", "bridge"},
@@ -296,7 +326,35 @@ func (l *Lab) netUp() error {
 		{"-n", switchNS, "link", "set", "up0", "master", "br0", "up"},
 		{"addr", "add", GatewayIP + "/24", "dev", uplinkLink},
 		{"link", "set", uplinkLink, "up"},
-	})
+	}
+	if len(l.rec.Routed) > 0 {
+		cmds = append(cmds, [][]string{
+			{"netns", "add", routedSwitchNS},
+			{"-n", routedSwitchNS, "link", "set", "lo", "up"},
+			{"-n", routedSwitchNS, "link", "add", "br0", "type", "bridge"},
+			{"-n", routedSwitchNS, "link", "set", "br0", "up"},
+			{"netns", "add", routerNS},
+			{"-n", routerNS, "link", "set", "lo", "up"},
+			{"-n", routerNS, "link", "add", "eth0", "type", "veth", "peer", "name", "rt0", "netns", switchNS},
+			{"-n", switchNS, "link", "set", "rt0", "master", "br0", "up"},
+			{"-n", routerNS, "link", "add", "eth1", "type", "veth", "peer", "name", "rt0", "netns", routedSwitchNS},
+			{"-n", routedSwitchNS, "link", "set", "rt0", "master", "br0", "up"},
+			{"-n", routerNS, "addr", "add", routerIP + "/24", "dev", "eth0"},
+			{"-n", routerNS, "addr", "add", routedGW + "/24", "dev", "eth1"},
+			{"-n", routerNS, "link", "set", "eth0", "up"},
+			{"-n", routerNS, "link", "set", "eth1", "up"},
+			{"-n", routerNS, "route", "add", "default", "via", GatewayIP},
+			{"route", "add", RoutedSubnet, "via", routerIP, "dev", uplinkLink},
+		}...)
+	}
+	if err := l.ip(cmds); err != nil {
+		return err
+	}
+	if len(l.rec.Routed) > 0 {
+		// forwarding in the router's own namespace (a namespace's sysctl, never the machine's)
+		return run(l.Log, "ip", "netns", "exec", routerNS, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	}
+	return nil
 }
 
 func (l *Lab) ip(cmds [][]string) error {
@@ -352,16 +410,34 @@ func (l *Lab) hostUp(i int, image string, userKey xssh.PublicKey) (xssh.PublicKe
 			return nil, err
 		}
 	}
+	// every host's name at its address, routed or not (the image's list knows the first subnet only)
+	var hosts strings.Builder
+	hosts.WriteString("127.0.0.1 localhost\n")
+	for j := 1; j <= maxHosts; j++ {
+		fmt.Fprintf(&hosts, "%s h%d\n", l.IP(j), j)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "upper/etc/hosts"), []byte(hosts.String()), 0o644); err != nil {
+		return nil, err
+	}
 	ns := hostNS(i)
 	if err := l.ip([][]string{
 		{"netns", "add", ns},
 		{"-n", ns, "link", "set", "lo", "up"},
-		{"link", "add", hostPort(i), "netns", switchNS, "type", "veth", "peer", "name", "eth0", "netns", ns},
-		{"-n", switchNS, "link", "set", hostPort(i), "master", "br0", "up"},
-		{"-n", ns, "addr", "add", HostIP(i) + "/24", "dev", "eth0"},
+		{"link", "add", hostPort(i), "netns", l.switchOf(i), "type", "veth", "peer", "name", "eth0", "netns", ns},
+		{"-n", l.switchOf(i), "link", "set", hostPort(i), "master", "br0", "up"},
+		{"-n", ns, "addr", "add", l.IP(i) + "/24", "dev", "eth0"},
 		{"-n", ns, "link", "set", "eth0", "up"},
-		{"-n", ns, "route", "add", "default", "via", GatewayIP},
 	}); err != nil {
+		return nil, err
+	}
+	routes := [][]string{{"-n", ns, "route", "add", "default", "via", GatewayIP}}
+	switch {
+	case l.routed(i):
+		routes = [][]string{{"-n", ns, "route", "add", "default", "via", routedGW}}
+	case len(l.rec.Routed) > 0:
+		routes = append(routes, []string{"-n", ns, "route", "add", RoutedSubnet, "via", routerIP})
+	}
+	if err := l.ip(routes); err != nil {
 		return nil, err
 	}
 	if err := run(l.Log, "mount", "-t", "overlay", "overlay", "-o",
@@ -499,9 +575,11 @@ func (l *Lab) Down() error {
 		errs = append(errs, l.hostDown(h))
 	}
 	if l.rec.Network {
-		exec.Command("ip", "link", "del", uplinkLink).Run()
-		if err := exec.Command("ip", "netns", "del", switchNS).Run(); err != nil && netnsExists(switchNS) {
-			errs = append(errs, fmt.Errorf("ip netns del %s: %w", switchNS, err))
+		exec.Command("ip", "link", "del", uplinkLink).Run() // its route to the routed subnet goes with it
+		for _, ns := range []string{routerNS, routedSwitchNS, switchNS} {
+			if err := exec.Command("ip", "netns", "del", ns).Run(); err != nil && netnsExists(ns) {
+				errs = append(errs, fmt.Errorf("ip netns del %s: %w", ns, err))
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -681,10 +759,10 @@ func (l *Lab) Connect(ctx context.Context, name string) (*ssh.Client, error) {
 
 // Cut takes host i off the network (its switch port down); Restore puts it back.
 func (l *Lab) Cut(i int) error {
-	return run(l.Log, "ip", "-n", switchNS, "link", "set", hostPort(i), "down")
+	return run(l.Log, "ip", "-n", l.switchOf(i), "link", "set", hostPort(i), "down")
 }
 func (l *Lab) Restore(i int) error {
-	return run(l.Log, "ip", "-n", switchNS, "link", "set", hostPort(i), "up")
+	return run(l.Log, "ip", "-n", l.switchOf(i), "link", "set", hostPort(i), "up")
 }
 
 // Status describes each host: its process and whether its switch port is up.
@@ -699,10 +777,10 @@ func (l *Lab) Status() string {
 			state = "running"
 		}
 		link := "connected"
-		if out, err := exec.Command("ip", "-n", switchNS, "-o", "link", "show", hostPort(h.Index)).Output(); err != nil || !bytes.Contains(out, []byte("state UP")) {
+		if out, err := exec.Command("ip", "-n", l.switchOf(h.Index), "-o", "link", "show", hostPort(h.Index)).Output(); err != nil || !bytes.Contains(out, []byte("state UP")) {
 			link = "cut off"
 		}
-		fmt.Fprintf(&b, "h%d  %-12s %-8s %s\n", h.Index, HostIP(h.Index), state, link)
+		fmt.Fprintf(&b, "h%d  %-12s %-8s %s\n", h.Index, l.IP(h.Index), state, link)
 	}
 	return b.String()
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/privcloud/privcloud/e2e/lab"
@@ -22,6 +23,7 @@ func main() {
 	n := flag.Int("n", 3, "hosts to start (up)")
 	verbose := flag.Bool("v", false, "show the commands' output")
 	bundlePath := flag.String("bundle", "", "bundle the lab's cluster.yaml installs from (up)")
+	routed := flag.String("routed", "", "comma-separated numbers of the hosts to put on a second subnet ("+lab.RoutedSubnet+"), behind a router (up)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: labctl [flags] image|up|down|status|kill N|cut N|restore N")
 		flag.PrintDefaults()
@@ -46,6 +48,13 @@ func main() {
 			fail(err)
 		}
 	}
+	for _, f := range strings.FieldsFunc(*routed, func(r rune) bool { return r == ',' }) {
+		i, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(f), "h"))
+		if err != nil || i < 1 || i > *n {
+			fail(fmt.Errorf("-routed: %q is not a host number from 1 to %d", f, *n))
+		}
+		l.Routed = append(l.Routed, i)
+	}
 	switch flag.Arg(0) {
 	case "image":
 		start := time.Now()
@@ -68,7 +77,7 @@ func main() {
 			fail(err)
 		}
 		for i := 1; i <= *n; i++ {
-			fmt.Printf("h%d up at %s\n", i, lab.HostIP(i))
+			fmt.Printf("h%d up at %s\n", i, l.IP(i))
 		}
 		fmt.Printf("%d hosts answer SSH with verified host keys after %s\n", *n, time.Since(start).Round(10*time.Millisecond))
 		fmt.Printf("use them with: privcloud preflight -f %s\n", l.ClusterConfig())
