@@ -165,3 +165,36 @@ func TestUpgradePlanShowsTheBundleChanges(t *testing.T) {
 		t.Errorf("the plan's bundle changes against %q: %q, want %q", p.BundleFrom, got, want)
 	}
 }
+
+// A new flanneld binary on a host where flanneld runs owes its unit a restart, which the restart phase at the
+// end of the run makes; where the unit does not run (a first install), the link alone changes.
+func TestNewNetworkBinaryRestartsItsUnit(t *testing.T) {
+	c, hosts, ex, out := fakeCluster(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "flanneld"), []byte("#!/bin/sh\n"), 0o755)
+	b := &api.Bundle{APIVersion: api.APIVersion, Kind: api.KindBundle, Metadata: api.ObjectMeta{Name: "net"},
+		Spec: api.BundleSpec{Platform: "linux/amd64", Components: []api.Component{{Name: "flanneld", Version: "v0.28.10", File: filepath.Join(dir, "flanneld")}}}}
+	c.Spec.Bundle.Path = filepath.Join(t.TempDir(), "b.tar.zst")
+	if _, err := (&bundlebuild.Builder{Cache: t.TempDir()}).Build(context.Background(), b, c.Spec.Bundle.Path); err != nil {
+		t.Fatal(err)
+	}
+	running, fresh := hosts["worker1"], hosts["worker2"]
+	running.OnCommand("set -e\nout=$(", ssh.Result{Stdout: []byte("/usr/local/bin/flanneld\nrestart:privcloud-flannel\n")}, nil)
+	fresh.OnCommand("set -e\nout=$(", ssh.Result{Stdout: []byte("/usr/local/bin/flanneld\n")}, nil)
+	running.OnCommand("if systemctl cat privcloud-flannel.service", ssh.Result{Stdout: []byte("privcloud-flannel\n")}, nil)
+	ex.Selection = workflow.Selection{Only: []string{"bundle", "restart"}}
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	link := commandsLike(running, "set -e\nout=$(")
+	if len(link) != 1 || !strings.Contains(link[0], "if systemctl is-active -q privcloud-flannel; then echo restart:privcloud-flannel; fi") {
+		t.Errorf("the link switch does not ask whether flanneld runs:\n%q", link)
+	}
+	if !slices.ContainsFunc(running.Commands(), func(c string) bool { return strings.Contains(c, "systemctl try-restart privcloud-flannel.service") }) ||
+		!strings.Contains(out.String(), "privcloud-flannel restarted") {
+		t.Errorf("flanneld was not restarted on its new binary:\n%q\n%s", running.Commands(), out)
+	}
+	if slices.ContainsFunc(fresh.Commands(), func(c string) bool { return strings.Contains(c, "try-restart") }) {
+		t.Errorf("a host where flanneld does not run yet restarted it: %q", fresh.Commands())
+	}
+}
