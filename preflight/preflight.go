@@ -36,7 +36,9 @@ type Facts struct {
 	Systemd       bool   `json:"systemd"`
 	KVM           bool   `json:"kvm"`
 	IPSet         bool   `json:"ipset"`
-	VXLAN         bool   `json:"vxlan"`
+	// VXLAN is whether the kernel can make VXLAN links: "yes", "no", or "unknown" when the host shows neither
+	// its modules nor its kernel configuration.
+	VXLAN string `json:"vxlan"`
 	// Subnets are the host's global IPv4 addresses with their prefixes: the segments it reaches directly.
 	Subnets   []string      `json:"subnets,omitempty"`
 	ClockSkew time.Duration `json:"clockSkewNs"`
@@ -61,7 +63,11 @@ echo "cgroupfs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 [ -d /run/systemd/system ] && echo systemd=yes
 [ -c /dev/kvm ] && echo kvm=yes
 command -v ipset >/dev/null && echo ipset=yes
-{ [ -d /sys/module/vxlan ] || modprobe -nq vxlan 2>/dev/null; } && echo vxlan=yes
+kconfig=/boot/config-$(uname -r); [ -r /proc/config.gz ] && kconfig=/proc/config.gz
+if [ -d /sys/module/vxlan ] || modprobe -nq vxlan 2>/dev/null; then echo vxlan=yes
+elif [ -r "$kconfig" ]; then zcat -f "$kconfig" 2>/dev/null | grep -qE '^CONFIG_VXLAN=(y|m)' && echo vxlan=yes || echo vxlan=no
+elif [ -d /sys/module ]; then echo vxlan=no
+else echo vxlan=unknown; fi
 echo "subnets=$(ip -o -4 addr show scope global 2>/dev/null | awk '{print $4}' | tr '\n' ' ')"
 echo "time=$(date +%s%N)"`
 
@@ -108,7 +114,7 @@ func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
 	if kv["cgroupfs"] == "cgroup2fs" {
 		f.CgroupVersion = 2
 	}
-	f.Systemd, f.KVM, f.IPSet, f.VXLAN = kv["systemd"] == "yes", kv["kvm"] == "yes", kv["ipset"] == "yes", kv["vxlan"] == "yes"
+	f.Systemd, f.KVM, f.IPSet, f.VXLAN = kv["systemd"] == "yes", kv["kvm"] == "yes", kv["ipset"] == "yes", kv["vxlan"]
 	f.Subnets = strings.Fields(kv["subnets"])
 	svc, err := h.Run(ctx, servicesScript, ssh.ReadOnly())
 	if err != nil {
@@ -200,8 +206,13 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 		if c.Spec.Network.PolicyEnforced() && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)) && !f.IPSet {
 			add(f.Host, "ipset", Error, "ipset is not installed, and the NetworkPolicy firewall (spec.network.policy: kube-router) needs it: install it (Debian and Ubuntu: apt-get install ipset), or set spec.network.policy: none")
 		}
-		if c.Spec.Network.Flannel() && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)) && !f.VXLAN {
-			add(f.Host, "vxlan", Error, "the kernel has no VXLAN support, which the flannel pod network needs: load the vxlan module (modprobe vxlan), or set spec.network.plugin: bridge if every node sits on one layer-2 segment")
+		if c.Spec.Network.Flannel() && isNode(h) {
+			switch f.VXLAN {
+			case "no":
+				add(f.Host, "vxlan", Error, "the kernel has no VXLAN support, which the flannel pod network needs: use a kernel with CONFIG_VXLAN, or set spec.network.plugin: bridge if every node sits on one layer-2 segment")
+			case "unknown":
+				add(f.Host, "vxlan", Warning, "cannot tell whether the kernel supports VXLAN (no /sys/module, no kernel configuration), which the flannel pod network needs")
+			}
 		}
 		if h.HasRole(api.RoleControlPlane) && f.MemoryBytes < MinControlPlaneMem {
 			add(f.Host, "memory", Warning, "%s of memory: a control plane wants at least %s", size(f.MemoryBytes), size(MinControlPlaneMem))

@@ -14,7 +14,7 @@ import (
 
 func healthy(host string) Facts {
 	return Facts{Host: host, OS: "debian 12", Kernel: "6.1.0", Arch: "x86_64", Hostname: host, MachineID: "id-" + host,
-		CPUs: 2, MemoryBytes: 4 << 30, DiskFreeBytes: 50 << 30, CgroupVersion: 2, Systemd: true, KVM: true, IPSet: true, VXLAN: true}
+		CPUs: 2, MemoryBytes: 4 << 30, DiskFreeBytes: 50 << 30, CgroupVersion: 2, Systemd: true, KVM: true, IPSet: true, VXLAN: "yes"}
 }
 
 func TestCheck(t *testing.T) {
@@ -40,7 +40,8 @@ func TestCheck(t *testing.T) {
 		{"small control plane", func(_ *api.Cluster, f []Facts) { f[0].MemoryBytes = 1 << 30 }, "cp1", "memory", Warning},
 		{"low disk", func(_ *api.Cluster, f []Facts) { f[2].DiskFreeBytes = 1 << 30 }, "worker2", "disk", Warning},
 		{"no ipset for the NetworkPolicy firewall", func(_ *api.Cluster, f []Facts) { f[1].IPSet = false }, "worker1", "ipset", Error},
-		{"no VXLAN for flannel", func(_ *api.Cluster, f []Facts) { f[2].VXLAN = false }, "worker2", "vxlan", Error},
+		{"no VXLAN for flannel", func(_ *api.Cluster, f []Facts) { f[2].VXLAN = "no" }, "worker2", "vxlan", Error},
+		{"VXLAN support unknown", func(_ *api.Cluster, f []Facts) { f[2].VXLAN = "unknown" }, "worker2", "vxlan", Warning},
 		// worker2 sits on another subnet: the bridge network cannot reach its pods from cp1
 		{"bridge across subnets", func(c *api.Cluster, f []Facts) {
 			c.Spec.Network.Plugin = api.NetworkBridge
@@ -73,7 +74,7 @@ func TestCheck(t *testing.T) {
 			f[i].Subnets = []string{"192.168.10.0/24"}
 		}
 		if plugin == api.NetworkBridge {
-			f[1].VXLAN = false
+			f[1].VXLAN = "no"
 		} else {
 			c.Spec.Hosts[2].InternalAddress = "192.168.20.13"
 		}
