@@ -15,7 +15,7 @@ LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) \
 # proxy refuses the source of k8s.io/kubernetes v1.37.2; v1.37.1 has the same certificate code.
 KUBEADM_VERSION ?= v1.37.1
 
-.PHONY: build test unit lint e2e bench bench-cold-bundle lab lab-up lab-down lab-status bundle production-bundle clean deps-lab deps-test
+.PHONY: build test unit lint e2e bench bench-scale bench-cold-bundle lab lab-up lab-down lab-status bundle production-bundle clean deps-lab deps-test
 
 ## build: the privcloud binary in _output/ (static, reproducible paths)
 build:
@@ -88,7 +88,12 @@ bench: build
 		$(GO) run ./bench/pkibench -privcloud $(BIN) -kubeadm $$kubeadm -kubeadm-version $(KUBEADM_VERSION) -update BENCHMARKS.md
 	$(GO) run ./bench/labbench -update BENCHMARKS.md
 	$(MAKE) bundle
-	$(GO) run ./bench/clusterbench -privcloud $(BIN) -bundle _output/lab-bundle.tar.zst -update BENCHMARKS.md
+	$(GO) run ./bench/clusterbench -privcloud $(BIN) -bundle _output/lab-bundle.tar.zst -sizes 1,3 -update BENCHMARKS.md
+
+## bench-scale: init on 1, 3, 10 and 20 lab hosts (phases, peak memory, no-op re-run) into BENCHMARKS.md. Labs
+## over 5 hosts need more inotify instances: this raises the machine's limits for the run and restores them after
+bench-scale: build bundle
+	$(GO) run ./bench/clusterbench -privcloud $(BIN) -bundle _output/lab-bundle.tar.zst -sizes 1,3,10,20 -skip-distribution -raise-inotify -update BENCHMARKS.md
 
 ## bench-cold-bundle: the lab bundle built with every cache empty (about a quarter of an hour on 2 cores)
 bench-cold-bundle: build

@@ -1,7 +1,11 @@
-// Command clusterbench measures `privcloud init` in the lab from the lab bundle: on 1 host and on 3 hosts,
-// the wall time of each phase from the run's own JSON events, the whole run, and a no-op re-run; and the
-// bundle's distribution to 3 hosts against plain scp of the same files. `make bench` runs it after
-// `make bundle`.
+// Command clusterbench measures `privcloud init` in the lab from the lab bundle: on 1, 3, 10 and 20 hosts,
+// the wall time of each phase from the run's own JSON events, the whole run, privcloud's peak memory, and a
+// no-op re-run; and the bundle's distribution to 3 hosts against plain scp of the same files. `make bench`
+// runs it after `make bundle`.
+//
+// A lab of more than 5 hosts needs more inotify instances than a machine's default (every host's systemd,
+// journald, containerd and kubelet hold some): -raise-inotify raises the machine's limits for the run and puts
+// the old values back after it. Without it, larger labs are refused.
 package main
 
 import (
@@ -16,10 +20,12 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/privcloud/privcloud/internal/parallel"
@@ -32,17 +38,45 @@ import (
 
 // measurement is one init run: per-phase wall time in order, the total, and the no-op re-run.
 type measurement struct {
-	phases      []string
-	ms, noopMS  map[string]float64
-	total, noop time.Duration
-	noopChanges int
+	phases               []string
+	ms, noopMS           map[string]float64
+	total, noop          time.Duration
+	noopChanges          int
+	peakKiB, noopPeakKiB int64 // privcloud's maximum resident set
 }
 
 func main() {
 	privcloud := flag.String("privcloud", "_output/privcloud", "privcloud binary")
 	bundlePath := flag.String("bundle", "_output/lab-bundle.tar.zst", "the lab bundle (make bundle)")
 	update := flag.String("update", "", "BENCHMARKS.md to update between the cluster markers (empty: print only)")
+	sizesFlag := flag.String("sizes", "1,3,10,20", "lab sizes to measure init on, comma-separated (3 is needed)")
+	skipDistribution := flag.Bool("skip-distribution", false, "measure init only")
+	raiseInotify := flag.Bool("raise-inotify", false, "raise the machine's inotify limits for labs over 5 hosts, and restore them after")
 	flag.Parse()
+	var sizes []int
+	for _, f := range strings.Split(*sizesFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			log.Fatalf("-sizes: %q is not a host count", f)
+		}
+		sizes = append(sizes, n)
+	}
+	if !slices.Contains(sizes, 3) {
+		log.Fatal("-sizes must include 3: the other sizes are compared with it")
+	}
+	if slices.Max(sizes) > 5 {
+		if !*raiseInotify {
+			log.Fatalf("a lab of %d hosts needs more inotify instances than this machine allows: run with -raise-inotify (restored after), or -sizes 1,3", slices.Max(sizes))
+		}
+		restore, err := raiseInotifyLimits()
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer restore()
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+		go func() { <-stop; restore(); os.Exit(1) }()
+	}
 	bin, err := filepath.Abs(*privcloud)
 	if err != nil {
 		log.Fatal(err)
@@ -59,17 +93,18 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	dist, err := distribution(bin, bundle, image)
-	if err != nil {
-		log.Fatalf("distribution: %v", err)
-	}
-	fmt.Print(dist)
-	if *update != "" {
-		if err := benchutil.ReplaceSection(*update, "distribution", dist); err != nil {
-			log.Fatal(err)
+	if !*skipDistribution {
+		dist, err := distribution(bin, bundle, image)
+		if err != nil {
+			log.Fatalf("distribution: %v", err)
+		}
+		fmt.Print(dist)
+		if *update != "" {
+			if err := benchutil.ReplaceSection(*update, "distribution", dist); err != nil {
+				log.Fatal(err)
+			}
 		}
 	}
-	sizes := []int{1, 3}
 	results := map[int]measurement{}
 	for _, n := range sizes {
 		m, err := measure(bin, bundle, image, n)
@@ -77,24 +112,82 @@ func main() {
 			log.Fatalf("%d hosts: %v", n, err)
 		}
 		results[n] = m
+		log.Printf("%d hosts: init %.1f s, no-op re-run %.1f s", n, m.total.Seconds(), m.noop.Seconds())
 	}
-
-	var w strings.Builder
-	fmt.Fprintf(&w, "Measured %s on this machine (2 cores), `privcloud init` from the lab bundle on fresh lab hosts (h1 control plane with etcd, the others workers), add-ons included; wall time per phase from the run's JSON events.\n\n",
-		time.Now().UTC().Format("2006-01-02"))
-	w.WriteString("| phase | 1 node | 3 nodes | 3 nodes, no-op re-run |\n|---|---:|---:|---:|\n")
-	for _, p := range results[3].phases {
-		fmt.Fprintf(&w, "| %s | %s | %s | %s |\n", p, seconds(results[1].ms, p), seconds(results[3].ms, p), seconds(results[3].noopMS, p))
-	}
-	fmt.Fprintf(&w, "| **init, whole run (nodes Ready, add-ons ready)** | **%.1f s** | **%.1f s** | |\n", results[1].total.Seconds(), results[3].total.Seconds())
-	fmt.Fprintf(&w, "| **no-op re-run** (changes: %d and %d) | **%.1f s** | **%.1f s** | |\n", results[1].noopChanges, results[3].noopChanges,
-		results[1].noop.Seconds(), results[3].noop.Seconds())
-	fmt.Print(w.String())
+	w := clusterTable(sizes, results)
+	fmt.Print(w)
 	if *update != "" {
-		if err := benchutil.ReplaceSection(*update, "cluster", w.String()); err != nil {
+		if err := benchutil.ReplaceSection(*update, "cluster", w); err != nil {
 			log.Fatal(err)
 		}
 	}
+}
+
+// clusterTable is the per-phase wall time at every size, the whole runs, privcloud's peak memory and the no-op
+// re-runs, with the largest size against 3 hosts.
+func clusterTable(sizes []int, results map[int]measurement) string {
+	var w strings.Builder
+	fmt.Fprintf(&w, "Measured %s on this machine (2 cores), `privcloud init` from the lab bundle on fresh lab hosts (h1 control plane with etcd, the others workers; the pod network flannel), add-ons included; wall time per phase from the run's JSON events.\n\n",
+		time.Now().UTC().Format("2006-01-02"))
+	largest := slices.Max(sizes)
+	w.WriteString("| phase |")
+	for _, n := range sizes {
+		fmt.Fprintf(&w, " %d node%s |", n, map[bool]string{true: "", false: "s"}[n == 1])
+	}
+	fmt.Fprintf(&w, " %d nodes, no-op re-run |\n|---|%s---:|\n", largest, strings.Repeat("---:|", len(sizes)))
+	for _, p := range results[largest].phases {
+		fmt.Fprintf(&w, "| %s |", p)
+		for _, n := range sizes {
+			fmt.Fprintf(&w, " %s |", seconds(results[n].ms, p))
+		}
+		fmt.Fprintf(&w, " %s |\n", seconds(results[largest].noopMS, p))
+	}
+	row := func(name string, cell func(m measurement) string) {
+		fmt.Fprintf(&w, "| **%s** |", name)
+		for _, n := range sizes {
+			fmt.Fprintf(&w, " **%s** |", cell(results[n]))
+		}
+		w.WriteString(" |\n")
+	}
+	row("init, whole run (nodes Ready, add-ons ready)", func(m measurement) string { return fmt.Sprintf("%.1f s", m.total.Seconds()) })
+	row("no-op re-run", func(m measurement) string { return fmt.Sprintf("%.1f s (%d changed)", m.noop.Seconds(), m.noopChanges) })
+	row("privcloud's peak memory (init / no-op)", func(m measurement) string {
+		return fmt.Sprintf("%.0f / %.0f MiB", float64(m.peakKiB)/1024, float64(m.noopPeakKiB)/1024)
+	})
+	fmt.Fprintf(&w, "\n%d nodes against 3: init **%.2fx** the time (goal: under 1.5x); no-op re-run of %d nodes **%.1f s** (goal: under 10 s).\n",
+		largest, results[largest].total.Seconds()/results[3].total.Seconds(), largest, results[largest].noop.Seconds())
+	return w.String()
+}
+
+// raiseInotifyLimits raises the machine's inotify instance and watch limits for a large lab and returns what
+// puts the old values back.
+func raiseInotifyLimits() (restore func(), err error) {
+	limits := map[string]int{"/proc/sys/fs/inotify/max_user_instances": 8192, "/proc/sys/fs/inotify/max_user_watches": 1048576}
+	old := map[string]string{}
+	restore = func() {
+		for path, v := range old {
+			if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
+				log.Printf("restore %s to %s: %v", path, strings.TrimSpace(v), err)
+			}
+		}
+	}
+	for path, want := range limits {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			restore()
+			return nil, err
+		}
+		if n, _ := strconv.Atoi(strings.TrimSpace(string(data))); n >= want {
+			continue
+		}
+		old[path] = string(data)
+		if err := os.WriteFile(path, []byte(strconv.Itoa(want)), 0o644); err != nil {
+			restore()
+			return nil, err
+		}
+		log.Printf("raised %s from %s to %d for the run", path, strings.TrimSpace(string(data)), want)
+	}
+	return restore, nil
 }
 
 func seconds(ms map[string]float64, phase string) string {
@@ -255,11 +348,11 @@ func measure(bin, bundle, image string, n int) (m measurement, err error) {
 		return m, err
 	}
 	start := time.Now()
-	events, err := privcloudRun(bin, "init", "-f", l.ClusterConfig())
+	events, peak, err := privcloudRunPeak(bin, "init", "-f", l.ClusterConfig())
 	if err != nil {
 		return m, err
 	}
-	m.total = time.Since(start)
+	m.total, m.peakKiB = time.Since(start), peak
 	m.ms = map[string]float64{}
 	for _, e := range events {
 		if e.Host == "" && e.Phase != "" && e.DurationMS != nil {
@@ -268,11 +361,11 @@ func measure(bin, bundle, image string, n int) (m measurement, err error) {
 		}
 	}
 	start = time.Now()
-	events, err = privcloudRun(bin, "init", "-f", l.ClusterConfig())
+	events, peak, err = privcloudRunPeak(bin, "init", "-f", l.ClusterConfig())
 	if err != nil {
 		return m, err
 	}
-	m.noop = time.Since(start)
+	m.noop, m.noopPeakKiB = time.Since(start), peak
 	m.noopMS = map[string]float64{}
 	for _, e := range events {
 		if e.Summary != nil {
@@ -287,6 +380,12 @@ func measure(bin, bundle, image string, n int) (m measurement, err error) {
 
 // privcloudRun runs privcloud with JSON events and returns them; a failed run returns its output as the error.
 func privcloudRun(bin string, args ...string) ([]report.Event, error) {
+	events, _, err := privcloudRunPeak(bin, args...)
+	return events, err
+}
+
+// privcloudRunPeak is privcloudRun that also returns the run's peak resident memory in KiB.
+func privcloudRunPeak(bin string, args ...string) ([]report.Event, int64, error) {
 	var out, stderr bytes.Buffer
 	cmd := exec.Command(bin, append(args, "-o", "json")...)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
@@ -301,7 +400,11 @@ func privcloudRun(bin string, args ...string) ([]report.Event, error) {
 		}
 	}
 	if runErr != nil {
-		return nil, fmt.Errorf("privcloud %s: %v\n%s%s", strings.Join(args, " "), runErr, out.String(), stderr.String())
+		return nil, 0, fmt.Errorf("privcloud %s: %v\n%s%s", strings.Join(args, " "), runErr, out.String(), stderr.String())
 	}
-	return events, nil
+	var peak int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		peak = ru.Maxrss // KiB on Linux
+	}
+	return events, peak, nil
 }
