@@ -3,12 +3,15 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/privcloud/privcloud/e2e/lab"
 )
@@ -80,6 +83,8 @@ spec:
 		errorf(t, "pods' MTU %v is not the host's %q less VXLAN's 50 bytes:\n%s", podMTUs, host, r.stdout)
 	}
 
+	checkFlannelRestart(t, l, kubectl)
+
 	// throughput across the router, host to host and pod to pod, alternating so both see the same machine
 	var hosts, pods []float64
 	for range 3 {
@@ -94,6 +99,47 @@ spec:
 	}
 	t.Logf("BENCH pod network across the router (median of 3, 3 s each, one TCP stream): host-to-host %.0f Mbit/s, pod-to-pod %.0f Mbit/s (VXLAN), ratio %.2f",
 		hosts[1], pods[1], pods[1]/hosts[1])
+}
+
+// checkFlannelRestart restarts flanneld on every node while h2 requests a Service whose pod is on h3, across
+// the router: the kernel keeps the overlay's routes and forwarding entries, so no request fails.
+func checkFlannelRestart(t *testing.T, l *lab.Lab, kubectl string) {
+	t.Helper()
+	r := run(t, l, "exec", "--hosts", "h1", "--", kubectl+"get service pn-b -o jsonpath='{.spec.clusterIP}{\"\\n\"}'")
+	clusterIP := lastIP(r.stdout)
+	if clusterIP == "" {
+		errorf(t, "pn-b's ClusterIP: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		return
+	}
+	worker, err := l.Connect(context.Background(), "h2")
+	if err != nil {
+		fatal(t, err)
+	}
+	defer worker.Close()
+	client := through(worker, nil)
+	svc := startProbe("Service across the router", 100*time.Millisecond, func(ctx context.Context) error {
+		return get(ctx, client, "http://"+net.JoinHostPort(clusterIP, "8080")+"/")
+	})
+	defer svc.end()
+	start := time.Now()
+	waitFor(t, "the Service answered 10 times", 30*time.Second, func() bool { n, f := svc.between(start, time.Now()); return n-len(f) >= 10 })
+	restart := time.Now()
+	r = run(t, l, "exec", "--", "systemctl restart privcloud-flannel && systemctl is-active privcloud-flannel")
+	if r.code != 0 {
+		errorf(t, "restarting flanneld everywhere: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// flanneld is back when it has written its lease again; then the Service must keep answering a while
+	waitFor(t, "flanneld serving again on every node", 60*time.Second, func() bool {
+		r := run(t, l, "exec", "--", "curl -fsS http://127.0.0.1:20245/healthz >/dev/null && test -s /run/flannel/subnet.env")
+		return r.code == 0
+	})
+	settled := time.Now()
+	waitFor(t, "the Service answered 20 times after the restarts", 30*time.Second, func() bool { n, f := svc.between(settled, time.Now()); return n-len(f) >= 20 })
+	total, failed := svc.between(restart, time.Now())
+	t.Logf("BENCH flanneld restarted on every node: %d of %d Service requests across the router failed", len(failed), total)
+	if len(failed) > 0 {
+		errorf(t, "%d of %d Service requests failed while flanneld restarted:%s", len(failed), total, describe(failed, restart))
+	}
 }
 
 // sendRate runs a probe send on h1's kubectl and returns the Mbit/s it printed (0 when it failed).
