@@ -390,6 +390,10 @@ func (e *ensurer) checkCert(name string, c *x509.Certificate, key crypto.Signer,
 	if _, err := c.Verify(x509.VerifyOptions{Roots: e.cas[caName].pool, KeyUsages: usages, CurrentTime: e.now}); err != nil {
 		return "does not verify against the " + caName + " CA: " + err.Error()
 	}
+	// while a CA is replaced, both are trusted, but what the old one signed is reissued once the new one signs
+	if a := e.cas[caName]; a.key != nil && a.cert != nil && c.CheckSignatureFrom(a.cert) != nil {
+		return "signed by the " + caName + " CA being replaced"
+	}
 	if c.Subject.CommonName != cn || !slices.Equal(c.Subject.Organization, org) {
 		return fmt.Sprintf("subject %q, want CN=%s O=%v", c.Subject.String(), cn, org)
 	}

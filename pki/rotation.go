@@ -1,0 +1,230 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// A CA is replaced in three stages that never break trust, recorded in the state directory so an interrupted
+// rotation resumes where it stopped:
+//
+//	trust:  a new CA is made beside the old one; the CA file holds the old certificate (still signing, first)
+//	        and the new one, and every host trusts both once the file is sent
+//	switch: the new CA signs: its key replaces the old one and its certificate comes first in the file (the
+//	        controller-manager signs with the first certificate of its file); Ensure then reissues every leaf
+//	        and kubeconfig the new certificate did not sign
+//	retire: the CA file holds the new certificate alone
+//
+// Each stage rewrites the files whole from what the store holds, so running a stage again changes nothing.
+const (
+	RotationTrust  = "trust"
+	RotationSwitch = "switch"
+	RotationRetire = "retire"
+)
+
+// RotatableCAs are the CAs a rotation replaces, in the order they are handled.
+var RotatableCAs = []string{ClusterCA, FrontProxyCA, EtcdCA}
+
+// CARotation is the record of a rotation under way.
+type CARotation struct {
+	CAs      []string  `json:"cas"`
+	Stage    string    `json:"stage"` // the last stage whose files the store holds
+	Started  time.Time `json:"started"`
+	Switched time.Time `json:"switched,omitzero"`
+}
+
+// CARotationPath is where the record of a rotation under way is kept.
+func (s Store) CARotationPath() string { return filepath.Join(s.Dir, "pki", "ca-rotation.json") }
+
+// nextKeyPath holds a new CA's key between the trust and switch stages.
+func (s Store) nextKeyPath(name string) string { return filepath.Join(s.Dir, "pki", name+".next.key") }
+
+// LoadCARotation returns the rotation under way, or nil.
+func LoadCARotation(s Store) (*CARotation, error) {
+	data, err := read(s.CARotationPath())
+	if err != nil || data == nil {
+		return nil, err
+	}
+	var r CARotation
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.CARotationPath(), err)
+	}
+	return &r, nil
+}
+
+// SaveCARotation records r; a nil r ends the rotation.
+func SaveCARotation(s Store, r *CARotation) error {
+	if r == nil {
+		if err := os.Remove(s.CARotationPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return write(s.CARotationPath(), append(data, '\n'), 0o600)
+}
+
+// caFiles is a CA's certificates and key as the store holds them.
+type caFiles struct {
+	certs   []*x509.Certificate
+	key     crypto.Signer
+	signing *x509.Certificate // the certificate of key
+	next    crypto.Signer     // the new CA's key between trust and switch
+}
+
+func loadCAFiles(s Store, name string) (*caFiles, error) {
+	certPEM, err := read(s.CertPath(name))
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := read(s.KeyPath(name))
+	if err != nil {
+		return nil, err
+	}
+	if certPEM == nil || keyPEM == nil {
+		return nil, fmt.Errorf("%s or its key is missing: a rotation needs the CA privcloud made (not with spec.pki.externalCA)", s.CertPath(name))
+	}
+	f := &caFiles{}
+	if f.certs, err = parseCerts(certPEM); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.CertPath(name), err)
+	}
+	if f.key, err = parseKey(keyPEM); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.KeyPath(name), err)
+	}
+	f.signing = f.certOf(f.key)
+	if f.signing == nil {
+		return nil, fmt.Errorf("%s does not belong to any certificate in %s", s.KeyPath(name), s.CertPath(name))
+	}
+	if nextPEM, err := read(s.nextKeyPath(name)); err != nil {
+		return nil, err
+	} else if nextPEM != nil {
+		if f.next, err = parseKey(nextPEM); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.nextKeyPath(name), err)
+		}
+	}
+	return f, nil
+}
+
+func (f *caFiles) certOf(key crypto.Signer) *x509.Certificate {
+	i := slices.IndexFunc(f.certs, func(c *x509.Certificate) bool { return keyMatches(key, c.PublicKey) })
+	if i < 0 {
+		return nil
+	}
+	return f.certs[i]
+}
+
+// TrustNewCAs makes a new CA beside each named one (keeping one an interrupted run already made) and writes
+// each CA file as the signing certificate followed by the new one. Ensure afterwards reissues the kubeconfigs,
+// which carry the CA file.
+func TrustNewCAs(s Store, t *Tree, names []string, now time.Time, keys func(Algorithm) (crypto.Signer, error)) error {
+	for _, name := range names {
+		spec := t.ca(name)
+		if spec == nil {
+			return fmt.Errorf("the cluster has no %s CA", name)
+		}
+		f, err := loadCAFiles(s, name)
+		if err != nil {
+			return err
+		}
+		var next *x509.Certificate
+		if f.next != nil {
+			next = f.certOf(f.next)
+		} else if f.next, err = keys(t.Algorithm); err != nil {
+			return fmt.Errorf("generate key: %w", err)
+		}
+		if next == nil {
+			e := &ensurer{now: now}
+			if next, err = e.sign(*spec, f.next, nil, t.CAValidity); err != nil {
+				return err
+			}
+		}
+		keyPEM, err := encodeKey(f.next)
+		if err != nil {
+			return err
+		}
+		// the key first: the file that names its certificate comes after it
+		if err := write(s.nextKeyPath(name), keyPEM, 0o600); err != nil {
+			return err
+		}
+		if err := write(s.CertPath(name), slices.Concat(encodeCert(f.signing), encodeCert(next)), 0o644); err != nil {
+			return err
+		}
+	}
+	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+}
+
+// SwitchToNewCAs makes each named CA's new key the signing one, its certificate first in the file and the old
+// one second; Ensure afterwards reissues every leaf and kubeconfig from it. A CA already switched is left.
+func SwitchToNewCAs(s Store, names []string) error {
+	for _, name := range names {
+		f, err := loadCAFiles(s, name)
+		if err != nil {
+			return err
+		}
+		if f.next == nil {
+			continue // switched already (the next key is removed last)
+		}
+		if keyMatches(f.next, f.key.Public()) { // stopped before removing the next key
+			if err := os.Remove(s.nextKeyPath(name)); err != nil {
+				return err
+			}
+			continue
+		}
+		next := f.certOf(f.next)
+		if next == nil {
+			return fmt.Errorf("%s holds no certificate of %s: run the trust stage again", s.CertPath(name), s.nextKeyPath(name))
+		}
+		keyPEM, err := encodeKey(f.next)
+		if err != nil {
+			return err
+		}
+		// the file first, listing both: while the key is not yet renamed, the old one still finds its certificate
+		if err := write(s.CertPath(name), slices.Concat(encodeCert(next), encodeCert(f.signing)), 0o644); err != nil {
+			return err
+		}
+		if err := write(s.KeyPath(name), keyPEM, 0o600); err != nil {
+			return err
+		}
+		if err := os.Remove(s.nextKeyPath(name)); err != nil {
+			return err
+		}
+	}
+	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+}
+
+// RetireOldCAs leaves each named CA file with its signing certificate alone.
+func RetireOldCAs(s Store, names []string) error {
+	for _, name := range names {
+		f, err := loadCAFiles(s, name)
+		if err != nil {
+			return err
+		}
+		if f.next != nil {
+			return fmt.Errorf("%s has not switched to its new CA yet (%s exists)", name, s.nextKeyPath(name))
+		}
+		if err := write(s.CertPath(name), encodeCert(f.signing), 0o644); err != nil {
+			return err
+		}
+	}
+	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+}
+
+// ca is the tree's CA of that name.
+func (t *Tree) ca(name string) *Cert {
+	for i := range t.CAs {
+		if t.CAs[i].Name == name {
+			return &t.CAs[i]
+		}
+	}
+	return nil
+}
