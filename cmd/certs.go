@@ -20,7 +20,7 @@ import (
 
 func newCertsCommand(g *globalOptions) *cobra.Command {
 	c := group("certs", "Generate, check and renew the cluster certificates")
-	c.AddCommand(newCertsGenerateCommand(g), newCertsCheckCommand(g), newCertsRenewCommand(g))
+	c.AddCommand(newCertsGenerateCommand(g), newCertsCheckCommand(g), newCertsRenewCommand(g), newCertsRotateCACommand(g))
 	return c
 }
 
@@ -251,5 +251,37 @@ in system:masters instead, which no RBAC binding can take away: keep it offline.
 	g.addConfigFlag(c)
 	c.Flags().StringVar(&out, "out", "", "write to this file (0600) instead of standard output")
 	c.Flags().BoolVar(&superAdmin, "super-admin", false, "the system:masters credential instead of the admin one")
+	return c
+}
+
+func newCertsRotateCACommand(g *globalOptions) *cobra.Command {
+	sel := &selectionFlags{}
+	c := &cobra.Command{
+		Use:   "rotate-ca",
+		Short: "Replace the cluster, front-proxy and etcd CAs of a running cluster, in stages that never break trust",
+		Long: `Replace the cluster's CAs (cluster, front-proxy, etcd) in three stages, each of which sends every host its
+changed files and restarts what reads them in turns behind health gates (control planes one at a time, nodes in
+batches), as a reconfiguration does:
+
+  trust   a new CA beside each old one: every host trusts both; the run then waits until every namespace's
+          kube-root-ca.crt carries the new cluster CA and kubelets have refreshed running pods' copies
+  switch  the new CAs sign: every certificate and kubeconfig is reissued from them (keys are kept); kubelets
+          whose own client certificate the old CA signed are made to use the new one privcloud sent
+  retire  the old CAs are trusted no more
+
+The stage reached is recorded in the state directory (pki/ca-rotation.json): a run that stops is resumed by
+running the command again. The admin kubeconfig is rewritten after each stage. The service-account signing key
+is not rotated by this command. Take a backup after it: the old backups hold the old CAs.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cluster, err := g.loadCluster()
+			if err != nil {
+				return err
+			}
+			return g.runConnected(c, cluster, phases.RotateCA(), workflow.Selection{Only: sel.only, Skip: sel.skip, From: sel.from})
+		},
+	}
+	g.addWorkflowFlags(c)
+	sel.addFlags(c)
 	return c
 }

@@ -228,3 +228,21 @@ func (t *Tree) ca(name string) *Cert {
 	}
 	return nil
 }
+
+// SigningCert is the certificate of a CA file that belongs to the CA's key: the one that signs, which a
+// rotation puts first, though the file may hold another one beside it.
+func SigningCert(certPEM, keyPEM []byte) (*x509.Certificate, error) {
+	certs, err := parseCerts(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	f := &caFiles{certs: certs}
+	if c := f.certOf(key); c != nil {
+		return c, nil
+	}
+	return nil, errors.New("the key belongs to no certificate of the CA file")
+}

@@ -1,0 +1,276 @@
+package phases
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/privcloud/privcloud/kube"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
+)
+
+// The cluster's CAs (cluster, front-proxy, etcd) are replaced in the stages pki describes, each a run of the
+// same steps: change the state directory's CA files, reissue what they sign (pki.Ensure), send each host its
+// changed files, and restart what reads them in its turn behind its health gate (control planes one at a time,
+// nodes in batches). Between trust and switch, every pod must trust the new CA before any API server serves a
+// certificate of it; before retire, every kubelet's self-renewed client certificate must come from the new CA.
+// The stage reached is kept in the state directory: a run that stops is resumed by the same command.
+
+// podTrustGrace is how long kubelets are given to refresh the kube-root-ca.crt volumes of running pods after
+// the ConfigMaps changed (their sync period is a minute).
+var podTrustGrace = 90 * time.Second
+
+// kubeletClientCert is where a kubelet keeps the client certificate it renews itself (rotateCertificates).
+const kubeletClientCert = "/var/lib/kubelet/pki/kubelet-client-current.pem"
+
+type caRotation struct {
+	rec   *pki.CARotation
+	certs *certsState
+}
+
+var caRotationStages = []string{pki.RotationTrust, pki.RotationSwitch, pki.RotationRetire}
+
+// RotateCA is the workflow of 'privcloud certs rotate-ca'.
+func RotateCA() workflow.Workflow {
+	c := &caRotation{certs: &certsState{}}
+	stage := func(name, short string, change func(*workflow.Run) error, before, after []workflow.Phase) workflow.Phase {
+		skip := c.skip(name)
+		steps := []workflow.Phase{{Name: "ca", Short: "Change the state directory's CA files for this stage", Skip: skip,
+			Run: func(_ context.Context, r *workflow.Run) error { return c.change(r, name, change) }}}
+		for _, p := range before {
+			p.Skip = skip
+			steps = append(steps, p)
+		}
+		steps = append(steps,
+			workflow.Phase{Name: "generate", Short: "Reissue what the CA files now sign differently", Skip: skip, Run: c.certs.generate},
+			workflow.Phase{Name: "distribute", Short: "Send each host its changed files", Skip: skip, RunHost: c.certs.distribute},
+			workflow.Phase{Name: "restart", Short: "Restart what reads them, in turns behind health gates", Skip: skip, RunHost: restartOwed},
+			workflow.Phase{Name: "kubeconfig", Short: "Write the admin kubeconfig of this stage", Skip: skip,
+				Run: func(ctx context.Context, r *workflow.Run) error { return writeAdminKubeconfig(ctx, r, "") }})
+		for _, p := range after {
+			p.Skip = skip
+			steps = append(steps, p)
+		}
+		steps = append(steps, workflow.Phase{Name: "record", Short: "Record the stage as done", Skip: skip,
+			Run: func(_ context.Context, r *workflow.Run) error { return c.record(r, name) }})
+		return workflow.Phase{Name: name, Short: short, Phases: steps}
+	}
+	kubeletClients := workflow.Phase{Name: "kubelet-client", Short: "Make kubelets whose own client certificate the new CA did not sign use the one privcloud sent",
+		Roles: nodes, RunHost: c.kubeletClient}
+	return workflow.Workflow{Name: "certs rotate-ca", Phases: []workflow.Phase{
+		connect(),
+		{Name: "start", Short: "Begin a rotation, or resume the one the state directory records", Required: true, Run: c.start},
+		stage(pki.RotationTrust, "Every host and pod trusts a new CA beside each old one", func(r *workflow.Run) error {
+			return pki.TrustNewCAs(PKIStore(r.Cluster), mustTree(r), c.rec.CAs, time.Now(), pki.GenerateKey)
+		}, nil, []workflow.Phase{{Name: "pods", Short: "Wait until every namespace's kube-root-ca.crt carries the new cluster CA, and kubelets have refreshed pods' copies", Run: c.podsTrust}}),
+		stage(pki.RotationSwitch, "The new CAs sign: every certificate and kubeconfig is reissued from them", func(r *workflow.Run) error {
+			return pki.SwitchToNewCAs(PKIStore(r.Cluster), c.rec.CAs)
+		}, []workflow.Phase{kubeletClients}, nil),
+		stage(pki.RotationRetire, "The old CAs are trusted no more", func(r *workflow.Run) error {
+			return pki.RetireOldCAs(PKIStore(r.Cluster), c.rec.CAs)
+		}, []workflow.Phase{kubeletClients}, nil),
+		{Name: "finish", Short: "Remove the record of the rotation", Run: c.finish},
+	}}
+}
+
+func mustTree(r *workflow.Run) *pki.Tree {
+	t, err := pki.TreeFor(r.Cluster)
+	if err != nil { // validated before any run
+		panic(err)
+	}
+	return t
+}
+
+// start reads the rotation under way, or begins one.
+func (c *caRotation) start(_ context.Context, r *workflow.Run) error {
+	if r.Cluster.Spec.PKI.ExternalCA {
+		return errors.New("spec.pki.externalCA is true: privcloud holds no CA key to rotate; put the new CA's certificate beside the old in the state directory's CA files yourself, then run privcloud certs renew all")
+	}
+	store := PKIStore(r.Cluster)
+	rec, err := pki.LoadCARotation(store)
+	if err != nil {
+		return err
+	}
+	if rec != nil {
+		c.rec = rec
+		if rec.Stage != "" {
+			r.Warn("", fmt.Sprintf("resuming the rotation of %s begun %s, after its %s stage", strings.Join(rec.CAs, ", "), rec.Started.Format(time.RFC3339), rec.Stage))
+		}
+		return nil
+	}
+	for _, ca := range pki.RotatableCAs {
+		if _, err := os.Stat(store.KeyPath(ca)); err != nil {
+			return fmt.Errorf("the %s CA's key: %w (run privcloud init first)", ca, err)
+		}
+	}
+	c.rec = &pki.CARotation{CAs: slices.Clone(pki.RotatableCAs), Started: time.Now().UTC()}
+	if r.DryRun {
+		return nil
+	}
+	return pki.SaveCARotation(store, c.rec)
+}
+
+func (c *caRotation) skip(stage string) func(*workflow.Run) string {
+	return func(*workflow.Run) string {
+		if c.rec != nil && slices.Index(caRotationStages, stage) <= slices.Index(caRotationStages, c.rec.Stage) {
+			return "done by an earlier run"
+		}
+		return ""
+	}
+}
+
+func (c *caRotation) change(r *workflow.Run, stage string, change func(*workflow.Run) error) error {
+	if !r.Wet("", stage+": change the CA files of "+strings.Join(c.rec.CAs, ", ")+" in the state directory") {
+		return nil
+	}
+	if err := change(r); err != nil {
+		return err
+	}
+	r.Changed("", stage+": "+strings.Join(c.rec.CAs, ", "))
+	return nil
+}
+
+func (c *caRotation) record(r *workflow.Run, stage string) error {
+	if r.DryRun {
+		return nil
+	}
+	c.rec.Stage = stage
+	if stage == pki.RotationSwitch {
+		c.rec.Switched = time.Now().UTC()
+	}
+	return pki.SaveCARotation(PKIStore(r.Cluster), c.rec)
+}
+
+func (c *caRotation) finish(_ context.Context, r *workflow.Run) error {
+	if !r.Wet("", "remove the record of the rotation") {
+		return nil
+	}
+	if err := pki.SaveCARotation(PKIStore(r.Cluster), nil); err != nil {
+		return err
+	}
+	r.Changed("", "the cluster trusts its new CAs alone")
+	return nil
+}
+
+// podsTrust waits until the controller-manager has published the new cluster CA into every namespace's
+// kube-root-ca.crt, then gives kubelets their sync period to refresh the copies mounted in running pods: a pod
+// that reaches the API server must trust the new CA before any API server serves a certificate of it.
+func (c *caRotation) podsTrust(ctx context.Context, r *workflow.Run) error {
+	if !r.Wet("", "wait until every namespace's kube-root-ca.crt carries the new cluster CA, then "+podTrustGrace.String()+" for kubelets to refresh pods") {
+		return nil
+	}
+	bundle, err := os.ReadFile(PKIStore(r.Cluster).CertPath(pki.ClusterCA))
+	if err != nil {
+		return err
+	}
+	newest := lastPEMBlock(bundle)
+	return withControlPlaneAPI(r, func(k *kube.Client) error {
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			list, err := k.Kube.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=kube-root-ca.crt"})
+			stale := []string{}
+			if err == nil {
+				for _, cm := range list.Items {
+					if !bytes.Contains([]byte(cm.Data["ca.crt"]), newest) {
+						stale = append(stale, cm.Namespace)
+					}
+				}
+			}
+			if err == nil && len(stale) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("kube-root-ca.crt does not carry the new cluster CA after 3m in %v (%v): is kube-controller-manager running?", stale, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * time.Second):
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(podTrustGrace):
+		}
+		r.Changed("", "every namespace's kube-root-ca.crt carries the new cluster CA")
+		return nil
+	})
+}
+
+// lastPEMBlock is the last PEM block of a file, re-encoded: the newest certificate of a CA file in the trust
+// stage.
+func lastPEMBlock(data []byte) []byte {
+	var last *pem.Block
+	for {
+		b, rest := pem.Decode(data)
+		if b == nil {
+			break
+		}
+		last, data = b, rest
+	}
+	if last == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(last)
+}
+
+// kubeletClient removes a kubelet's self-renewed client certificate when the cluster CA's signing certificate
+// did not sign it, so that its restart uses the certificate of the kubelet.conf privcloud sent (and renews
+// from there, signed by the new CA); the kubelet is owed that restart. Its key never leaves the host: only the
+// certificate is read.
+func (c *caRotation) kubeletClient(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	if !r.Wet(t.Spec.Name, "replace the kubelet's own client certificate if the old CA signed it") {
+		return nil
+	}
+	res, err := t.Host.Run(ctx, "if [ -e "+kubeletClientCert+" ]; then sed -n '/BEGIN CERTIFICATE/,/END CERTIFICATE/p' "+kubeletClientCert+"; fi")
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(res.Stdout)) == 0 {
+		return workflow.Skip("the kubelet has no client certificate of its own yet")
+	}
+	signer, err := signingCert(PKIStore(r.Cluster), pki.ClusterCA)
+	if err != nil {
+		return err
+	}
+	block, _ := pem.Decode(res.Stdout)
+	if block != nil {
+		if cert, err := x509.ParseCertificate(block.Bytes); err == nil && cert.CheckSignatureFrom(signer) == nil {
+			return nil
+		}
+	}
+	if _, err := t.Host.Run(ctx, "rm -f /var/lib/kubelet/pki/kubelet-client-*.pem"); err != nil {
+		return err
+	}
+	r.Changed(t.Spec.Name, "removed the kubelet's client certificate of the old CA")
+	rolloutOf(r).owe(t.Spec.Name, "kubelet")
+	return nil
+}
+
+// signingCert is the certificate of a CA's key in the state directory.
+func signingCert(s pki.Store, ca string) (*x509.Certificate, error) {
+	certPEM, err := os.ReadFile(s.CertPath(ca))
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(s.KeyPath(ca))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no key", s.CertPath(ca))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pki.SigningCert(certPEM, keyPEM)
+}

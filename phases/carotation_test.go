@@ -1,0 +1,95 @@
+package phases
+
+import (
+	"context"
+	"encoding/pem"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+// A dry run of the rotation plans its three stages and changes nothing: no record, no CA file.
+func TestRotateCADryRunChangesNothing(t *testing.T) {
+	c, _, ex, out := fakeCluster(t)
+	if err := runPhases(t, Init(), c, ex, out, "certs"); err != nil {
+		t.Fatal(err)
+	}
+	store := PKIStore(c)
+	before, _ := os.ReadFile(store.CertPath(pki.ClusterCA))
+	ex.DryRun = true
+	if err := runPhases(t, RotateCA(), c, ex, out); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, stage := range []string{"trust: change the CA files", "switch: change the CA files", "retire: change the CA files"} {
+		if !strings.Contains(out.String(), stage) {
+			t.Errorf("the plan lacks %q:\n%s", stage, out)
+		}
+	}
+	if after, _ := os.ReadFile(store.CertPath(pki.ClusterCA)); string(after) != string(before) {
+		t.Error("a dry run changed the cluster CA")
+	}
+	if rec, _ := pki.LoadCARotation(store); rec != nil {
+		t.Error("a dry run recorded a rotation")
+	}
+}
+
+// A kubelet's own client certificate that the old CA signed is removed, and the kubelet owed a restart; one the
+// signing CA signed stays.
+func TestKubeletClientCertOfTheOldCAIsReplaced(t *testing.T) {
+	c, hosts, ex, out := fakeCluster(t)
+	if err := runPhases(t, Init(), c, ex, out, "certs"); err != nil {
+		t.Fatal(err)
+	}
+	store := PKIStore(c)
+	oldSigned := certOfKubeconfig(t, store.KubeconfigPath("kubelet-worker1"))
+	tree, err := pki.TreeFor(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.TrustNewCAs(store, tree, pki.RotatableCAs, time.Now(), pki.GenerateKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.SwitchToNewCAs(store, pki.RotatableCAs); err != nil {
+		t.Fatal(err)
+	}
+	w := hosts["worker1"]
+	w.OnCommand("if [ -e "+kubeletClientCert, ssh.Result{Stdout: oldSigned}, nil)
+	r := &workflow.Run{Cluster: c, Reporter: ex.Reporter}
+	tgt := &workflow.Target{Spec: c.Spec.Hosts[1], Host: w}
+	if err := (&caRotation{}).kubeletClient(context.Background(), r, tgt); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(w.Commands(), "rm -f /var/lib/kubelet/pki/kubelet-client-*.pem") || !slices.Contains(rolloutOf(r).owed("worker1"), "kubelet") {
+		t.Errorf("a client certificate of the old CA stays: %q, owed %q", w.Commands(), rolloutOf(r).owed("worker1"))
+	}
+
+	// reissued from the new CA, it stays
+	if err := runPhases(t, Init(), c, ex, out, "certs/generate"); err != nil {
+		t.Fatal(err)
+	}
+	w2 := hosts["worker2"]
+	w2.OnCommand("if [ -e "+kubeletClientCert, ssh.Result{Stdout: certOfKubeconfig(t, store.KubeconfigPath("kubelet-worker2"))}, nil)
+	r2 := &workflow.Run{Cluster: c, Reporter: ex.Reporter}
+	if err := (&caRotation{}).kubeletClient(context.Background(), r2, &workflow.Target{Spec: c.Spec.Hosts[2], Host: w2}); err != nil {
+		t.Fatal(err)
+	}
+	if len(commandsLike(w2, "rm -f")) != 0 || len(rolloutOf(r2).owed("worker2")) != 0 {
+		t.Errorf("a client certificate of the new CA was removed: %q", w2.Commands())
+	}
+}
+
+// certOfKubeconfig is the client certificate of a kubeconfig, as the PEM a kubelet keeps (its key left out).
+func certOfKubeconfig(t *testing.T, path string) []byte {
+	t.Helper()
+	pair, _, err := pki.Credentials(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pair.Certificate[0]})
+}
