@@ -15,9 +15,11 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
+	"github.com/privcloud/privcloud/ssh"
 )
 
 // The cluster's CAs (cluster, front-proxy, etcd) are replaced in the stages pki describes, each a run of the
@@ -27,9 +29,9 @@ import (
 // certificate of it; before retire, every kubelet's self-renewed client certificate must come from the new CA.
 // The stage reached is kept in the state directory: a run that stops is resumed by the same command.
 
-// podTrustGrace is how long kubelets are given to refresh the kube-root-ca.crt volumes of running pods after
-// the ConfigMaps changed (their sync period is a minute).
-var podTrustGrace = 90 * time.Second
+// podTrustLimit is how long kubelets are given to refresh the kube-root-ca.crt copies in running pods after the
+// ConfigMaps changed (their sync period is a minute).
+var podTrustLimit = 3 * time.Minute
 
 // kubeletClientCert is where a kubelet keeps the client certificate it renews itself (rotateCertificates).
 const kubeletClientCert = "/var/lib/kubelet/pki/kubelet-client-current.pem"
@@ -73,7 +75,10 @@ func RotateCA() workflow.Workflow {
 		{Name: "start", Short: "Begin a rotation, or resume the one the state directory records", Required: true, Run: c.start},
 		stage(pki.RotationTrust, "Every host and pod trusts a new CA beside each old one", func(r *workflow.Run) error {
 			return pki.TrustNewCAs(PKIStore(r.Cluster), mustTree(r), c.rec.CAs, time.Now(), pki.GenerateKey)
-		}, nil, []workflow.Phase{{Name: "pods", Short: "Wait until every namespace's kube-root-ca.crt carries the new cluster CA, and kubelets have refreshed pods' copies", Run: c.podsTrust}}),
+		}, nil, []workflow.Phase{
+			{Name: "configmaps", Short: "Wait until every namespace's kube-root-ca.crt carries the new cluster CA", Run: c.configMapsTrust},
+			{Name: "pods", Short: "Wait until every running pod's copy of it does", Roles: nodes, RunHost: c.podsTrust},
+		}),
 		stage(pki.RotationSwitch, "The new CAs sign: every certificate and kubeconfig is reissued from them", func(r *workflow.Run) error {
 			return pki.SwitchToNewCAs(PKIStore(r.Cluster), c.rec.CAs)
 		}, []workflow.Phase{kubeletClients}, nil),
@@ -163,50 +168,87 @@ func (c *caRotation) finish(_ context.Context, r *workflow.Run) error {
 	return nil
 }
 
-// podsTrust waits until the controller-manager has published the new cluster CA into every namespace's
-// kube-root-ca.crt, then gives kubelets their sync period to refresh the copies mounted in running pods: a pod
-// that reaches the API server must trust the new CA before any API server serves a certificate of it.
-func (c *caRotation) podsTrust(ctx context.Context, r *workflow.Run) error {
-	if !r.Wet("", "wait until every namespace's kube-root-ca.crt carries the new cluster CA, then "+podTrustGrace.String()+" for kubelets to refresh pods") {
+// configMapsTrust waits until the controller-manager has published the new cluster CA into every namespace's
+// kube-root-ca.crt: a pod that reaches the API server must trust the new CA before any API server serves a
+// certificate of it.
+func (c *caRotation) configMapsTrust(ctx context.Context, r *workflow.Run) error {
+	if !r.Wet("", "wait until every namespace's kube-root-ca.crt carries the new cluster CA") {
 		return nil
 	}
-	bundle, err := os.ReadFile(PKIStore(r.Cluster).CertPath(pki.ClusterCA))
+	newest, err := newestClusterCA(r)
 	if err != nil {
 		return err
 	}
-	newest := lastPEMBlock(bundle)
 	return withControlPlaneAPI(r, func(k *kube.Client) error {
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
+		var stale []string
+		err := wait.Poll(ctx, 3*time.Minute, 2*time.Second, func() error {
 			list, err := k.Kube.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=kube-root-ca.crt"})
-			stale := []string{}
-			if err == nil {
-				for _, cm := range list.Items {
-					if !bytes.Contains([]byte(cm.Data["ca.crt"]), newest) {
-						stale = append(stale, cm.Namespace)
-					}
+			if err != nil {
+				return err
+			}
+			stale = stale[:0]
+			for _, cm := range list.Items {
+				if !strings.Contains(cm.Data["ca.crt"], newest) {
+					stale = append(stale, cm.Namespace)
 				}
 			}
-			if err == nil && len(stale) == 0 {
-				break
+			if len(stale) > 0 {
+				return fmt.Errorf("not yet in %v", stale)
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("kube-root-ca.crt does not carry the new cluster CA after 3m in %v (%v): is kube-controller-manager running?", stale, err)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(2 * time.Second):
-			}
+			return nil
+		})
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("kube-root-ca.crt does not carry the new cluster CA after 3m (%v): is kube-controller-manager running?", err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(podTrustGrace):
+		return err
+	})
+}
+
+// podsTrust waits until the kubelet has refreshed the kube-root-ca.crt copy of every running pod on the node
+// (the projected volumes under /var/lib/kubelet/pods).
+func (c *caRotation) podsTrust(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	if !r.Wet(t.Spec.Name, "wait until every running pod's kube-root-ca.crt carries the new cluster CA") {
+		return nil
+	}
+	newest, err := newestClusterCA(r)
+	if err != nil {
+		return err
+	}
+	// one line of the new certificate's base64 body is enough to tell it apart
+	script := `for f in /var/lib/kubelet/pods/*/volumes/kubernetes.io~projected/*/ca.crt; do
+  [ -e "$f" ] && ! grep -qF ` + ssh.ShellQuote(newest) + ` "$f" && echo "$f"
+done; true`
+	var stale string
+	err = wait.Poll(ctx, podTrustLimit, 2*time.Second, func() error {
+		res, err := t.Host.Run(ctx, script, ssh.ReadOnly())
+		if err != nil {
+			return err
 		}
-		r.Changed("", "every namespace's kube-root-ca.crt carries the new cluster CA")
+		if stale = strings.TrimSpace(string(res.Stdout)); stale != "" {
+			return fmt.Errorf("pods' kube-root-ca.crt without the new CA: %s", strings.ReplaceAll(stale, "\n", ", "))
+		}
 		return nil
 	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("after %s: %w", podTrustLimit, err)
+	}
+	return err
+}
+
+// newestClusterCA is a line of the base64 body of the newest certificate in the cluster CA file (the new CA in
+// the trust stage): present in any file that holds that certificate, and in no other.
+func newestClusterCA(r *workflow.Run) (string, error) {
+	bundle, err := os.ReadFile(PKIStore(r.Cluster).CertPath(pki.ClusterCA))
+	if err != nil {
+		return "", err
+	}
+	// header, body lines, footer, "": the next-to-last body line falls in the signature, which no other
+	// certificate shares
+	lines := strings.Split(string(lastPEMBlock(bundle)), "\n")
+	if len(lines) < 5 {
+		return "", fmt.Errorf("%s holds no certificate", PKIStore(r.Cluster).CertPath(pki.ClusterCA))
+	}
+	return lines[len(lines)-4], nil
 }
 
 // lastPEMBlock is the last PEM block of a file, re-encoded: the newest certificate of a CA file in the trust

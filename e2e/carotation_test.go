@@ -1,0 +1,156 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/privcloud/privcloud/e2e/lab"
+	"github.com/privcloud/privcloud/kube"
+	"github.com/privcloud/privcloud/phases"
+	"github.com/privcloud/privcloud/pki"
+)
+
+// checkCARotation replaces the cluster, front-proxy and etcd CAs of the running cluster (three control planes,
+// two workers) while a worker reads the API through its load balancer, with the state directory's admin
+// credentials of the moment, and requests a Service across the pod network. The rotation is interrupted after
+// its first stage and resumed. No request fails; afterwards every host trusts the new CAs alone, every node
+// renews its lease (its kubelet authenticates with a certificate of the new CA), CoreDNS (a client of the API
+// inside the cluster) resolves a Service made after the rotation, and the operator's kubeconfig works.
+func checkCARotation(t *testing.T, l *lab.Lab, config string, controlPlanes []string) {
+	t.Helper()
+	c := loadConfig(t, config)
+	store := phases.PKIStore(c)
+	oldCA, err := os.ReadFile(store.CertPath(pki.ClusterCA))
+	if err != nil {
+		fatal(t, err)
+	}
+	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
+	r := runConfig(t, config, "exec", "--hosts", controlPlanes[0], "--", kubectl+"create deployment ca-web --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
+		kubectl+"expose deployment ca-web --port=8080 && "+kubectl+"rollout status deployment/ca-web --timeout=120s && "+
+		kubectl+"get service ca-web -o jsonpath='{.spec.clusterIP}{\"\\n\"}'")
+	clusterIP := lastIP(r.stdout)
+	if r.code != 0 || clusterIP == "" {
+		fatalf(t, "a Deployment behind a Service: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	worker, err := l.Connect(context.Background(), "h2")
+	if err != nil {
+		fatal(t, err)
+	}
+	defer worker.Close()
+	adminPath := store.KubeconfigPath("admin")
+	apiReads := startProbe("API from a worker, with the admin credentials of the moment", 200*time.Millisecond, func(ctx context.Context) error {
+		cert, ca, err := pki.Credentials(adminPath)
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		return get(ctx, through(worker, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}),
+			"https://127.0.0.1:6444/api/v1/namespaces/default")
+	})
+	defer apiReads.end()
+	svcClient := through(worker, nil)
+	svc := startProbe("Service from a worker", 200*time.Millisecond, func(ctx context.Context) error {
+		return get(ctx, svcClient, "http://"+net.JoinHostPort(clusterIP, "8080")+"/")
+	})
+	defer svc.end()
+
+	start := time.Now()
+	r = runConfig(t, config, "certs", "rotate-ca", "--only", "start,trust")
+	if r.code != 0 {
+		fatalf(t, "the rotation's trust stage: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runConfig(t, config, "certs", "rotate-ca")
+	end := time.Now()
+	apiReads.end()
+	svc.end()
+	apiTotal, apiFailed := apiReads.between(start, end)
+	svcTotal, svcFailed := svc.between(start, end)
+	t.Logf("BENCH CA rotation of 3 control planes and 5 nodes (interrupted after its first stage, then resumed): %s api-requests=%d api-failed=%d service-requests=%d service-failed=%d",
+		end.Sub(start).Round(100*time.Millisecond), apiTotal, len(apiFailed), svcTotal, len(svcFailed))
+	if r.code != 0 || !strings.Contains(r.stdout, "resuming the rotation") {
+		fatalf(t, "the resumed rotation: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if len(apiFailed) > 0 {
+		errorf(t, "%d of %d API requests failed during the CA rotation:%s", len(apiFailed), apiTotal, describe(apiFailed, start))
+	}
+	if len(svcFailed) > 0 {
+		errorf(t, "%d of %d Service requests failed during the CA rotation:%s", len(svcFailed), svcTotal, describe(svcFailed, start))
+	}
+
+	// the state directory and every host hold the new CAs alone
+	newCA, _ := os.ReadFile(store.CertPath(pki.ClusterCA))
+	if pki.SameIdentity(oldCA, newCA) || strings.Count(string(newCA), "BEGIN CERTIFICATE") != 1 {
+		errorf(t, "the state directory's cluster CA after the rotation:\n%s", newCA)
+	}
+	if rec, err := pki.LoadCARotation(store); rec != nil || err != nil {
+		errorf(t, "the rotation's record stays: %+v %v", rec, err)
+	}
+	hosts := []string{"h1", "h2", "h3", "h4", "h5"}
+	r = run(t, l, "exec", "--", "grep -c 'BEGIN CERTIFICATE' /etc/kubernetes/pki/ca.crt")
+	if r.code != 0 || strings.Count(r.stdout, "\n  1\n") != len(hosts) {
+		errorf(t, "a host trusts more than the new cluster CA:\n%s%s", r.stdout, r.stderr)
+	}
+	r = run(t, l, "exec", "--hosts", strings.Join(controlPlanes, ","), "--", "cat /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/etcd/ca.crt /etc/kubernetes/pki/front-proxy-ca.crt | grep -c 'BEGIN CERTIFICATE'")
+	if r.code != 0 || strings.Count(r.stdout, "\n  3\n") != len(controlPlanes) {
+		errorf(t, "a control plane trusts more than the three new CAs:\n%s%s", r.stdout, r.stderr)
+	}
+
+	// every kubelet renews its node's lease after the rotation: it authenticates with a certificate of the new CA
+	cp, err := l.Connect(context.Background(), controlPlanes[0])
+	if err != nil {
+		fatal(t, err)
+	}
+	defer cp.Close()
+	client, err := kube.New(store.KubeconfigPath("admin"), "127.0.0.1:6443", cp.Dial)
+	if err != nil {
+		fatal(t, err)
+	}
+	defer client.Close()
+	var stale []string
+	waitFor(t, "every node's lease renewed after the rotation", 90*time.Second, func() bool {
+		leases, err := client.Kube.CoordinationV1().Leases("kube-node-lease").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		stale = stale[:0]
+		for _, h := range hosts {
+			renewed := false
+			for _, le := range leases.Items {
+				if le.Name == h && le.Spec.RenewTime != nil && le.Spec.RenewTime.After(end) {
+					renewed = true
+				}
+			}
+			if !renewed {
+				stale = append(stale, h)
+			}
+		}
+		return len(stale) == 0
+	})
+	if len(stale) > 0 {
+		errorf(t, "nodes whose kubelet did not renew its lease after the rotation: %v", stale)
+	}
+
+	// CoreDNS watches the API with the new CA: a Service made now resolves from a pod
+	r = runConfig(t, config, "exec", "--hosts", controlPlanes[0], "--", kubectl+"create service clusterip after-ca --tcp=8080:8080 && "+
+		kubectl+"run ca-dns --image=registry.local/privcloud/test:1 --image-pull-policy=Never --restart=Never --command -- /bin/probe serve && "+
+		kubectl+"wait --for=condition=Ready pod/ca-dns --timeout=120s && "+
+		kubectl+"exec ca-dns -- /bin/probe dns after-ca.default.svc.cluster.local; "+
+		kubectl+"delete pod ca-dns --wait=false; "+kubectl+"delete service after-ca ca-web; "+kubectl+"delete deployment ca-web")
+	if r.code != 0 || !strings.Contains(r.stdout, "10.") {
+		errorf(t, "a Service made after the rotation does not resolve: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if err := listNodes(l.Dir+"/kubeconfig", ""); err != nil {
+		errorf(t, "the operator's kubeconfig after the rotation: %v", err)
+	}
+}
