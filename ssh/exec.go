@@ -79,9 +79,12 @@ func (c *Client) run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	select {
 	case err = <-done:
 	case <-ctx.Done():
+		// a command cancelled right after its start may not have said its session id yet: without it, nothing
+		// could end it, so it is waited for a little while the session is still open
+		id := sid.waitID(done, 5*time.Second)
 		sess.Close()
 		release() // the kill needs a session slot of its own
-		c.kill(sid.ID())
+		c.kill(id)
 		select {
 		case <-done:
 		case <-time.After(15 * time.Second):
@@ -181,6 +184,22 @@ func (s *sessionIDWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// waitID returns the session id once printed, giving up after limit or when the command ends (done).
+func (s *sessionIDWriter) waitID(done chan error, limit time.Duration) string {
+	deadline := time.Now().Add(limit)
+	for {
+		if id := s.ID(); id != "" || time.Now().After(deadline) {
+			return id
+		}
+		select {
+		case err := <-done:
+			done <- err // for the caller, who waits on it too
+			return s.ID()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // ID returns the session id, once printed.
