@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -35,13 +34,7 @@ func checkCARotation(t *testing.T, l *lab.Lab, config string, controlPlanes []st
 		fatal(t, err)
 	}
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
-	r := runConfig(t, config, "exec", "--hosts", controlPlanes[0], "--", kubectl+"create deployment ca-web --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
-		kubectl+"expose deployment ca-web --port=8080 && "+kubectl+"rollout status deployment/ca-web --timeout=120s && "+
-		kubectl+"get service ca-web -o jsonpath='{.spec.clusterIP}{\"\\n\"}'")
-	clusterIP := lastIP(r.stdout)
-	if r.code != 0 || clusterIP == "" {
-		fatalf(t, "a Deployment behind a Service: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	clusterIP := webBehindService(t, config, controlPlanes[0], "ca-web")
 	worker, err := l.Connect(context.Background(), "h2")
 	if err != nil {
 		fatal(t, err)
@@ -59,14 +52,11 @@ func checkCARotation(t *testing.T, l *lab.Lab, config string, controlPlanes []st
 			"https://127.0.0.1:6444/api/v1/namespaces/default")
 	})
 	defer apiReads.end()
-	svcClient := through(worker, nil)
-	svc := startProbe("Service from a worker", 200*time.Millisecond, func(ctx context.Context) error {
-		return get(ctx, svcClient, "http://"+net.JoinHostPort(clusterIP, "8080")+"/")
-	})
+	svc := serviceProbe(worker, clusterIP, 200*time.Millisecond)
 	defer svc.end()
 
 	start := time.Now()
-	r = runConfig(t, config, "certs", "rotate-ca", "--only", "start,trust")
+	r := runConfig(t, config, "certs", "rotate-ca", "--only", "start,trust")
 	if r.code != 0 {
 		fatalf(t, "the rotation's trust stage: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}

@@ -131,6 +131,29 @@ func get(ctx context.Context, c *http.Client, url string) error {
 	return nil
 }
 
+// webBehindService creates a Deployment of two test pods named name behind a Service of the same name, from
+// host with the cluster.yaml at config, and returns the Service's ClusterIP once the pods run.
+func webBehindService(t *testing.T, config, host, name string) string {
+	t.Helper()
+	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
+	r := runConfig(t, config, "exec", "--hosts", host, "--", kubectl+"create deployment "+name+" --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
+		kubectl+"expose deployment "+name+" --port=8080 && "+kubectl+"rollout status deployment/"+name+" --timeout=120s && "+
+		kubectl+"get service "+name+" -o jsonpath='{.spec.clusterIP}{\"\\n\"}'")
+	clusterIP := lastIP(r.stdout)
+	if r.code != 0 || clusterIP == "" {
+		fatalf(t, "a Deployment behind a Service: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	return clusterIP
+}
+
+// serviceProbe requests the Service at clusterIP:8080 from a host, every interval.
+func serviceProbe(host *ssh.Client, clusterIP string, every time.Duration) *probe {
+	client := through(host, nil)
+	return startProbe("Service from "+host.Name(), every, func(ctx context.Context) error {
+		return get(ctx, client, "http://"+net.JoinHostPort(clusterIP, "8080")+"/")
+	})
+}
+
 // adminTLS is the TLS configuration of the state directory's admin kubeconfig.
 func adminTLS(t *testing.T, l *lab.Lab) *tls.Config {
 	t.Helper()

@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -116,10 +115,7 @@ func checkFlannelRestart(t *testing.T, l *lab.Lab, kubectl string) {
 		fatal(t, err)
 	}
 	defer worker.Close()
-	client := through(worker, nil)
-	svc := startProbe("Service across the router", 100*time.Millisecond, func(ctx context.Context) error {
-		return get(ctx, client, "http://"+net.JoinHostPort(clusterIP, "8080")+"/")
-	})
+	svc := serviceProbe(worker, clusterIP, 100*time.Millisecond)
 	defer svc.end()
 	start := time.Now()
 	waitFor(t, "the Service answered 10 times", 30*time.Second, func() bool { n, f := svc.between(start, time.Now()); return n-len(f) >= 10 })

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -72,23 +71,13 @@ func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, node
 		errorf(t, "init --dry-run with new extra flags: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// a Service and the API, each requested from a worker all along
-	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
-	r = run(t, l, "exec", "--hosts", "h1", "--", kubectl+"create deployment flags-web --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
-		kubectl+"expose deployment flags-web --port=8080 && "+kubectl+"rollout status deployment/flags-web --timeout=120s && "+
-		kubectl+"get service flags-web -o jsonpath='{.spec.clusterIP}{\"\\n\"}'")
-	clusterIP := lastIP(r.stdout)
-	if r.code != 0 || clusterIP == "" {
-		fatalf(t, "a Deployment behind a Service: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	clusterIP := webBehindService(t, l.ClusterConfig(), "h1", "flags-web")
 	worker, err := l.Connect(context.Background(), "h2")
 	if err != nil {
 		fatal(t, err)
 	}
 	defer worker.Close()
-	svcClient := through(worker, nil)
-	svc := startProbe("Service from a worker", 200*time.Millisecond, func(ctx context.Context) error {
-		return get(ctx, svcClient, "http://"+net.JoinHostPort(clusterIP, "8080")+"/")
-	})
+	svc := serviceProbe(worker, clusterIP, 200*time.Millisecond)
 	apiReads := apiProbe(t, l, worker)
 	waitFor(t, "the Service answered 10 times", 60*time.Second, func() bool {
 		n, f := svc.between(time.Time{}, time.Now())
