@@ -39,6 +39,8 @@ type Facts struct {
 	// VXLAN is whether the kernel can make VXLAN links: "yes", "no", or "unknown" when the host shows neither
 	// its modules nor its kernel configuration.
 	VXLAN string `json:"vxlan"`
+	// PodNetwork is the pod network privcloud installed on the host ("flannel", "bridge"), or "".
+	PodNetwork string `json:"podNetwork,omitempty"`
 	// Subnets are the host's global IPv4 addresses with their prefixes: the segments it reaches directly.
 	Subnets   []string      `json:"subnets,omitempty"`
 	ClockSkew time.Duration `json:"clockSkewNs"`
@@ -68,6 +70,8 @@ if [ -d /sys/module/vxlan ] || modprobe -nq vxlan 2>/dev/null; then echo vxlan=y
 elif [ -r "$kconfig" ]; then zcat -f "$kconfig" 2>/dev/null | grep -qE '^CONFIG_VXLAN=(y|m)' && echo vxlan=yes || echo vxlan=no
 elif [ -d /sys/module ]; then echo vxlan=no
 else echo vxlan=unknown; fi
+if [ -f /etc/systemd/system/privcloud-flannel.service ]; then echo podnetwork=flannel
+elif [ -f /etc/systemd/system/privcloud-pod-routes.service ]; then echo podnetwork=bridge; fi
 echo "subnets=$(ip -o -4 addr show scope global 2>/dev/null | awk '{print $4}' | tr '\n' ' ')"
 echo "time=$(date +%s%N)"`
 
@@ -115,7 +119,7 @@ func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
 		f.CgroupVersion = 2
 	}
 	f.Systemd, f.KVM, f.IPSet, f.VXLAN = kv["systemd"] == "yes", kv["kvm"] == "yes", kv["ipset"] == "yes", kv["vxlan"]
-	f.Subnets = strings.Fields(kv["subnets"])
+	f.Subnets, f.PodNetwork = strings.Fields(kv["subnets"]), kv["podnetwork"]
 	svc, err := h.Run(ctx, servicesScript, ssh.ReadOnly())
 	if err != nil {
 		return Facts{}, err
@@ -205,6 +209,10 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 		}
 		if c.Spec.Network.PolicyEnforced() && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)) && !f.IPSet {
 			add(f.Host, "ipset", Error, "ipset is not installed, and the NetworkPolicy firewall (spec.network.policy: kube-router) needs it: install it (Debian and Ubuntu: apt-get install ipset), or set spec.network.policy: none")
+		}
+		if f.PodNetwork != "" && f.PodNetwork != c.Spec.Network.Plugin {
+			add(f.Host, "pod-network", Error, "the host runs the %s pod network, but spec.network.plugin is %s (flannel is the default): a running cluster keeps its pod network; set spec.network.plugin: %s",
+				f.PodNetwork, c.Spec.Network.Plugin, f.PodNetwork)
 		}
 		if c.Spec.Network.Flannel() && isNode(h) {
 			switch f.VXLAN {

@@ -41,6 +41,7 @@ func TestCheck(t *testing.T) {
 		{"low disk", func(_ *api.Cluster, f []Facts) { f[2].DiskFreeBytes = 1 << 30 }, "worker2", "disk", Warning},
 		{"no ipset for the NetworkPolicy firewall", func(_ *api.Cluster, f []Facts) { f[1].IPSet = false }, "worker1", "ipset", Error},
 		{"no VXLAN for flannel", func(_ *api.Cluster, f []Facts) { f[2].VXLAN = "no" }, "worker2", "vxlan", Error},
+		{"a running bridge network under the flannel default", func(_ *api.Cluster, f []Facts) { f[1].PodNetwork = "bridge" }, "worker1", "pod-network", Error},
 		{"VXLAN support unknown", func(_ *api.Cluster, f []Facts) { f[2].VXLAN = "unknown" }, "worker2", "vxlan", Warning},
 		// worker2 sits on another subnet: the bridge network cannot reach its pods from cp1
 		{"bridge across subnets", func(c *api.Cluster, f []Facts) {
