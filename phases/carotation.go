@@ -68,7 +68,9 @@ func RotateCA() workflow.Workflow {
 			Run: func(_ context.Context, r *workflow.Run) error { return c.record(r, name) }})
 		return workflow.Phase{Name: name, Short: short, Phases: steps}
 	}
-	kubeletClients := workflow.Phase{Name: "kubelet-client", Short: "Make kubelets whose own client certificate the new CA did not sign use the one privcloud sent",
+	// before the old CA goes, while it is still trusted: a kubelet that renewed its client certificate through a
+	// controller-manager still signing with the old key restarts on the kubeconfig privcloud sent in the switch
+	kubeletClients := workflow.Phase{Name: "kubelet-client", Short: "Restart, in turns, kubelets whose own client certificate the new CA did not sign, on the one privcloud sent",
 		Roles: nodes, RunHost: c.kubeletClient}
 	return workflow.Workflow{Name: "certs rotate-ca", Phases: []workflow.Phase{
 		connect(),
@@ -81,7 +83,7 @@ func RotateCA() workflow.Workflow {
 		}),
 		stage(pki.RotationSwitch, "The new CAs sign: every certificate and kubeconfig is reissued from them", func(r *workflow.Run) error {
 			return pki.SwitchToNewCAs(PKIStore(r.Cluster), c.rec.CAs)
-		}, []workflow.Phase{kubeletClients}, nil),
+		}, nil, nil),
 		stage(pki.RotationRetire, "The old CAs are trusted no more", func(r *workflow.Run) error {
 			return pki.RetireOldCAs(PKIStore(r.Cluster), c.rec.CAs)
 		}, []workflow.Phase{kubeletClients}, nil),
@@ -214,12 +216,22 @@ func (c *caRotation) podsTrust(ctx context.Context, r *workflow.Run, t *workflow
 	if err != nil {
 		return err
 	}
-	// one line of the new certificate's base64 body is enough to tell it apart
-	script := `for f in /var/lib/kubelet/pods/*/volumes/kubernetes.io~projected/*/ca.crt; do
-  [ -e "$f" ] && ! grep -qF ` + ssh.ShellQuote(newest) + ` "$f" && echo "$f"
-done; true`
 	var stale string
 	err = wait.Poll(ctx, podTrustLimit, 2*time.Second, func() error {
+		// the running pods only: the kubelet refreshes no volume of a pod that has ended
+		uids, err := runningPods(ctx, r, t.Spec.Name)
+		if err != nil {
+			return err
+		}
+		if len(uids) == 0 {
+			return nil
+		}
+		// one line of the new certificate's base64 body is enough to tell it apart
+		script := `for uid in ` + ssh.ShellQuoteAll(uids) + `; do
+  for f in /var/lib/kubelet/pods/$uid/volumes/kubernetes.io~projected/*/ca.crt; do
+    [ -e "$f" ] && ! grep -qF ` + ssh.ShellQuote(newest) + ` "$f" && echo "$f"
+  done
+done; true`
 		res, err := t.Host.Run(ctx, script, ssh.ReadOnly())
 		if err != nil {
 			return err
@@ -233,6 +245,22 @@ done; true`
 		return fmt.Errorf("after %s: %w", podTrustLimit, err)
 	}
 	return err
+}
+
+// runningPods are the UIDs of the pods running on a node.
+func runningPods(ctx context.Context, r *workflow.Run, node string) ([]string, error) {
+	var uids []string
+	err := withControlPlaneAPI(r, func(k *kube.Client) error {
+		list, err := k.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node + ",status.phase=Running"})
+		if err != nil {
+			return err
+		}
+		for _, p := range list.Items {
+			uids = append(uids, string(p.UID))
+		}
+		return nil
+	})
+	return uids, err
 }
 
 // newestClusterCA is a line of the base64 body of the newest certificate in the cluster CA file (the new CA in
@@ -269,9 +297,9 @@ func lastPEMBlock(data []byte) []byte {
 }
 
 // kubeletClient removes a kubelet's self-renewed client certificate when the cluster CA's signing certificate
-// did not sign it, so that its restart uses the certificate of the kubelet.conf privcloud sent (and renews
-// from there, signed by the new CA); the kubelet is owed that restart. Its key never leaves the host: only the
-// certificate is read.
+// did not sign it and restarts the kubelet in its turn, behind its gate: it starts on the certificate of the
+// kubelet.conf privcloud sent, and renews from there through a controller-manager that signs with the new key.
+// Its key never leaves the host: only the certificate is read.
 func (c *caRotation) kubeletClient(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	if !r.Wet(t.Spec.Name, "replace the kubelet's own client certificate if the old CA signed it") {
 		return nil
@@ -298,7 +326,7 @@ func (c *caRotation) kubeletClient(ctx context.Context, r *workflow.Run, t *work
 	}
 	r.Changed(t.Spec.Name, "removed the kubelet's client certificate of the old CA")
 	rolloutOf(r).owe(t.Spec.Name, "kubelet")
-	return nil
+	return ensureRolled(ctx, r, t, "kubelet")
 }
 
 // signingCert is the certificate of a CA's key in the state directory.
