@@ -265,9 +265,9 @@ batches), as a reconfiguration does:
 
   trust   a new CA beside each old one: every host trusts both; the run then waits until every namespace's
           kube-root-ca.crt carries the new cluster CA and kubelets have refreshed running pods' copies
-  switch  the new CAs sign: every certificate and kubeconfig is reissued from them (keys are kept); kubelets
-          whose own client certificate the old CA signed are made to use the new one privcloud sent
-  retire  the old CAs are trusted no more
+  switch  the new CAs sign: every certificate and kubeconfig is reissued from them (keys are kept)
+  retire  kubelets whose own renewed client certificate the old CA signed are restarted, in turns, on the one
+          privcloud sent; then the old CAs are trusted no more
 
 The stage reached is recorded in the state directory (pki/ca-rotation.json): a run that stops is resumed by
 running the command again. The admin kubeconfig is rewritten after each stage. The service-account signing key
