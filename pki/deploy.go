@@ -83,6 +83,9 @@ func Deployments(s Store, t *Tree, h api.Host) []Deployment {
 	}
 	if h.HasRole(api.RoleControlPlane) {
 		pair(ClusterCA, "ca", apiserver, cm) // the controller-manager signs kubelet serving certificates
+		// with the certificate of the key alone: its signer refuses a file of two, as ca.crt holds while the CA
+		// is replaced
+		add(ClusterCA+"-signer", s.SignerCertPath(ClusterCA), path.Join(RemotePKIDir, "ca-signer.crt"), 0o644, cm)
 		pair(APIServerCert(h.Name), "apiserver", apiserver)
 		pair("apiserver-kubelet-client", "apiserver-kubelet-client", apiserver)
 		cert(FrontProxyCA, "front-proxy-ca", apiserver)

@@ -152,6 +152,9 @@ func Ensure(store Store, t *Tree, o Options) (*Result, error) {
 	if err := e.run(jobs); err != nil {
 		return nil, err
 	}
+	if err := e.writeSigners(); err != nil {
+		return nil, err
+	}
 	if err := syncDirs(e.written); err != nil {
 		return nil, err
 	}
@@ -514,6 +517,29 @@ func (e *ensurer) write(j issue, key crypto.Signer) error {
 		e.outcomes[j.index].NotAfter = cert.NotAfter
 		return e.writeCertAndKey(j.cert.Name, cert, key)
 	}
+}
+
+// writeSigners keeps beside each CA file the certificate of the CA's key alone (SignerCertPath).
+func (e *ensurer) writeSigners() error {
+	if e.opts.DryRun {
+		return nil
+	}
+	for name, a := range e.cas {
+		if a.key == nil || a.cert == nil {
+			continue
+		}
+		want := encodeCert(a.cert)
+		if have, err := read(e.store.SignerCertPath(name)); err != nil || bytes.Equal(have, want) {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := e.writeFiles(nil, map[string][]byte{e.store.SignerCertPath(name): want}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (e *ensurer) writeCertAndKey(name string, cert *x509.Certificate, key crypto.Signer) error {

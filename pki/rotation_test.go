@@ -36,6 +36,17 @@ func TestCARotationStages(t *testing.T) {
 		}
 	}
 	r := ensure(t, s, tr, Options{})
+	signer := func() *x509.Certificate {
+		t.Helper()
+		certs, err := parseCerts(must(os.ReadFile(s.SignerCertPath(ClusterCA))))
+		if err != nil || len(certs) != 1 {
+			t.Fatalf("the signer file holds %d certificates (%v): the controller-manager takes exactly one", len(certs), err)
+		}
+		return certs[0]
+	}
+	if !signer().Equal(old[ClusterCA]) {
+		t.Error("after trust, the signer file is not the old CA, which still signs")
+	}
 	for _, o := range r.Outcomes {
 		switch {
 		case strings.HasPrefix(o.Name, "kubeconfig/") && (o.Action != Reissued || !strings.Contains(o.Reason, "CA bundle")):
@@ -73,6 +84,9 @@ func TestCARotationStages(t *testing.T) {
 		}
 	}
 	r = ensure(t, s, tr, Options{})
+	if signer().Equal(old[ClusterCA]) {
+		t.Error("after the switch, the signer file is still the old CA")
+	}
 	for _, o := range r.Outcomes {
 		isCA := o.Name == ClusterCA || o.Name == FrontProxyCA || o.Name == EtcdCA || o.Name == ServiceAccountKey
 		if !isCA && o.Action != Reissued {

@@ -22,6 +22,11 @@ func (s Store) CertPath(name string) string { return filepath.Join(s.Dir, "pki",
 // KeyPath is where a private key of the tree is kept.
 func (s Store) KeyPath(name string) string { return filepath.Join(s.Dir, "pki", name+".key") }
 
+// SignerCertPath is where the certificate of a CA's key is kept alone: the CA file may hold another one beside it.
+func (s Store) SignerCertPath(name string) string {
+	return filepath.Join(s.Dir, "pki", name+"-signer.crt")
+}
+
 // PublicKeyPath is where the service-account verification key is kept.
 func (s Store) PublicKeyPath(name string) string { return filepath.Join(s.Dir, "pki", name+".pub") }
 
