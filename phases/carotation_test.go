@@ -67,7 +67,9 @@ func TestKubeletClientCertOfTheOldCAIsReplaced(t *testing.T) {
 	}
 	cmds := w.Commands()
 	rm := slices.Index(cmds, "rm -f /var/lib/kubelet/pki/kubelet-client-*.pem")
-	rolled := slices.IndexFunc(cmds, func(c string) bool { return strings.HasPrefix(c, "systemctl show -p NRestarts -p ActiveState -p SubState kubelet") })
+	rolled := slices.IndexFunc(cmds, func(c string) bool {
+		return strings.HasPrefix(c, "systemctl show -p NRestarts -p ActiveState -p SubState kubelet")
+	})
 	if rm < 0 || rolled < rm {
 		t.Errorf("a client certificate of the old CA stays, or the kubelet is not rolled after its removal: %q", cmds)
 	}
