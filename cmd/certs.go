@@ -264,13 +264,15 @@ changed files and restarts what reads them in turns behind health gates (control
 batches), as a reconfiguration does:
 
   trust   a new CA beside each old one: every host trusts both; the run then waits until every namespace's
-          kube-root-ca.crt carries the new cluster CA and kubelets have refreshed running pods' copies
+          kube-root-ca.crt carries the new cluster CA and kubelets have refreshed running pods' copies, and
+          restarts CoreDNS and Multus, which load their CA when they start
   switch  the new CAs sign: every certificate and kubeconfig is reissued from them (keys are kept)
   retire  kubelets whose own renewed client certificate the old CA signed are restarted, in turns, on the one
           privcloud sent; then the old CAs are trusted no more
 
 The stage reached is recorded in the state directory (pki/ca-rotation.json): a run that stops is resumed by
-running the command again. The admin kubeconfig is rewritten after each stage. The service-account signing key
+running the command again. Workloads of your own that reach the API from pods load the CA when they start:
+run with --only start,trust, restart them, then run again. The admin kubeconfig is rewritten after each stage. The service-account signing key
 is not rotated by this command. Take a backup after it: the old backups hold the old CAs.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {

@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/kube"
@@ -80,6 +83,7 @@ func RotateCA() workflow.Workflow {
 		}, nil, []workflow.Phase{
 			{Name: "configmaps", Short: "Wait until every namespace's kube-root-ca.crt carries the new cluster CA", Run: c.configMapsTrust},
 			{Name: "pods", Short: "Wait until every running pod's copy of it does", Roles: nodes, RunHost: c.podsTrust},
+			{Name: "add-ons", Short: "Restart the add-ons that reach the API from pods (CoreDNS, Multus): a client loads its CA when it starts", Run: c.restartAddons},
 		}),
 		stage(pki.RotationSwitch, "The new CAs sign: every certificate and kubeconfig is reissued from them", func(r *workflow.Run) error {
 			return pki.SwitchToNewCAs(PKIStore(r.Cluster), c.rec.CAs)
@@ -245,6 +249,49 @@ done; true`
 		return fmt.Errorf("after %s: %w", podTrustLimit, err)
 	}
 	return err
+}
+
+// addonsReachingTheAPI are privcloud's add-on workloads whose pods are clients of the API: each loads the CA
+// when it starts, so they restart once their pods hold the new one, before any API server serves a
+// certificate of it.
+var addonsReachingTheAPI = []struct{ kind, namespace, name string }{
+	{"Deployment", "kube-system", "coredns"},
+	{"DaemonSet", "kube-system", "kube-multus-ds"},
+}
+
+// restartAddons restarts the add-ons that reach the API, as 'kubectl rollout restart' does, and waits until
+// each has rolled out.
+func (c *caRotation) restartAddons(ctx context.Context, r *workflow.Run) error {
+	if !r.Wet("", "restart CoreDNS and Multus, which load the CA when they start, and wait until they have rolled out") {
+		return nil
+	}
+	patch := []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"privcloud.io/restarted-for":"ca-rotation %s"}}}}}`, time.Now().UTC().Format(time.RFC3339)))
+	return withControlPlaneAPI(r, func(k *kube.Client) error {
+		var restarted []*unstructured.Unstructured
+		for _, a := range addonsReachingTheAPI {
+			var err error
+			switch a.kind {
+			case "Deployment":
+				_, err = k.Kube.AppsV1().Deployments(a.namespace).Patch(ctx, a.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+			case "DaemonSet":
+				_, err = k.Kube.AppsV1().DaemonSets(a.namespace).Patch(ctx, a.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+			}
+			if apierrors.IsNotFound(err) {
+				continue // the add-on is off
+			}
+			if err != nil {
+				return fmt.Errorf("restart %s %s/%s: %w", a.kind, a.namespace, a.name, err)
+			}
+			obj := &unstructured.Unstructured{}
+			obj.SetAPIVersion("apps/v1")
+			obj.SetKind(a.kind)
+			obj.SetNamespace(a.namespace)
+			obj.SetName(a.name)
+			restarted = append(restarted, obj)
+			r.Changed("", "restarted "+a.kind+" "+a.namespace+"/"+a.name)
+		}
+		return k.WaitReady(ctx, restarted, 5*time.Minute)
+	})
 }
 
 // runningPods are the UIDs of the pods running on a node.
