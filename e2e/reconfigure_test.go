@@ -63,7 +63,7 @@ func restartTimes(ndjson, message string) map[string]time.Time {
 func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, nodes int) (config string) {
 	t.Helper()
 	changed := withSettings(t, l, "cluster-flags.yaml",
-		"  kubelet:\n", "  kubelet:\n    extraArgs: {v: \"2\"}\n",
+		"    extraArgs: {image-gc-high-threshold: \"100\", image-gc-low-threshold: \"99\"}\n", "    extraArgs: {image-gc-high-threshold: \"100\", image-gc-low-threshold: \"99\", v: \"2\"}\n",
 		"  addons:\n", "  etcd:\n    extraArgs: {log-level: warn}\n  apiServer:\n    extraArgs: {max-requests-inflight: \"500\"}\n  scheduler:\n    extraArgs: {v: \"2\"}\n  addons:\n")
 	// a dry run shows each host's unit diff (-v) and the restart, and changes nothing
 	r := runConfig(t, changed, "init", "--dry-run", "-v")
@@ -127,7 +127,7 @@ func checkReconfiguration(t *testing.T, l *lab.Lab, controlPlanes []string, node
 
 	// a flag kube-apiserver refuses at start: the first host fails its gate and gets its configuration back
 	broken := withSettings(t, l, "cluster-broken-flag.yaml",
-		"  kubelet:\n", "  kubelet:\n    extraArgs: {v: \"2\"}\n",
+		"    extraArgs: {image-gc-high-threshold: \"100\", image-gc-low-threshold: \"99\"}\n", "    extraArgs: {image-gc-high-threshold: \"100\", image-gc-low-threshold: \"99\", v: \"2\"}\n",
 		"  addons:\n", "  etcd:\n    extraArgs: {log-level: warn}\n  apiServer:\n    extraArgs: {max-requests-inflight: \"500\", feature-gates: \"NoSuchGateForTheTest=true\"}\n  scheduler:\n    extraArgs: {v: \"2\"}\n  addons:\n")
 	start = time.Now()
 	r = runConfig(t, broken, "init")

@@ -205,6 +205,8 @@ func (l *Lab) clusterYAML(n int) string {
     # the hosts' disk is the machine's, filled by its build caches too: the kubelet's default thresholds
     # (imagefs under 15% free) would evict pods for what the machine stores
     evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%}
+    # and its image garbage collection (from 85% used) would delete the test images pods are started from
+    extraArgs: {image-gc-high-threshold: "100", image-gc-low-threshold: "99"}
   kubeProxy:
     conntrack:
       maxPerCore: 0
