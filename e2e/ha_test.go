@@ -154,6 +154,24 @@ func serviceProbe(host *ssh.Client, clusterIP string, every time.Duration) *prob
 	})
 }
 
+// checkBundleImagesKept lists, on every node, the bundle's test image in containerd's CRI namespace, then lets
+// the images phase import whatever is missing. A node has been seen without it after the control planes joined
+// and a worker was reset and joined again (its pods then fail to pull from the unreachable registry): what is
+// missing where is logged before it is put back, so the run says which host lost what.
+func checkBundleImagesKept(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	r := run(t, l, "exec", "--", "ctr -n k8s.io images ls -q | grep -c '^registry.local/privcloud/test:1$' || true")
+	if strings.Count(r.stdout, "\n  1\n") != l.Hosts() {
+		t.Logf("the test image is missing from a node's containerd:\n%s", r.stdout)
+	}
+	r = run(t, l, "init", "--only", "containerd/images")
+	if r.code != 0 {
+		errorf(t, "init --only containerd/images: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	} else if !strings.Contains(r.stdout, "; 0 changed") {
+		t.Logf("images a node had lost, imported again:\n%s", r.stdout)
+	}
+}
+
 // adminTLS is the TLS configuration of the state directory's admin kubeconfig.
 func adminTLS(t *testing.T, l *lab.Lab) *tls.Config {
 	t.Helper()
@@ -241,6 +259,7 @@ func checkControlPlaneLoss(t *testing.T, l *lab.Lab, kubectl string) {
 	t.Helper()
 	ctx := context.Background()
 	local := kubectl + "--server https://127.0.0.1:6443 " // on h4, whose API server stays
+	checkBundleImagesKept(t, l)
 	r := run(t, l, "exec", "--hosts", "h4", "--", local+"create deployment web --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
 		local+"expose deployment web --port=8080 && "+local+"rollout status deployment/web --timeout=120s && "+
 		local+"get service web -o jsonpath='{.spec.clusterIP}{\"\\n\"}'")
