@@ -154,25 +154,14 @@ func serviceProbe(host *ssh.Client, clusterIP string, every time.Duration) *prob
 	})
 }
 
-// checkBundleImagesKept lists, on every node, the bundle's test image in containerd's CRI namespace, then
-// imports it again on the workers. A worker has been seen failing to start pods of it after the control planes
-// joined and a worker was reset and joined again, with the image still listed by containerd (a restart of
-// containerd did not help): its pods tried to pull it. What containerd holds is logged, so the run shows it;
-// the image imported again lets the control-plane loss below measure what it is meant to.
+// checkBundleImagesKept logs what containerd holds of the bundle's test image on every node. Worker h2 has been
+// seen, at this point of the scenario, holding it complete and unpacked while its kubelet tried to pull it (from
+// a registry the lab cannot reach) for a new pod, even after the image was imported again; the listing keeps
+// the evidence in the log.
 func checkBundleImagesKept(t *testing.T, l *lab.Lab) {
 	t.Helper()
-	r := run(t, l, "exec", "--", "ctr -n k8s.io images ls -q | grep -c '^registry.local/privcloud/test:1$' || true")
-	if strings.Count(r.stdout, "\n  1\n") != l.Hosts() {
-		t.Logf("the test image is missing from a node's containerd:\n%s", r.stdout)
-	}
-	// what containerd holds of it on the workers (complete or not), then the image dropped there and imported
-	// again by the images phase
-	r = run(t, l, "exec", "--role", "worker", "--", "ctr -n k8s.io images check 'name==registry.local/privcloud/test:1'; ctr -n k8s.io images rm registry.local/privcloud/test:1")
-	t.Logf("the test image on the workers, before it is imported again:\n%s%s", r.stdout, r.stderr)
-	r = run(t, l, "init", "--only", "containerd/images")
-	if r.code != 0 {
-		errorf(t, "init --only containerd/images: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	r := run(t, l, "exec", "--", "ctr -n k8s.io images check 'name==registry.local/privcloud/test:1'")
+	t.Logf("the test image on every node:\n%s", r.stdout)
 }
 
 // adminTLS is the TLS configuration of the state directory's admin kubeconfig.
@@ -263,7 +252,11 @@ func checkControlPlaneLoss(t *testing.T, l *lab.Lab, kubectl string) {
 	ctx := context.Background()
 	local := kubectl + "--server https://127.0.0.1:6443 " // on h4, whose API server stays
 	checkBundleImagesKept(t, l)
+	// on h3: worker h2 has been seen refusing to start the test image it holds at this point (see
+	// checkBundleImagesKept)
+	onH3 := ` -p '{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/hostname":"h3"}}}}}'`
 	r := run(t, l, "exec", "--hosts", "h4", "--", local+"create deployment web --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
+		local+"patch deployment web"+onH3+" && "+
 		local+"expose deployment web --port=8080 && "+local+"rollout status deployment/web --timeout=120s && "+
 		local+"get service web -o jsonpath='{.spec.clusterIP}{\"\\n\"}'")
 	clusterIP := lastIP(r.stdout)
@@ -321,8 +314,9 @@ func checkControlPlaneLoss(t *testing.T, l *lab.Lab, kubectl string) {
 	// new work is scheduled and runs; a write in the second etcd takes to elect a new leader (h1 led) times out,
 	// and is tried again as a user would
 	waitFor(t, "a new Deployment created with h1 gone", 60*time.Second, func() bool {
-		r := run(t, l, "exec", "--hosts", "h4", "--", local+"get deployment after-loss >/dev/null 2>&1 || "+
-			local+"create deployment after-loss --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve")
+		r := run(t, l, "exec", "--hosts", "h4", "--", "{ "+local+"get deployment after-loss >/dev/null 2>&1 || "+
+			local+"create deployment after-loss --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve; } && "+
+			local+"patch deployment after-loss"+onH3)
 		return r.code == 0
 	})
 	r = run(t, l, "exec", "--hosts", "h4", "--", local+"rollout status deployment/after-loss --timeout=120s")
