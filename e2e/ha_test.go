@@ -132,11 +132,13 @@ func get(ctx context.Context, c *http.Client, url string) error {
 }
 
 // webBehindService creates a Deployment of two test pods named name behind a Service of the same name, from
-// host with the cluster.yaml at config, and returns the Service's ClusterIP once the pods run.
+// host with the cluster.yaml at config, and returns the Service's ClusterIP once the pods run. The pods run on
+// h3 (see checkBundleImagesKept).
 func webBehindService(t *testing.T, config, host, name string) string {
 	t.Helper()
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
 	r := runConfig(t, config, "exec", "--hosts", host, "--", kubectl+"create deployment "+name+" --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
+		kubectl+"patch deployment "+name+onH3+" && "+
 		kubectl+"expose deployment "+name+" --port=8080 && "+kubectl+"rollout status deployment/"+name+" --timeout=120s && "+
 		kubectl+"get service "+name+" -o jsonpath='{.spec.clusterIP}{\"\\n\"}'")
 	clusterIP := lastIP(r.stdout)
@@ -153,6 +155,10 @@ func serviceProbe(host *ssh.Client, clusterIP string, every time.Duration) *prob
 		return get(ctx, client, "http://"+net.JoinHostPort(clusterIP, "8080")+"/")
 	})
 }
+
+// onH3 patches a Deployment's pods onto h3: worker h2 has been seen refusing to start the test image it holds
+// after the control planes joined (see checkBundleImagesKept).
+const onH3 = ` -p '{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/hostname":"h3"}}}}}'`
 
 // checkBundleImagesKept logs what containerd holds of the bundle's test image on every node. Worker h2 has been
 // seen, at this point of the scenario, holding it complete and unpacked while its kubelet tried to pull it (from
@@ -252,9 +258,6 @@ func checkControlPlaneLoss(t *testing.T, l *lab.Lab, kubectl string) {
 	ctx := context.Background()
 	local := kubectl + "--server https://127.0.0.1:6443 " // on h4, whose API server stays
 	checkBundleImagesKept(t, l)
-	// on h3: worker h2 has been seen refusing to start the test image it holds at this point (see
-	// checkBundleImagesKept)
-	onH3 := ` -p '{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/hostname":"h3"}}}}}'`
 	r := run(t, l, "exec", "--hosts", "h4", "--", local+"create deployment web --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
 		local+"patch deployment web"+onH3+" && "+
 		local+"expose deployment web --port=8080 && "+local+"rollout status deployment/web --timeout=120s && "+
