@@ -79,7 +79,11 @@ func RotateCA() workflow.Workflow {
 		connect(),
 		{Name: "start", Short: "Begin a rotation, or resume the one the state directory records", Required: true, Run: c.start},
 		stage(pki.RotationTrust, "Every host and pod trusts a new CA beside each old one", func(r *workflow.Run) error {
-			return pki.TrustNewCAs(PKIStore(r.Cluster), mustTree(r), c.rec.CAs, time.Now(), pki.GenerateKey)
+			tree, err := pki.TreeFor(r.Cluster)
+			if err != nil {
+				return err
+			}
+			return pki.TrustNewCAs(PKIStore(r.Cluster), tree, c.rec.CAs, time.Now(), pki.GenerateKey)
 		}, nil, []workflow.Phase{
 			{Name: "configmaps", Short: "Wait until every namespace's kube-root-ca.crt carries the new cluster CA", Run: c.configMapsTrust},
 			{Name: "pods", Short: "Wait until every running pod's copy of it does", Roles: nodes, RunHost: c.podsTrust},
@@ -93,14 +97,6 @@ func RotateCA() workflow.Workflow {
 		}, []workflow.Phase{kubeletClients}, nil),
 		{Name: "finish", Short: "Remove the record of the rotation", Run: c.finish},
 	}}
-}
-
-func mustTree(r *workflow.Run) *pki.Tree {
-	t, err := pki.TreeFor(r.Cluster)
-	if err != nil { // validated before any run
-		panic(err)
-	}
-	return t
 }
 
 // start reads the rotation under way, or begins one.
