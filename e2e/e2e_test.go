@@ -26,6 +26,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
@@ -668,7 +670,10 @@ func checkRegistryMirror(t *testing.T, l *lab.Lab, kubectl string) {
 	}
 }
 
-// pushTestImage copies the bundle's test image to ref on a plain-HTTP registry and returns its digest.
+// pushTestImage copies the bundle's test image, relabelled so that it has a digest of its own, to ref on a
+// plain-HTTP registry and returns that digest. The same digest pulled under a second name makes the kubelet
+// (KubeletEnsureSecretPulledImages, kubernetes/kubernetes#138175) stop treating the bundle's preloaded name as
+// preloaded: its pods on that node would then try to pull it from a registry the lab cannot reach.
 func pushTestImage(t *testing.T, bundlePath, ref string) string {
 	t.Helper()
 	br, err := bundle.Open(bundlePath)
@@ -689,6 +694,9 @@ func pushTestImage(t *testing.T, bundlePath, ref string) string {
 	if err != nil {
 		fatal(t, err)
 	}
+	if img, err = relabelled(img, "privcloud.e2e/copy", ref); err != nil {
+		fatal(t, err)
+	}
 	tag, err := name.NewTag(ref, name.Insecure)
 	if err != nil {
 		fatal(t, err)
@@ -701,6 +709,21 @@ func pushTestImage(t *testing.T, bundlePath, ref string) string {
 		fatal(t, err)
 	}
 	return digest.String()
+}
+
+// relabelled is img with the configuration label key=value, so a new config and manifest digest over the
+// same layers.
+func relabelled(img v1.Image, key, value string) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cfg := cf.Config.DeepCopy()
+	if cfg.Labels == nil {
+		cfg.Labels = map[string]string{}
+	}
+	cfg.Labels[key] = value
+	return mutate.Config(img, *cfg)
 }
 
 // etcdctlCmd runs etcdctl on an etcd member with the healthcheck client's certificate.
