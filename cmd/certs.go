@@ -256,35 +256,45 @@ in system:masters instead, which no RBAC binding can take away: keep it offline.
 
 func newCertsRotateCACommand(g *globalOptions) *cobra.Command {
 	sel := &selectionFlags{}
+	tokenWait := phases.DefaultTokenWait
 	c := &cobra.Command{
 		Use: "rotate-ca",
 		// not listed until its e2e scenario passes in the lab
 		Hidden: true,
-		Short:  "Replace the cluster, front-proxy and etcd CAs of a running cluster, in stages that never break trust",
-		Long: `Replace the cluster's CAs (cluster, front-proxy, etcd) in three stages, each of which sends every host its
-changed files and restarts what reads them in turns behind health gates (control planes one at a time, nodes in
-batches), as a reconfiguration does:
+		Short:  "Replace the cluster, front-proxy and etcd CAs and the service-account key of a running cluster, in stages that never break trust",
+		Long: `Replace the cluster's CAs (cluster, front-proxy, etcd) and its service-account signing key in three stages,
+each of which sends every host its changed files and restarts what reads them in turns behind health gates
+(control planes one at a time, nodes in batches), as a reconfiguration does:
 
-  trust   a new CA beside each old one: every host trusts both; the run then waits until every namespace's
-          kube-root-ca.crt carries the new cluster CA and kubelets have refreshed running pods' copies, and
-          restarts CoreDNS and Multus, which load their CA when they start
-  switch  the new CAs sign: every certificate and kubeconfig is reissued from them (keys are kept)
+  trust   a new CA beside each old one: every host trusts both, and the API servers accept tokens of a new
+          service-account key beside the old; the run then waits until every namespace's kube-root-ca.crt
+          carries the new cluster CA and kubelets have refreshed running pods' copies, and restarts CoreDNS and
+          Multus, which load their CA when they start
+  switch  the new CAs and key sign: every certificate and kubeconfig is reissued from them (certificate keys
+          are kept); CoreDNS and Multus restart again, for tokens of the new key
   retire  kubelets whose own renewed client certificate the old CA signed are restarted, in turns, on the one
-          privcloud sent; then the old CAs are trusted no more
+          privcloud sent; the controller-managers restart, in turns, for tokens of the new key; the run waits
+          (--token-wait) until no running pod holds a token of the old key, which kubelets replace within the
+          hour; then the old CAs and key are trusted no more
 
 The stage reached is recorded in the state directory (pki/ca-rotation.json): a run that stops is resumed by
 running the command again. Workloads of your own that reach the API from pods load the CA when they start:
-run with --only start,trust, restart them, then run again. The admin kubeconfig is rewritten after each stage. The service-account signing key
-is not rotated by this command. Take a backup after it: the old backups hold the old CAs.`,
+run with --only start,trust, restart them, then run again; restarting them after the switch
+(--only start,switch) also ends the wait for their tokens. The admin kubeconfig is rewritten after each stage.
+Take a backup after it: the old backups hold the old CAs.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cluster, err := g.loadCluster()
 			if err != nil {
 				return err
 			}
-			return g.runConnected(c, cluster, phases.RotateCA(), workflow.Selection{Only: sel.only, Skip: sel.skip, From: sel.from})
+			if tokenWait < 0 {
+				return &usageError{errors.New("--token-wait must not be negative")}
+			}
+			return g.runConnected(c, cluster, phases.RotateCA(tokenWait), workflow.Selection{Only: sel.only, Skip: sel.skip, From: sel.from})
 		},
 	}
+	c.Flags().DurationVar(&tokenWait, "token-wait", tokenWait, "how long the retire stage waits for running pods' tokens of the old service-account key to be replaced")
 	g.addWorkflowFlags(c)
 	sel.addFlags(c)
 	return c

@@ -464,7 +464,8 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 }
 
 // checkMembershipUnderLoad runs fn (control planes joining and leaving) while a worker reads the API through its
-// load balancer, and fails on any failed request: membership changes reload the balancers, dropping nothing.
+// load balancer and requests a Service, and fails on any failed request: membership changes reload the
+// balancers, dropping nothing.
 func checkMembershipUnderLoad(t *testing.T, l *lab.Lab, fn func()) {
 	t.Helper()
 	worker, err := l.Connect(context.Background(), "h2")
@@ -472,12 +473,23 @@ func checkMembershipUnderLoad(t *testing.T, l *lab.Lab, fn func()) {
 		fatal(t, err)
 	}
 	defer worker.Close()
+	clusterIP := webBehindService(t, l.ClusterConfig(), "h1", "join-web")
 	api := apiProbe(t, l, worker)
+	svc := serviceProbe(worker, clusterIP, 200*time.Millisecond)
 	start := time.Now()
 	fn()
 	api.end()
+	svc.end()
 	total, failed := api.between(start, time.Now())
-	t.Logf("BENCH control planes joined and reset: api-requests=%d api-failed=%d", total, len(failed))
+	svcTotal, svcFailed := svc.between(start, time.Now())
+	t.Logf("BENCH control planes joined and reset: api-requests=%d api-failed=%d service-requests=%d service-failed=%d", total, len(failed), svcTotal, len(svcFailed))
+	if len(svcFailed) > 0 {
+		errorf(t, "Service requests from a worker failed while control planes joined and left:%s", describe(svcFailed, start))
+	}
+	r := run(t, l, "exec", "--hosts", "h1", "--", "kubectl --kubeconfig /etc/kubernetes/admin.conf delete service,deployment join-web --wait=false")
+	if r.code != 0 {
+		errorf(t, "delete the join-web Service and Deployment: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	if len(failed) > 0 {
 		errorf(t, "API requests from a worker failed while control planes joined and left:%s", describe(failed, start))
 	}

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -40,15 +43,22 @@ var podTrustLimit = 3 * time.Minute
 const kubeletClientCert = "/var/lib/kubelet/pki/kubelet-client-current.pem"
 
 type caRotation struct {
-	rec   *pki.CARotation
-	certs *certsState
+	rec       *pki.CARotation
+	certs     *certsState
+	tokenWait time.Duration
 }
 
 var caRotationStages = []string{pki.RotationTrust, pki.RotationSwitch, pki.RotationRetire}
 
-// RotateCA is the workflow of 'privcloud certs rotate-ca'.
-func RotateCA() workflow.Workflow {
-	c := &caRotation{certs: &certsState{}}
+// DefaultTokenWait is how long the retire stage waits, unless told otherwise, for kubelets to replace the
+// projected service-account tokens of running pods signed by the old key: a kubelet replaces a token at 80% of
+// its lifetime, and privcloud's API servers do not extend the hour the service-account admission asks for.
+const DefaultTokenWait = 65 * time.Minute
+
+// RotateCA is the workflow of 'privcloud certs rotate-ca'; tokenWait bounds the retire stage's wait for pods'
+// tokens of the old service-account key to be replaced.
+func RotateCA(tokenWait time.Duration) workflow.Workflow {
+	c := &caRotation{certs: &certsState{}, tokenWait: tokenWait}
 	stage := func(name, short string, change func(*workflow.Run) error, before, after []workflow.Phase) workflow.Phase {
 		skip := c.skip(name)
 		steps := []workflow.Phase{{Name: "ca", Short: "Change the state directory's CA files for this stage", Skip: skip,
@@ -75,26 +85,52 @@ func RotateCA() workflow.Workflow {
 	// controller-manager still signing with the old key restarts on the kubeconfig privcloud sent in the switch
 	kubeletClients := workflow.Phase{Name: "kubelet-client", Short: "Restart, in turns, kubelets whose own client certificate the new CA did not sign, on the one privcloud sent",
 		Roles: nodes, RunHost: c.kubeletClient}
+	// the controller-manager's controllers hold tokens in memory (--use-service-account-credentials), some
+	// perhaps from an API server that had not switched yet when they were requested: it restarts once more
+	controllerTokens := workflow.Phase{Name: "controller-tokens", Short: "Restart, in turns, the controller-managers, whose controllers may hold tokens of the old service-account key",
+		Roles: controlPlane, RunHost: c.controllerTokens}
+	podTokens := workflow.Phase{Name: "pod-tokens", Short: "Wait until no running pod holds a token of the old service-account key (the kubelet replaces them within the hour)",
+		Roles: nodes, RunHost: c.podTokens}
 	return workflow.Workflow{Name: "certs rotate-ca", Phases: []workflow.Phase{
 		connect(),
 		{Name: "start", Short: "Begin a rotation, or resume the one the state directory records", Required: true, Run: c.start},
-		stage(pki.RotationTrust, "Every host and pod trusts a new CA beside each old one", func(r *workflow.Run) error {
+		stage(pki.RotationTrust, "Every host and pod trusts a new CA beside each old one, every API server a new service-account key", func(r *workflow.Run) error {
 			tree, err := pki.TreeFor(r.Cluster)
 			if err != nil {
 				return err
 			}
-			return pki.TrustNewCAs(PKIStore(r.Cluster), tree, c.rec.CAs, time.Now(), pki.GenerateKey)
+			if err := pki.TrustNewCAs(PKIStore(r.Cluster), tree, c.rec.CAs, time.Now(), pki.GenerateKey); err != nil {
+				return err
+			}
+			if !c.rec.ServiceAccountKey {
+				return nil
+			}
+			return pki.TrustNewServiceAccountKey(PKIStore(r.Cluster), tree, pki.GenerateKey)
 		}, nil, []workflow.Phase{
 			{Name: "configmaps", Short: "Wait until every namespace's kube-root-ca.crt carries the new cluster CA", Run: c.configMapsTrust},
 			{Name: "pods", Short: "Wait until every running pod's copy of it does", Roles: nodes, RunHost: c.podsTrust},
 			{Name: "add-ons", Short: "Restart the add-ons that reach the API from pods (CoreDNS, Multus): a client loads its CA when it starts", Run: c.restartAddons},
 		}),
-		stage(pki.RotationSwitch, "The new CAs sign: every certificate and kubeconfig is reissued from them", func(r *workflow.Run) error {
-			return pki.SwitchToNewCAs(PKIStore(r.Cluster), c.rec.CAs)
-		}, nil, nil),
-		stage(pki.RotationRetire, "The old CAs are trusted no more", func(r *workflow.Run) error {
-			return pki.RetireOldCAs(PKIStore(r.Cluster), c.rec.CAs)
-		}, []workflow.Phase{kubeletClients}, nil),
+		stage(pki.RotationSwitch, "The new CAs and service-account key sign: every certificate and kubeconfig is reissued from them", func(r *workflow.Run) error {
+			if err := pki.SwitchToNewCAs(PKIStore(r.Cluster), c.rec.CAs); err != nil {
+				return err
+			}
+			if !c.rec.ServiceAccountKey {
+				return nil
+			}
+			return pki.SwitchToNewServiceAccountKey(PKIStore(r.Cluster))
+		}, nil, []workflow.Phase{
+			{Name: "add-ons", Short: "Restart CoreDNS and Multus, so that their pods hold tokens of the new service-account key", Run: c.restartAddons},
+		}),
+		stage(pki.RotationRetire, "The old CAs and service-account key are trusted no more", func(r *workflow.Run) error {
+			if err := pki.RetireOldCAs(PKIStore(r.Cluster), c.rec.CAs); err != nil {
+				return err
+			}
+			if !c.rec.ServiceAccountKey {
+				return nil
+			}
+			return pki.RetireOldServiceAccountKey(PKIStore(r.Cluster))
+		}, []workflow.Phase{kubeletClients, controllerTokens, podTokens}, nil),
 		{Name: "finish", Short: "Remove the record of the rotation", Run: c.finish},
 	}}
 }
@@ -112,7 +148,7 @@ func (c *caRotation) start(_ context.Context, r *workflow.Run) error {
 	if rec != nil {
 		c.rec = rec
 		if rec.Stage != "" {
-			r.Warn("", fmt.Sprintf("resuming the rotation of %s begun %s, after its %s stage", strings.Join(rec.CAs, ", "), rec.Started.Format(time.RFC3339), rec.Stage))
+			r.Warn("", fmt.Sprintf("resuming the rotation of %s begun %s, after its %s stage", c.rotated(), rec.Started.Format(time.RFC3339), rec.Stage))
 		}
 		return nil
 	}
@@ -121,7 +157,7 @@ func (c *caRotation) start(_ context.Context, r *workflow.Run) error {
 			return fmt.Errorf("the %s CA's key: %w (run privcloud init first)", ca, err)
 		}
 	}
-	c.rec = &pki.CARotation{CAs: slices.Clone(pki.RotatableCAs), Started: time.Now().UTC()}
+	c.rec = &pki.CARotation{CAs: slices.Clone(pki.RotatableCAs), ServiceAccountKey: true, Started: time.Now().UTC()}
 	if r.DryRun {
 		return nil
 	}
@@ -138,14 +174,23 @@ func (c *caRotation) skip(stage string) func(*workflow.Run) string {
 }
 
 func (c *caRotation) change(r *workflow.Run, stage string, change func(*workflow.Run) error) error {
-	if !r.Wet("", stage+": change the CA files of "+strings.Join(c.rec.CAs, ", ")+" in the state directory") {
+	if !r.Wet("", stage+": change the files of "+c.rotated()+" in the state directory") {
 		return nil
 	}
 	if err := change(r); err != nil {
 		return err
 	}
-	r.Changed("", stage+": "+strings.Join(c.rec.CAs, ", "))
+	r.Changed("", stage+": "+c.rotated())
 	return nil
+}
+
+// rotated names what the rotation replaces.
+func (c *caRotation) rotated() string {
+	names := slices.Clone(c.rec.CAs)
+	if c.rec.ServiceAccountKey {
+		names = append(names, "the service-account key")
+	}
+	return strings.Join(names, ", ")
 }
 
 func (c *caRotation) record(r *workflow.Run, stage string) error {
@@ -290,20 +335,10 @@ func (c *caRotation) restartAddons(ctx context.Context, r *workflow.Run) error {
 	})
 }
 
-// runningPods are the UIDs of the pods running on a node.
+// runningPods are the UIDs of the pods running on a node, sorted.
 func runningPods(ctx context.Context, r *workflow.Run, node string) ([]string, error) {
-	var uids []string
-	err := withControlPlaneAPI(r, func(k *kube.Client) error {
-		list, err := k.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node + ",status.phase=Running"})
-		if err != nil {
-			return err
-		}
-		for _, p := range list.Items {
-			uids = append(uids, string(p.UID))
-		}
-		return nil
-	})
-	return uids, err
+	pods, err := runningPodsByUID(ctx, r, node)
+	return slices.Sorted(maps.Keys(pods)), err
 }
 
 // newestClusterCA is a line of the base64 body of the newest certificate in the cluster CA file (the new CA in
@@ -386,4 +421,106 @@ func signingCert(s pki.Store, ca string) (*x509.Certificate, error) {
 		return nil, err
 	}
 	return pki.SigningCert(certPEM, keyPEM)
+}
+
+// controllerTokens restarts the host's controller-manager in its turn, behind its gate, when the service-account
+// key rotates: it requests its controllers' tokens again, all signed by the new key.
+func (c *caRotation) controllerTokens(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	if !c.rec.ServiceAccountKey {
+		return workflow.Skip("the service-account key does not rotate")
+	}
+	if !r.Wet(t.Spec.Name, "restart kube-controller-manager, whose controllers request their tokens again") {
+		return nil
+	}
+	rolloutOf(r).owe(t.Spec.Name, "kube-controller-manager")
+	return ensureRolled(ctx, r, t, "kube-controller-manager")
+}
+
+// podTokens waits until no running pod on the node holds a projected service-account token signed by a key
+// other than the signing one: once sa.pub lists the new key alone, such a token is refused. Only each token's
+// header (its key ID) is read from the host, never the token.
+func (c *caRotation) podTokens(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	if !c.rec.ServiceAccountKey {
+		return workflow.Skip("the service-account key does not rotate")
+	}
+	if !r.Wet(t.Spec.Name, "wait until no running pod holds a token of the old service-account key") {
+		return nil
+	}
+	signing, _, err := pki.ServiceAccountKeyIDs(PKIStore(r.Cluster))
+	if err != nil {
+		return err
+	}
+	var stale []string
+	reported := time.Time{}
+	err = wait.Poll(ctx, c.tokenWait, 5*time.Second, func() error {
+		pods, err := runningPodsByUID(ctx, r, t.Spec.Name)
+		if err != nil {
+			return err
+		}
+		if len(pods) == 0 {
+			return nil
+		}
+		uids := slices.Sorted(maps.Keys(pods))
+		script := `for uid in ` + ssh.ShellQuoteAll(uids) + `; do
+  for f in /var/lib/kubelet/pods/$uid/volumes/kubernetes.io~projected/*/token; do
+    [ -e "$f" ] && printf '%s %s\n' "$uid" "$(cut -d. -f1 "$f")"
+  done
+done; true`
+		res, err := t.Host.Run(ctx, script, ssh.ReadOnly())
+		if err != nil {
+			return err
+		}
+		stale = staleTokens(string(res.Stdout), signing, pods)
+		if len(stale) == 0 {
+			return nil
+		}
+		if time.Since(reported) > 5*time.Minute {
+			reported = time.Now()
+			r.Warn(t.Spec.Name, fmt.Sprintf("pods holding a token of the old service-account key, which the kubelet replaces within the hour (restart them to end the wait): %s", strings.Join(stale, ", ")))
+		}
+		return fmt.Errorf("pods with a token of the old service-account key: %s", strings.Join(stale, ", "))
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("after %s: %w; restart those pods, then run privcloud certs rotate-ca again", c.tokenWait, err)
+	}
+	return err
+}
+
+// staleTokens reads lines of "<pod uid> <token header>" and names the pods (namespace/name from pods) whose
+// token's key ID is not signing. A header that cannot be read counts as stale: waiting is the safe side.
+func staleTokens(out, signing string, pods map[string]string) []string {
+	var stale []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		uid, header, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		var h struct {
+			KeyID string `json:"kid"`
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(header)
+		if err == nil && json.Unmarshal(raw, &h) == nil && h.KeyID == signing {
+			continue
+		}
+		if name := pods[uid]; name != "" && !slices.Contains(stale, name) {
+			stale = append(stale, name)
+		}
+	}
+	return stale
+}
+
+// runningPodsByUID are the pods running on a node, by UID, as namespace/name.
+func runningPodsByUID(ctx context.Context, r *workflow.Run, node string) (map[string]string, error) {
+	pods := map[string]string{}
+	err := withControlPlaneAPI(r, func(k *kube.Client) error {
+		list, err := k.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node + ",status.phase=Running"})
+		if err != nil {
+			return err
+		}
+		for _, p := range list.Items {
+			pods[string(p.UID)] = p.Namespace + "/" + p.Name
+		}
+		return nil
+	})
+	return pods, err
 }

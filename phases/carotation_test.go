@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/pem"
 	"os"
 	"slices"
@@ -23,13 +24,16 @@ func TestRotateCADryRunChangesNothing(t *testing.T) {
 	store := PKIStore(c)
 	before, _ := os.ReadFile(store.CertPath(pki.ClusterCA))
 	ex.DryRun = true
-	if err := runPhases(t, RotateCA(), c, ex, out); err != nil {
+	if err := runPhases(t, RotateCA(DefaultTokenWait), c, ex, out); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, stage := range []string{"trust: change the CA files", "switch: change the CA files", "retire: change the CA files"} {
+	for _, stage := range []string{"trust: change the files of", "switch: change the files of", "retire: change the files of"} {
 		if !strings.Contains(out.String(), stage) {
 			t.Errorf("the plan lacks %q:\n%s", stage, out)
 		}
+	}
+	if !strings.Contains(out.String(), "etcd/ca, the service-account key") {
+		t.Errorf("the plan does not name the service-account key:\n%s", out)
 	}
 	if after, _ := os.ReadFile(store.CertPath(pki.ClusterCA)); string(after) != string(before) {
 		t.Error("a dry run changed the cluster CA")
@@ -97,4 +101,26 @@ func certOfKubeconfig(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pair.Certificate[0]})
+}
+
+// A pod whose projected token names a key other than the signing one is stale, and so is one whose header cannot
+// be read; pods holding tokens of the signing key alone are not.
+func TestStaleTokensNamesPodsOfTheOldKey(t *testing.T) {
+	header := func(kid string) string {
+		return base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","kid":"` + kid + `"}`))
+	}
+	pods := map[string]string{"u1": "kube-system/coredns-a", "u2": "default/web-b", "u3": "default/web-c", "u4": "default/odd"}
+	out := "u1 " + header("new") + "\n" +
+		"u2 " + header("old") + "\n" +
+		"u2 " + header("new") + "\n" + // a second volume of the same pod, refreshed already
+		"u3 " + header("new") + "\n" +
+		"u4 not-base64!\n" +
+		"u9 " + header("old") + "\n" // a pod the API no longer lists as running
+	got := staleTokens(out, "new", pods)
+	if want := []string{"default/web-b", "default/odd"}; !slices.Equal(got, want) {
+		t.Errorf("stale pods %v, want %v", got, want)
+	}
+	if got := staleTokens("", "new", pods); len(got) != 0 {
+		t.Errorf("no tokens: stale %v", got)
+	}
 }

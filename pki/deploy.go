@@ -88,7 +88,7 @@ func Deployments(s Store, t *Tree, h api.Host) []Deployment {
 		add(ClusterCA+"-signer", s.SignerCertPath(ClusterCA), path.Join(RemotePKIDir, "ca-signer.crt"), 0o644, cm)
 		pair(APIServerCert(h.Name), "apiserver", apiserver)
 		pair("apiserver-kubelet-client", "apiserver-kubelet-client", apiserver)
-		cert(FrontProxyCA, "front-proxy-ca", apiserver)
+		cert(FrontProxyCA, "front-proxy-ca", apiserver, cm) // the controller-manager authenticates front-proxy requests too
 		pair("front-proxy-client", "front-proxy-client", apiserver)
 		cert(EtcdCA, "etcd/ca", apiserver)
 		pair("apiserver-etcd-client", "apiserver-etcd-client", apiserver)

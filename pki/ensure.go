@@ -270,7 +270,8 @@ func (e *ensurer) serviceAccount() []issue {
 	if kerr == nil && perr == nil && keyPEM != nil {
 		if key, err := parseKey(keyPEM); err != nil {
 			reason = "unreadable key: " + err.Error()
-		} else if want, err := encodePublicKey(key.Public()); err == nil && bytes.Equal(want, pubPEM) {
+		} else if pubs, err := parsePublicKeys(pubPEM); err == nil && slices.ContainsFunc(pubs, func(p crypto.PublicKey) bool { return keyMatches(key, p) }) {
+			// sa.pub lists the key's public key, and during a rotation the other key's too
 			e.record(ServiceAccountKey, Reused, "", time.Time{})
 			return nil
 		} else {

@@ -75,6 +75,30 @@ func encodePublicKey(k crypto.PublicKey) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
 
+// parsePublicKeys reads every PKIX PEM public key of a file (sa.pub lists two while its key rotates).
+func parsePublicKeys(data []byte) ([]crypto.PublicKey, error) {
+	var out []crypto.PublicKey
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "PUBLIC KEY" {
+			continue
+		}
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PUBLIC KEY block")
+	}
+	return out, nil
+}
+
 // parseKey reads a PEM private key in PKCS#8, PKCS#1 or SEC 1 form (the forms kubeadm and openssl write).
 func parseKey(data []byte) (crypto.Signer, error) {
 	block, _ := pem.Decode(data)

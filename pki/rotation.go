@@ -2,7 +2,9 @@ package pki
 
 import (
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +40,8 @@ type CARotation struct {
 	Stage    string    `json:"stage"` // the last stage whose files the store holds
 	Started  time.Time `json:"started"`
 	Switched time.Time `json:"switched,omitzero"`
+	// ServiceAccountKey: the service-account signing key rotates with the CAs
+	ServiceAccountKey bool `json:"serviceAccountKey,omitempty"`
 }
 
 // CARotationPath is where the record of a rotation under way is kept.
@@ -245,4 +249,168 @@ func SigningCert(certPEM, keyPEM []byte) (*x509.Certificate, error) {
 		return c, nil
 	}
 	return nil, errors.New("the key belongs to no certificate of the CA file")
+}
+
+// The service-account key rotates in the same three stages. sa.pub is the list of public keys the API servers
+// accept tokens of (--service-account-key-file takes several); sa.key is the one they sign with:
+//
+//	trust:  sa.pub holds the signing key's public key and a new key's (the new key waits in sa.next.key)
+//	switch: the new key signs; sa.pub still holds both, so tokens signed before keep working until the kubelet
+//	        and the controller-manager have replaced them
+//	retire: sa.pub holds the new public key alone
+//
+// As with the CAs, each stage rewrites the files whole from the keys the store holds.
+
+// saFiles is the service-account key pair as the store holds it, with the new key between trust and switch.
+type saFiles struct {
+	key  crypto.Signer
+	pubs []crypto.PublicKey
+	next crypto.Signer
+}
+
+func loadSAFiles(s Store) (*saFiles, error) {
+	keyPEM, err := read(s.KeyPath(ServiceAccountKey))
+	if err != nil {
+		return nil, err
+	}
+	pubPEM, err := read(s.PublicKeyPath(ServiceAccountKey))
+	if err != nil {
+		return nil, err
+	}
+	if keyPEM == nil || pubPEM == nil {
+		return nil, fmt.Errorf("%s or %s is missing (run privcloud init first)", s.KeyPath(ServiceAccountKey), s.PublicKeyPath(ServiceAccountKey))
+	}
+	f := &saFiles{}
+	if f.key, err = parseKey(keyPEM); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.KeyPath(ServiceAccountKey), err)
+	}
+	if f.pubs, err = parsePublicKeys(pubPEM); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.PublicKeyPath(ServiceAccountKey), err)
+	}
+	if nextPEM, err := read(s.nextKeyPath(ServiceAccountKey)); err != nil {
+		return nil, err
+	} else if nextPEM != nil {
+		if f.next, err = parseKey(nextPEM); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.nextKeyPath(ServiceAccountKey), err)
+		}
+	}
+	return f, nil
+}
+
+// writePublicKeys writes sa.pub as the public keys of keys, in that order.
+func writePublicKeys(s Store, keys ...crypto.Signer) error {
+	var out []byte
+	for _, k := range keys {
+		p, err := encodePublicKey(k.Public())
+		if err != nil {
+			return err
+		}
+		out = append(out, p...)
+	}
+	return write(s.PublicKeyPath(ServiceAccountKey), out, 0o644)
+}
+
+// TrustNewServiceAccountKey makes a new service-account key (keeping one an interrupted run made) and writes
+// sa.pub as the signing key's public key followed by the new one's.
+func TrustNewServiceAccountKey(s Store, t *Tree, keys func(Algorithm) (crypto.Signer, error)) error {
+	f, err := loadSAFiles(s)
+	if err != nil {
+		return err
+	}
+	if f.next == nil {
+		if f.next, err = keys(t.Algorithm); err != nil {
+			return fmt.Errorf("generate key: %w", err)
+		}
+		keyPEM, err := encodeKey(f.next)
+		if err != nil {
+			return err
+		}
+		if err := write(s.nextKeyPath(ServiceAccountKey), keyPEM, 0o600); err != nil {
+			return err
+		}
+	}
+	if err := writePublicKeys(s, f.key, f.next); err != nil {
+		return err
+	}
+	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+}
+
+// SwitchToNewServiceAccountKey makes the new key the signing one; sa.pub keeps both, the new first. A key
+// already switched is left.
+func SwitchToNewServiceAccountKey(s Store) error {
+	f, err := loadSAFiles(s)
+	if err != nil {
+		return err
+	}
+	if f.next == nil {
+		return nil // switched already (the next key is removed last)
+	}
+	if !keyMatches(f.next, f.key.Public()) {
+		old := f.key
+		if !slices.ContainsFunc(f.pubs, func(p crypto.PublicKey) bool { return keyMatches(f.next, p) }) {
+			return fmt.Errorf("%s does not list the key of %s: run the trust stage again", s.PublicKeyPath(ServiceAccountKey), s.nextKeyPath(ServiceAccountKey))
+		}
+		keyPEM, err := encodeKey(f.next)
+		if err != nil {
+			return err
+		}
+		// sa.pub first, listing both: whichever key signs while the other file is not yet written verifies
+		if err := writePublicKeys(s, f.next, old); err != nil {
+			return err
+		}
+		if err := write(s.KeyPath(ServiceAccountKey), keyPEM, 0o600); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(s.nextKeyPath(ServiceAccountKey)); err != nil {
+		return err
+	}
+	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+}
+
+// RetireOldServiceAccountKey leaves sa.pub with the signing key's public key alone.
+func RetireOldServiceAccountKey(s Store) error {
+	f, err := loadSAFiles(s)
+	if err != nil {
+		return err
+	}
+	if f.next != nil {
+		return fmt.Errorf("the service-account key has not switched yet (%s exists)", s.nextKeyPath(ServiceAccountKey))
+	}
+	if err := writePublicKeys(s, f.key); err != nil {
+		return err
+	}
+	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+}
+
+// ServiceAccountKeyIDs are the key IDs of the public keys in sa.pub, as kube-apiserver writes them into the
+// header of each token it signs: a token whose kid is not the signing key's was signed by an older key.
+func ServiceAccountKeyIDs(s Store) (signing string, others []string, err error) {
+	f, err := loadSAFiles(s)
+	if err != nil {
+		return "", nil, err
+	}
+	if signing, err = keyID(f.key.Public()); err != nil {
+		return "", nil, err
+	}
+	for _, p := range f.pubs {
+		id, err := keyID(p)
+		if err != nil {
+			return "", nil, err
+		}
+		if id != signing {
+			others = append(others, id)
+		}
+	}
+	return signing, others, nil
+}
+
+// keyID is kube-apiserver's key ID of a public key: the unpadded base64url SHA-256 of its PKIX form.
+func keyID(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
 }

@@ -159,3 +159,97 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// The service-account key through its stages: trust lists a new public key after the signing one's and keeps
+// the key (Ensure reuses the pair, as sa.pub still lists sa.key's public key); switch makes the new key sign
+// with both listed, the new first; retire lists the new one alone. Each stage run again changes nothing, a
+// switch stopped before its last step completes, and the key IDs name the signing key and the other.
+func TestServiceAccountKeyRotation(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	tr := tree(t, cluster(t))
+	ensure(t, s, tr, Options{})
+	oldKey := must(os.ReadFile(s.KeyPath(ServiceAccountKey)))
+	oldPub := must(os.ReadFile(s.PublicKeyPath(ServiceAccountKey)))
+	oldID, others, err := ServiceAccountKeyIDs(s)
+	if err != nil || len(others) != 0 || len(oldID) != 43 {
+		t.Fatalf("key IDs before the rotation: %q %v %v", oldID, others, err)
+	}
+	saOutcome := func() Outcome {
+		t.Helper()
+		for _, o := range ensure(t, s, tr, Options{}).Outcomes {
+			if o.Name == ServiceAccountKey {
+				return o
+			}
+		}
+		t.Fatal("no outcome for the service-account key")
+		return Outcome{}
+	}
+
+	for range 2 {
+		if err := TrustNewServiceAccountKey(s, tr, GenerateKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	trusted := must(os.ReadFile(s.PublicKeyPath(ServiceAccountKey)))
+	if !bytes.HasPrefix(trusted, oldPub) || bytes.Count(trusted, []byte("BEGIN PUBLIC KEY")) != 2 {
+		t.Fatalf("sa.pub after trust (run twice): want the signing key's first and one new one:\n%s", trusted)
+	}
+	if o := saOutcome(); o.Action != Reused {
+		t.Fatalf("Ensure after trust: %s (%s), want the pair reused", o.Action, o.Reason)
+	}
+	if !bytes.Equal(must(os.ReadFile(s.KeyPath(ServiceAccountKey))), oldKey) {
+		t.Fatal("trust changed the signing key")
+	}
+	signing, others, _ := ServiceAccountKeyIDs(s)
+	if signing != oldID || len(others) != 1 {
+		t.Fatalf("key IDs after trust: signing %q others %v", signing, others)
+	}
+	newID := others[0]
+	if err := RetireOldServiceAccountKey(s); err == nil {
+		t.Fatal("retire before switch was accepted")
+	}
+
+	if err := SwitchToNewServiceAccountKey(s); err != nil {
+		t.Fatal(err)
+	}
+	switched := must(os.ReadFile(s.PublicKeyPath(ServiceAccountKey)))
+	if !bytes.HasSuffix(switched, oldPub) || bytes.Count(switched, []byte("BEGIN PUBLIC KEY")) != 2 {
+		t.Fatalf("sa.pub after switch: want the new key's first and the old one's:\n%s", switched)
+	}
+	if signing, others, _ := ServiceAccountKeyIDs(s); signing != newID || len(others) != 1 || others[0] != oldID {
+		t.Fatalf("key IDs after switch: signing %q others %v, want %q and [%q]", signing, others, newID, oldID)
+	}
+	if _, err := os.Stat(s.nextKeyPath(ServiceAccountKey)); !os.IsNotExist(err) {
+		t.Fatalf("the next key stays after the switch: %v", err)
+	}
+	if o := saOutcome(); o.Action != Reused {
+		t.Fatalf("Ensure after switch: %s (%s), want the pair reused", o.Action, o.Reason)
+	}
+	// a switch stopped after writing the key but before removing the next one completes
+	newKey := must(os.ReadFile(s.KeyPath(ServiceAccountKey)))
+	if err := os.WriteFile(s.nextKeyPath(ServiceAccountKey), newKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := SwitchToNewServiceAccountKey(s); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(must(os.ReadFile(s.PublicKeyPath(ServiceAccountKey))), switched) || !bytes.Equal(must(os.ReadFile(s.KeyPath(ServiceAccountKey))), newKey) {
+		t.Fatal("a switch run again after its key was written changed the files")
+	}
+
+	for range 2 {
+		if err := RetireOldServiceAccountKey(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retired := must(os.ReadFile(s.PublicKeyPath(ServiceAccountKey)))
+	if bytes.Count(retired, []byte("BEGIN PUBLIC KEY")) != 1 || !bytes.HasPrefix(switched, retired) {
+		t.Fatalf("sa.pub after retire: want the new key's alone:\n%s", retired)
+	}
+	if o := saOutcome(); o.Action != Reused {
+		t.Fatalf("Ensure after retire: %s (%s), want the pair reused", o.Action, o.Reason)
+	}
+	if fi, err := os.Stat(s.KeyPath(ServiceAccountKey)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("sa.key after the rotation: %v %v", fi, err)
+	}
+}
