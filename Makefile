@@ -101,12 +101,12 @@ bench-cold-bundle: build
 
 ## bundle: the default lab bundle, built from source into _output/ (cached: a rebuild with nothing changed only repacks)
 bundle: deps-lab build
-	$(BIN) bundle build -v -f e2e/lab/bundle.yaml -o _output/lab-bundle.tar.zst
+	$(BIN) bundle build -f e2e/lab/bundle.yaml -o _output/lab-bundle.tar.zst
 
 ## production-bundle: everything privcloud installs, with Quay, PostgreSQL and Redis pulled from their registries
 ## (a machine with registry access; unpinned pulls get their digest written into bundles/production.yaml)
 production-bundle: deps-lab build
-	$(BIN) bundle build --pin -v -f bundles/production.yaml -o _output/privcloud-bundle.tar.zst
+	$(BIN) bundle build --pin -f bundles/production.yaml -o _output/privcloud-bundle.tar.zst
 
 clean:
 	rm -rf _output

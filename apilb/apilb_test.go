@@ -75,7 +75,7 @@ func (h *health) check(_ context.Context, addr string) error {
 
 func start(t *testing.T, backends []string, h *health) *Server {
 	t.Helper()
-	srv, err := Start(&Config{Listen: "127.0.0.1:0", Health: "127.0.0.1:0", Backends: backends}, h.check, fast, log.New(io.Discard, "", 0))
+	srv, err := Start(&Config{Listen: "127.0.0.1:0", Health: "127.0.0.1:0", Backends: backends}, h.check, fast, log.New(io.Discard, "", 0), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +378,7 @@ func TestANotReadyBackendKeepsItsConnections(t *testing.T) {
 		}
 		return nil
 	}
-	srv, err := Start(&Config{Listen: "127.0.0.1:0", Health: "127.0.0.1:0", Backends: []string{a, b}}, check, fast, log.New(io.Discard, "", 0))
+	srv, err := Start(&Config{Listen: "127.0.0.1:0", Health: "127.0.0.1:0", Backends: []string{a, b}}, check, fast, log.New(io.Discard, "", 0), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,5 +409,28 @@ func TestRoundRobinOverTheHealthyOnly(t *testing.T) {
 	waitFor(t, "b and c healthy", func() bool { return healthyCount(srv) == 2 })
 	if got := reached(t, srv, 8); got["b"] != 4 || got["c"] != 4 {
 		t.Errorf("8 connections over b and c: %v", got)
+	}
+}
+
+// A listener handed over (systemd's socket) is the one the proxy serves on: its address wins over the
+// configuration's, and a connection made to it reaches a backend.
+func TestStartServesOnAnInheritedListener(t *testing.T) {
+	a := nameServer(t, "a")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &health{down: map[string]bool{}}
+	srv, err := Start(&Config{Listen: "127.0.0.1:1", Health: "127.0.0.1:0", Backends: []string{a}}, h.check, fast, log.New(io.Discard, "", 0), ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if srv.ProxyAddr() != ln.Addr().String() {
+		t.Fatalf("the proxy listens on %s, want the inherited %s", srv.ProxyAddr(), ln.Addr())
+	}
+	waitFor(t, "a healthy backend", func() bool { return healthyCount(srv) == 1 })
+	if got := reached(t, srv, 2); got["a"] != 2 {
+		t.Errorf("connections to the inherited listener reached %v, want a twice", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,11 +113,16 @@ type Server struct {
 	proxyLn  net.Listener
 }
 
-// Start listens on c.Listen and c.Health and starts proxying.
-func Start(c *Config, check Check, s Settings, logger *log.Logger) (*Server, error) {
+// Start listens on c.Listen and c.Health and starts proxying. When inherited is not nil it is the proxy's
+// listener, already bound to c.Listen (systemd's socket, which outlives restarts).
+func Start(c *Config, check Check, s Settings, logger *log.Logger, inherited net.Listener) (*Server, error) {
 	b := New(c.Backends, check, s, logger)
 	var proxyLn net.Listener
 	p := &tcpproxy.Proxy{ListenFunc: func(network, addr string) (net.Listener, error) {
+		if inherited != nil {
+			proxyLn = inherited
+			return inherited, nil
+		}
 		ln, err := net.Listen(network, addr)
 		proxyLn = ln
 		return ln, err
@@ -168,4 +174,18 @@ func (s *Server) Wait() error { return s.proxy.Wait() }
 func (s *Server) Close() error {
 	s.Balancer.Close()
 	return errors.Join(s.proxy.Close(), s.health.Close())
+}
+
+// SystemdListener is the one listening socket systemd handed this process (socket activation: LISTEN_PID is
+// ours and LISTEN_FDS is 1, the socket being file descriptor 3), or nil when it handed none.
+func SystemdListener() (net.Listener, error) {
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return nil, nil
+	}
+	if n := os.Getenv("LISTEN_FDS"); n != "1" {
+		return nil, fmt.Errorf("systemd handed %s sockets, want 1", n)
+	}
+	f := os.NewFile(3, "systemd socket")
+	defer f.Close() // FileListener holds a duplicate
+	return net.FileListener(f)
 }

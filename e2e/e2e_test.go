@@ -509,6 +509,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 	config := checkReconfiguration(t, l, []string{"h1", "h4", "h5"}, 5)
 	checkCertRenewal(t, l, config, []string{"h1", "h4", "h5"})
 	checkKeyRotation(t, l, config, []string{"h1", "h4", "h5"})
+	checkCARotation(t, l, config, []string{"h1", "h4", "h5"})
 }
 
 // checkResetAndJoin resets one worker while the cluster keeps running, checks the host is clean, then joins

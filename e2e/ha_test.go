@@ -32,9 +32,10 @@ import (
 // probe asks something every interval until stopped and keeps each answer's time and error: a client of the
 // cluster that counts its failed requests.
 type probe struct {
-	name string
-	stop chan struct{}
-	done chan struct{}
+	name    string
+	stop    chan struct{}
+	done    chan struct{}
+	stopped sync.Once
 
 	mu      sync.Mutex
 	results []probeResult
@@ -67,8 +68,10 @@ func startProbe(name string, every time.Duration, try func(context.Context) erro
 	return p
 }
 
+// end stops the probe and waits for its last request; ending it again does nothing, so a deferred end may
+// follow an explicit one.
 func (p *probe) end() {
-	close(p.stop)
+	p.stopped.Do(func() { close(p.stop) })
 	<-p.done
 }
 

@@ -54,8 +54,15 @@ func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Tar
 	if err != nil {
 		return err
 	}
+	socketChanged, err := writeFiles(ctx, r, t, hostops.File{Path: "/etc/systemd/system/" + apiLBSocket, Content: render(apiLBSocket, d), Mode: 0o600})
+	if err != nil {
+		return err
+	}
 	configChanged, err := writeFiles(ctx, r, t, hostops.File{Path: "/etc/kubernetes/api-lb.yaml", Content: render("api-lb.yaml", d), Mode: 0o644})
 	if err != nil {
+		return err
+	}
+	if err := ensureAPILBSocket(ctx, r, t, socketChanged); err != nil {
 		return err
 	}
 	what, err := hostops.EnsureRunning(ctx, t.Host, pki.APILoadBalancerUnit, unitChanged)
@@ -92,6 +99,34 @@ func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Tar
 		}
 		return err
 	})
+}
+
+// apiLBSocket is the unit of the load balancer's listening socket.
+const apiLBSocket = pki.APILoadBalancerUnit + ".socket"
+
+// ensureAPILBSocket makes systemd hold the load balancer's listening socket. The first time (or when the socket
+// unit changed) the service, which may hold the port itself, stops while the socket starts, and starts on it
+// just after; from then on its restarts refuse no connection.
+func ensureAPILBSocket(ctx context.Context, r *workflow.Run, t *workflow.Target, changed bool) error {
+	if r.DryRun { // planned only when the unit changes: a converged host has its socket
+		if changed {
+			r.Plan(sshAction(t.Spec.Name, "start "+apiLBSocket+", and the service on it"))
+		}
+		return nil
+	}
+	restart := "systemctl is-active -q " + apiLBSocket
+	if changed {
+		restart = "false"
+	}
+	script := fmt.Sprintf(`set -e
+if ! %[3]s; then
+  systemctl daemon-reload
+  systemctl stop %[1]s.service
+  systemctl enable -q %[2]s
+  systemctl restart %[2]s
+  echo "%[2]s started"
+fi`, pki.APILoadBalancerUnit, apiLBSocket, restart)
+	return runScript(ctx, r, t, "start "+apiLBSocket, script)
 }
 
 // reloadAPILoadBalancer has the balancer read its backends again (SIGHUP): no connection is dropped.

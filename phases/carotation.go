@@ -61,13 +61,16 @@ func RotateCA(tokenWait time.Duration) workflow.Workflow {
 	c := &caRotation{certs: &certsState{}, tokenWait: tokenWait}
 	stage := func(name, short string, change func(*workflow.Run) error, before, after []workflow.Phase) workflow.Phase {
 		skip := c.skip(name)
-		steps := []workflow.Phase{{Name: "ca", Short: "Change the state directory's CA files for this stage", Skip: skip,
-			Run: func(_ context.Context, r *workflow.Run) error { return c.change(r, name, change) }}}
+		// what must hold before the stage comes before the state directory changes: a run stopped there
+		// leaves files that another privcloud run (init) may send to the hosts
+		var steps []workflow.Phase
 		for _, p := range before {
 			p.Skip = skip
 			steps = append(steps, p)
 		}
 		steps = append(steps,
+			workflow.Phase{Name: "ca", Short: "Change the state directory's CA and service-account key files for this stage", Skip: skip,
+				Run: func(_ context.Context, r *workflow.Run) error { return c.change(r, name, change) }},
 			workflow.Phase{Name: "generate", Short: "Reissue what the CA files now sign differently", Skip: skip, Run: c.certs.generate},
 			workflow.Phase{Name: "distribute", Short: "Send each host its changed files", Skip: skip, RunHost: c.certs.distribute},
 			workflow.Phase{Name: "restart", Short: "Restart what reads them, in turns behind health gates", Skip: skip, RunHost: restartOwed},

@@ -148,7 +148,7 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 // The systemd units privcloud installs, stopped in this order.
 var (
 	controlPlaneUnits = []string{"kube-scheduler", "kube-controller-manager", "kube-apiserver"}
-	privcloudUnits    = slices.Concat([]string{"kubelet", "kube-proxy", pki.KubeRouterUnit, pki.FlannelUnit, pki.APILoadBalancerUnit}, controlPlaneUnits, []string{"etcd", "privcloud-pod-routes", "containerd"})
+	privcloudUnits    = slices.Concat([]string{"kubelet", "kube-proxy", pki.KubeRouterUnit, pki.FlannelUnit, apiLBSocket, pki.APILoadBalancerUnit}, controlPlaneUnits, []string{"etcd", "privcloud-pod-routes", "containerd"})
 )
 
 // resetServices stops the kubelet first (so nothing restarts pods), kills every container containerd runs,
@@ -159,7 +159,10 @@ func resetServices(ctx context.Context, r *workflow.Run, t *workflow.Target) err
 	}
 	var files []string
 	for _, u := range privcloudUnits {
-		files = append(files, "/etc/systemd/system/"+u+".service")
+		if !strings.Contains(u, ".") {
+			u += ".service"
+		}
+		files = append(files, "/etc/systemd/system/"+u)
 	}
 	script := `set -u
 # the shims outlive containerd; -x matches the process name, not this script's own command line

@@ -122,7 +122,7 @@ func TestResetServicesStopsWhatRunsOnce(t *testing.T) {
 	}
 
 	script := commandsLike(cp, stopScript)[0]
-	if !strings.Contains(script, "for u in kubelet kube-proxy privcloud-kube-router privcloud-flannel privcloud-api-lb kube-scheduler kube-controller-manager kube-apiserver etcd privcloud-pod-routes containerd; do") {
+	if !strings.Contains(script, "for u in kubelet kube-proxy privcloud-kube-router privcloud-flannel privcloud-api-lb.socket privcloud-api-lb kube-scheduler kube-controller-manager kube-apiserver etcd privcloud-pod-routes containerd; do") {
 		t.Errorf("stop order:\n%s", script)
 	}
 	// containers die before containerd stops: the kill loop comes before the disable of the same unit
@@ -131,7 +131,10 @@ func TestResetServicesStopsWhatRunsOnce(t *testing.T) {
 	}
 	units := commandsLike(cp, unitsScript)[0]
 	for _, u := range privcloudUnits {
-		if !strings.Contains(units, "/etc/systemd/system/"+u+".service ") {
+		if !strings.Contains(u, ".") {
+			u += ".service"
+		}
+		if !strings.Contains(units, "/etc/systemd/system/"+u+" ") {
 			t.Errorf("unit %s is not removed:\n%s", u, units)
 		}
 	}

@@ -251,6 +251,9 @@ func healthCheck(ctx context.Context, r *workflow.Run, t *workflow.Target, svc u
 		}, nil
 }
 
+// leaseReadLimit bounds how long a gate tries to read a lease before its check starts.
+var leaseReadLimit = time.Minute
+
 // leaderCheck is a check that passes once a live instance holds the lease name. Read right after a restart,
 // the lease may still name the instance that was just stopped, which never renews it again: a new holder, or
 // the same holder renewing (another host's instance), proves a leader runs. Until one does, no controller
@@ -276,10 +279,18 @@ func leaderCheck(ctx context.Context, r *workflow.Run, name string) (func(contex
 		}
 		return holder, renewed, nil
 	}
-	stoppedHolder, stoppedRenewal, err := read(ctx)
+	// the API server read may be restarting in another host's turn (its etcd member's, say): the first read is
+	// tried again like every later one
+	var stoppedHolder string
+	var stoppedRenewal time.Time
+	err = wait.Poll(ctx, leaseReadLimit, time.Second, func() error {
+		var err error
+		stoppedHolder, stoppedRenewal, err = read(ctx)
+		return err
+	})
 	if err != nil {
 		c.Close()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("read the %s lease: %w", name, err)
 	}
 	return func(ctx context.Context) error {
 		holder, renewed, err := read(ctx)

@@ -82,7 +82,7 @@ func TestNodeFiles(t *testing.T) {
 
 func TestAPILoadBalancerFiles(t *testing.T) {
 	lb := APILoadBalancer{Name: "h2", Listen: "127.0.0.1:6444", Health: "127.0.0.1:6445", Backends: []string{"10.77.0.11:6443", "10.77.0.14:6443"}}
-	for _, name := range []string{"privcloud-api-lb.service", "api-lb.yaml"} {
+	for _, name := range []string{"privcloud-api-lb.service", "privcloud-api-lb.socket", "api-lb.yaml"} {
 		t.Run(name, func(t *testing.T) { golden.Assert(t, render(t, name, lb)) })
 	}
 }

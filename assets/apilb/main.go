@@ -39,7 +39,13 @@ func main() {
 	if err != nil {
 		logger.Fatal(err)
 	}
-	srv, err := apilb.Start(c, check, apilb.DefaultSettings, logger)
+	// systemd's socket (privcloud-api-lb.socket) when it started us: connections wait in its backlog while we
+	// restart
+	inherited, err := apilb.SystemdListener()
+	if err != nil {
+		logger.Fatal(err)
+	}
+	srv, err := apilb.Start(c, check, apilb.DefaultSettings, logger, inherited)
 	if err != nil {
 		logger.Fatal(err)
 	}
