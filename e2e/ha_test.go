@@ -407,6 +407,14 @@ func checkControlPlaneLoss(t *testing.T, l *lab.Lab, kubectl string) {
 	} else {
 		t.Logf("preflight with 2 of 3 etcd members down: exit %d\n%s", r.code, out)
 	}
+	start := time.Now()
+	r = run(t, l, "status")
+	out = r.stdout + r.stderr
+	if r.code == 0 || !strings.Contains(out, "etcd has lost quorum") || !strings.Contains(out, "h4") || !strings.Contains(out, "h5") {
+		errorf(t, "status with 2 of 3 etcd members down: exit %d\n%s", r.code, out)
+	} else {
+		t.Logf("status with 2 of 3 etcd members down (%s): exit %d\n%s", time.Since(start).Round(10*time.Millisecond), r.code, out)
+	}
 	r = run(t, l, "exec", "--hosts", "h4,h5", "--", "systemctl start etcd")
 	if r.code != 0 {
 		fatalf(t, "start etcd on h4, h5: %s%s", r.stdout, r.stderr)

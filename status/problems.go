@@ -34,16 +34,24 @@ func problems(c *api.Cluster, rep *Report) []Problem {
 			add("error", h.Name, "kube-apiserver", "%s", h.APIServer)
 		}
 	}
-	leaders := 0
+	leaders, healthy := 0, 0
+	var down []string
 	for _, m := range rep.Etcd {
 		if m.Health != "healthy" {
 			add("error", m.Host, "etcd", "member %s", m.Health)
+			down = append(down, m.Host)
+		} else {
+			healthy++
 		}
 		if m.Leader {
 			leaders++
 		}
 	}
-	if len(rep.Etcd) > 0 && leaders == 0 {
+	if need := len(rep.Etcd)/2 + 1; len(rep.Etcd) > 0 && healthy < need {
+		// the cluster's state can be neither read nor written: this is the line to read first
+		add("error", "", "etcd", "etcd has lost quorum: %d of %d members healthy, %d needed (down: %s); start the members that are down",
+			healthy, len(rep.Etcd), need, strings.Join(down, ", "))
+	} else if len(rep.Etcd) > 0 && leaders == 0 {
 		add("error", "", "etcd", "no member reports itself as the leader")
 	}
 	if rep.Nodes != nil {

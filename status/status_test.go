@@ -74,7 +74,8 @@ func TestProblemsNameHostAndComponent(t *testing.T) {
 				{Name: "runc", Version: "v1.3.0", Expected: true}}},
 			{Name: "h3", Error: "dial tcp 10.77.0.13:22: connect: no route to host"},
 		},
-		Etcd:  []EtcdMember{{Host: "h1", Health: "unhealthy: context deadline exceeded"}},
+		Etcd: []EtcdMember{{Host: "h1", Health: "unhealthy: context deadline exceeded"}, {Host: "h4", Health: "healthy"},
+			{Host: "h5", Health: "unhealthy: connection refused"}},
 		Nodes: []Node{{Name: "h1", Ready: true}, {Name: "h2", Ready: false, Reason: "KubeletNotReady: PLEG is not healthy"}},
 		Certificates: []Certificate{{Name: "apiserver", NotAfter: now.Add(10 * 24 * time.Hour), ExpiresInDays: 10},
 			{Name: "etcd/server", NotAfter: now.Add(-time.Hour), ExpiresInDays: -1}},
@@ -90,7 +91,7 @@ func TestProblemsNameHostAndComponent(t *testing.T) {
 	want := []string{
 		"error  add-on quay: not ready: the bundle records quay 3.12 as absent",
 		"error  certificate etcd/server: expired on 2026-11-29: privcloud certs renew",
-		"error  etcd: no member reports itself as the leader",
+		"error  etcd: etcd has lost quorum: 1 of 3 members healthy, 2 needed (down: h1, h5); start the members that are down",
 		"error h1 etcd: member unhealthy: context deadline exceeded",
 		"error h1 kube-apiserver: not ready: [-]etcd failed",
 		"error h2 kube-router: not installed (privcloud init or join installs it)",
@@ -98,9 +99,35 @@ func TestProblemsNameHostAndComponent(t *testing.T) {
 		"error h2 node: not Ready: KubeletNotReady: PLEG is not healthy",
 		"error h3 host: unreachable: dial tcp 10.77.0.13:22: connect: no route to host",
 		"error h3 node: not registered with the API server",
+		"error h5 etcd: member unhealthy: connection refused",
 		"warning  certificate apiserver: expires on 2026-12-09, in 10 days: privcloud certs renew",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// With quorum, a cluster whose members name no leader says so; with a leader and quorum, etcd is no problem.
+func TestEtcdLeaderProblemsWithQuorum(t *testing.T) {
+	c := cluster()
+	for _, tc := range []struct {
+		members []EtcdMember
+		want    string
+	}{
+		{[]EtcdMember{{Host: "h1", Health: "healthy"}, {Host: "h4", Health: "healthy"}, {Host: "h5", Health: "unhealthy: connection refused"}},
+			"etcd: no member reports itself as the leader\nh5 etcd: member unhealthy: connection refused"},
+		{[]EtcdMember{{Host: "h1", Health: "healthy", Leader: true}, {Host: "h4", Health: "healthy"}}, ""},
+	} {
+		var got []string
+		ps := problems(c, &Report{Time: time.Now(), Etcd: tc.members})
+		sortProblems(ps)
+		for _, p := range ps {
+			if p.Component == "etcd" {
+				got = append(got, strings.TrimSpace(p.Host+" "+p.Component+": "+p.Message))
+			}
+		}
+		if strings.Join(got, "\n") != tc.want {
+			t.Errorf("%+v: problems\n%s\nwant\n%s", tc.members, strings.Join(got, "\n"), tc.want)
+		}
 	}
 }
