@@ -258,10 +258,8 @@ func newCertsRotateCACommand(g *globalOptions) *cobra.Command {
 	sel := &selectionFlags{}
 	tokenWait := phases.DefaultTokenWait
 	c := &cobra.Command{
-		Use: "rotate-ca",
-		// not listed until its e2e scenario passes in the lab
-		Hidden: true,
-		Short:  "Replace the cluster, front-proxy and etcd CAs and the service-account key of a running cluster, in stages that never break trust",
+		Use:   "rotate-ca",
+		Short: "Replace the cluster, front-proxy and etcd CAs and the service-account key of a running cluster, in stages that never break trust",
 		Long: `Replace the cluster's CAs (cluster, front-proxy, etcd) and its service-account signing key in three stages,
 each of which sends every host its changed files and restarts what reads them in turns behind health gates
 (control planes one at a time, nodes in batches), as a reconfiguration does:

@@ -140,6 +140,7 @@ func webBehindService(t *testing.T, config, host, name string) string {
 	t.Helper()
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
 	r := runConfig(t, config, "exec", "--hosts", host, "--", kubectl+"create deployment "+name+" --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
+		kubectl+"patch deployment "+name+" -p "+ssh.ShellQuote(gracefulWeb)+" && "+
 		kubectl+"expose deployment "+name+" --port=8080 && "+kubectl+"rollout status deployment/"+name+" --timeout=120s && "+
 		kubectl+"get service "+name+" -o jsonpath='{.spec.clusterIP}{\"\\n\"}'")
 	clusterIP := lastIP(r.stdout)
@@ -148,6 +149,13 @@ func webBehindService(t *testing.T, config, host, name string) string {
 	}
 	return clusterIP
 }
+
+// gracefulWeb makes the test pods a well-behaved workload, as a Service's clients expect when its pods are
+// replaced (a rollout restart after a CA rotation): a pod receives requests once it listens, and leaves the
+// Service's endpoints before it stops listening.
+const gracefulWeb = `{"spec":{"template":{"spec":{"containers":[{"name":"test",` +
+	`"readinessProbe":{"tcpSocket":{"port":8080},"periodSeconds":1},` +
+	`"lifecycle":{"preStop":{"sleep":{"seconds":5}}}}]}}}}`
 
 // serviceProbe requests the Service at clusterIP:8080 from a host, every interval.
 func serviceProbe(host *ssh.Client, clusterIP string, every time.Duration) *probe {
