@@ -26,7 +26,7 @@ build:
 # cached in ~/.cache/privcloud afterwards; the timeouts leave room for that.
 test: deps-test lint
 	$(GO) test -count=1 -timeout 20m -tags integration ./...
-	$(GO) test -count=1 -timeout 60m -tags e2e -v ./e2e/...
+	$(GO) test -count=1 -timeout 80m -tags e2e -v ./e2e/...
 
 ## deps-lab, deps-test: check root, Go and disk space, and install the Debian/Ubuntu packages make lab and make
 ## test need, in seconds and before any long build (hack/deps.sh; .ci/run uses it too)
@@ -48,7 +48,7 @@ lint:
 
 ## e2e: only the e2e suite (fresh lab hosts per scenario)
 e2e:
-	$(GO) test -count=1 -timeout 60m -tags e2e -v ./e2e/...
+	$(GO) test -count=1 -timeout 80m -tags e2e -v ./e2e/...
 
 # The local lab: hosts h1..hN at 10.77.0.11.. (routed ones at 10.77.2.1x), their cluster.yaml, keys and known_hosts in .lab/.
 N       ?= 3

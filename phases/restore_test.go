@@ -1,0 +1,93 @@
+package phases
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/privcloud/privcloud/backup"
+)
+
+// A restore checks the backup before touching a host: another cluster's backup and one whose CAs differ from
+// the state directory's are refused; PKI files the state directory lacks are put back. It then stops every
+// writer of etcd before the members, and rebuilds each member's data directory from the snapshot with its own
+// name and the cluster's founding peers, the old data kept aside, the bootstrap file saying "new".
+func TestRestoreChecksTheBackupThenRebuildsMembers(t *testing.T) {
+	c, hosts, ex, out := fakeCluster(t)
+	if err := runPhases(t, Init(), c, ex, out, "certs"); err != nil {
+		t.Fatal(err)
+	}
+	state := c.Spec.StateDir
+	files, err := backup.StateFiles(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot := filepath.Join(t.TempDir(), "snapshot.db")
+	config := filepath.Join(t.TempDir(), "cluster.yaml")
+	os.WriteFile(snapshot, []byte("etcd snapshot bytes"), 0o600)
+	os.WriteFile(config, []byte("apiVersion: privcloud.io/v1alpha1\n"), 0o600)
+	files[backup.SnapshotPath], files[backup.ConfigPath] = snapshot, config
+	write := func(cluster string) string {
+		f := filepath.Join(t.TempDir(), "b.tar.zst")
+		if err := backup.Write(f, backup.Manifest{Cluster: cluster, Created: time.Now(), EtcdMember: "cp1"}, files); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	restore := func(file string, only ...string) error {
+		wf, cleanup := Restore(file)
+		defer cleanup()
+		return runPhases(t, wf, c, ex, out, only...)
+	}
+
+	if err := restore(write("another"), "check"); err == nil || !strings.Contains(err.Error(), `is a backup of cluster "another"`) {
+		t.Errorf("another cluster's backup: %v", err)
+	}
+	good := write(c.Metadata.Name)
+	ca := filepath.Join(state, "pki", "ca.crt")
+	ours, _ := os.ReadFile(ca)
+	os.WriteFile(ca, []byte("another CA\n"), 0o644)
+	if err := restore(good, "check"); err == nil || !strings.Contains(err.Error(), "pki/ca.crt in the state directory") {
+		t.Errorf("a backup whose CA differs: %v", err)
+	}
+	os.WriteFile(ca, ours, 0o644)
+	client := filepath.Join(state, "pki", "front-proxy-client.crt")
+	want, _ := os.ReadFile(client)
+	os.Remove(client)
+	if err := restore(good, "check", "stop", "etcd-data"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got, err := os.ReadFile(client); err != nil || string(got) != string(want) {
+		t.Errorf("the missing PKI file is not put back from the backup: %v", err)
+	}
+	if !strings.Contains(out.String(), "put back 1 PKI, kubeconfig and credential files from the backup") {
+		t.Errorf("the put-back file is not reported:\n%s", out)
+	}
+
+	cp := hosts["cp1"]
+	cmds := cp.Commands()
+	writers := slices.Index(cmds, "systemctl stop kube-scheduler kube-controller-manager kube-apiserver")
+	members := slices.Index(cmds, "systemctl stop etcd")
+	if writers < 0 || members < writers {
+		t.Errorf("the API server, controller-manager and scheduler do not stop before etcd: %q", cmds)
+	}
+	script := commandsLike(cp, "set -eu\ncommand -v etcdutl")
+	if len(script) != 1 || !strings.Contains(script[0], "etcdutl snapshot restore /var/lib/privcloud/restore-snapshot.db --name 'cp1' --initial-cluster 'cp1=https://") ||
+		!strings.Contains(script[0], `mv "$dir" '/var/lib/etcd.before-restore-`) {
+		t.Errorf("the restore script on cp1: %q", script)
+	}
+	if data, _, ok := cp.File("/var/lib/privcloud/restore-snapshot.db"); !ok || string(data) != "etcd snapshot bytes" {
+		t.Errorf("the snapshot sent to cp1: %q %v", data, ok)
+	}
+	if env, _, ok := cp.File(etcdBootstrapFile); !ok || !strings.Contains(string(env), "ETCD_INITIAL_CLUSTER_STATE=new") {
+		t.Errorf("the bootstrap file on cp1: %q", env)
+	}
+	for _, w := range []string{"worker1", "worker2"} {
+		if slices.ContainsFunc(hosts[w].Commands(), func(s string) bool { return strings.Contains(s, "etcd") }) {
+			t.Errorf("%s is no etcd member but ran %q", w, hosts[w].Commands())
+		}
+	}
+}
