@@ -139,8 +139,7 @@ func get(ctx context.Context, c *http.Client, url string) error {
 func webBehindService(t *testing.T, config, host, name string) string {
 	t.Helper()
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
-	r := runConfig(t, config, "exec", "--hosts", host, "--", kubectl+"create deployment "+name+" --image=registry.local/privcloud/test:1 --replicas=2 -- /bin/probe serve && "+
-		kubectl+"patch deployment "+name+" -p "+ssh.ShellQuote(gracefulWeb)+" && "+
+	r := runConfig(t, config, "exec", "--hosts", host, "--", "printf '%s' "+ssh.ShellQuote(fmt.Sprintf(gracefulWeb, name, name, name))+" | "+kubectl+"apply -f - && "+
 		kubectl+"expose deployment "+name+" --port=8080 && "+kubectl+"rollout status deployment/"+name+" --timeout=120s && "+
 		kubectl+"get service "+name+" -o jsonpath='{.spec.clusterIP}{\"\\n\"}'")
 	clusterIP := lastIP(r.stdout)
@@ -150,18 +149,34 @@ func webBehindService(t *testing.T, config, host, name string) string {
 	return clusterIP
 }
 
-// gracefulWeb makes the test pods a well-behaved workload, as a Service's clients expect when its pods are
-// replaced (a rollout restart after a CA rotation): a pod receives requests once it listens, and leaves the
-// Service's endpoints before it stops listening.
-const gracefulWeb = `{"spec":{"template":{"spec":{"containers":[{"name":"test",` +
-	`"readinessProbe":{"tcpSocket":{"port":8080},"periodSeconds":1},` +
-	`"lifecycle":{"preStop":{"sleep":{"seconds":5}}}}]}}}}`
+// gracefulWeb is a Deployment (named by %s three times) of two test pods that behave as a Service's clients
+// expect when pods are replaced (a rollout restart after a CA rotation): a pod receives requests once it
+// listens, and leaves the Service's endpoints before it stops listening.
+const gracefulWeb = `{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": %q},
+ "spec": {"replicas": 2, "selector": {"matchLabels": {"app": %q}},
+  "template": {"metadata": {"labels": {"app": %q}},
+   "spec": {"containers": [{"name": "test", "image": "registry.local/privcloud/test:1", "command": ["/bin/probe", "serve"],
+    "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+    "lifecycle": {"preStop": {"sleep": {"seconds": 5}}}}]}}}}`
 
 // serviceProbe requests the Service at clusterIP:8080 from a host, every interval.
+// It starts once the Service has answered three times in a row: a Deployment just rolled out may not be in
+// that host's kube-proxy rules yet, and the probe counts what the cluster does after that.
 func serviceProbe(host *ssh.Client, clusterIP string, every time.Duration) *probe {
 	client := through(host, nil)
+	url := "http://" + net.JoinHostPort(clusterIP, "8080") + "/"
+	deadline := time.Now().Add(time.Minute)
+	for answered := 0; answered < 3 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if get(ctx, client, url) == nil {
+			answered++
+		} else {
+			answered = 0
+		}
+		cancel()
+	}
 	return startProbe("Service from "+host.Name(), every, func(ctx context.Context) error {
-		return get(ctx, client, "http://"+net.JoinHostPort(clusterIP, "8080")+"/")
+		return get(ctx, client, url)
 	})
 }
 
