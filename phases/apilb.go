@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
@@ -45,7 +46,7 @@ func apiBackends(c *api.Cluster, leaving func(name string) bool) []string {
 // returns once the balancer reaches an API server that is ready.
 func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Target, backends []string) error {
 	lb := r.Cluster.Spec.APILoadBalancer
-	if err := requireBinary(ctx, r, t, pki.APILoadBalancerUnit, "set spec.apiLoadBalancer.enabled: false and give controlPlaneEndpoint a load balancer of your own"); err != nil {
+	if err := requireAPILBBinary(ctx, r, t); err != nil {
 		return err
 	}
 	d := templates.APILoadBalancer{Name: t.Spec.Name, Listen: lb.Address(), Health: lb.HealthAddress(), Backends: backends}
@@ -99,6 +100,30 @@ func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Tar
 		}
 		return err
 	})
+}
+
+// requireAPILBBinary checks, in one command, that the bundle put the load balancer on the host and that it takes
+// its socket from systemd: one built before would find the port taken by privcloud-api-lb.socket and never
+// start, taking the node's API access with it, so it is refused before any unit changes.
+func requireAPILBBinary(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	if r.DryRun { // a plan installed nothing to look for
+		return nil
+	}
+	bin := "/usr/local/bin/" + pki.APILoadBalancerUnit
+	res, err := t.Host.Run(ctx, "if ! test -x "+bin+"; then echo missing; elif ! grep -q LISTEN_FDS "+bin+"; then echo no-socket; fi")
+	if err != nil {
+		return err
+	}
+	switch strings.TrimSpace(string(res.Stdout)) {
+	case "missing":
+		return fmt.Errorf("the bundle has no %s component, which every node runs: build the bundle from a description that lists it (see e2e/lab/bundle.yaml), "+
+			"or set spec.apiLoadBalancer.enabled: false and give controlPlaneEndpoint a load balancer of your own", pki.APILoadBalancerUnit)
+	case "no-socket":
+		return fmt.Errorf("%s on %s comes from a bundle built by an older privcloud: it cannot take its listening socket from systemd, "+
+			"which this privcloud gives it; build the bundle again with this privcloud (privcloud bundle build) and run again. Nothing was changed on the host",
+			bin, t.Spec.Name)
+	}
+	return nil
 }
 
 // apiLBSocket is the unit of the load balancer's listening socket.

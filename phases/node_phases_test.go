@@ -371,3 +371,35 @@ func TestNetworkPolicyFirewallOnEveryNode(t *testing.T) {
 		}
 	}
 }
+
+// A node's load balancer is started on systemd's socket, once: the socket unit starts before the service, and a
+// converged run starts neither again. A balancer from a bundle built before it took its socket from systemd is
+// refused before any unit is written, so the node keeps the balancer it runs.
+func TestAPILoadBalancerSocketAndOlderBinaries(t *testing.T) {
+	c, hosts, ex, out, _ := liveCluster(t)
+	if err := runPhases(t, Init(), c, ex, out, "node/api-lb"); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range hosts {
+		if u, _, ok := f.File("/etc/systemd/system/privcloud-api-lb.socket"); !ok || !strings.Contains(string(u), "ListenStream=127.0.0.1:6444\n") {
+			t.Errorf("%s: privcloud-api-lb.socket:\n%s", name, u)
+		}
+		if n := len(commandsLike(f, "set -e\nif ! false; then")); n != 1 {
+			t.Errorf("%s: the socket was started %d times on a first run, want once: %q", name, n, f.Commands())
+		}
+	}
+	w := hosts["worker1"]
+	w.OnCommand("if ! test -x /usr/local/bin/privcloud-api-lb", ssh.Result{Stdout: []byte("no-socket\n")}, nil)
+	before := len(w.Commands())
+	w.SetFile("/etc/systemd/system/privcloud-api-lb.service", []byte("an older unit\n"), 0o600)
+	err := runPhases(t, Init(), c, ex, out, "node/api-lb")
+	if err == nil || !strings.Contains(err.Error(), "comes from a bundle built by an older privcloud") || !strings.Contains(err.Error(), "privcloud bundle build") {
+		t.Errorf("an older balancer binary: %v", err)
+	}
+	if got, _, _ := w.File("/etc/systemd/system/privcloud-api-lb.service"); string(got) != "an older unit\n" {
+		t.Errorf("the unit was rewritten for a balancer that cannot use it:\n%s", got)
+	}
+	if cmds := w.Commands()[before:]; len(cmds) != 1 {
+		t.Errorf("after the refusal worker1 ran %q", cmds[1:])
+	}
+}
