@@ -236,10 +236,7 @@ func createToken(t *testing.T, config, host string) string {
 // tokenStatus is the HTTP status of a request to the API server on host's loopback with token.
 func tokenStatus(t *testing.T, host *ssh.Client, token string) int {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext:     host.Dial,
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the server is not what is tested here
-	}}
+	c := through(host, &tls.Config{InsecureSkipVerify: true}) // the server is not what is tested here
 	req, _ := http.NewRequest(http.MethodGet, "https://127.0.0.1:6443/api/v1/namespaces/kube-system/serviceaccounts/default", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := c.Do(req)

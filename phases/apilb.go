@@ -116,8 +116,7 @@ func requireAPILBBinary(ctx context.Context, r *workflow.Run, t *workflow.Target
 	}
 	switch strings.TrimSpace(string(res.Stdout)) {
 	case "missing":
-		return fmt.Errorf("the bundle has no %s component, which every node runs: build the bundle from a description that lists it (see e2e/lab/bundle.yaml), "+
-			"or set spec.apiLoadBalancer.enabled: false and give controlPlaneEndpoint a load balancer of your own", pki.APILoadBalancerUnit)
+		return missingBinary(pki.APILoadBalancerUnit, "set spec.apiLoadBalancer.enabled: false and give controlPlaneEndpoint a load balancer of your own")
 	case "no-socket":
 		return fmt.Errorf("%s on %s comes from a bundle built by an older privcloud: it cannot take its listening socket from systemd, "+
 			"which this privcloud gives it; build the bundle again with this privcloud (privcloud bundle build) and run again. Nothing was changed on the host",

@@ -59,7 +59,8 @@ const DefaultTokenWait = 65 * time.Minute
 // tokens of the old service-account key to be replaced.
 func RotateCA(tokenWait time.Duration) workflow.Workflow {
 	c := &caRotation{certs: &certsState{}, tokenWait: tokenWait}
-	stage := func(name, short string, change func(*workflow.Run) error, before, after []workflow.Phase) workflow.Phase {
+	// a stage changes the CA files (cas) and, when the record says the key rotates too, the service-account key's
+	stage := func(name, short string, cas, key func(*workflow.Run) error, before, after []workflow.Phase) workflow.Phase {
 		skip := c.skip(name)
 		// what must hold before the stage comes before the state directory changes: a run stopped there
 		// leaves files that another privcloud run (init) may send to the hosts
@@ -70,7 +71,7 @@ func RotateCA(tokenWait time.Duration) workflow.Workflow {
 		}
 		steps = append(steps,
 			workflow.Phase{Name: "ca", Short: "Change the state directory's CA and service-account key files for this stage", Skip: skip,
-				Run: func(_ context.Context, r *workflow.Run) error { return c.change(r, name, change) }},
+				Run: func(_ context.Context, r *workflow.Run) error { return c.change(r, name, cas, key) }},
 			workflow.Phase{Name: "generate", Short: "Reissue what the CA files now sign differently", Skip: skip, Run: c.certs.generate},
 			workflow.Phase{Name: "distribute", Short: "Send each host its changed files", Skip: skip, RunHost: c.certs.distribute},
 			workflow.Phase{Name: "restart", Short: "Restart what reads them, in turns behind health gates", Skip: skip, RunHost: restartOwed},
@@ -102,11 +103,11 @@ func RotateCA(tokenWait time.Duration) workflow.Workflow {
 			if err != nil {
 				return err
 			}
-			if err := pki.TrustNewCAs(PKIStore(r.Cluster), tree, c.rec.CAs, time.Now(), pki.GenerateKey); err != nil {
+			return pki.TrustNewCAs(PKIStore(r.Cluster), tree, c.rec.CAs, time.Now(), pki.GenerateKey)
+		}, func(r *workflow.Run) error {
+			tree, err := pki.TreeFor(r.Cluster)
+			if err != nil {
 				return err
-			}
-			if !c.rec.ServiceAccountKey {
-				return nil
 			}
 			return pki.TrustNewServiceAccountKey(PKIStore(r.Cluster), tree, pki.GenerateKey)
 		}, nil, []workflow.Phase{
@@ -115,23 +116,15 @@ func RotateCA(tokenWait time.Duration) workflow.Workflow {
 			{Name: "add-ons", Short: "Restart the add-ons that reach the API from pods (CoreDNS, Multus): a client loads its CA when it starts", Run: c.restartAddons},
 		}),
 		stage(pki.RotationSwitch, "The new CAs and service-account key sign: every certificate and kubeconfig is reissued from them", func(r *workflow.Run) error {
-			if err := pki.SwitchToNewCAs(PKIStore(r.Cluster), c.rec.CAs); err != nil {
-				return err
-			}
-			if !c.rec.ServiceAccountKey {
-				return nil
-			}
+			return pki.SwitchToNewCAs(PKIStore(r.Cluster), c.rec.CAs)
+		}, func(r *workflow.Run) error {
 			return pki.SwitchToNewServiceAccountKey(PKIStore(r.Cluster))
 		}, nil, []workflow.Phase{
 			{Name: "add-ons", Short: "Restart CoreDNS and Multus, so that their pods hold tokens of the new service-account key", Run: c.restartAddons},
 		}),
 		stage(pki.RotationRetire, "The old CAs and service-account key are trusted no more", func(r *workflow.Run) error {
-			if err := pki.RetireOldCAs(PKIStore(r.Cluster), c.rec.CAs); err != nil {
-				return err
-			}
-			if !c.rec.ServiceAccountKey {
-				return nil
-			}
+			return pki.RetireOldCAs(PKIStore(r.Cluster), c.rec.CAs)
+		}, func(r *workflow.Run) error {
 			return pki.RetireOldServiceAccountKey(PKIStore(r.Cluster))
 		}, []workflow.Phase{kubeletClients, controllerTokens, podTokens}, nil),
 		{Name: "finish", Short: "Remove the record of the rotation", Run: c.finish},
@@ -176,12 +169,17 @@ func (c *caRotation) skip(stage string) func(*workflow.Run) string {
 	}
 }
 
-func (c *caRotation) change(r *workflow.Run, stage string, change func(*workflow.Run) error) error {
+func (c *caRotation) change(r *workflow.Run, stage string, cas, key func(*workflow.Run) error) error {
 	if !r.Wet("", stage+": change the files of "+c.rotated()+" in the state directory") {
 		return nil
 	}
-	if err := change(r); err != nil {
+	if err := cas(r); err != nil {
 		return err
+	}
+	if c.rec.ServiceAccountKey {
+		if err := key(r); err != nil {
+			return err
+		}
 	}
 	r.Changed("", stage+": "+c.rotated())
 	return nil

@@ -62,9 +62,14 @@ func requireBinary(ctx context.Context, r *workflow.Run, t *workflow.Target, nam
 		return err
 	}
 	if strings.TrimSpace(string(res.Stdout)) == "missing" {
-		return fmt.Errorf("the bundle has no %s component, which every node runs: build the bundle from a description that lists it (see e2e/lab/bundle.yaml), or %s", name, otherwise)
+		return missingBinary(name, otherwise)
 	}
 	return nil
+}
+
+// missingBinary says that the bundle lacks a component every node runs, and what else the user can do.
+func missingBinary(name, otherwise string) error {
+	return fmt.Errorf("the bundle has no %s component, which every node runs: build the bundle from a description that lists it (see e2e/lab/bundle.yaml), or %s", name, otherwise)
 }
 
 // sshAction is a planned action described by what it does, for work a dry run does not record command by

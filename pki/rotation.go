@@ -164,7 +164,7 @@ func TrustNewCAs(s Store, t *Tree, names []string, now time.Time, keys func(Algo
 			return err
 		}
 	}
-	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+	return syncPKIDir(s)
 }
 
 // SwitchToNewCAs makes each named CA's new key the signing one, its certificate first in the file and the old
@@ -203,7 +203,7 @@ func SwitchToNewCAs(s Store, names []string) error {
 			return err
 		}
 	}
-	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+	return syncPKIDir(s)
 }
 
 // RetireOldCAs leaves each named CA file with its signing certificate alone.
@@ -220,8 +220,11 @@ func RetireOldCAs(s Store, names []string) error {
 			return err
 		}
 	}
-	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+	return syncPKIDir(s)
 }
+
+// syncPKIDir makes the renames of a rotation stage in the store's pki folder durable.
+func syncPKIDir(s Store) error { return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true}) }
 
 // ca is the tree's CA of that name.
 func (t *Tree) ca(name string) *Cert {
@@ -332,7 +335,7 @@ func TrustNewServiceAccountKey(s Store, t *Tree, keys func(Algorithm) (crypto.Si
 	if err := writePublicKeys(s, f.key, f.next); err != nil {
 		return err
 	}
-	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+	return syncPKIDir(s)
 }
 
 // SwitchToNewServiceAccountKey makes the new key the signing one; sa.pub keeps both, the new first. A key
@@ -365,7 +368,7 @@ func SwitchToNewServiceAccountKey(s Store) error {
 	if err := os.Remove(s.nextKeyPath(ServiceAccountKey)); err != nil {
 		return err
 	}
-	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+	return syncPKIDir(s)
 }
 
 // RetireOldServiceAccountKey leaves sa.pub with the signing key's public key alone.
@@ -380,7 +383,7 @@ func RetireOldServiceAccountKey(s Store) error {
 	if err := writePublicKeys(s, f.key); err != nil {
 		return err
 	}
-	return syncDirs(map[string]bool{filepath.Join(s.Dir, "pki"): true})
+	return syncPKIDir(s)
 }
 
 // ServiceAccountKeyIDs are the key IDs of the public keys in sa.pub, as kube-apiserver writes them into the
