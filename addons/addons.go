@@ -47,6 +47,8 @@ type Addon struct {
 	// Disabled says why cluster.yaml leaves the add-on out ("" when it is enabled).
 	Disabled func(*api.ClusterSpec) string
 	data     func(*Inputs) (any, error)
+	// crds are the CustomResourceDefinitions the add-on's objects need, applied and established first.
+	crds func() ([]*unstructured.Unstructured, error)
 }
 
 // Inputs is what the manifests are made from besides cluster.yaml.
@@ -56,8 +58,12 @@ type Inputs struct {
 	Images map[string]string
 	// Upstreams are CoreDNS's resolvers for names outside the cluster; empty forwards nothing.
 	Upstreams []string
+	// Versions maps bundle component names to their versions.
+	Versions map[string]string
 	// Quay is what the Quay add-on needs from privcloud's state (nil when it is not rendered).
 	Quay *QuayState
+	// Monitoring is what the monitoring add-on needs from privcloud's PKI (nil when it is not rendered).
+	Monitoring *MonitoringState
 }
 
 // All lists the add-ons in the order init applies them: cluster DNS first, as every other workload may
@@ -89,6 +95,12 @@ func All() []Addon {
 			Images:   func(*api.ClusterSpec) []string { return QuayImages },
 			Disabled: func(s *api.ClusterSpec) string { return disabled(&s.Addons.Quay.Enabled, "spec.addons.quay.enabled") },
 			data:     quayData},
+		{Name: "monitoring", Short: "Prometheus, Alertmanager, node-exporter and kube-state-metrics, run by the Prometheus Operator",
+			Images: func(*api.ClusterSpec) []string { return MonitoringImages },
+			Disabled: func(s *api.ClusterSpec) string {
+				return disabled(&s.Addons.Monitoring.Enabled, "spec.addons.monitoring.enabled")
+			},
+			data: monitoringData, crds: OperatorCRDs},
 	}
 }
 
@@ -142,13 +154,25 @@ func ImageRefs(m *bundle.Manifest) map[string]string {
 // reference that cannot be pulled (missing.invalid/NAME), so the manifests can still be rendered and checked
 // by the API server before the add-on fails on MissingImages.
 func (a Addon) NewInputs(c *api.Cluster, m *bundle.Manifest) *Inputs {
-	in := &Inputs{Cluster: c, Images: ImageRefs(m)}
+	in := &Inputs{Cluster: c, Images: ImageRefs(m), Versions: map[string]string{}}
+	for _, comp := range m.Components {
+		in.Versions[comp.Name] = comp.Version
+	}
 	for _, img := range a.Images(&c.Spec) {
 		if _, ok := in.Images[img]; !ok {
 			in.Images[img] = "missing.invalid/" + img
 		}
 	}
 	return in
+}
+
+// CRDs are the CustomResourceDefinitions the add-on brings, which must be established before its other
+// objects are applied.
+func (a Addon) CRDs() ([]*unstructured.Unstructured, error) {
+	if a.crds == nil {
+		return nil, nil
+	}
+	return a.crds()
 }
 
 // Render makes the add-on's objects, in the order they are applied.

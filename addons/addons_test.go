@@ -3,6 +3,7 @@ package addons
 import (
 	"encoding/base64"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,6 +34,7 @@ spec:
       - {name: lab-macvlan, type: macvlan, master: host0, ipam: static, addresses: [10.78.0.10/24, 10.78.0.11/24]}
       - {name: storage, namespace: storage, type: bridge, ipam: host-local, subnet: 10.79.0.0/24}
     quay: {enabled: true, hostname: registry.lab.example}
+    monitoring: {enabled: true}
 `
 
 func cluster(t *testing.T, patch func(*api.Cluster)) *api.Cluster {
@@ -50,13 +52,19 @@ func cluster(t *testing.T, patch func(*api.Cluster)) *api.Cluster {
 var images = map[string]string{
 	"coredns": "registry.k8s.io/coredns/coredns:v1.14.7", "multus": "ghcr.io/k8snetworkplumbingwg/multus-cni:v4.2.4",
 	"quay": "quay.io/projectquay/quay:v3.12.0", "postgresql": "docker.io/library/postgres:15", "redis": "docker.io/library/redis:7",
+	"prometheus-operator": "quay.io/prometheus-operator/prometheus-operator:v0.93.1", "prometheus-config-reloader": "quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1",
+	"prometheus": "quay.io/prometheus/prometheus:v3.16.0", "alertmanager": "quay.io/prometheus/alertmanager:v0.31.1",
+	"node-exporter": "quay.io/prometheus/node-exporter:v1.12.1", "kube-state-metrics": "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0",
 }
 
 func inputs(c *api.Cluster) *Inputs {
 	return &Inputs{Cluster: c, Images: images, Upstreams: c.Spec.Addons.CoreDNS.Upstreams, Quay: &QuayState{
 		Secrets: QuaySecrets{DatabasePassword: "db-password", RedisPassword: "redis-password", SecretKey: "secret-key", DatabaseSecretKey: "db-secret-key"},
 		TLSCert: []byte("-----BEGIN CERTIFICATE-----\n"), TLSKey: []byte("-----BEGIN EC PRIVATE KEY-----\n"),
-		CACert: []byte("-----BEGIN CERTIFICATE-----\n"), Node: "w1"}}
+		CACert: []byte("-----BEGIN CERTIFICATE-----\n"), Node: "w1"},
+		Versions: map[string]string{"prometheus": "v3.16.0"},
+		Monitoring: &MonitoringState{CACert: []byte("-----BEGIN CERTIFICATE-----\n"), ClientCert: []byte("-----BEGIN CERTIFICATE-----\n"),
+			ClientKey: []byte("-----BEGIN EC PRIVATE KEY-----\n")}}
 }
 
 // rendered is the add-on's objects as YAML documents, in apply order.
@@ -140,6 +148,77 @@ func TestApplyOrder(t *testing.T) {
 				t.Errorf("%s: %s comes before its namespace", a.Name, o.GetKind())
 			}
 			seen[o.GetKind()] = true
+		}
+	}
+}
+
+func TestMonitoring(t *testing.T) {
+	golden.Assert(t, rendered(t, "monitoring", inputs(cluster(t, nil))))
+}
+
+func TestMonitoringStorageClass(t *testing.T) {
+	out := rendered(t, "monitoring", inputs(cluster(t, func(c *api.Cluster) {
+		c.Spec.Addons.Monitoring.StorageClass, c.Spec.Addons.Monitoring.StorageSize, c.Spec.Addons.Monitoring.Retention = "fast", "50Gi", "30d"
+	})))
+	for _, want := range []string{"storageClassName: fast", "storage: 50Gi", "retention: 30d"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(rendered(t, "monitoring", inputs(cluster(t, nil))), "volumeClaimTemplate") {
+		t.Error("without a storageClass Prometheus must keep its default emptyDir")
+	}
+}
+
+// TestScrapeJobs: every component on every host that runs it, once; an etcd-only host has etcd and its
+// certificates, nothing of a node.
+func TestScrapeJobs(t *testing.T) {
+	c := cluster(t, func(c *api.Cluster) {
+		c.Spec.Hosts = append(c.Spec.Hosts, api.Host{Name: "e1", Address: "10.77.0.13", InternalAddress: "10.77.0.13", Roles: []api.Role{api.RoleEtcd}})
+	})
+	var got []string
+	for _, j := range ScrapeJobs(&c.Spec) {
+		var targets []string
+		for _, tg := range j.Targets {
+			targets = append(targets, tg.Instance+"="+tg.Address)
+		}
+		got = append(got, j.Name+" "+j.Path+" "+strings.Join(targets, ","))
+	}
+	want := []string{
+		"api-lb /metrics/api-lb cp1=10.77.0.11:10290,w1=10.77.0.12:10290",
+		"apiserver /metrics cp1=10.77.0.11:6443",
+		"cadvisor /metrics/cadvisor cp1=10.77.0.11:10250,w1=10.77.0.12:10250",
+		"certificates /metrics/certificates cp1=10.77.0.11:10290,w1=10.77.0.12:10290,e1=10.77.0.13:10290",
+		"etcd /metrics/etcd cp1=10.77.0.11:10290,e1=10.77.0.13:10290",
+		"kube-controller-manager /metrics/kube-controller-manager cp1=10.77.0.11:10290",
+		"kube-proxy /metrics/kube-proxy cp1=10.77.0.11:10290,w1=10.77.0.12:10290",
+		"kube-scheduler /metrics/kube-scheduler cp1=10.77.0.11:10290",
+		"kubelet /metrics cp1=10.77.0.11:10250,w1=10.77.0.12:10250",
+		"node-exporter /metrics/node-exporter cp1=10.77.0.11:10290,w1=10.77.0.12:10290",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ScrapeJobs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestOperatorCRDs: the embedded CRDs decode, and each fits in one etcd object with room for its status.
+func TestOperatorCRDs(t *testing.T) {
+	crds, err := OperatorCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, crd := range crds {
+		b, _ := crd.MarshalJSON()
+		if crd.GetKind() != "CustomResourceDefinition" || len(b) > 1<<20 {
+			t.Errorf("%s %s: %d bytes", crd.GetKind(), crd.GetName(), len(b))
+		}
+		names = append(names, crd.GetName())
+	}
+	for _, want := range []string{"prometheuses.monitoring.coreos.com", "alertmanagers.monitoring.coreos.com", "scrapeconfigs.monitoring.coreos.com",
+		"servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com", "alertmanagerconfigs.monitoring.coreos.com"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("no CRD %s among %v", want, names)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"math/big"
@@ -275,6 +276,10 @@ func TestHealthEndpoint(t *testing.T) {
 	}
 	if len(st) != 2 || st[0].Address != a || st[0].Healthy || st[0].LastError != "not ready" || st[1].Address != b || !st[1].Healthy {
 		t.Errorf("/backends: %s", body)
+	}
+	if _, body := get("/metrics"); !strings.Contains(body, fmt.Sprintf("privcloud_api_lb_backend_up{backend=%q} 0\n", a)) ||
+		!strings.Contains(body, fmt.Sprintf("privcloud_api_lb_backend_up{backend=%q} 1\n", b)) {
+		t.Errorf("/metrics: %s", body)
 	}
 }
 

@@ -158,7 +158,32 @@ func HealthHandler(b *Balancer) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(b.Status())
 	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		io.WriteString(w, Metrics(b.Status()))
+	})
 	return mux
+}
+
+// Metrics is the backends' state in Prometheus's text format, for the monitoring add-on: a node whose
+// balancer sees no API server loses the API, which no other component of the node would tell.
+func Metrics(backends []Status) string {
+	var b strings.Builder
+	b.WriteString("# HELP privcloud_api_lb_backend_up Whether the API server passes the balancer's health checks.\n")
+	b.WriteString("# TYPE privcloud_api_lb_backend_up gauge\n")
+	for _, s := range backends {
+		up := 0
+		if s.Healthy {
+			up = 1
+		}
+		fmt.Fprintf(&b, "privcloud_api_lb_backend_up{backend=%q} %d\n", s.Address, up)
+	}
+	b.WriteString("# HELP privcloud_api_lb_backend_connections Connections the balancer holds open to the API server.\n")
+	b.WriteString("# TYPE privcloud_api_lb_backend_connections gauge\n")
+	for _, s := range backends {
+		fmt.Fprintf(&b, "privcloud_api_lb_backend_connections{backend=%q} %d\n", s.Address, s.Connections)
+	}
+	return b.String()
 }
 
 // ProxyAddr is where the proxy listens (its port is chosen when c.Listen ends in :0).

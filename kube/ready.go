@@ -64,6 +64,27 @@ func Ready(obj *unstructured.Unstructured) (bool, string) {
 			}
 		}
 		return false, "not established yet"
+	case "Prometheus", "Alertmanager":
+		// the Prometheus Operator's resources: their pods run once the operator says Available for this
+		// generation
+		if obj.GroupVersionKind().Group != "monitoring.coreos.com" {
+			break
+		}
+		conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+		for _, c := range conds {
+			m, ok := c.(map[string]any)
+			if !ok || m["type"] != "Available" {
+				continue
+			}
+			if gen, _, _ := unstructured.NestedInt64(m, "observedGeneration"); gen < obj.GetGeneration() {
+				return false, "the operator has not reconciled its latest change yet"
+			}
+			if m["status"] == "True" {
+				return true, ""
+			}
+			return false, fmt.Sprintf("not available: %v", m["message"])
+		}
+		return false, "the operator has not reported on it yet"
 	}
 	return true, ""
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +59,13 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 		}
 		in.Quay = q
 	}
+	if a.Name == "monitoring" {
+		m, err := monitoringState(r)
+		if err != nil {
+			return err
+		}
+		in.Monitoring = m
+	}
 	if a.Name == "coredns" {
 		up, err := corednsUpstreams(ctx, r)
 		if err != nil {
@@ -69,8 +77,12 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 	if err != nil {
 		return err
 	}
+	crds, err := a.CRDs()
+	if err != nil {
+		return err
+	}
 	var plans []string
-	for _, o := range objs {
+	for _, o := range slices.Concat(crds, objs) {
 		plans = append(plans, "apply "+kube.Name(o))
 	}
 	if !r.Wet("", plans...) {
@@ -81,7 +93,14 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 	}
 	return withControlPlaneAPI(r, func(c *kube.Client) error {
 		if len(missing) > 0 || checkOnly {
-			return serverDryRun(ctx, r, c, a, objs, missing)
+			return serverDryRun(ctx, r, c, a, crds, objs, missing)
+		}
+		// the custom resources can only be applied once the API server serves their kinds
+		if err := applyObjects(ctx, r, c, crds...); err != nil {
+			return err
+		}
+		if err := c.WaitReady(ctx, crds, addonReadyLimit); err != nil {
+			return err
 		}
 		if err := applyObjects(ctx, r, c, objs...); err != nil {
 			return err
@@ -92,8 +111,16 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 
 // serverDryRun has the API server validate and admit every object without storing it. An add-on whose images
 // the bundle lacks gets this far and then fails with the reason, so its manifests are still proven.
-func serverDryRun(ctx context.Context, r *workflow.Run, c *kube.Client, a addons.Addon, objs []*unstructured.Unstructured, missing []string) error {
-	res, err := c.Apply(ctx, objs, true)
+func serverDryRun(ctx context.Context, r *workflow.Run, c *kube.Client, a addons.Addon, crds, objs []*unstructured.Unstructured, missing []string) error {
+	// objects of kinds the CRDs define can be checked only where the CRDs are already installed
+	if len(crds) > 0 {
+		if served, err := allServed(ctx, c, crds); err != nil {
+			return err
+		} else if !served {
+			objs = slices.DeleteFunc(slices.Clone(objs), func(o *unstructured.Unstructured) bool { return definedBy(crds, o) })
+		}
+	}
+	res, err := c.Apply(ctx, slices.Concat(crds, objs), true)
 	if err != nil {
 		return fmt.Errorf("add-on %s: server-side dry run: %w", a.Name, err)
 	}
@@ -111,6 +138,56 @@ func serverDryRun(ctx context.Context, r *workflow.Run, c *kube.Client, a addons
 			ErrImagesMissing, a.Name, strings.Join(missing, "; "), len(res), changes)
 	}
 	return nil
+}
+
+// allServed reports whether every CRD is installed and established.
+func allServed(ctx context.Context, c *kube.Client, crds []*unstructured.Unstructured) (bool, error) {
+	for _, crd := range crds {
+		cur, err := c.Get(ctx, crd)
+		if err != nil {
+			return false, err
+		}
+		if cur == nil {
+			return false, nil
+		}
+		if ok, _ := kube.Ready(cur); !ok {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// definedBy reports whether one of the CRDs defines o's kind.
+func definedBy(crds []*unstructured.Unstructured, o *unstructured.Unstructured) bool {
+	gvk := o.GroupVersionKind()
+	for _, crd := range crds {
+		group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+		kind, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "kind")
+		if group == gvk.Group && kind == gvk.Kind {
+			return true
+		}
+	}
+	return false
+}
+
+// monitoringState reads Prometheus's client certificate and the cluster CA from the state directory.
+func monitoringState(r *workflow.Run) (*addons.MonitoringState, error) {
+	m := &addons.MonitoringState{}
+	if r.DryRun {
+		m.CACert, m.ClientCert, m.ClientKey = []byte("(the cluster CA)"), []byte("(issued)"), []byte("(issued)")
+		return m, nil
+	}
+	store := PKIStore(r.Cluster)
+	for _, f := range []struct {
+		dst  *[]byte
+		path string
+	}{{&m.ClientCert, store.CertPath(pki.PrometheusClientCert)}, {&m.ClientKey, store.KeyPath(pki.PrometheusClientCert)}, {&m.CACert, store.CertPath(pki.ClusterCA)}} {
+		var err error
+		if *f.dst, err = os.ReadFile(f.path); err != nil {
+			return nil, fmt.Errorf("Prometheus's client certificate: %w (run 'privcloud certs generate')", err)
+		}
+	}
+	return m, nil
 }
 
 // quayState gathers Quay's secrets (made once, kept 0600 in the state directory), its certificate from the

@@ -283,6 +283,7 @@ var restartedOnSwitch = map[string]string{
 	"flanneld":         pki.FlannelUnit,
 	"kube-router":      pki.KubeRouterUnit,
 	"privcloud-api-lb": pki.APILoadBalancerUnit,
+	pki.MetricsUnit:    pki.MetricsUnit,
 }
 
 // refuseVersionChange stops init and join on a host that runs other versions of Kubernetes or etcd than

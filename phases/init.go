@@ -31,6 +31,7 @@ func InitWith(o *InstallOptions) workflow.Workflow {
 		networkPolicy(),
 		waitNodesReady(),
 		nodeRoles(),
+		metricsEndpoint(),
 		addonPhases(b, nil),
 		kubeconfigPhase(o),
 		restartPhase(),

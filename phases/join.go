@@ -35,6 +35,7 @@ func JoinWith(o *InstallOptions) workflow.Workflow {
 		networkPolicy(),
 		waitNodesReady(),
 		nodeRoles(),
+		metricsEndpoint(),
 		// a control plane that joined gets its context in the admin kubeconfig
 		kubeconfigPhase(o),
 		restartPhase(),

@@ -148,7 +148,7 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 // The systemd units privcloud installs, stopped in this order.
 var (
 	controlPlaneUnits = []string{"kube-scheduler", "kube-controller-manager", "kube-apiserver"}
-	privcloudUnits    = slices.Concat([]string{"kubelet", "kube-proxy", pki.KubeRouterUnit, pki.FlannelUnit, apiLBSocket, pki.APILoadBalancerUnit}, controlPlaneUnits, []string{"etcd", "privcloud-pod-routes", "containerd"})
+	privcloudUnits    = slices.Concat([]string{"kubelet", "kube-proxy", pki.KubeRouterUnit, pki.FlannelUnit, apiLBSocket, pki.APILoadBalancerUnit, pki.MetricsUnit}, controlPlaneUnits, []string{"etcd", "privcloud-pod-routes", "containerd"})
 )
 
 // resetServices stops the kubelet first (so nothing restarts pods), kills every container containerd runs,

@@ -122,7 +122,7 @@ func TestResetServicesStopsWhatRunsOnce(t *testing.T) {
 	}
 
 	script := commandsLike(cp, stopScript)[0]
-	if !strings.Contains(script, "for u in kubelet kube-proxy privcloud-kube-router privcloud-flannel privcloud-api-lb.socket privcloud-api-lb kube-scheduler kube-controller-manager kube-apiserver etcd privcloud-pod-routes containerd; do") {
+	if !strings.Contains(script, "for u in kubelet kube-proxy privcloud-kube-router privcloud-flannel privcloud-api-lb.socket privcloud-api-lb privcloud-metrics kube-scheduler kube-controller-manager kube-apiserver etcd privcloud-pod-routes containerd; do") {
 		t.Errorf("stop order:\n%s", script)
 	}
 	// containers die before containerd stops: the kill loop comes before the disable of the same unit

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 
-	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
@@ -281,7 +280,7 @@ func turnSize(r *workflow.Run, svc upgradeService) int {
 	}
 	n := 0
 	for _, h := range r.Cluster.Spec.Hosts {
-		if h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker) {
+		if h.IsNode() {
 			n++
 		}
 	}

@@ -56,7 +56,9 @@ type Tree struct {
 	// NetworkPolicy sends nodes kube-router's kubeconfig.
 	NetworkPolicy bool
 	// Flannel sends nodes flanneld's kubeconfig.
-	Flannel     bool
+	Flannel bool
+	// Monitoring sends every host its metrics endpoint's certificate.
+	Monitoring  bool
 	CAs         []Cert
 	Leaves      []Cert
 	Kubeconfigs []Kubeconfig
@@ -71,7 +73,8 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 	s := &c.Spec
 	t := &Tree{Cluster: c.Metadata.Name, Algorithm: Algorithm(s.PKI.KeyAlgorithm), CAValidity: s.PKI.CAValidity.Duration,
 		CertValidity: s.PKI.CertValidity.Duration, ExternalCA: s.PKI.ExternalCA, EncryptSecrets: s.APIServer.SecretsEncrypted(),
-		APILoadBalancer: s.APILoadBalancer.On(), NetworkPolicy: s.Network.PolicyEnforced(), Flannel: s.Network.Flannel()}
+		APILoadBalancer: s.APILoadBalancer.On(), NetworkPolicy: s.Network.PolicyEnforced(), Flannel: s.Network.Flannel(),
+		Monitoring: s.Addons.Monitoring.Enabled}
 	server := "https://" + s.ControlPlaneEndpoint
 	// nodes reach the API through their own load balancer when it runs: no control plane is a single point of
 	// failure for them
@@ -126,10 +129,25 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 			Usages:   []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 			DNSNames: QuayDNSNames(s), IPs: []net.IP{net.ParseIP("127.0.0.1")}})
 	}
+	if t.Monitoring {
+		// Prometheus's one identity: it reads /metrics of the API servers and kubelets (the monitoring add-on's
+		// RBAC) and of every host's metrics endpoint, and nothing else
+		t.Leaves = append(t.Leaves, Cert{Name: PrometheusClientCert, CA: ClusterCA, CommonName: PrometheusUser, Usages: client})
+		// each host's metrics endpoint serves with its own, and shows it to the controller-manager and the
+		// scheduler on the loopback, which let its name read /metrics
+		for _, h := range s.Hosts {
+			var ips []net.IP
+			if ip := net.ParseIP(h.InternalAddress); ip != nil {
+				ips = append(ips, ip)
+			}
+			t.Leaves = append(t.Leaves, Cert{Name: MetricsCert(h.Name), CA: ClusterCA, CommonName: MetricsUser, Usages: both,
+				DNSNames: []string{h.Name}, IPs: ips})
+		}
+	}
 	// each kubelet's serving certificate, from the cluster CA: the API servers verify every kubelet they call
 	// (logs, exec, port-forward) instead of trusting whatever certificate it made for itself
 	for _, h := range s.Hosts {
-		if !isNode(h) {
+		if !h.IsNode() {
 			continue
 		}
 		var ips []net.IP
@@ -155,17 +173,12 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 		t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: FlannelKubeconfig, CommonName: FlannelUser, Server: nodeServer})
 	}
 	for _, h := range s.Hosts {
-		if isNode(h) {
+		if h.IsNode() {
 			t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: "kubelet-" + h.Name, CommonName: "system:node:" + h.Name,
 				Organization: []string{"system:nodes"}, Server: nodeServer})
 		}
 	}
 	return t, nil
-}
-
-// isNode reports whether a host runs a kubelet: control planes and workers do, etcd-only hosts do not.
-func isNode(h api.Host) bool {
-	return h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)
 }
 
 // KubeRouterKubeconfig is the kubeconfig of the NetworkPolicy firewall (kube-router) on every node, and
@@ -184,6 +197,18 @@ const (
 
 // APILoadBalancerCert is the client certificate the node-local API load balancer checks the API servers with.
 const APILoadBalancerCert = "api-lb"
+
+// The monitoring add-on's identities: Prometheus scrapes as PrometheusUser with PrometheusClientCert; each
+// host's metrics endpoint serves with MetricsCert(host) and reads the loopback's HTTPS components as
+// MetricsUser.
+const (
+	PrometheusClientCert = "prometheus-client"
+	PrometheusUser       = "system:privcloud:prometheus"
+	MetricsUser          = "system:privcloud:metrics"
+)
+
+// MetricsCert is the name of host's metrics endpoint certificate in the tree.
+func MetricsCert(host string) string { return "metrics/" + host }
 
 // KubeletServingCert is the name of host's kubelet serving certificate in the tree.
 func KubeletServingCert(host string) string { return "kubelet/" + host }

@@ -28,6 +28,7 @@ const (
 	APILoadBalancerUnit = "privcloud-api-lb"
 	KubeRouterUnit      = "privcloud-kube-router"
 	FlannelUnit         = "privcloud-flannel"
+	MetricsUnit         = "privcloud-metrics"
 )
 
 // Deployments lists the files host h needs for its roles, and only those: a worker never receives a CA key,
@@ -65,7 +66,7 @@ func Deployments(s Store, t *Tree, h api.Host) []Deployment {
 		kubelet   = "kubelet"
 		proxy     = "kube-proxy"
 	)
-	if isNode(h) {
+	if h.IsNode() {
 		cert(ClusterCA, "ca", kubelet)
 		pair(KubeletServingCert(h.Name), "kubelet", kubelet)
 		conf("kubelet-"+h.Name, "kubelet.conf", kubelet)
@@ -100,6 +101,10 @@ func Deployments(s Store, t *Tree, h api.Host) []Deployment {
 		if t.EncryptSecrets {
 			add(EncryptionConfig, s.EncryptionConfigPath(), path.Join(RemoteConfDir, EncryptionConfig+".yaml"), 0o600, apiserver)
 		}
+	}
+	if t.Monitoring {
+		cert(ClusterCA, "ca", MetricsUnit)
+		pair(MetricsCert(h.Name), "metrics", MetricsUnit)
 	}
 	if h.HasRole(api.RoleEtcd) {
 		cert(EtcdCA, "etcd/ca", etcd)

@@ -207,14 +207,14 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 		if c.Spec.Containerd.Kata.Enabled && !f.KVM {
 			add(f.Host, "kvm", Warning, "no /dev/kvm: Kata Containers pods (RuntimeClass %s) cannot run on this host; runc pods can", c.Spec.Containerd.Kata.RuntimeClassName)
 		}
-		if c.Spec.Network.PolicyEnforced() && (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)) && !f.IPSet {
+		if c.Spec.Network.PolicyEnforced() && h.IsNode() && !f.IPSet {
 			add(f.Host, "ipset", Error, "ipset is not installed, and the NetworkPolicy firewall (spec.network.policy: kube-router) needs it: install it (Debian and Ubuntu: apt-get install ipset), or set spec.network.policy: none")
 		}
 		if f.PodNetwork != "" && f.PodNetwork != c.Spec.Network.Plugin {
 			add(f.Host, "pod-network", Error, "the host runs the %s pod network, but spec.network.plugin is %s (flannel is the default): a running cluster keeps its pod network; set spec.network.plugin: %s",
 				f.PodNetwork, c.Spec.Network.Plugin, f.PodNetwork)
 		}
-		if c.Spec.Network.Flannel() && isNode(h) {
+		if c.Spec.Network.Flannel() && h.IsNode() {
 			switch f.VXLAN {
 			case "no":
 				add(f.Host, "vxlan", Error, "the kernel has no VXLAN support, which the flannel pod network needs: use a kernel with CONFIG_VXLAN, or set spec.network.plugin: bridge if every node sits on one layer-2 segment")
@@ -262,7 +262,7 @@ func checkOneSegment(c *api.Cluster, facts []Facts) []Finding {
 		var far []string
 		for _, other := range c.Spec.Hosts {
 			addr, err := netip.ParseAddr(other.InternalAddress)
-			if other.Name == f.Host || !isNode(other) || err != nil || !addr.Is4() {
+			if other.Name == f.Host || !other.IsNode() || err != nil || !addr.Is4() {
 				continue
 			}
 			if !slices.ContainsFunc(f.Subnets, func(s string) bool { p, err := netip.ParsePrefix(s); return err == nil && p.Contains(addr) }) {
@@ -277,8 +277,6 @@ func checkOneSegment(c *api.Cluster, facts []Facts) []Finding {
 	}
 	return out
 }
-
-func isNode(h api.Host) bool { return h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker) }
 
 // checkServices judges a running cluster's etcd and API servers: etcd without quorum, or no API server ready,
 // is an error naming every member's state; a member or an API server down while the others carry on is a

@@ -63,7 +63,7 @@ func problems(c *api.Cluster, rep *Report) []Problem {
 			}
 		}
 		for _, h := range c.Spec.Hosts {
-			if (h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker)) && !registered[h.Name] {
+			if h.IsNode() && !registered[h.Name] {
 				add("error", h.Name, "node", "not registered with the API server")
 			}
 		}

@@ -115,6 +115,12 @@ type APILoadBalancer struct {
 	Backends       []string // every API server, host:port
 }
 
+// Metrics is what a host's metrics endpoint unit is made of.
+type Metrics struct {
+	Name   string // the host
+	Listen string // its address and the metrics port
+}
+
 // KubeRouter is what the NetworkPolicy firewall's unit is made of.
 type KubeRouter struct {
 	Name        string // the node

@@ -115,7 +115,7 @@ func Make(c *api.Cluster, installed map[string]Installed, m *bundle.Manifest, ba
 		if h.HasRole(api.RoleControlPlane) {
 			want = append(want, ControlPlaneComponents...)
 		}
-		if h.HasRole(api.RoleControlPlane) || h.HasRole(api.RoleWorker) {
+		if h.IsNode() {
 			want = append(want, NodeComponents...)
 		}
 		for _, comp := range want {

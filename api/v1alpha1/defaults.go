@@ -41,8 +41,13 @@ const (
 	DefaultConntrackPerCore = 32768
 	DefaultCoreDNSReplicas  = 2
 	DefaultQuayHostPathDir  = "/var/lib/privcloud/quay"
-	DefaultBundlePath       = "privcloud-bundle.tar.zst"
-	DefaultKeyAlgorithm     = "ecdsa-p256"
+	// DefaultMonitoringRetention is Prometheus's own default.
+	DefaultMonitoringRetention   = "15d"
+	DefaultMonitoringStorageSize = "20Gi"
+	// DefaultMetricsPort is where each host's metrics endpoint (privcloud-metrics) listens on its address.
+	DefaultMetricsPort  = 10290
+	DefaultBundlePath   = "privcloud-bundle.tar.zst"
+	DefaultKeyAlgorithm = "ecdsa-p256"
 
 	defaultConnectTimeout    = 15 * time.Second
 	defaultCommandTimeout    = 10 * time.Minute
@@ -192,6 +197,8 @@ func defaultAddons(a *Addons) {
 		setString(&n.IPAM, "host-local")
 	}
 	setString(&a.Quay.HostPathDir, DefaultQuayHostPathDir)
+	setString(&a.Monitoring.Retention, DefaultMonitoringRetention)
+	setString(&a.Monitoring.StorageSize, DefaultMonitoringStorageSize)
 }
 
 // NthAddress returns the n-th address of prefix p (0 is the network address), or false when p is too small.

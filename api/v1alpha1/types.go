@@ -249,9 +249,18 @@ type Conntrack struct {
 
 // Addons lists the add-ons privcloud applies.
 type Addons struct {
-	CoreDNS CoreDNS `json:"coredns,omitempty" doc:"Cluster DNS."`
-	Multus  Multus  `json:"multus,omitempty" doc:"Several networks per pod."`
-	Quay    Quay    `json:"quay,omitempty" doc:"The cluster's private image registry."`
+	CoreDNS    CoreDNS    `json:"coredns,omitempty" doc:"Cluster DNS."`
+	Multus     Multus     `json:"multus,omitempty" doc:"Several networks per pod."`
+	Quay       Quay       `json:"quay,omitempty" doc:"The cluster's private image registry."`
+	Monitoring Monitoring `json:"monitoring,omitempty" doc:"Prometheus, Alertmanager and node-exporter, run by the Prometheus Operator, scraping every component privcloud installs."`
+}
+
+// Monitoring configures the monitoring add-on.
+type Monitoring struct {
+	Enabled      bool   `json:"enabled,omitempty" doc:"Install the monitoring add-on (needs its images in the bundle) and every host's metrics endpoint."`
+	Retention    string `json:"retention,omitempty" doc:"How long Prometheus keeps samples (a Prometheus duration: 12h, 15d, 8w)."`
+	StorageClass string `json:"storageClass,omitempty" doc:"StorageClass of Prometheus's volume. Empty: an emptyDir, lost when the pod moves."`
+	StorageSize  string `json:"storageSize,omitempty" doc:"Size of Prometheus's volume when storageClass is set."`
 }
 
 // CoreDNS configures the cluster DNS add-on.
@@ -341,6 +350,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // HasRole reports whether the host has role r.
+// IsNode reports whether the host runs a kubelet: control planes and workers do, etcd-only hosts do not.
+func (h *Host) IsNode() bool { return h.HasRole(RoleControlPlane) || h.HasRole(RoleWorker) }
+
 func (h *Host) HasRole(r Role) bool {
 	for _, have := range h.Roles {
 		if have == r {

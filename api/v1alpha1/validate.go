@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // FieldError is one problem with one field of a cluster.yaml.
@@ -561,7 +562,21 @@ func (v *validator) addons(a *Addons, s *ClusterSpec) {
 	if a.Quay.UseAsMirror && !a.Quay.Enabled {
 		v.add("spec.addons.quay.useAsMirror", "needs quay.enabled")
 	}
+	if !promDuration.MatchString(a.Monitoring.Retention) {
+		v.add("spec.addons.monitoring.retention", "%q is not a Prometheus duration (a number and one of ms, s, m, h, d, w, y: 15d)", a.Monitoring.Retention)
+	}
+	if a.Monitoring.StorageClass != "" {
+		if !isDNSSubdomain(a.Monitoring.StorageClass) {
+			v.add("spec.addons.monitoring.storageClass", "%q is not a StorageClass name", a.Monitoring.StorageClass)
+		}
+		if _, err := resource.ParseQuantity(a.Monitoring.StorageSize); err != nil {
+			v.add("spec.addons.monitoring.storageSize", "%q is not a quantity (20Gi)", a.Monitoring.StorageSize)
+		}
+	}
 }
+
+// promDuration is what Prometheus takes for a duration: one or more number-unit pairs, largest unit first.
+var promDuration = regexp.MustCompile(`^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$`)
 
 func (v *validator) pki(p *PKI) {
 	if !contains([]string{"ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096"}, p.KeyAlgorithm) {

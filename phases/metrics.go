@@ -1,0 +1,66 @@
+package phases
+
+import (
+	"context"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/privcloud/privcloud/addons"
+	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
+	"github.com/privcloud/privcloud/metricsproxy"
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
+	"github.com/privcloud/privcloud/ssh"
+	"github.com/privcloud/privcloud/templates"
+)
+
+const metricsConfigPath = "/etc/kubernetes/metrics.yaml"
+
+// metricsEndpoint runs every host's metrics endpoint while the monitoring add-on is on (Prometheus reaches the
+// components bound to the loopback through it) and takes it away when it is turned off.
+func metricsEndpoint() workflow.Phase {
+	return workflow.Phase{Name: "metrics", Short: "Run every host's metrics endpoint for the monitoring add-on (or remove it when the add-on is off)",
+		RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+			if !r.Cluster.Spec.Addons.Monitoring.Enabled {
+				return removeMetricsEndpoint(ctx, r, t)
+			}
+			if err := requireBinary(ctx, r, t, pki.MetricsUnit, "set spec.addons.monitoring.enabled: false"); err != nil {
+				return err
+			}
+			d := templates.Metrics{Name: t.Spec.Name, Listen: addons.MetricsAddress(t.Spec)}
+			return ensureRolled(ctx, r, t, pki.MetricsUnit,
+				hostops.File{Path: "/etc/systemd/system/" + pki.MetricsUnit + ".service", Content: render("privcloud-metrics.service", d), Mode: 0o600},
+				hostops.File{Path: metricsConfigPath, Content: MetricsConfig(&r.Cluster.Spec, t.Spec), Mode: 0o644})
+		}}
+}
+
+// MetricsConfig is host h's metrics endpoint configuration.
+func MetricsConfig(s *api.ClusterSpec, h api.Host) []byte {
+	c := metricsproxy.Config{Listen: addons.MetricsAddress(h), Clients: []string{pki.PrometheusUser}, Routes: addons.MetricsRoutes(s, h),
+		CertificateDirs: []string{pki.RemotePKIDir}}
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		panic(err) // a plain struct of strings always marshals
+	}
+	return append([]byte("# Written by privcloud. The metrics endpoint of "+h.Name+" (privcloud-metrics.service).\n"), out...)
+}
+
+// removeMetricsEndpoint stops and removes the endpoint of a cluster whose monitoring was turned off; on a host
+// that never ran it, this is one quick test, in a dry run too.
+func removeMetricsEndpoint(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	unit := "/etc/systemd/system/" + pki.MetricsUnit + ".service"
+	res, err := t.Host.Run(ctx, "test -e "+unit+" && echo present || true", ssh.ReadOnly())
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(res.Stdout), "present") {
+		return workflow.Skip("spec.addons.monitoring.enabled is false")
+	}
+	return runScript(ctx, r, t, "remove "+pki.MetricsUnit+" (spec.addons.monitoring.enabled is false)",
+		`systemctl disable --now -q `+pki.MetricsUnit+` 2>/dev/null
+rm -f `+unit+` `+metricsConfigPath+` `+pki.RemotePKIDir+`/metrics.crt `+pki.RemotePKIDir+`/metrics.key
+systemctl daemon-reload
+echo "removed `+pki.MetricsUnit+`"`)
+}
