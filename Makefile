@@ -15,7 +15,7 @@ LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) \
 # proxy refuses the source of k8s.io/kubernetes v1.37.2; v1.37.1 has the same certificate code.
 KUBEADM_VERSION ?= v1.37.1
 
-.PHONY: build test unit lint e2e bench bench-scale bench-cold-bundle lab lab-up lab-down lab-status bundle production-bundle clean deps-lab deps-test
+.PHONY: build test unit lint e2e bench bench-scale bench-cold-bundle lab lab-up lab-down lab-status bundle monitoring-crds production-bundle clean deps-lab deps-test
 
 ## build: the privcloud binary in _output/ (static, reproducible paths)
 build:
@@ -102,6 +102,11 @@ bench-cold-bundle: build
 ## bundle: the default lab bundle, built from source into _output/ (cached: a rebuild with nothing changed only repacks)
 bundle: deps-lab build
 	$(BIN) bundle build -f e2e/lab/bundle.yaml -o _output/lab-bundle.tar.zst
+
+## monitoring-crds: the Prometheus Operator's CRDs that privcloud embeds, printed by the lab bundle's operator
+## (run after make bundle when the operator's version changes)
+monitoring-crds: bundle
+	hack/monitoring-crds.sh
 
 ## production-bundle: everything privcloud installs, with Quay, PostgreSQL and Redis pulled from their registries
 ## (a machine with registry access; unpinned pulls get their digest written into bundles/production.yaml)

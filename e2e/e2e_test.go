@@ -433,10 +433,11 @@ func TestClusterOnLabHosts(t *testing.T) {
 	if err != nil {
 		fatal(t, err)
 	}
+	full = []byte(withMonitoring(t, string(full)))
 	if err := os.WriteFile(l.ClusterConfig(), []byte(withoutHosts(t, string(full), "h4", "h5")), 0o600); err != nil {
 		fatal(t, err)
 	}
-	labBundle(t, l.Dir, clusterComponents...)
+	labBundle(t, l.Dir, slices.Concat(clusterComponents, monitoringComponents)...)
 	start := time.Now()
 	r := run(t, l, "init")
 	if r.code != 0 {
@@ -492,7 +493,8 @@ func TestClusterOnLabHosts(t *testing.T) {
 	checkNetworkPolicy(t, l, kubectl)
 	checkPodNetwork(t, l, kubectl)
 	checkRegistryMirror(t, l, kubectl)
-	checkStatus(t, l, "h1", "h2", "h3")
+	prom := checkMonitoring(t, l)
+	checkStatus(t, l, func() { prom.waitForAlert(t, l, "TargetDown", "kubelet", "h2") }, "h1", "h2", "h3")
 
 	start = time.Now()
 	r = run(t, l, "init")

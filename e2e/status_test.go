@@ -15,7 +15,8 @@ import (
 
 // checkStatus: on a healthy cluster privcloud status exits 0 and lists every host and every component; with a
 // worker's kubelet stopped it names that host and component and exits 8, and 0 again once it is back.
-func checkStatus(t *testing.T, l *lab.Lab, hosts ...string) {
+// whileStopped runs while the kubelet is stopped.
+func checkStatus(t *testing.T, l *lab.Lab, whileStopped func(), hosts ...string) {
 	t.Helper()
 	start := time.Now()
 	r := run(t, l, "status")
@@ -48,6 +49,7 @@ func checkStatus(t *testing.T, l *lab.Lab, hosts ...string) {
 		!regexp.MustCompile(`ERROR +h2 +kubelet +kubelet is inactive`).MatchString(r.stdout) {
 		errorf(t, "status with h2's kubelet stopped: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	whileStopped()
 	r = run(t, l, "exec", "--hosts", "h2", "--", "systemctl start kubelet")
 	if r.code != 0 {
 		fatalf(t, "start h2's kubelet: %s%s", r.stdout, r.stderr)

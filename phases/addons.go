@@ -37,13 +37,23 @@ type AddonOptions struct {
 func addonPhases(b *bundleState, o *AddonOptions) workflow.Phase {
 	var ps []workflow.Phase
 	for _, a := range addons.All() {
-		ps = append(ps, workflow.Phase{Name: a.Name, Short: a.Short,
-			Skip: func(r *workflow.Run) string { return a.Disabled(&r.Cluster.Spec) },
-			Run: func(ctx context.Context, r *workflow.Run) error {
-				return applyAddon(ctx, r, b, a, o != nil && o.ServerDryRun)
-			}})
+		ps = append(ps, addonPhase(b, a, a.Short, o))
 	}
 	return workflow.Phase{Name: "addons", Short: "Apply the add-ons with server-side apply and wait until they are ready", Phases: ps}
+}
+
+func addonPhase(b *bundleState, a addons.Addon, short string, o *AddonOptions) workflow.Phase {
+	return workflow.Phase{Name: a.Name, Short: short,
+		Skip: func(r *workflow.Run) string { return a.Disabled(&r.Cluster.Spec) },
+		Run: func(ctx context.Context, r *workflow.Run) error {
+			return applyAddon(ctx, r, b, a, o != nil && o.ServerDryRun)
+		}}
+}
+
+// monitoringTargets applies the monitoring add-on again after hosts join: its scrape targets name every host.
+func monitoringTargets(b *bundleState) workflow.Phase {
+	a, _ := addons.Find("monitoring")
+	return addonPhase(b, a, "Apply the monitoring add-on again: Prometheus's targets name every host of cluster.yaml", nil)
 }
 
 func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.Addon, checkOnly bool) error {

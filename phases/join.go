@@ -36,6 +36,7 @@ func JoinWith(o *InstallOptions) workflow.Workflow {
 		waitNodesReady(),
 		nodeRoles(),
 		metricsEndpoint(),
+		monitoringTargets(b),
 		// a control plane that joined gets its context in the admin kubeconfig
 		kubeconfigPhase(o),
 		restartPhase(),
