@@ -38,7 +38,8 @@ var monitoringComponents = []string{"privcloud-metrics", "prometheus-operator-bi
 	"kube-state-metrics-bin", "kube-state-metrics"}
 
 // prometheus reads Prometheus's and Alertmanager's APIs through the first control plane's API server (its
-// service proxy), with the admin kubeconfig.
+// proxy to their pods: a pod on a node whose kubelet is stopped still runs, but the node controller takes it
+// out of its Service), with the admin kubeconfig.
 type prometheus struct {
 	client *http.Client
 	base   string // the API server's URL
@@ -57,9 +58,15 @@ func newPrometheus(t *testing.T, l *lab.Lab, c *api.Cluster) *prometheus {
 		client: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}}
 }
 
-// get decodes the JSON answer of service's API at path into out.
-func (p *prometheus) get(service, path string, out any) error {
-	resp, err := p.client.Get(p.base + "/api/v1/namespaces/" + addons.MonitoringNamespace + "/services/" + service + "/proxy" + path)
+// The pods of the add-on's Prometheus and Alertmanager, with their ports.
+const (
+	prometheusPod   = "prometheus-main-0:9090"
+	alertmanagerPod = "alertmanager-main-0:9093"
+)
+
+// get decodes the JSON answer of pod's API at path into out.
+func (p *prometheus) get(pod, path string, out any) error {
+	resp, err := p.client.Get(p.base + "/api/v1/namespaces/" + addons.MonitoringNamespace + "/pods/" + pod + "/proxy" + path)
 	if err != nil {
 		return err
 	}
@@ -83,7 +90,7 @@ func (p *prometheus) targets() ([]promTarget, error) {
 			ActiveTargets []promTarget `json:"activeTargets"`
 		} `json:"data"`
 	}
-	err := p.get("prometheus:web", "/api/v1/targets?state=active", &r)
+	err := p.get(prometheusPod, "/api/v1/targets?state=active", &r)
 	return r.Data.ActiveTargets, err
 }
 
@@ -95,7 +102,7 @@ func (p *prometheus) query(q string) ([]map[string]string, error) {
 			} `json:"result"`
 		} `json:"data"`
 	}
-	err := p.get("prometheus:web", "/api/v1/query?query="+url.QueryEscape(q), &r)
+	err := p.get(prometheusPod, "/api/v1/query?query="+url.QueryEscape(q), &r)
 	var out []map[string]string
 	for _, s := range r.Data.Result {
 		out = append(out, s.Metric)
@@ -237,9 +244,9 @@ func (p *prometheus) waitForAlert(t *testing.T, l *lab.Lab, alert, job, instance
 		var received []struct {
 			Labels map[string]string `json:"labels"`
 		}
-		err := p.get("prometheus:web", "/api/v1/alerts", &firing)
+		err := p.get(prometheusPod, "/api/v1/alerts", &firing)
 		if err == nil {
-			err = p.get("alertmanager:web", "/api/v2/alerts", &received)
+			err = p.get(alertmanagerPod, "/api/v2/alerts", &received)
 		}
 		if err != nil {
 			last = err.Error()

@@ -29,7 +29,7 @@ func checkStatus(t *testing.T, l *lab.Lab, whileStopped func(), hosts ...string)
 			errorf(t, "status does not list %s as reachable:\n%s", h, r.stdout)
 		}
 	}
-	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet", "kube-proxy", "privcloud-api-lb", "kube-router", "flanneld"} {
+	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet", "kube-proxy", "privcloud-api-lb", "kube-router", "flanneld", "privcloud-metrics"} {
 		if !regexp.MustCompile(`(?m)^` + c + ` +v[0-9]`).MatchString(r.stdout) {
 			errorf(t, "status does not list %s with its version:\n%s", c, r.stdout)
 		}

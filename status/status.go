@@ -149,6 +149,8 @@ var components = []component{
 	{"privcloud-api-lb", pki.APILoadBalancerUnit, nodeRoles, func(s *api.ClusterSpec) bool { return s.APILoadBalancer.On() }},
 	{"kube-router", pki.KubeRouterUnit, nodeRoles, func(s *api.ClusterSpec) bool { return s.Network.PolicyEnforced() }},
 	{"flanneld", pki.FlannelUnit, nodeRoles, func(s *api.ClusterSpec) bool { return s.Network.Flannel() }},
+	{pki.MetricsUnit, pki.MetricsUnit, []api.Role{api.RoleControlPlane, api.RoleWorker, api.RoleEtcd},
+		func(s *api.ClusterSpec) bool { return s.Addons.Monitoring.Enabled }},
 }
 
 // hostScript prints, read-only: a line per component (its active link and its unit's state), the host's etcd
