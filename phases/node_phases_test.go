@@ -403,3 +403,40 @@ func TestAPILoadBalancerSocketAndOlderBinaries(t *testing.T) {
 		t.Errorf("after the refusal worker1 ran %q", cmds[1:])
 	}
 }
+
+// TestMetricsEndpoint: with monitoring on, each host runs its metrics endpoint with the routes of its roles,
+// on its own address; turned off, the endpoint is removed where it ran, and a host that never ran it is only
+// looked at.
+func TestMetricsEndpoint(t *testing.T) {
+	c, hosts, ex, out, _ := liveCluster(t)
+	c.Spec.Addons.Monitoring.Enabled = true
+	if err := runPhases(t, Init(), c, ex, out, "metrics"); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range c.Spec.Hosts {
+		f := hosts[h.Name]
+		cfg, _, ok := f.File("/etc/kubernetes/metrics.yaml")
+		unit, _, _ := f.File("/etc/systemd/system/privcloud-metrics.service")
+		if !ok || !strings.Contains(string(cfg), "listen: "+h.InternalAddress+":10290\n") || !strings.Contains(string(cfg), "- system:privcloud:prometheus\n") ||
+			!strings.Contains(string(unit), "DynamicUser=yes") {
+			t.Errorf("%s: metrics.yaml:\n%s\nunit:\n%s", h.Name, cfg, unit)
+		}
+		if cp := h.HasRole(api.RoleControlPlane); cp != strings.Contains(string(cfg), "kube-scheduler: https://127.0.0.1:10259/metrics") ||
+			!strings.Contains(string(cfg), "kube-proxy: http://127.0.0.1:10249/metrics") {
+			t.Errorf("%s (control plane %v): routes:\n%s", h.Name, cp, cfg)
+		}
+	}
+	c.Spec.Addons.Monitoring.Enabled = false
+	hosts["cp1"].OnCommand("test -e /etc/systemd/system/privcloud-metrics.service", ssh.Result{Stdout: []byte("present\n")}, nil)
+	hosts["worker1"].OnCommand("test -e /etc/systemd/system/privcloud-metrics.service", ssh.Result{}, nil)
+	before := len(hosts["worker1"].Commands())
+	if err := runPhases(t, Init(), c, ex, out, "metrics"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(commandsLike(hosts["cp1"], "systemctl disable --now -q privcloud-metrics")); n != 1 {
+		t.Errorf("cp1: the endpoint was removed %d times, want once", n)
+	}
+	if cmds := hosts["worker1"].Commands()[before:]; len(cmds) != 1 {
+		t.Errorf("worker1, which runs no endpoint, ran %q", cmds)
+	}
+}

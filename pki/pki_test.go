@@ -613,3 +613,41 @@ func TestEncryptionKeysRoundTrip(t *testing.T) {
 		t.Errorf("an existing configuration is not kept: %v", a)
 	}
 }
+
+// TestMonitoringCertificates: with monitoring on, every host (an etcd-only one too) gets its metrics endpoint's
+// certificate naming its address and the CA its clients chain to; Prometheus's own certificate never leaves
+// the state directory (the add-on puts it in a Secret).
+func TestMonitoringCertificates(t *testing.T) {
+	s := Store{Dir: "/state"}
+	c := cluster(t)
+	c.Spec.Hosts = append(c.Spec.Hosts, api.Host{Name: "e4", Address: "10.77.0.31", InternalAddress: "10.77.0.31", Roles: []api.Role{api.RoleEtcd}})
+	c.Spec.Addons.Monitoring.Enabled = true
+	tr := tree(t, c)
+	for _, h := range c.Spec.Hosts {
+		var metrics []string
+		for _, d := range Deployments(s, tr, h) {
+			if strings.Contains(d.Source, PrometheusClientCert) {
+				t.Errorf("%s receives Prometheus's certificate %s", h.Name, d.Source)
+			}
+			if slices.Contains(d.Units, MetricsUnit) {
+				metrics = append(metrics, d.Target+"<-"+strings.TrimPrefix(d.Source, "/state/pki/"))
+			}
+		}
+		sort.Strings(metrics)
+		want := []string{"/etc/kubernetes/pki/ca.crt<-ca.crt", "/etc/kubernetes/pki/metrics.crt<-metrics/" + h.Name + ".crt", "/etc/kubernetes/pki/metrics.key<-metrics/" + h.Name + ".key"}
+		if !slices.Equal(metrics, want) {
+			t.Errorf("%s: the metrics endpoint reads %v, want %v", h.Name, metrics, want)
+		}
+	}
+	for _, l := range tr.Leaves {
+		if l.Name == MetricsCert("e4") && (l.CommonName != MetricsUser || len(l.IPs) != 1 || l.IPs[0].String() != "10.77.0.31") {
+			t.Errorf("e4's metrics certificate: %+v", l)
+		}
+	}
+	c.Spec.Addons.Monitoring.Enabled = false
+	for _, d := range Deployments(s, tree(t, c), c.Spec.Hosts[6]) {
+		if slices.Contains(d.Units, MetricsUnit) {
+			t.Errorf("monitoring off, e4 still gets %s", d.Target)
+		}
+	}
+}
