@@ -42,6 +42,9 @@ func OperatorCRDs() ([]*unstructured.Unstructured, error) {
 	return kube.Decode("prometheus-operator CRDs", data)
 }
 
+// MonitoringSecret holds Prometheus's client certificate and the CA that verifies its targets.
+const MonitoringSecret = "prometheus-scrape-tls"
+
 // MonitoringState is what the monitoring add-on takes from privcloud's PKI: Prometheus's client certificate and
 // the cluster CA that verifies the API servers, kubelets and metrics endpoints it scrapes.
 type MonitoringState struct {

@@ -512,6 +512,7 @@ func TestClusterOnLabHosts(t *testing.T) {
 	checkCertRenewal(t, l, config, []string{"h1", "h4", "h5"})
 	checkKeyRotation(t, l, config, []string{"h1", "h4", "h5"})
 	checkCARotation(t, l, config, []string{"h1", "h4", "h5"})
+	checkMonitoringAfterChanges(t, l, config)
 }
 
 // checkResetAndJoin resets one worker while the cluster keeps running, checks the host is clean, then joins

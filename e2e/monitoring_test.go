@@ -132,41 +132,9 @@ func checkMonitoring(t *testing.T, l *lab.Lab) *prometheus {
 		fatal(t, err)
 	}
 	p := newPrometheus(t, l, c)
-	want, serviceJobs := expectedTargets(c)
-	var report string
 	start := time.Now()
-	ok := false
-	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Second) {
-		targets, err := p.targets()
-		if err != nil {
-			report = err.Error()
-			continue
-		}
-		var got, down []string
-		perService := map[string]int{}
-		for _, tg := range targets {
-			job := tg.Labels["job"]
-			if tg.Health != "up" {
-				down = append(down, fmt.Sprintf("%s/%s %s: %s", job, tg.Labels["instance"], tg.Health, tg.LastError))
-				continue
-			}
-			if _, ok := serviceJobs[job]; ok {
-				perService[job]++
-			} else {
-				got = append(got, job+"/"+tg.Labels["instance"])
-			}
-		}
-		sort.Strings(got)
-		report = fmt.Sprintf("up: %v\nby service: %v (want %v)\nnot up: %v", got, perService, serviceJobs, down)
-		if slices.Equal(got, want) && len(down) == 0 && fmt.Sprint(perService) == fmt.Sprint(serviceJobs) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		fatalf(t, "Prometheus's targets after 5 minutes, want every one of %v up:\n%s%s", want, report, monitoringLogs(t, l))
-	}
-	t.Logf("BENCH monitoring: all %d host targets and %v up %s after init", len(want), serviceJobs, time.Since(start).Round(time.Second))
+	n := p.waitForTargets(t, l, c)
+	t.Logf("BENCH monitoring: all %d targets up %s after init", n, time.Since(start).Round(time.Second))
 
 	// a series for each node, from its node-exporter; the expiry of every host's certificates
 	for q, hosts := range map[string][]api.Host{
@@ -222,6 +190,56 @@ func checkMonitoring(t *testing.T, l *lab.Lab) *prometheus {
 		}
 	}
 	return p
+}
+
+// waitForTargets waits until Prometheus has every target of cluster.yaml up, and no other, and returns how
+// many there are.
+func (p *prometheus) waitForTargets(t *testing.T, l *lab.Lab, c *api.Cluster) int {
+	t.Helper()
+	want, serviceJobs := expectedTargets(c)
+	var report string
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Second) {
+		targets, err := p.targets()
+		if err != nil {
+			report = err.Error()
+			continue
+		}
+		var got, down []string
+		perService := map[string]int{}
+		for _, tg := range targets {
+			job := tg.Labels["job"]
+			if tg.Health != "up" {
+				down = append(down, fmt.Sprintf("%s/%s %s: %s", job, tg.Labels["instance"], tg.Health, tg.LastError))
+				continue
+			}
+			if _, ok := serviceJobs[job]; ok {
+				perService[job]++
+			} else {
+				got = append(got, job+"/"+tg.Labels["instance"])
+			}
+		}
+		sort.Strings(got)
+		report = fmt.Sprintf("up: %v\nby service: %v (want %v)\nnot up: %v", got, perService, serviceJobs, down)
+		if slices.Equal(got, want) && len(down) == 0 && fmt.Sprint(perService) == fmt.Sprint(serviceJobs) {
+			total := len(want)
+			for _, n := range serviceJobs {
+				total += n
+			}
+			return total
+		}
+	}
+	fatalf(t, "Prometheus's targets after 5 minutes, want every one of %v up:\n%s%s", want, report, monitoringLogs(t, l))
+	return 0
+}
+
+// checkMonitoringAfterChanges: after hosts joined and left, restores, reconfiguration and the CA rotation,
+// Prometheus scrapes every host of config again, with the credentials of the new CA.
+func checkMonitoringAfterChanges(t *testing.T, l *lab.Lab, config string) {
+	t.Helper()
+	c := loadConfig(t, config)
+	start := time.Now()
+	n := newPrometheus(t, l, c).waitForTargets(t, l, c)
+	t.Logf("BENCH monitoring: all %d targets up %s after the CA rotation", n, time.Since(start).Round(time.Second))
 }
 
 // waitForAlert waits until alert fires for job on instance in Prometheus and reaches Alertmanager.

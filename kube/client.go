@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -188,6 +189,16 @@ func (c *Client) Get(ctx context.Context, obj *unstructured.Unstructured) (*unst
 		return nil, nil
 	}
 	return cur, err
+}
+
+// MergePatch applies a JSON merge patch to the object obj names (its apiVersion, kind, namespace and name).
+func (c *Client) MergePatch(ctx context.Context, obj *unstructured.Unstructured, patch []byte) error {
+	ri, err := c.resource(obj)
+	if err != nil {
+		return err
+	}
+	_, err = ri.Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
 }
 
 // Name is "Kind namespace/name" (or "Kind name" for cluster-scoped objects), as reports name objects.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/privcloud/privcloud/addons"
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
@@ -178,6 +179,28 @@ func definedBy(crds []*unstructured.Unstructured, o *unstructured.Unstructured) 
 		}
 	}
 	return false
+}
+
+// monitoringSecret is the monitoring add-on's Secret of Prometheus's scrape credentials, from the state
+// directory as it is now.
+func monitoringSecret(r *workflow.Run) (*unstructured.Unstructured, error) {
+	a, _ := addons.Find("monitoring")
+	in := a.NewInputs(r.Cluster, &bundle.Manifest{}) // the images do not matter: only the Secret is kept
+	m, err := monitoringState(r)
+	if err != nil {
+		return nil, err
+	}
+	in.Monitoring = m
+	objs, err := a.Render(in)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range objs {
+		if o.GetKind() == "Secret" && o.GetName() == addons.MonitoringSecret {
+			return o, nil
+		}
+	}
+	return nil, fmt.Errorf("add-on monitoring renders no Secret %s", addons.MonitoringSecret)
 }
 
 // monitoringState reads Prometheus's client certificate and the cluster CA from the state directory.

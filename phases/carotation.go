@@ -17,10 +17,12 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/privcloud/privcloud/addons"
 	"github.com/privcloud/privcloud/internal/wait"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -113,20 +115,22 @@ func RotateCA(tokenWait time.Duration) workflow.Workflow {
 		}, nil, []workflow.Phase{
 			{Name: "configmaps", Short: "Wait until every namespace's kube-root-ca.crt carries the new cluster CA", Run: c.configMapsTrust},
 			{Name: "pods", Short: "Wait until every running pod's copy of it does", Roles: nodes, RunHost: c.podsTrust},
-			{Name: "add-ons", Short: "Restart the add-ons that reach the API from pods (CoreDNS, Multus): a client loads its CA when it starts", Run: c.restartAddons},
+			monitoringCredentials(),
+			{Name: "add-ons", Short: "Restart the add-ons that reach the API from pods (CoreDNS, Multus, monitoring): a client loads its CA when it starts", Run: c.restartAddons},
 		}),
 		stage(pki.RotationSwitch, "The new CAs and service-account key sign: every certificate and kubeconfig is reissued from them", func(r *workflow.Run) error {
 			return pki.SwitchToNewCAs(PKIStore(r.Cluster), c.rec.CAs)
 		}, func(r *workflow.Run) error {
 			return pki.SwitchToNewServiceAccountKey(PKIStore(r.Cluster))
 		}, nil, []workflow.Phase{
-			{Name: "add-ons", Short: "Restart CoreDNS and Multus, so that their pods hold tokens of the new service-account key", Run: c.restartAddons},
+			monitoringCredentials(),
+			{Name: "add-ons", Short: "Restart the add-ons that reach the API, so that their pods hold tokens of the new service-account key", Run: c.restartAddons},
 		}),
 		stage(pki.RotationRetire, "The old CAs and service-account key are trusted no more", func(r *workflow.Run) error {
 			return pki.RetireOldCAs(PKIStore(r.Cluster), c.rec.CAs)
 		}, func(r *workflow.Run) error {
 			return pki.RetireOldServiceAccountKey(PKIStore(r.Cluster))
-		}, []workflow.Phase{kubeletClients, controllerTokens, podTokens}, nil),
+		}, []workflow.Phase{kubeletClients, controllerTokens, podTokens}, []workflow.Phase{monitoringCredentials()}),
 		{Name: "finish", Short: "Remove the record of the rotation", Run: c.finish},
 	}}
 }
@@ -299,15 +303,36 @@ done; true`
 var addonsReachingTheAPI = []struct{ kind, namespace, name string }{
 	{"Deployment", "kube-system", "coredns"},
 	{"DaemonSet", "kube-system", "kube-multus-ds"},
+	{"Deployment", addons.MonitoringNamespace, "prometheus-operator"},
+	{"Deployment", addons.MonitoringNamespace, "kube-state-metrics"},
+	// the operator owns Prometheus's StatefulSet: the annotation goes on its pods through the resource
+	{"Prometheus", addons.MonitoringNamespace, "main"},
+}
+
+// monitoringCredentials gives Prometheus the cluster CA and the client certificate of the stage: the CA files
+// of every target change with each stage, and its client certificate with the switch.
+func monitoringCredentials() workflow.Phase {
+	return workflow.Phase{Name: "monitoring", Short: "Give Prometheus the CA files and client certificate of this stage (when monitoring is on)",
+		Run: func(ctx context.Context, r *workflow.Run) error {
+			if !r.Cluster.Spec.Addons.Monitoring.Enabled {
+				return workflow.Skip("spec.addons.monitoring.enabled is false")
+			}
+			secret, err := monitoringSecret(r)
+			if err != nil || !r.Wet("", "apply "+kube.Name(secret)) {
+				return err
+			}
+			return withControlPlaneAPI(r, func(k *kube.Client) error { return applyObjects(ctx, r, k, secret) })
+		}}
 }
 
 // restartAddons restarts the add-ons that reach the API, as 'kubectl rollout restart' does, and waits until
 // each has rolled out.
 func (c *caRotation) restartAddons(ctx context.Context, r *workflow.Run) error {
-	if !r.Wet("", "restart CoreDNS and Multus, which load the CA when they start, and wait until they have rolled out") {
+	if !r.Wet("", "restart CoreDNS, Multus and the monitoring add-on's API clients, which load the CA when they start, and wait until they have rolled out") {
 		return nil
 	}
-	patch := []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"privcloud.io/restarted-for":"ca-rotation %s"}}}}}`, time.Now().UTC().Format(time.RFC3339)))
+	restartedFor := fmt.Sprintf(`{"annotations":{"privcloud.io/restarted-for":"ca-rotation %s"}}`, time.Now().UTC().Format(time.RFC3339))
+	patch := []byte(`{"spec":{"template":{"metadata":` + restartedFor + `}}}`)
 	return withControlPlaneAPI(r, func(k *kube.Client) error {
 		var restarted []*unstructured.Unstructured
 		for _, a := range addonsReachingTheAPI {
@@ -317,6 +342,20 @@ func (c *caRotation) restartAddons(ctx context.Context, r *workflow.Run) error {
 				_, err = k.Kube.AppsV1().Deployments(a.namespace).Patch(ctx, a.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 			case "DaemonSet":
 				_, err = k.Kube.AppsV1().DaemonSets(a.namespace).Patch(ctx, a.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+			case "Prometheus":
+				cr := &unstructured.Unstructured{}
+				cr.SetAPIVersion("monitoring.coreos.com/v1")
+				cr.SetKind("Prometheus")
+				cr.SetNamespace(a.namespace)
+				cr.SetName(a.name)
+				err = k.MergePatch(ctx, cr, []byte(`{"spec":{"podMetadata":`+restartedFor+`}}`))
+				if err == nil {
+					// its pods are the StatefulSet's, which the operator rolls
+					a.kind, a.name = "StatefulSet", "prometheus-"+a.name
+				}
+			}
+			if meta.IsNoMatchError(err) {
+				continue // the monitoring add-on was never applied: its kinds do not exist
 			}
 			if apierrors.IsNotFound(err) {
 				continue // the add-on is off
