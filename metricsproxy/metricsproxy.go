@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +24,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/privcloud/privcloud/pki"
 )
 
 // Config is the endpoint's configuration file, written by privcloud on every host.
@@ -195,7 +196,11 @@ func CertificateMetrics(dirs []string) string {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".crt") {
 				return nil
 			}
-			certs, err := readCerts(path)
+			data, err := os.ReadFile(path)
+			var certs []*x509.Certificate
+			if err == nil {
+				certs, err = pki.ParseCerts(data)
+			}
 			if err != nil {
 				unreadable++
 				return nil
@@ -212,33 +217,6 @@ func CertificateMetrics(dirs []string) string {
 	b.WriteString("# TYPE privcloud_certificate_files_unreadable gauge\n")
 	fmt.Fprintf(&b, "privcloud_certificate_files_unreadable %d\n", unreadable)
 	return b.String()
-}
-
-func readCerts(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no certificate")
-	}
-	return out, nil
 }
 
 // Serve serves h on l over TLS, asking every client for a certificate that chains to the CA.

@@ -203,7 +203,7 @@ func (e *ensurer) authorities() ([]issue, error) {
 
 func (e *ensurer) loadAuthority(spec Cert, certPEM, keyPEM []byte) (*authority, error) {
 	path := e.store.CertPath(spec.Name)
-	certs, err := parseCerts(certPEM)
+	certs, err := ParseCerts(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -323,7 +323,7 @@ func (e *ensurer) checkLeaf(spec Cert) string {
 	if certPEM == nil || keyPEM == nil {
 		return "missing"
 	}
-	certs, err := parseCerts(certPEM)
+	certs, err := ParseCerts(certPEM)
 	if err != nil {
 		return "unreadable certificate: " + err.Error()
 	}

@@ -55,7 +55,7 @@ func expiryOf(e Expiry, path string, now time.Time) Expiry {
 
 // FromPEM fills the expiry from a PEM certificate (read from a host, say).
 func (e *Expiry) FromPEM(data []byte, now time.Time) {
-	certs, err := parseCerts(data)
+	certs, err := ParseCerts(data)
 	if err != nil {
 		e.Problem = "unreadable: " + err.Error()
 		return

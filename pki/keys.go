@@ -120,8 +120,8 @@ func parseKey(data []byte) (crypto.Signer, error) {
 	return nil, errors.New("not a PKCS#8, PKCS#1 or EC private key")
 }
 
-// parseCerts reads every certificate in a PEM file: a CA file may hold several during a CA rotation.
-func parseCerts(data []byte) ([]*x509.Certificate, error) {
+// ParseCerts reads every certificate in a PEM file: a CA file may hold several during a CA rotation.
+func ParseCerts(data []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for {
 		var block *pem.Block

@@ -85,7 +85,7 @@ func parseKubeconfig(data []byte) (*parsedKubeconfig, error) {
 	if len(k.Clusters) != 1 || len(k.Users) != 1 {
 		return nil, errors.New("expected exactly one cluster and one user")
 	}
-	certs, err := parseCerts(k.Users[0].User.ClientCertificateData)
+	certs, err := ParseCerts(k.Users[0].User.ClientCertificateData)
 	if err != nil {
 		return nil, err
 	}

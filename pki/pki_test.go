@@ -63,7 +63,7 @@ func loadCert(t *testing.T, path string) *x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := parseCerts(data)
+	certs, err := ParseCerts(data)
 	if err != nil {
 		t.Fatal(err)
 	}

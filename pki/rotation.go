@@ -99,7 +99,7 @@ func loadCAFiles(s Store, name string) (*caFiles, error) {
 		return nil, fmt.Errorf("%s or its key is missing: a rotation needs the CA privcloud made (not with spec.pki.externalCA)", s.CertPath(name))
 	}
 	f := &caFiles{}
-	if f.certs, err = parseCerts(certPEM); err != nil {
+	if f.certs, err = ParseCerts(certPEM); err != nil {
 		return nil, fmt.Errorf("%s: %w", s.CertPath(name), err)
 	}
 	if f.key, err = parseKey(keyPEM); err != nil {
@@ -239,7 +239,7 @@ func (t *Tree) ca(name string) *Cert {
 // SigningCert is the certificate of a CA file that belongs to the CA's key: the one that signs, which a
 // rotation puts first, though the file may hold another one beside it.
 func SigningCert(certPEM, keyPEM []byte) (*x509.Certificate, error) {
-	certs, err := parseCerts(certPEM)
+	certs, err := ParseCerts(certPEM)
 	if err != nil {
 		return nil, err
 	}

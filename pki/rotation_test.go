@@ -30,7 +30,7 @@ func TestCARotationStages(t *testing.T) {
 	trusted := map[string][]byte{}
 	for _, ca := range RotatableCAs {
 		trusted[ca], _ = os.ReadFile(s.CertPath(ca))
-		certs, _ := parseCerts(trusted[ca])
+		certs, _ := ParseCerts(trusted[ca])
 		if len(certs) != 2 || !certs[0].Equal(old[ca]) || certs[1].Equal(old[ca]) {
 			t.Fatalf("%s after trust: want the old CA first and a new one", ca)
 		}
@@ -38,7 +38,7 @@ func TestCARotationStages(t *testing.T) {
 	r := ensure(t, s, tr, Options{})
 	signer := func() *x509.Certificate {
 		t.Helper()
-		certs, err := parseCerts(must(os.ReadFile(s.SignerCertPath(ClusterCA))))
+		certs, err := ParseCerts(must(os.ReadFile(s.SignerCertPath(ClusterCA))))
 		if err != nil || len(certs) != 1 {
 			t.Fatalf("the signer file holds %d certificates (%v): the controller-manager takes exactly one", len(certs), err)
 		}
@@ -66,7 +66,7 @@ func TestCARotationStages(t *testing.T) {
 
 	// a switch that stopped after writing the cluster CA's key completes
 	next, _ := os.ReadFile(s.nextKeyPath(ClusterCA))
-	certs, _ := parseCerts(trusted[ClusterCA])
+	certs, _ := ParseCerts(trusted[ClusterCA])
 	os.WriteFile(s.CertPath(ClusterCA), append(encodeCert(certs[1]), encodeCert(certs[0])...), 0o644)
 	os.WriteFile(s.KeyPath(ClusterCA), next, 0o600)
 	for range 2 {
@@ -75,7 +75,7 @@ func TestCARotationStages(t *testing.T) {
 		}
 	}
 	for _, ca := range RotatableCAs {
-		certs, _ := parseCerts(must(os.ReadFile(s.CertPath(ca))))
+		certs, _ := ParseCerts(must(os.ReadFile(s.CertPath(ca))))
 		if len(certs) != 2 || certs[0].Equal(old[ca]) || !certs[1].Equal(old[ca]) {
 			t.Errorf("%s after switch: want the new CA first, the old second", ca)
 		}
@@ -108,7 +108,7 @@ func TestCARotationStages(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ca := range RotatableCAs {
-		certs, _ := parseCerts(must(os.ReadFile(s.CertPath(ca))))
+		certs, _ := ParseCerts(must(os.ReadFile(s.CertPath(ca))))
 		if len(certs) != 1 || certs[0].Equal(old[ca]) {
 			t.Errorf("%s after retire: want the new CA alone", ca)
 		}
