@@ -11,6 +11,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -19,6 +22,7 @@ import (
 
 	"github.com/privcloud/privcloud/addons"
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/e2e/lab"
 	"github.com/privcloud/privcloud/pki"
 )
@@ -135,6 +139,34 @@ func checkMonitoring(t *testing.T, l *lab.Lab) *prometheus {
 	start := time.Now()
 	n := p.waitForTargets(t, l, c)
 	t.Logf("BENCH monitoring: all %d targets up %s after init", n, time.Since(start).Round(time.Second))
+
+	// the add-on's images are in the bundle's listing and its SBOM
+	bundleFile := filepath.Join(l.Dir, "privcloud-bundle.tar.zst")
+	inspect := runPrivcloud(t, "bundle", "inspect", bundleFile)
+	sbom, err := exec.Command("tar", "--zstd", "-xOf", bundleFile, bundle.SBOMName).Output()
+	if err != nil {
+		fatal(t, err)
+	}
+	var doc struct {
+		Packages []struct {
+			Name string `json:"name"`
+		} `json:"packages"`
+	}
+	if err := json.Unmarshal(sbom, &doc); err != nil {
+		fatal(t, err)
+	}
+	for _, name := range addons.MonitoringImages {
+		if !regexp.MustCompile(`(?m)^` + name + ` +v[0-9.]+ +image `).MatchString(inspect.stdout) {
+			errorf(t, "bundle inspect does not list the image %s:\n%s", name, inspect.stdout)
+		}
+		if !slices.ContainsFunc(doc.Packages, func(p struct {
+			Name string `json:"name"`
+		}) bool {
+			return p.Name == name
+		}) {
+			errorf(t, "the bundle's SBOM has no package %s", name)
+		}
+	}
 
 	// a series for each node, from its node-exporter; the expiry of every host's certificates
 	for q, hosts := range map[string][]api.Host{
