@@ -2,6 +2,9 @@ package phases
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -47,20 +50,36 @@ func MetricsConfig(s *api.ClusterSpec, h api.Host) []byte {
 	return append([]byte("# Written by privcloud. The metrics endpoint of "+h.Name+" (privcloud-metrics.service).\n"), out...)
 }
 
-// removeMetricsEndpoint stops and removes the endpoint of a cluster whose monitoring was turned off; on a host
-// that never ran it, this is one quick test, in a dry run too.
+// removeMetricsEndpoint stops and removes the endpoint of a cluster whose monitoring was turned off, then its
+// certificate from the state directory. A host whose certificate the state directory does not hold never ran
+// one from it: nothing is asked of it, so a cluster without monitoring pays no command for this.
 func removeMetricsEndpoint(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	store := PKIStore(r.Cluster)
+	name := pki.MetricsCert(t.Spec.Name)
+	const off = "spec.addons.monitoring.enabled is false"
+	if _, err := os.Stat(store.CertPath(name)); errors.Is(err, fs.ErrNotExist) {
+		return workflow.Skip(off)
+	}
 	unit := "/etc/systemd/system/" + pki.MetricsUnit + ".service"
 	res, err := t.Host.Run(ctx, "test -e "+unit+" && echo present || true", ssh.ReadOnly())
 	if err != nil {
 		return err
 	}
-	if !strings.Contains(string(res.Stdout), "present") {
-		return workflow.Skip("spec.addons.monitoring.enabled is false")
-	}
-	return runScript(ctx, r, t, "remove "+pki.MetricsUnit+" (spec.addons.monitoring.enabled is false)",
-		`systemctl disable --now -q `+pki.MetricsUnit+` 2>/dev/null
+	if strings.Contains(string(res.Stdout), "present") {
+		err = runScript(ctx, r, t, "remove "+pki.MetricsUnit+" ("+off+")",
+			`systemctl disable --now -q `+pki.MetricsUnit+` 2>/dev/null
 rm -f `+unit+` `+metricsConfigPath+` `+pki.RemotePKIDir+`/metrics.crt `+pki.RemotePKIDir+`/metrics.key
 systemctl daemon-reload
 echo "removed `+pki.MetricsUnit+`"`)
+	}
+	if err != nil || r.DryRun {
+		return err
+	}
+	for _, f := range []string{store.CertPath(name), store.KeyPath(name)} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	r.Changed(t.Spec.Name, "removed "+name+" from the state directory")
+	return nil
 }

@@ -410,7 +410,7 @@ func TestAPILoadBalancerSocketAndOlderBinaries(t *testing.T) {
 func TestMetricsEndpoint(t *testing.T) {
 	c, hosts, ex, out, _ := liveCluster(t)
 	c.Spec.Addons.Monitoring.Enabled = true
-	if err := runPhases(t, Init(), c, ex, out, "metrics"); err != nil {
+	if err := runPhases(t, Init(), c, ex, out, "certs", "metrics"); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range c.Spec.Hosts {
@@ -438,5 +438,13 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	if cmds := hosts["worker1"].Commands()[before:]; len(cmds) != 1 {
 		t.Errorf("worker1, which runs no endpoint, ran %q", cmds)
+	}
+	// the state directory forgot the endpoints' certificates: the next run asks nothing of any host
+	before = len(hosts["cp1"].Commands())
+	if err := runPhases(t, Init(), c, ex, out, "metrics"); err != nil {
+		t.Fatal(err)
+	}
+	if cmds := hosts["cp1"].Commands()[before:]; len(cmds) != 0 {
+		t.Errorf("monitoring off and forgotten, cp1 still ran %q", cmds)
 	}
 }
