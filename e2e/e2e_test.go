@@ -530,7 +530,7 @@ func checkResetAndJoin(t *testing.T, l *lab.Lab, kubectl string) {
 		fatalf(t, "reset --hosts h3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("reset of a worker: %s", time.Since(start).Round(100*time.Millisecond))
-	r = run(t, l, "exec", "--hosts", "h3", "--", `for u in kubelet kube-proxy containerd privcloud-flannel privcloud-kube-router; do systemctl is-active -q $u && echo "active: $u"; done
+	r = run(t, l, "exec", "--hosts", "h3", "--", `for u in kubelet kube-proxy containerd privcloud-flannel privcloud-kube-router privcloud-metrics; do systemctl is-active -q $u && echo "active: $u"; done
 for p in /etc/kubernetes /var/lib/kubelet /var/lib/containerd /etc/containerd /opt/privcloud /var/lib/privcloud /etc/cni/net.d /var/lib/cni /run/flannel /usr/local/bin/kubelet; do
   if mountpoint -q $p; then [ -n "$(ls -A $p)" ] && echo "left: $p (content)"; else [ -e $p ] && echo "left: $p"; fi
 done
