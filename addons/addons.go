@@ -154,7 +154,9 @@ func ImageRefs(m *bundle.Manifest) map[string]string {
 // reference that cannot be pulled (missing.invalid/NAME), so the manifests can still be rendered and checked
 // by the API server before the add-on fails on MissingImages.
 func (a Addon) NewInputs(c *api.Cluster, m *bundle.Manifest) *Inputs {
-	in := &Inputs{Cluster: c, Images: ImageRefs(m), Versions: map[string]string{}}
+	// Quay's and monitoring's states stand empty until the caller reads them from privcloud's state: what
+	// only needs the objects' kinds and names (add-on status) renders without them
+	in := &Inputs{Cluster: c, Images: ImageRefs(m), Versions: map[string]string{}, Quay: &QuayState{}, Monitoring: &MonitoringState{}}
 	for _, comp := range m.Components {
 		in.Versions[comp.Name] = comp.Version
 	}

@@ -223,6 +223,20 @@ func TestOperatorCRDs(t *testing.T) {
 	}
 }
 
+// TestEveryAddonRendersFromTheBundleAlone: what needs only the objects' kinds and names (privcloud addons
+// status, privcloud status) renders each add-on from cluster.yaml and the bundle, without privcloud's state.
+func TestEveryAddonRendersFromTheBundleAlone(t *testing.T) {
+	m := &bundle.Manifest{}
+	for name, ref := range images {
+		m.Components = append(m.Components, bundle.Component{Name: name, Version: "v1", Kind: "image", ImageRef: ref})
+	}
+	for _, a := range All() {
+		if _, err := a.Render(a.NewInputs(cluster(t, nil), m)); err != nil {
+			t.Errorf("%s: %v", a.Name, err)
+		}
+	}
+}
+
 var clusterScoped = map[string]bool{"Namespace": true, "CustomResourceDefinition": true, "ClusterRole": true,
 	"ClusterRoleBinding": true, "RuntimeClass": true}
 

@@ -352,7 +352,6 @@ func AddonsStatus(ctx context.Context, c *api.Cluster, connect func(context.Cont
 		}
 		// the objects' names and kinds are all status needs: secrets and resolvers are stood in for
 		in := a.NewInputs(c, m)
-		in.Quay = &addons.QuayState{}
 		objs, err := a.Render(in)
 		if err != nil {
 			return nil, err
