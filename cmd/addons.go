@@ -145,12 +145,12 @@ func (g *globalOptions) printAddonStatus(st []phases.AddonStatus) {
 	for _, s := range st {
 		switch {
 		case s.Disabled != "":
-			fmt.Fprintf(w, "%-8s disabled (%s)\n", s.Addon, s.Disabled)
+			fmt.Fprintf(w, "%-10s disabled (%s)\n", s.Addon, s.Disabled)
 			continue
 		case s.Ready:
-			fmt.Fprintf(w, "%-8s ready\n", s.Addon)
+			fmt.Fprintf(w, "%-10s ready\n", s.Addon)
 		default:
-			fmt.Fprintf(w, "%-8s NOT READY\n", s.Addon)
+			fmt.Fprintf(w, "%-10s NOT READY\n", s.Addon)
 		}
 		for _, m := range s.Missing {
 			fmt.Fprintf(w, "  image missing: %s\n", m)

@@ -611,8 +611,9 @@ spec:
 		errorf(t, "CoreDNS and Multus from a pod: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "addons", "status")
-	if r.code != 0 || !strings.Contains(r.stdout, "coredns  ready") || !strings.Contains(r.stdout, "multus   ready") ||
-		!strings.Contains(r.stdout, "kata     ready") || !strings.Contains(r.stdout, "quay     disabled") {
+	if r.code != 0 || !regexp.MustCompile(`(?m)^coredns +ready`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^multus +ready`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`(?m)^kata +ready`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^quay +disabled`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`(?m)^monitoring +ready`).MatchString(r.stdout) {
 		errorf(t, "addons status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
@@ -630,7 +631,7 @@ spec:
 	}
 	// nothing stands in for Quay: status names each image the bundle lacks and never calls it ready
 	r = runConfig(t, withQuay, "addons", "status")
-	if r.code != 5 || !strings.Contains(r.stdout, "quay     NOT READY") ||
+	if r.code != 5 || !regexp.MustCompile(`(?m)^quay +NOT READY`).MatchString(r.stdout) ||
 		!strings.Contains(r.stdout, "image missing: the bundle records quay 3.12 (quay.io/projectquay/quay:v3.12.0) as absent") ||
 		!strings.Contains(r.stdout, "image missing: the bundle records postgresql 15 (docker.io/library/postgres:15) as absent") ||
 		!strings.Contains(r.stdout, "image missing: the bundle records redis 7 (docker.io/library/redis:7) as absent") {
