@@ -51,7 +51,7 @@ type prometheus struct {
 
 func newPrometheus(t *testing.T, l *lab.Lab, c *api.Cluster) *prometheus {
 	t.Helper()
-	cert, ca, err := pki.Credentials(l.Dir + "/kubeconfig")
+	cert, ca, err := pki.Credentials(pki.Store{Dir: c.Spec.StateDir}.KubeconfigPath("admin"))
 	if err != nil {
 		fatal(t, err)
 	}
@@ -201,7 +201,7 @@ func checkMonitoring(t *testing.T, l *lab.Lab) *prometheus {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	admin, _, err := pki.Credentials(l.Dir + "/kubeconfig")
+	admin, _, err := pki.Credentials(store.KubeconfigPath("admin"))
 	if err != nil {
 		fatal(t, err)
 	}
