@@ -14,6 +14,7 @@ import (
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/kube"
+	"github.com/privcloud/privcloud/metricsproxy"
 )
 
 // MonitoringImages are the bundle components the monitoring add-on runs.
@@ -122,7 +123,7 @@ func ScrapeJobs(s *api.ClusterSpec) []ScrapeJob {
 			add("cadvisor", "/metrics/cadvisor", kubelet, h.Name)
 		}
 		routes := MetricsRoutes(s, h)
-		names := []string{"certificates"}
+		names := []string{metricsproxy.CertificatesRoute}
 		for name := range routes {
 			names = append(names, name)
 		}
