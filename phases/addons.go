@@ -210,23 +210,29 @@ func monitoringState(r *workflow.Run) (*addons.MonitoringState, error) {
 		m.CACert, m.ClientCert, m.ClientKey = []byte("(the cluster CA)"), []byte("(issued)"), []byte("(issued)")
 		return m, nil
 	}
+	var err error
+	m.ClientCert, m.ClientKey, m.CACert, err = leafWithCA(r, pki.PrometheusClientCert, "Prometheus's client certificate")
+	return m, err
+}
+
+// leafWithCA reads a certificate of the state directory, its key and the cluster CA, for an add-on that hands
+// them to its pods; what names the certificate in the error.
+func leafWithCA(r *workflow.Run, name, what string) (cert, key, ca []byte, err error) {
 	store := PKIStore(r.Cluster)
 	for _, f := range []struct {
 		dst  *[]byte
 		path string
-	}{{&m.ClientCert, store.CertPath(pki.PrometheusClientCert)}, {&m.ClientKey, store.KeyPath(pki.PrometheusClientCert)}, {&m.CACert, store.CertPath(pki.ClusterCA)}} {
-		var err error
+	}{{&cert, store.CertPath(name)}, {&key, store.KeyPath(name)}, {&ca, store.CertPath(pki.ClusterCA)}} {
 		if *f.dst, err = os.ReadFile(f.path); err != nil {
-			return nil, fmt.Errorf("Prometheus's client certificate: %w (run 'privcloud certs generate')", err)
+			return nil, nil, nil, fmt.Errorf("%s: %w (run 'privcloud certs generate')", what, err)
 		}
 	}
-	return m, nil
+	return cert, key, ca, nil
 }
 
 // quayState gathers Quay's secrets (made once, kept 0600 in the state directory), its certificate from the
 // cluster PKI and the node that keeps its hostPath data: the first worker, or the first node.
 func quayState(r *workflow.Run) (*addons.QuayState, error) {
-	store := PKIStore(r.Cluster)
 	q := &addons.QuayState{Node: firstNode(r.Cluster.Spec.Hosts)}
 	if r.DryRun {
 		q.Secrets = addons.QuaySecrets{DatabasePassword: "(generated)", RedisPassword: "(generated)", SecretKey: "(generated)", DatabaseSecretKey: "(generated)"}
@@ -237,15 +243,8 @@ func quayState(r *workflow.Run) (*addons.QuayState, error) {
 		return nil, err
 	}
 	q.Secrets = secrets
-	for _, f := range []struct {
-		dst  *[]byte
-		path string
-	}{{&q.TLSCert, store.CertPath(pki.QuayCert)}, {&q.TLSKey, store.KeyPath(pki.QuayCert)}, {&q.CACert, store.CertPath(pki.ClusterCA)}} {
-		if *f.dst, err = os.ReadFile(f.path); err != nil {
-			return nil, fmt.Errorf("Quay's certificate: %w (run 'privcloud certs generate')", err)
-		}
-	}
-	return q, nil
+	q.TLSCert, q.TLSKey, q.CACert, err = leafWithCA(r, pki.QuayCert, "Quay's certificate")
+	return q, err
 }
 
 func firstNode(hosts []api.Host) string {
