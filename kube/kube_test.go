@@ -31,6 +31,11 @@ func TestReady(t *testing.T) {
 		{`{apiVersion: apps/v1, kind: DaemonSet, metadata: {name: d, generation: 1}, status: {observedGeneration: 1, desiredNumberScheduled: 3, updatedNumberScheduled: 3, numberAvailable: 3}}`, true, ""},
 		{`{apiVersion: apiextensions.k8s.io/v1, kind: CustomResourceDefinition, metadata: {name: c, generation: 1}, status: {conditions: [{type: NamesAccepted, status: "True"}]}}`, false, "not established"},
 		{`{apiVersion: apiextensions.k8s.io/v1, kind: CustomResourceDefinition, metadata: {name: c, generation: 1}, status: {conditions: [{type: Established, status: "True"}]}}`, true, ""},
+		{`{apiVersion: monitoring.coreos.com/v1, kind: Prometheus, metadata: {name: p, generation: 2}}`, false, "not reported on it"},
+		{`{apiVersion: monitoring.coreos.com/v1, kind: Prometheus, metadata: {name: p, generation: 2}, status: {conditions: [{type: Available, status: "True", observedGeneration: 1}]}}`, false, "not reconciled its latest change"},
+		{`{apiVersion: monitoring.coreos.com/v1, kind: Alertmanager, metadata: {name: a, generation: 2}, status: {conditions: [{type: Reconciled, status: "True", observedGeneration: 2}, {type: Available, status: "False", observedGeneration: 2, message: "0 of 1 ready"}]}}`, false, "not available: 0 of 1 ready"},
+		{`{apiVersion: monitoring.coreos.com/v1, kind: Prometheus, metadata: {name: p, generation: 2}, status: {conditions: [{type: Available, status: "True", observedGeneration: 2}]}}`, true, ""},
+		{`{apiVersion: example.com/v1, kind: Prometheus, metadata: {name: p}}`, true, ""},
 		{`{apiVersion: v1, kind: ConfigMap, metadata: {name: c}}`, true, ""},
 	} {
 		ready, why := Ready(obj(t, tc.doc))

@@ -57,11 +57,8 @@ func Ready(obj *unstructured.Unstructured) (bool, string) {
 			return false, fmt.Sprintf("%d of %d pods available", n("status", "numberAvailable"), want)
 		}
 	case "CustomResourceDefinition":
-		conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
-		for _, c := range conds {
-			if m, ok := c.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
-				return true, ""
-			}
+		if c := condition(obj, "Established"); c != nil && c["status"] == "True" {
+			return true, ""
 		}
 		return false, "not established yet"
 	case "Prometheus", "Alertmanager":
@@ -70,23 +67,33 @@ func Ready(obj *unstructured.Unstructured) (bool, string) {
 		if obj.GroupVersionKind().Group != "monitoring.coreos.com" {
 			break
 		}
-		conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
-		for _, c := range conds {
-			m, ok := c.(map[string]any)
-			if !ok || m["type"] != "Available" {
-				continue
-			}
-			if gen, _, _ := unstructured.NestedInt64(m, "observedGeneration"); gen < obj.GetGeneration() {
-				return false, "the operator has not reconciled its latest change yet"
-			}
-			if m["status"] == "True" {
-				return true, ""
-			}
-			return false, fmt.Sprintf("not available: %v", m["message"])
+		c := condition(obj, "Available")
+		switch {
+		case c == nil:
+			return false, "the operator has not reported on it yet"
+		case n64(c, "observedGeneration") < obj.GetGeneration():
+			return false, "the operator has not reconciled its latest change yet"
+		case c["status"] != "True":
+			return false, fmt.Sprintf("not available: %v", c["message"])
 		}
-		return false, "the operator has not reported on it yet"
 	}
 	return true, ""
+}
+
+// condition is the status condition of obj of that type, or nil.
+func condition(obj *unstructured.Unstructured, typ string) map[string]any {
+	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == typ {
+			return m
+		}
+	}
+	return nil
+}
+
+func n64(m map[string]any, field string) int64 {
+	v, _, _ := unstructured.NestedInt64(m, field)
+	return v
 }
 
 // WaitReady waits, object by object, until each is Ready (a Service until it has a ready endpoint). When the
