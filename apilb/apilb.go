@@ -34,11 +34,11 @@ var DefaultSettings = Settings{Interval: time.Second, Timeout: 2 * time.Second, 
 
 // Balancer spreads connections over the healthy backends, round robin.
 type Balancer struct {
-	check    Check
 	settings Settings
 	log      *log.Logger
 
 	mu       sync.Mutex
+	check    Check
 	backends []*backend // in the configured order
 	next     int        // round-robin position
 	closed   bool
@@ -114,11 +114,22 @@ func (b *Balancer) SetBackends(addrs []string) {
 	b.backends = kept
 }
 
+// SetCheck replaces the health check (new credentials): the next check of each backend uses it. Open
+// connections stay.
+func (b *Balancer) SetCheck(check Check) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.check = check
+}
+
 // watch checks be until its context ends.
 func (b *Balancer) watch(ctx context.Context, be *backend) {
 	for {
+		b.mu.Lock()
+		check := b.check
+		b.mu.Unlock()
 		cctx, cancel := context.WithTimeout(ctx, b.settings.Timeout)
-		err := b.check(cctx, be.addr)
+		err := check(cctx, be.addr)
 		cancel()
 		if ctx.Err() != nil {
 			return

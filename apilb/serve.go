@@ -59,17 +59,30 @@ func LoadConfig(path string) (*Config, error) {
 // ReadyzCheck checks an API server by reading /readyz over TLS verified with caFile, as the client certificate
 // certFile/keyFile (any authenticated identity may read it).
 func ReadyzCheck(caFile, certFile, keyFile string) (Check, error) {
-	ca, err := os.ReadFile(caFile)
+	var pems [3][]byte
+	for i, path := range []string{caFile, certFile, keyFile} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		pems[i] = data
+	}
+	check, err := readyzCheckFrom(pems[0], pems[1], pems[2])
+	if err != nil {
+		return nil, fmt.Errorf("CA %s, client certificate %s, key %s: %w", caFile, certFile, keyFile, err)
+	}
+	return check, nil
+}
+
+// readyzCheckFrom is ReadyzCheck with the files' contents.
+func readyzCheckFrom(caPEM, certPEM, keyPEM []byte) (Check, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("the CA file holds no certificate")
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("%s: no certificate", caFile)
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("client certificate %s, key %s: %w", certFile, keyFile, err)
 	}
 	transport := &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},

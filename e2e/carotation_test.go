@@ -67,6 +67,7 @@ func checkCARotation(t *testing.T, l *lab.Lab, config string, controlPlanes []st
 	}
 	oldToken := createToken(t, config, controlPlanes[0])
 
+	lbBefore := apiLBProcesses(t, config)
 	start := time.Now()
 	r := runConfig(t, config, "certs", "rotate-ca", "--only", "start,trust")
 	if r.code != 0 {
@@ -98,6 +99,11 @@ func checkCARotation(t *testing.T, l *lab.Lab, config string, controlPlanes []st
 	}
 	if len(svcFailed) > 0 {
 		errorf(t, "%d of %d Service requests failed during the CA rotation:%s", len(svcFailed), svcTotal, describe(svcFailed, start))
+	}
+	// each node's load balancer read the new CA and certificate on reloads: a restart would have cut every
+	// connection of its node to the API
+	if lbAfter := apiLBProcesses(t, config); !slices.Equal(lbBefore, lbAfter) {
+		errorf(t, "an API load balancer restarted during the CA rotation: processes %v before, %v after", lbBefore, lbAfter)
 	}
 
 	// the state directory and every host hold the new CAs alone
@@ -263,4 +269,21 @@ func servedChainsTo(addr string, caPEM []byte) error {
 	}
 	_, err = certs[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	return err
+}
+
+// apiLBProcesses are the API load balancers' processes, "host pid", sorted.
+func apiLBProcesses(t *testing.T, config string) []string {
+	t.Helper()
+	r := runConfig(t, config, "exec", "--", "echo lb=$(hostname)/$(systemctl show -p MainPID --value "+pki.APILoadBalancerUnit+")")
+	if r.code != 0 {
+		fatalf(t, "the API load balancers' processes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var out []string
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if l, ok := strings.CutPrefix(strings.TrimSpace(line), "lb="); ok {
+			out = append(out, l)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -267,7 +267,7 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 	}
 	for _, l := range strings.Fields(string(res.Stdout)) {
 		if unit, ok := strings.CutPrefix(l, "restart:"); ok {
-			rolloutOf(r).owe(t.Spec.Name, unit)
+			rolloutOf(r).oweRestart(t.Spec.Name, unit)
 			continue
 		}
 		r.Changed(t.Spec.Name, "linked "+l)

@@ -181,7 +181,7 @@ func TestNewNetworkBinaryRestartsItsUnit(t *testing.T) {
 	running, fresh := hosts["worker1"], hosts["worker2"]
 	running.OnCommand("set -e\nout=$(", ssh.Result{Stdout: []byte("/usr/local/bin/flanneld\nrestart:privcloud-flannel\n")}, nil)
 	fresh.OnCommand("set -e\nout=$(", ssh.Result{Stdout: []byte("/usr/local/bin/flanneld\n")}, nil)
-	running.OnCommand("if systemctl cat privcloud-flannel.service", ssh.Result{Stdout: []byte("privcloud-flannel\n")}, nil)
+	running.OnCommand("if systemctl cat privcloud-flannel.service", ssh.Result{Stdout: []byte("privcloud-flannel:restarted\n")}, nil)
 	ex.Selection = workflow.Selection{Only: []string{"bundle", "restart"}}
 	if err := Execute(context.Background(), Init(), c, ex); err != nil {
 		t.Fatalf("%v\n%s", err, out)

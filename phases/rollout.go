@@ -13,6 +13,7 @@ import (
 
 	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -37,7 +38,8 @@ type rollout struct {
 	mu     sync.Mutex
 	slots  map[string]chan struct{}
 	failed map[string]string // unit -> the host where its change failed its gate
-	// pending are restarts owed to files sent earlier in the run (renewed certificates): host -> units
+	// pending are restarts owed to files sent earlier in the run (renewed certificates): host -> units; true
+	// when a reload is not enough (a new binary)
 	pending map[string]map[string]bool
 }
 
@@ -57,15 +59,32 @@ func (ro *rollout) owe(host string, units ...string) {
 		ro.pending[host] = map[string]bool{}
 	}
 	for _, u := range units {
-		ro.pending[host][u] = true
+		if _, ok := ro.pending[host][u]; !ok {
+			ro.pending[host][u] = false // a reload will do, unless a new binary asks for a restart
+		}
 	}
+}
+
+// oweRestart records that unit on host runs an old binary: it restarts later in the run, never just reloads.
+func (ro *rollout) oweRestart(host, unit string) {
+	ro.owe(host, unit)
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	ro.pending[host][unit] = true
+}
+
+// needsRestart tells whether the restart owed to unit on host must be one (a new binary).
+func (ro *rollout) needsRestart(host, unit string) bool {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	return ro.pending[host][unit]
 }
 
 // settle takes a restart owed to unit on host, saying whether there was one.
 func (ro *rollout) settle(host, unit string) bool {
 	ro.mu.Lock()
 	defer ro.mu.Unlock()
-	owed := ro.pending[host][unit]
+	_, owed := ro.pending[host][unit]
 	delete(ro.pending[host], unit)
 	return owed
 }
@@ -213,7 +232,9 @@ func restartOwed(ctx context.Context, r *workflow.Run, t *workflow.Target) error
 			}
 		}
 	}
+	reload := map[string]bool{}
 	for _, u := range ro.owed(t.Spec.Name) {
+		reload[u] = reloadsFiles[u] != "" && !ro.needsRestart(t.Spec.Name, u)
 		ro.settle(t.Spec.Name, u)
 		others = append(others, u)
 	}
@@ -222,17 +243,29 @@ func restartOwed(ctx context.Context, r *workflow.Run, t *workflow.Target) error
 	}
 	var script strings.Builder
 	for _, u := range others {
-		fmt.Fprintf(&script, "if systemctl cat %[1]s.service >/dev/null 2>&1; then systemctl try-restart %[1]s.service && echo %[1]s; fi\n", u)
+		if reload[u] {
+			// a unit written by an older privcloud reads its files at start only: it restarts once more
+			fmt.Fprintf(&script, "if systemctl cat %[1]s.service 2>/dev/null | grep -q -- %[2]s; then systemctl try-reload-or-restart %[1]s.service && echo %[1]s:reloaded\n"+
+				"elif systemctl cat %[1]s.service >/dev/null 2>&1; then systemctl try-restart %[1]s.service && echo %[1]s:restarted; fi\n", u, ssh.ShellQuote(reloadsFiles[u]))
+			continue
+		}
+		fmt.Fprintf(&script, "if systemctl cat %[1]s.service >/dev/null 2>&1; then systemctl try-restart %[1]s.service && echo %[1]s:restarted; fi\n", u)
 	}
 	res, err := t.Host.Run(ctx, script.String())
 	if err != nil {
 		return err
 	}
-	for _, u := range strings.Fields(string(res.Stdout)) {
-		r.Changed(t.Spec.Name, u+" restarted")
+	for _, line := range strings.Fields(string(res.Stdout)) {
+		u, done, _ := strings.Cut(line, ":")
+		r.Changed(t.Spec.Name, u+" "+done)
 	}
 	return nil
 }
+
+// reloadsFiles are the units that read their files again on reload, so a renewed certificate or a new CA
+// costs none of their connections (the API load balancer holds every connection of its node to the API),
+// each with what its unit file holds when it does.
+var reloadsFiles = map[string]string{pki.APILoadBalancerUnit: "stage-credentials"}
 
 // withAPIServerDrained runs restart, a restart of the host's etcd member, with the host's API server stopped
 // around it. A stacked API server reads its own member only, so requests it held while that member restarts

@@ -97,7 +97,7 @@ func runningHost(name string) (*sshtest.Fake, *atomic.Int32) {
 		restarts.Add(1)
 		return ssh.Result{Stdout: []byte("restarted\n")}, nil
 	})
-	h.OnCommand("if systemctl cat", ssh.Result{Stdout: []byte("privcloud-api-lb\n")}, nil)
+	h.OnCommand("if systemctl cat", ssh.Result{Stdout: []byte("privcloud-api-lb:reloaded\n")}, nil)
 	return h, &restarts
 }
 
@@ -137,11 +137,29 @@ func TestOwedRestarts(t *testing.T) {
 	if err := restartOwed(context.Background(), r, &workflow.Target{Spec: api.Host{Name: "h1"}, Host: h1}); err != nil {
 		t.Fatal(err)
 	}
-	if restarts.Load() != 1 || !strings.Contains(out.String(), "kube-apiserver restarted") || !strings.Contains(out.String(), "privcloud-api-lb restarted") {
+	if restarts.Load() != 1 || !strings.Contains(out.String(), "kube-apiserver restarted") || !strings.Contains(out.String(), "privcloud-api-lb reloaded") {
 		t.Errorf("owed restarts: %d gated restarts\n%s", restarts.Load(), out.String())
+	}
+	// the load balancer reads its credentials again: a restart would cut every connection of the node to the API
+	if !slices.ContainsFunc(h1.Commands(), func(c string) bool {
+		return strings.Contains(c, "grep -q -- 'stage-credentials'; then systemctl try-reload-or-restart privcloud-api-lb.service")
+	}) {
+		t.Errorf("the load balancer is not reloaded:\n%s", strings.Join(h1.Commands(), "\n"))
 	}
 	if left := ro.owed("h1"); len(left) != 0 {
 		t.Errorf("restarts still owed: %v", left)
+	}
+	// a new binary of the load balancer needs a restart: a reload would keep the old one running
+	hb, _ := runningHost("hb")
+	ro.owe("hb", pki.APILoadBalancerUnit)
+	ro.oweRestart("hb", pki.APILoadBalancerUnit)
+	if err := restartOwed(context.Background(), r, &workflow.Target{Spec: api.Host{Name: "hb"}, Host: hb}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(hb.Commands(), func(c string) bool {
+		return strings.Contains(c, "systemctl try-restart privcloud-api-lb.service") && !strings.Contains(c, "reload")
+	}) {
+		t.Errorf("the load balancer's new binary is not restarted:\n%s", strings.Join(hb.Commands(), "\n"))
 	}
 
 	healthy = false

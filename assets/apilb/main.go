@@ -1,11 +1,13 @@
 // Command privcloud-api-lb is the node-local API server load balancer (package apilb), run by systemd on every
-// node as privcloud-api-lb.service. SIGHUP (systemctl reload) reads the backends again: a control plane joining
-// or leaving changes no client's connection to the others.
+// node as privcloud-api-lb.service. SIGHUP (systemctl reload) reads the backends and the credentials again: a
+// control plane joining or leaving, a renewed certificate or a new CA changes no client's connection.
 //
 //	privcloud-api-lb --config FILE --ca-file CA --cert-file CERT --key-file KEY
+//	privcloud-api-lb stage-credentials --ca-file CA --cert-file CERT --key-file KEY --to DIR
 //
-// The CA verifies the API servers; the client certificate reads their /readyz. The unit hands the three files
-// over as systemd credentials, so the service runs as a user of its own that cannot read the host's PKI.
+// The CA verifies the API servers; the client certificate reads their /readyz. The unit stages the three files
+// into the service's runtime directory as root (stage-credentials, before the start and each reload), so the
+// service runs as a user of its own that cannot read the host's PKI.
 package main
 
 import (
@@ -22,12 +24,20 @@ import (
 )
 
 func main() {
-	config := flag.String("config", "/etc/kubernetes/api-lb.yaml", "configuration file")
-	caFile := flag.String("ca-file", "", "CA bundle that verifies the API servers")
-	certFile := flag.String("cert-file", "", "client certificate /readyz is read with")
-	keyFile := flag.String("key-file", "", "its private key")
-	flag.Parse()
 	logger := log.New(os.Stderr, "", 0) // the journal stamps each line
+	if len(os.Args) > 1 && os.Args[1] == "stage-credentials" {
+		fs := flag.NewFlagSet("stage-credentials", flag.ExitOnError)
+		caFile, certFile, keyFile := credentialFlags(fs)
+		to := fs.String("to", "", "directory to copy them into, owned by the service's user")
+		fs.Parse(os.Args[2:])
+		if err := apilb.StageCredentials(*caFile, *certFile, *keyFile, *to); err != nil {
+			logger.Fatal(err)
+		}
+		return
+	}
+	config := flag.String("config", "/etc/kubernetes/api-lb.yaml", "configuration file")
+	caFile, certFile, keyFile := credentialFlags(flag.CommandLine)
+	flag.Parse()
 	// caught from the start: a reload sent while starting must not end the process
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -53,6 +63,12 @@ func main() {
 
 	go func() {
 		for range hup {
+			if check, err := apilb.ReadyzCheck(*caFile, *certFile, *keyFile); err != nil {
+				logger.Printf("reload: %v (keeping the credentials read before)", err)
+			} else {
+				srv.Balancer.SetCheck(check)
+				logger.Printf("reload: credentials read again")
+			}
 			n, err := apilb.LoadConfig(*config)
 			if err != nil {
 				logger.Printf("reload: %v (keeping backends %v)", err, c.Backends)
@@ -78,4 +94,11 @@ func main() {
 	if err != nil && !errors.Is(err, net.ErrClosed) { // a listener closed on SIGTERM is the normal end
 		logger.Fatal(err)
 	}
+}
+
+// credentialFlags are the files the health checks authenticate with.
+func credentialFlags(fs *flag.FlagSet) (caFile, certFile, keyFile *string) {
+	return fs.String("ca-file", "", "CA bundle that verifies the API servers"),
+		fs.String("cert-file", "", "client certificate /readyz is read with"),
+		fs.String("key-file", "", "its private key")
 }
