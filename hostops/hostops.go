@@ -26,17 +26,11 @@ type File struct {
 // WriteFiles writes files to the host atomically, leaving unchanged ones alone, and returns the paths of
 // those that changed.
 func WriteFiles(ctx context.Context, h ssh.Host, files ...File) ([]string, error) {
-	var changed []string
-	for _, f := range files {
-		c, err := h.Upload(ctx, ssh.Bytes(f.Content), f.Path, f.Mode, ssh.WithOwner("root:root"))
-		if err != nil {
-			return changed, err
-		}
-		if c {
-			changed = append(changed, f.Path)
-		}
+	puts := make([]ssh.Put, len(files))
+	for i, f := range files {
+		puts[i] = ssh.Put{Content: ssh.Bytes(f.Content), Dst: f.Path, Mode: f.Mode, Owner: "root:root"}
 	}
-	return changed, nil
+	return ssh.UploadAll(ctx, h, puts)
 }
 
 // EnsureRunning makes a service run after its files were written: it restarts the service when restart is

@@ -50,19 +50,16 @@ func ensureAPILoadBalancer(ctx context.Context, r *workflow.Run, t *workflow.Tar
 		return err
 	}
 	d := templates.APILoadBalancer{Name: t.Spec.Name, Listen: lb.Address(), Health: lb.HealthAddress(), Backends: backends}
-	unitChanged, err := writeFiles(ctx, r, t, hostops.File{Path: "/etc/systemd/system/" + pki.APILoadBalancerUnit + ".service",
-		Content: render("privcloud-api-lb.service", d), Mode: 0o600})
+	unit, socket, config := "/etc/systemd/system/"+pki.APILoadBalancerUnit+".service", "/etc/systemd/system/"+apiLBSocket, "/etc/kubernetes/api-lb.yaml"
+	changed, err := hostops.WriteFiles(ctx, t.Host,
+		hostops.File{Path: unit, Content: render("privcloud-api-lb.service", d), Mode: 0o600},
+		hostops.File{Path: socket, Content: render(apiLBSocket, d), Mode: 0o600},
+		hostops.File{Path: config, Content: render("api-lb.yaml", d), Mode: 0o644})
+	reportChanges(r, t, changed)
 	if err != nil {
 		return err
 	}
-	socketChanged, err := writeFiles(ctx, r, t, hostops.File{Path: "/etc/systemd/system/" + apiLBSocket, Content: render(apiLBSocket, d), Mode: 0o600})
-	if err != nil {
-		return err
-	}
-	configChanged, err := writeFiles(ctx, r, t, hostops.File{Path: "/etc/kubernetes/api-lb.yaml", Content: render("api-lb.yaml", d), Mode: 0o644})
-	if err != nil {
-		return err
-	}
+	unitChanged, socketChanged, configChanged := slices.Contains(changed, unit), slices.Contains(changed, socket), slices.Contains(changed, config)
 	if err := ensureAPILBSocket(ctx, r, t, socketChanged); err != nil {
 		return err
 	}

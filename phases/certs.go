@@ -140,7 +140,8 @@ func (s *certsState) distribute(ctx context.Context, r *workflow.Run, t *workflo
 	if err != nil {
 		return err
 	}
-	var units []string
+	var puts []ssh.Put
+	unitsOf := map[string][]string{}
 	for _, d := range pki.Deployments(PKIStore(r.Cluster), tree, t.Spec) {
 		if _, err := os.Stat(d.Source); r.DryRun && errors.Is(err, fs.ErrNotExist) {
 			// not generated yet, because the dry run generated nothing: it would be sent
@@ -148,14 +149,17 @@ func (s *certsState) distribute(ctx context.Context, r *workflow.Run, t *workflo
 				Message: fmt.Sprintf("would write: %s (%04o, from %s once generated)", d.Target, d.Mode, d.Entry)})
 			continue
 		}
-		changed, err := t.Host.Upload(ctx, ssh.LocalFile(d.Source), d.Target, d.Mode, ssh.WithOwner("root:root"))
-		if err != nil {
-			return fmt.Errorf("%s: %w", d.Target, err)
-		}
-		if changed {
-			r.Changed(t.Spec.Name, d.Target)
-			units = append(units, d.Units...)
-		}
+		puts = append(puts, ssh.Put{Content: ssh.LocalFile(d.Source), Dst: d.Target, Mode: d.Mode, Owner: "root:root"})
+		unitsOf[d.Target] = d.Units
+	}
+	changed, err := ssh.UploadAll(ctx, t.Host, puts)
+	var units []string
+	for _, dst := range changed {
+		r.Changed(t.Spec.Name, dst)
+		units = append(units, unitsOf[dst]...)
+	}
+	if err != nil {
+		return err
 	}
 	// the services that read them restart later in the run, each in its turn behind its gate
 	rolloutOf(r).owe(t.Spec.Name, units...)

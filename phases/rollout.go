@@ -1,8 +1,9 @@
 package phases
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -169,7 +170,12 @@ func ensureRolled(ctx context.Context, r *workflow.Run, t *workflow.Target, unit
 		if err != nil {
 			return err
 		}
-		return ensureService(ctx, r, t, unit, files...)
+		// its files are in place (just read): only whether it runs is left to see
+		what, err := hostops.EnsureRunning(ctx, t.Host, unit, false)
+		if what != "" {
+			r.Changed(t.Spec.Name, what)
+		}
+		return err
 	}
 	release, err := ro.turn(ctx, unit, turnSize(r, svc))
 	if err != nil {
@@ -336,19 +342,31 @@ type previousFile struct {
 	existed bool
 }
 
-// readPrevious reads the files as they are on the host, and says whether any would change.
+// readPrevious reads the files as they are on the host, and says whether any would change. Their states come
+// first, in one command: a file already in place is not read again, so a converged host costs that command.
 func readPrevious(ctx context.Context, h ssh.Host, files []hostops.File) ([]previousFile, bool, error) {
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = f.Path
+	}
+	have, err := ssh.States(ctx, h, paths)
+	if err != nil {
+		return nil, false, err
+	}
 	var out []previousFile
 	changed := false
 	for _, f := range files {
+		sum := sha256.Sum256(f.Content)
+		if st, ok := have[f.Path]; ok && st.Matches(hex.EncodeToString(sum[:]), f.Mode, "root:root") {
+			out = append(out, previousFile{File: f, existed: true})
+			continue
+		}
 		data, err := h.ReadFile(ctx, f.Path)
 		existed := err == nil
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, false, fmt.Errorf("read %s: %w", f.Path, err)
 		}
-		if !existed || !bytes.Equal(data, f.Content) {
-			changed = true
-		}
+		changed = true // missing, or its content, mode or owner differ
 		out = append(out, previousFile{File: hostops.File{Path: f.Path, Content: data, Mode: f.Mode}, existed: existed})
 	}
 	return out, changed, nil

@@ -222,6 +222,35 @@ func TestChangedFilesSwitchBack(t *testing.T) {
 	}
 }
 
+// A running service whose files are in place is not read again nor restarted: only whether it runs is asked. A
+// file whose mode alone differs is a change: it is written and the service restarts in its turn, gated.
+func TestRolledServiceInPlaceOrWithAnotherMode(t *testing.T) {
+	withProbe(t, "kube-scheduler", func(context.Context) error { return nil })
+	var out bytes.Buffer
+	r := &workflow.Run{Workflow: "init", Cluster: api.Example(), Reporter: report.New(&out, report.Text)}
+	unit := "/etc/systemd/system/kube-scheduler.service"
+	h, restarts := runningHost("cp1")
+	h.SetFile(unit, []byte("unit\n"), 0o600)
+	target := &workflow.Target{Spec: api.Host{Name: "cp1"}, Host: h}
+	if err := ensureRolled(context.Background(), r, target, "kube-scheduler", hostops.File{Path: unit, Content: []byte("unit\n"), Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	if restarts.Load() != 0 || strings.Contains(out.String(), "changed") {
+		t.Errorf("a converged service: %d restarts\n%s", restarts.Load(), out.String())
+	}
+	if n := len(commandsLike(h, "systemctl show -p NRestarts")); n != 1 {
+		t.Errorf("a converged service asked for its state %d times, want once: %q", n, h.Commands())
+	}
+
+	h.SetFile(unit, []byte("unit\n"), 0o644)
+	if err := ensureRolled(context.Background(), r, target, "kube-scheduler", hostops.File{Path: unit, Content: []byte("unit\n"), Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	if _, mode, _ := h.File(unit); mode != 0o600 || restarts.Load() != 1 {
+		t.Errorf("a unit file of another mode: mode %o after, %d restarts, want 0600 and 1", mode, restarts.Load())
+	}
+}
+
 // An etcd member restarts with its host's API server stopped around it, and the API server is gated after.
 func TestEtcdRestartsWithTheAPIServerDrained(t *testing.T) {
 	withProbe(t, "kube-apiserver", func(context.Context) error { return nil })

@@ -76,15 +76,16 @@ echo "subnets=$(ip -o -4 addr show scope global 2>/dev/null | awk '{print $4}' |
 echo "time=$(date +%s%N)"`
 
 // servicesScript prints the state of the services of a running cluster, only where privcloud installed them,
-// each asked about briefly. It runs apart from gatherScript, whose clock reading must not wait for it.
+// each asked about briefly, both at once (each line is written whole). It runs apart from gatherScript, whose
+// clock reading must not wait for it.
 const servicesScript = `last() { printf '%s' "$1" | tail -n 1 | cut -c1-300; }
-if [ -f /etc/systemd/system/etcd.service ]; then
+if [ -f /etc/systemd/system/etcd.service ]; then (
   st=$(systemctl is-active etcd 2>/dev/null)
   if [ "$st" != active ]; then echo "etcd=not running ($st)"
   elif out=$(` + hostops.EtcdctlBase + ` --dial-timeout=2s --command-timeout=3s endpoint health 2>&1); then echo etcd=healthy
   else echo "etcd=unhealthy: $(last "$out")"; fi
-fi
-if [ -f /etc/systemd/system/kube-apiserver.service ]; then
+) & fi
+if [ -f /etc/systemd/system/kube-apiserver.service ]; then (
   st=$(systemctl is-active kube-apiserver 2>/dev/null)
   if [ "$st" != active ]; then echo "apiserver=not running ($st)"
   elif ! command -v kubectl >/dev/null; then echo apiserver=ready
@@ -94,7 +95,8 @@ if [ -f /etc/systemd/system/kube-apiserver.service ]; then
     why=$(printf '%s' "$out" | grep -o '\[-\][^ ]* failed' | tr '\n' ' ' | sed 's/ *$//')
     echo "apiserver=not ready: ${why:-$(last "$out")}"
   fi
-fi`
+) & fi
+wait`
 
 // Gather runs the fact script on h. The clock skew is the host's time against the midpoint of the round trip.
 func Gather(ctx context.Context, h ssh.Host) (Facts, error) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -743,5 +744,57 @@ func TestStatesInOneCommand(t *testing.T) {
 	want := sha256.Sum256([]byte("content of " + a))
 	if len(states) != 2 || states[a].SHA256 != hex.EncodeToString(want[:]) || states[a].Mode != "640" || states[b].Owner != "root:root" {
 		t.Errorf("states = %+v", states)
+	}
+}
+
+// countingHost counts the commands and uploads that reach a real host.
+type countingHost struct {
+	*Client
+	runs, uploads int
+}
+
+func (h *countingHost) Run(ctx context.Context, cmd string, opts ...RunOption) (Result, error) {
+	h.runs++
+	return h.Client.Run(ctx, cmd, opts...)
+}
+
+func (h *countingHost) Upload(ctx context.Context, content Content, dst string, mode fs.FileMode, opts ...FileOption) (bool, error) {
+	h.uploads++
+	return h.Client.Upload(ctx, content, dst, mode, opts...)
+}
+
+// UploadAll reads the files' states in one command and sends only those that differ: in content, mode or
+// owner; files already in place cost that one command.
+func TestUploadAllSendsOnlyWhatDiffers(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(testsshd.Options{})
+	e.trust(s.KnownHostsLine(s.HostKey))
+	h := &countingHost{Client: connect(t, e.dialer(false), e.host(s, "root"))}
+	dir := filepath.Join(e.dir, "remote")
+	puts := []Put{
+		{Content: Bytes([]byte("a\n")), Dst: filepath.Join(dir, "a"), Mode: 0o644, Owner: "root:root"},
+		{Content: Bytes([]byte("b\n")), Dst: filepath.Join(dir, "b"), Mode: 0o600, Owner: "root:root"},
+		{Content: Bytes([]byte("c\n")), Dst: filepath.Join(dir, "c"), Mode: 0o644},
+	}
+	ctx := context.Background()
+	if changed, err := UploadAll(ctx, h, puts); err != nil || len(changed) != 3 || h.uploads != 3 {
+		t.Fatalf("first upload: changed %v, %d uploads, %v", changed, h.uploads, err)
+	}
+	h.runs, h.uploads = 0, 0
+	if changed, err := UploadAll(ctx, h, puts); err != nil || len(changed) != 0 || h.runs != 1 || h.uploads != 0 {
+		t.Errorf("files in place: changed %v, %d commands, %d uploads, %v; want one command and nothing sent", changed, h.runs, h.uploads, err)
+	}
+	os.WriteFile(filepath.Join(dir, "b"), []byte("edited\n"), 0o600)
+	os.Chmod(filepath.Join(dir, "c"), 0o666)
+	h.runs, h.uploads = 0, 0
+	changed, err := UploadAll(ctx, h, puts)
+	if err != nil || !slices.Equal(changed, []string{puts[1].Dst, puts[2].Dst}) || h.uploads != 2 {
+		t.Errorf("an edited file and a changed mode: changed %v, %d uploads, %v", changed, h.uploads, err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "b")); string(data) != "b\n" {
+		t.Errorf("b holds %q", data)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "c")); fi.Mode().Perm() != 0o644 {
+		t.Errorf("c has mode %o", fi.Mode().Perm())
 	}
 }

@@ -5,6 +5,8 @@ package sshtest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"net"
@@ -140,6 +142,23 @@ func (f *Fake) Upload(ctx context.Context, content ssh.Content, dst string, mode
 	return true, nil
 }
 
+// States reports the stored files among paths, owned by root (ssh.States), without recording a command.
+func (f *Fake) States(ctx context.Context, paths []string) (map[string]ssh.FileState, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]ssh.FileState{}
+	for _, p := range paths {
+		if fl, ok := f.files[p]; ok {
+			sum := sha256.Sum256(fl.data)
+			out[p] = ssh.FileState{SHA256: hex.EncodeToString(sum[:]), Mode: fmt.Sprintf("%o", fl.mode.Perm()), Owner: "root:root"}
+		}
+	}
+	return out, nil
+}
+
 // ReadFile returns a stored file or an fs.ErrNotExist error.
 func (f *Fake) ReadFile(ctx context.Context, path string) ([]byte, error) {
 	data, _, ok := f.File(path)
@@ -157,4 +176,7 @@ func (f *Fake) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 // Close does nothing.
 func (f *Fake) Close() error { return nil }
 
-var _ ssh.Host = (*Fake)(nil)
+var (
+	_ ssh.Host   = (*Fake)(nil)
+	_ ssh.Stater = (*Fake)(nil)
+)
