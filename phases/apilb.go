@@ -107,17 +107,24 @@ func requireAPILBBinary(ctx context.Context, r *workflow.Run, t *workflow.Target
 		return nil
 	}
 	bin := "/usr/local/bin/" + pki.APILoadBalancerUnit
-	res, err := t.Host.Run(ctx, "if ! test -x "+bin+"; then echo missing; elif ! grep -q LISTEN_FDS "+bin+"; then echo no-socket; fi")
+	// the unit stages the credentials with the binary itself (stage-credentials): an older one would take the
+	// word for a flag it lacks and leave the unit failing to start
+	res, err := t.Host.Run(ctx, "if ! test -x "+bin+"; then echo missing; elif ! grep -q LISTEN_FDS "+bin+"; then echo no-socket; "+
+		"elif ! grep -q stage-credentials "+bin+"; then echo no-staging; fi")
 	if err != nil {
 		return err
 	}
 	switch strings.TrimSpace(string(res.Stdout)) {
 	case "missing":
 		return missingBinary(pki.APILoadBalancerUnit, "set spec.apiLoadBalancer.enabled: false and give controlPlaneEndpoint a load balancer of your own")
-	case "no-socket":
-		return fmt.Errorf("%s on %s comes from a bundle built by an older privcloud: it cannot take its listening socket from systemd, "+
-			"which this privcloud gives it; build the bundle again with this privcloud (privcloud bundle build) and run again. Nothing was changed on the host",
-			bin, t.Spec.Name)
+	case "no-socket", "no-staging":
+		lacks := "take its listening socket from systemd"
+		if strings.TrimSpace(string(res.Stdout)) == "no-staging" {
+			lacks = "read its credentials again on reload"
+		}
+		return fmt.Errorf("%s on %s comes from a bundle built by an older privcloud: it cannot %s, "+
+			"which this privcloud's unit asks of it; build the bundle again with this privcloud (privcloud bundle build) and run again. Nothing was changed on the host",
+			bin, t.Spec.Name, lacks)
 	}
 	return nil
 }

@@ -249,21 +249,24 @@ func restartOwed(ctx context.Context, r *workflow.Run, t *workflow.Target) error
 	}
 	var script strings.Builder
 	for _, u := range others {
+		fail := fmt.Sprintf(" || { echo %[1]s: >&2; rc=1; }", u)
 		if reload[u] {
-			// a unit written by an older privcloud reads its files at start only: it restarts once more
-			fmt.Fprintf(&script, "if systemctl cat %[1]s.service 2>/dev/null | grep -q -- %[2]s; then systemctl try-reload-or-restart %[1]s.service && echo %[1]s:reloaded\n"+
-				"elif systemctl cat %[1]s.service >/dev/null 2>&1; then systemctl try-restart %[1]s.service && echo %[1]s:restarted; fi\n", u, ssh.ShellQuote(reloadsFiles[u]))
+			// what systemd has loaded decides: a unit of an older privcloud (or one written but not loaded yet)
+			// reads its files at start only, and restarts once more
+			fmt.Fprintf(&script, "if systemctl show -p ExecReload --value %[1]s.service 2>/dev/null | grep -q -- %[2]s; then { systemctl try-reload-or-restart %[1]s.service && echo %[1]s:reloaded; }%[3]s\n"+
+				"elif systemctl cat %[1]s.service >/dev/null 2>&1; then { systemctl try-restart %[1]s.service && echo %[1]s:restarted; }%[3]s; fi\n", u, ssh.ShellQuote(reloadsFiles[u]), fail)
 			continue
 		}
-		fmt.Fprintf(&script, "if systemctl cat %[1]s.service >/dev/null 2>&1; then systemctl try-restart %[1]s.service && echo %[1]s:restarted; fi\n", u)
+		fmt.Fprintf(&script, "if systemctl cat %[1]s.service >/dev/null 2>&1; then { systemctl try-restart %[1]s.service && echo %[1]s:restarted; }%[2]s; fi\n", u, fail)
 	}
+	script.WriteString("exit ${rc:-0}\n")
 	res, err := t.Host.Run(ctx, script.String())
-	if err != nil {
-		return err
-	}
-	for _, line := range strings.Fields(string(res.Stdout)) {
+	for _, line := range strings.Fields(string(res.Stdout)) { // those that did, even when another failed
 		u, done, _ := strings.Cut(line, ":")
 		r.Changed(t.Spec.Name, u+" "+done)
+	}
+	if err != nil {
+		return fmt.Errorf("restart or reload what reads a changed file: %w: %s (see journalctl -u UNIT on %s)", err, strings.TrimSpace(string(res.Stderr)), t.Spec.Name)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -97,7 +98,7 @@ func runningHost(name string) (*sshtest.Fake, *atomic.Int32) {
 		restarts.Add(1)
 		return ssh.Result{Stdout: []byte("restarted\n")}, nil
 	})
-	h.OnCommand("if systemctl cat", ssh.Result{Stdout: []byte("privcloud-api-lb:reloaded\n")}, nil)
+	h.OnCommand("if systemctl show -p ExecReload", ssh.Result{Stdout: []byte("privcloud-api-lb:reloaded\n")}, nil)
 	return h, &restarts
 }
 
@@ -142,12 +143,25 @@ func TestOwedRestarts(t *testing.T) {
 	}
 	// the load balancer reads its credentials again: a restart would cut every connection of the node to the API
 	if !slices.ContainsFunc(h1.Commands(), func(c string) bool {
-		return strings.Contains(c, "grep -q -- 'stage-credentials'; then systemctl try-reload-or-restart privcloud-api-lb.service")
+		return strings.Contains(c, "grep -q -- 'stage-credentials'; then { systemctl try-reload-or-restart privcloud-api-lb.service")
 	}) {
 		t.Errorf("the load balancer is not reloaded:\n%s", strings.Join(h1.Commands(), "\n"))
 	}
 	if left := ro.owed("h1"); len(left) != 0 {
 		t.Errorf("restarts still owed: %v", left)
+	}
+	// a reload that fails (its credentials could not be staged) fails the run, naming the unit
+	hf, _ := runningHost("hf")
+	hf.OnCommand("if systemctl show -p ExecReload", ssh.Result{ExitCode: 1, Stderr: []byte("privcloud-api-lb:\n")}, nil)
+	ro.owe("hf", pki.APILoadBalancerUnit)
+	err := restartOwed(context.Background(), r, &workflow.Target{Spec: api.Host{Name: "hf"}, Host: hf})
+	if err == nil || !strings.Contains(err.Error(), "privcloud-api-lb") {
+		t.Errorf("a failed reload: %v", err)
+	}
+	if cmds := hf.Commands(); len(cmds) == 0 || !strings.HasSuffix(cmds[len(cmds)-1], "exit ${rc:-0}\n") {
+		t.Errorf("the script does not end with the failures' exit code: %q", cmds)
+	} else if out, err := exec.Command("sh", "-n", "-c", cmds[len(cmds)-1]).CombinedOutput(); err != nil {
+		t.Errorf("the script is not valid sh: %v %s", err, out)
 	}
 	// a new binary of the load balancer needs a restart: a reload would keep the old one running
 	hb, _ := runningHost("hb")
@@ -167,7 +181,7 @@ func TestOwedRestarts(t *testing.T) {
 	h3, restarts3 := runningHost("h3")
 	ro.owe("h2", "kube-apiserver")
 	ro.owe("h3", "kube-apiserver")
-	err := restartOwed(context.Background(), r, &workflow.Target{Spec: api.Host{Name: "h2"}, Host: h2})
+	err = restartOwed(context.Background(), r, &workflow.Target{Spec: api.Host{Name: "h2"}, Host: h2})
 	if err == nil || !strings.Contains(err.Error(), "kube-apiserver failed its health gate on h2 after the certificates it reads were renewed") {
 		t.Errorf("a gate failing after a renewal: %v", err)
 	}

@@ -329,7 +329,7 @@ func UploadAll(ctx context.Context, h Host, puts []Put) ([]string, error) {
 		}
 		var err error
 		if have, err = States(ctx, h, paths); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: read the state of %d files: %w", h.Name(), len(paths), err)
 		}
 	}
 	var changed []string
@@ -349,7 +349,7 @@ func UploadAll(ctx context.Context, h Host, puts []Put) ([]string, error) {
 		}
 		c, err := h.Upload(ctx, p.Content, p.Dst, p.Mode, opts...)
 		if err != nil {
-			return changed, err
+			return changed, fmt.Errorf("%s: %w", p.Dst, err)
 		}
 		if c {
 			changed = append(changed, p.Dst)
