@@ -20,16 +20,9 @@ const (
 // credentials on SIGHUP instead of restarting: a restart would cut every connection the node has to the API
 // (systemd's credentials are copied at start only). A certificate that does not match its key stages nothing.
 func StageCredentials(caFile, certFile, keyFile, dir string) error {
-	files := map[string][]byte{}
-	for name, path := range map[string]string{StagedCA: caFile, StagedCert: certFile, StagedKey: keyFile} {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		files[name] = data
-	}
-	if _, err := readyzCheckFrom(files[StagedCA], files[StagedCert], files[StagedKey]); err != nil {
-		return fmt.Errorf("CA %s, client certificate %s, key %s: %w", caFile, certFile, keyFile, err)
+	_, pems, err := loadCredentials(caFile, certFile, keyFile)
+	if err != nil {
+		return err
 	}
 	info, err := os.Stat(dir)
 	if err != nil {
@@ -40,8 +33,8 @@ func StageCredentials(caFile, certFile, keyFile, dir string) error {
 		return fmt.Errorf("%s: not a directory", dir)
 	}
 	// the key last: a reader that finds it new finds the certificate new as well
-	for _, name := range []string{StagedCA, StagedCert, StagedKey} {
-		if err := writeOwned(filepath.Join(dir, name), files[name], int(st.Uid), int(st.Gid)); err != nil {
+	for i, name := range []string{StagedCA, StagedCert, StagedKey} {
+		if err := writeOwned(filepath.Join(dir, name), pems[i], int(st.Uid), int(st.Gid)); err != nil {
 			return err
 		}
 	}

@@ -59,19 +59,26 @@ func LoadConfig(path string) (*Config, error) {
 // ReadyzCheck checks an API server by reading /readyz over TLS verified with caFile, as the client certificate
 // certFile/keyFile (any authenticated identity may read it).
 func ReadyzCheck(caFile, certFile, keyFile string) (Check, error) {
+	check, _, err := loadCredentials(caFile, certFile, keyFile)
+	return check, err
+}
+
+// loadCredentials reads the CA, the client certificate and its key, and makes the check they make: one that
+// cannot be made (no certificate in the CA file, a key that does not match) names the three files.
+func loadCredentials(caFile, certFile, keyFile string) (Check, [3][]byte, error) {
 	var pems [3][]byte
 	for i, path := range []string{caFile, certFile, keyFile} {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, err
+			return nil, pems, err
 		}
 		pems[i] = data
 	}
 	check, err := readyzCheckFrom(pems[0], pems[1], pems[2])
 	if err != nil {
-		return nil, fmt.Errorf("CA %s, client certificate %s, key %s: %w", caFile, certFile, keyFile, err)
+		return nil, pems, fmt.Errorf("CA %s, client certificate %s, key %s: %w", caFile, certFile, keyFile, err)
 	}
-	return check, nil
+	return check, pems, nil
 }
 
 // readyzCheckFrom is ReadyzCheck with the files' contents.
