@@ -114,12 +114,13 @@ func requireAPILBBinary(ctx context.Context, r *workflow.Run, t *workflow.Target
 	if err != nil {
 		return err
 	}
-	switch strings.TrimSpace(string(res.Stdout)) {
+	answer := strings.TrimSpace(string(res.Stdout))
+	switch answer {
 	case "missing":
 		return missingBinary(pki.APILoadBalancerUnit, "set spec.apiLoadBalancer.enabled: false and give controlPlaneEndpoint a load balancer of your own")
 	case "no-socket", "no-staging":
 		lacks := "take its listening socket from systemd"
-		if strings.TrimSpace(string(res.Stdout)) == "no-staging" {
+		if answer == "no-staging" {
 			lacks = "read its credentials again on reload"
 		}
 		return fmt.Errorf("%s on %s comes from a bundle built by an older privcloud: it cannot %s, "+

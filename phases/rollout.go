@@ -171,11 +171,7 @@ func ensureRolled(ctx context.Context, r *workflow.Run, t *workflow.Target, unit
 			return err
 		}
 		// its files are in place (just read): only whether it runs is left to see
-		what, err := hostops.EnsureRunning(ctx, t.Host, unit, false)
-		if what != "" {
-			r.Changed(t.Spec.Name, what)
-		}
-		return err
+		return ensureService(ctx, r, t, unit)
 	}
 	release, err := ro.turn(ctx, unit, turnSize(r, svc))
 	if err != nil {
@@ -250,14 +246,16 @@ func restartOwed(ctx context.Context, r *workflow.Run, t *workflow.Target) error
 	var script strings.Builder
 	for _, u := range others {
 		fail := fmt.Sprintf(" || { echo %[1]s: >&2; rc=1; }", u)
-		if reload[u] {
-			// what systemd has loaded decides: a unit of an older privcloud (or one written but not loaded yet)
-			// reads its files at start only, and restarts once more
-			fmt.Fprintf(&script, "if systemctl show -p ExecReload --value %[1]s.service 2>/dev/null | grep -q -- %[2]s; then { systemctl try-reload-or-restart %[1]s.service && echo %[1]s:reloaded; }%[3]s\n"+
-				"elif systemctl cat %[1]s.service >/dev/null 2>&1; then { systemctl try-restart %[1]s.service && echo %[1]s:restarted; }%[3]s; fi\n", u, ssh.ShellQuote(reloadsFiles[u]), fail)
+		// the condition and action of a restart, for an if or an elif
+		restart := fmt.Sprintf("systemctl cat %[1]s.service >/dev/null 2>&1; then { systemctl try-restart %[1]s.service && echo %[1]s:restarted; }%[2]s", u, fail)
+		if !reload[u] {
+			fmt.Fprintf(&script, "if %s; fi\n", restart)
 			continue
 		}
-		fmt.Fprintf(&script, "if systemctl cat %[1]s.service >/dev/null 2>&1; then { systemctl try-restart %[1]s.service && echo %[1]s:restarted; }%[2]s; fi\n", u, fail)
+		// what systemd has loaded decides: a unit of an older privcloud (or one written but not loaded yet)
+		// reads its files at start only, and restarts once more
+		fmt.Fprintf(&script, "if systemctl show -p ExecReload --value %[1]s.service 2>/dev/null | grep -q -- %[2]s; then { systemctl try-reload-or-restart %[1]s.service && echo %[1]s:reloaded; }%[3]s\nelif %[4]s; fi\n",
+			u, ssh.ShellQuote(reloadsFiles[u]), fail, restart)
 	}
 	script.WriteString("exit ${rc:-0}\n")
 	res, err := t.Host.Run(ctx, script.String())
