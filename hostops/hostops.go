@@ -28,9 +28,14 @@ type File struct {
 func WriteFiles(ctx context.Context, h ssh.Host, files ...File) ([]string, error) {
 	puts := make([]ssh.Put, len(files))
 	for i, f := range files {
-		puts[i] = ssh.Put{Content: ssh.Bytes(f.Content), Dst: f.Path, Mode: f.Mode, Owner: "root:root"}
+		puts[i] = f.Put()
 	}
 	return ssh.UploadAll(ctx, h, puts)
+}
+
+// Put is the upload that writes f, owned by root.
+func (f File) Put() ssh.Put {
+	return ssh.Put{Content: ssh.Bytes(f.Content), Dst: f.Path, Mode: f.Mode, Owner: "root:root"}
 }
 
 // EnsureRunning makes a service run after its files were written: it restarts the service when restart is

@@ -2,8 +2,6 @@ package phases
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -357,8 +355,7 @@ func readPrevious(ctx context.Context, h ssh.Host, files []hostops.File) ([]prev
 	var out []previousFile
 	changed := false
 	for _, f := range files {
-		sum := sha256.Sum256(f.Content)
-		if st, ok := have[f.Path]; ok && st.Matches(hex.EncodeToString(sum[:]), f.Mode, "root:root") {
+		if in, _ := f.Put().InPlace(have); in { // content in memory: its hash cannot fail
 			out = append(out, previousFile{File: f, existed: true})
 			continue
 		}

@@ -317,6 +317,16 @@ type Put struct {
 	Owner   string // "" leaves the owner as the upload makes it
 }
 
+// InPlace tells whether the states read from the host (States) show the file already there as p would write it.
+func (p Put) InPlace(have map[string]FileState) (bool, error) {
+	st, ok := have[p.Dst]
+	if !ok {
+		return false, nil
+	}
+	sum, err := contentSHA256(p.Content)
+	return err == nil && st.Matches(sum, p.Mode, p.Owner), err
+}
+
 // UploadAll writes each file that differs from what h holds (see Host.Upload) and returns the destinations
 // that changed, in order. Their states are read in one command first, so files that are already in place
 // cost one command however many there are: a converged re-run would otherwise pay a command per file.
@@ -334,14 +344,12 @@ func UploadAll(ctx context.Context, h Host, puts []Put) ([]string, error) {
 	}
 	var changed []string
 	for _, p := range puts {
-		if st, ok := have[p.Dst]; ok {
-			sum, err := contentSHA256(p.Content)
-			if err != nil {
-				return changed, fmt.Errorf("%s: upload %s: %w", h.Name(), p.Dst, err)
-			}
-			if st.Matches(sum, p.Mode, p.Owner) {
-				continue
-			}
+		in, err := p.InPlace(have)
+		if err != nil {
+			return changed, fmt.Errorf("%s: upload %s: %w", h.Name(), p.Dst, err)
+		}
+		if in {
+			continue
 		}
 		var opts []FileOption
 		if p.Owner != "" {
