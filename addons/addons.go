@@ -139,6 +139,28 @@ func (a Addon) MissingImages(spec *api.ClusterSpec, m *bundle.Manifest) []string
 	return out
 }
 
+// UnusedImages names the bundle's image components that only add-ons cluster.yaml leaves off run: nodes need
+// not hold them until an add-on that runs them is turned on. Images no add-on names (the sandbox image, the
+// operator's own) are always used.
+func UnusedImages(spec *api.ClusterSpec) map[string]bool {
+	unused := map[string]bool{}
+	for _, a := range All() {
+		if a.Disabled(spec) != "" {
+			for _, name := range a.Images(spec) {
+				unused[name] = true
+			}
+		}
+	}
+	for _, a := range All() {
+		if a.Disabled(spec) == "" {
+			for _, name := range a.Images(spec) {
+				delete(unused, name)
+			}
+		}
+	}
+	return unused
+}
+
 // ImageRefs maps every image component of the bundle to its reference.
 func ImageRefs(m *bundle.Manifest) map[string]string {
 	out := map[string]string{}

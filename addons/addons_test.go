@@ -293,3 +293,28 @@ func TestQuaySecretsAreMadeOnce(t *testing.T) {
 		t.Errorf("secrets file mode %v (%v), want 0600", fi.Mode().Perm(), err)
 	}
 }
+
+// An image is left off the nodes only when every add-on that runs it is off; images no add-on names stay.
+func TestUnusedImages(t *testing.T) {
+	on, off := true, false
+	spec := &api.ClusterSpec{}
+	spec.Addons.CoreDNS.Enabled = &on
+	spec.Addons.Multus.Enabled = &off
+	spec.Addons.Monitoring.Enabled = off
+	spec.Addons.Quay.Enabled = on
+	unused := UnusedImages(spec)
+	for _, name := range append([]string{"multus"}, MonitoringImages...) {
+		if !unused[name] {
+			t.Errorf("%s runs only in add-ons that are off: it should be unused", name)
+		}
+	}
+	for _, name := range append([]string{"coredns", "pause", "test"}, QuayImages...) {
+		if unused[name] {
+			t.Errorf("%s is used (an enabled add-on runs it, or no add-on names it)", name)
+		}
+	}
+	spec.Addons.Monitoring.Enabled = on
+	if unused := UnusedImages(spec); unused["prometheus"] || !unused["multus"] {
+		t.Errorf("monitoring on: %v", unused)
+	}
+}

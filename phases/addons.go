@@ -301,8 +301,24 @@ func Addons(o *AddonOptions) workflow.Workflow {
 		connect(),
 		// Quay's certificate is part of the PKI tree once Quay is enabled: made here if init ran without it
 		{Name: "certs", Short: "Create the certificates the add-ons need in the local PKI (existing ones are kept)", Required: true, Run: certs.generate},
+		addonImages(b, o),
 		addonPhases(b, o),
 	}}
+}
+
+// addonImages imports on every node the images of the enabled add-ons it lacks: init leaves out the images of
+// add-ons that are off, so one turned on since finds its images here. A server dry run imports nothing.
+func addonImages(b *bundleState, o *AddonOptions) workflow.Phase {
+	return workflow.Phase{Name: "images", Short: "Import into each node's containerd the images of the enabled add-ons it lacks", Required: true, Roles: nodes,
+		Skip: func(*workflow.Run) string {
+			if o != nil && o.ServerDryRun {
+				return "a server dry run changes nothing"
+			}
+			return ""
+		},
+		RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+			return importImages(ctx, r, t, b)
+		}}
 }
 
 // AddonStatus is what the cluster holds of one add-on.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/privcloud/privcloud/addons"
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/hostops"
@@ -120,14 +121,18 @@ func waitContainerd(ctx context.Context, cl *client.Client, limit time.Duration)
 }
 
 // importImages streams each image the host needs from the local bundle into its containerd, unpacked for the
-// default snapshotter; an image already imported from the same archive is skipped.
+// default snapshotter; an image already imported from the same archive is skipped, and so is an image only
+// add-ons that cluster.yaml leaves off would run ('addons apply' imports it once one is turned on).
 func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *bundleState) error {
 	if err := b.prepare(r); err != nil {
 		return err
 	}
+	unused := addons.UnusedImages(&r.Cluster.Spec)
+	var wanted []bundle.Component
 	var plans []string
 	for _, c := range b.manifest.Components {
-		if c.Kind == "image" && c.NeededBy(t.Spec) {
+		if c.Kind == "image" && c.NeededBy(t.Spec) && !unused[c.Name] {
+			wanted = append(wanted, c)
 			plans = append(plans, "import image "+c.ImageRef)
 		}
 	}
@@ -139,10 +144,7 @@ func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *b
 		return err
 	}
 	defer cl.Close()
-	for _, c := range b.manifest.Components {
-		if c.Kind != "image" || !c.NeededBy(t.Spec) {
-			continue
-		}
+	for _, c := range wanted {
 		if img, err := cl.GetImage(ctx, c.ImageRef); err == nil && img.Labels()[archiveLabel] == c.SHA256 {
 			if img.Labels()[pinnedLabel] != pinned { // imported before images were pinned
 				meta := img.Metadata()

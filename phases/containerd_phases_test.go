@@ -213,4 +213,54 @@ func TestContainerdImagesDryRun(t *testing.T) {
 	if !slices.Equal(planned, want) {
 		t.Errorf("planned\n%q\nwant\n%q", planned, want)
 	}
+
+	// CoreDNS off: its image stays out of every node until 'addons apply' turns it on
+	off := false
+	c.Spec.Addons.CoreDNS.Enabled = &off
+	out.Reset()
+	if err := runPhases(t, containerdWorkflow(preparedBundle(t)), c, ex, out, "containerd/images"); err != nil {
+		t.Fatal(err)
+	}
+	planned = nil
+	for _, e := range events(t, out) {
+		if e.Status == report.Planned && e.DurationMS == nil {
+			planned = append(planned, e.Host+" "+e.Message)
+		}
+	}
+	slices.Sort(planned)
+	want = []string{"cp1 would run: import image registry.k8s.io/pause:3.10.1",
+		"worker1 would run: import image registry.k8s.io/pause:3.10.1", "worker2 would run: import image registry.k8s.io/pause:3.10.1"}
+	if !slices.Equal(planned, want) {
+		t.Errorf("with CoreDNS off, planned\n%q\nwant\n%q", planned, want)
+	}
+}
+
+// 'addons apply' imports the images of enabled add-ons that nodes lack (init left out those of add-ons that
+// were off), whatever add-on is named; a server dry run imports nothing.
+func TestAddonsApplyImportsImages(t *testing.T) {
+	c, _, ex, out, _ := liveCluster(t)
+	ex.DryRun = true
+	b := preparedBundle(t)
+	wf := workflow.Workflow{Name: "addons apply", Phases: []workflow.Phase{connect(), addonImages(b, nil), addonPhases(b, nil)}}
+	if err := runPhases(t, wf, c, ex, out, "addons/coredns"); err != nil {
+		t.Fatal(err)
+	}
+	var planned []string
+	for _, e := range events(t, out) {
+		if e.Status == report.Planned && e.DurationMS == nil && e.Phase == "images" {
+			planned = append(planned, e.Host+" "+e.Message)
+		}
+	}
+	if !slices.Contains(planned, "worker1 would run: import image registry.k8s.io/coredns/coredns:v1.12.0") {
+		t.Errorf("the images phase must run with any add-on named: planned %q", planned)
+	}
+	wf = workflow.Workflow{Name: "addons apply", Phases: []workflow.Phase{connect(), addonImages(b, &AddonOptions{ServerDryRun: true})}}
+	if err := runPhases(t, wf, c, ex, out); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events(t, out) {
+		if e.Phase == "images" && e.Status == report.Planned {
+			t.Errorf("a server dry run must import nothing: %s %s", e.Host, e.Message)
+		}
+	}
 }
