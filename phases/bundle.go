@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/privcloud/privcloud/addons"
 	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/atomicfile"
@@ -66,8 +67,9 @@ func (s *bundleState) prepare(r *workflow.Run) error {
 		// unpacked per bundle content: the same bundle is never unpacked twice
 		s.local = filepath.Join(r.Cluster.Spec.StateDir, "bundle", bundleID(s.manifest))
 		needed := map[string]bool{}
+		unused := addons.UnusedImages(&r.Cluster.Spec)
 		for _, c := range s.manifest.Components {
-			if c.Kind == "absent" {
+			if c.Kind == "absent" || (c.Kind == "image" && unused[c.Name]) {
 				continue
 			}
 			for _, h := range r.Cluster.Spec.Hosts {

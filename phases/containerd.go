@@ -120,8 +120,7 @@ func waitContainerd(ctx context.Context, cl *client.Client, limit time.Duration)
 	return err
 }
 
-// importImages streams each image the host needs from the local bundle into its containerd, unpacked for the
-// default snapshotter; an image already imported from the same archive is skipped, and so is an image only
+// importImages streams each image the host needs from the local bundle into its containerd; an image already imported from the same archive is skipped, and so is an image only
 // add-ons that cluster.yaml leaves off would run ('addons apply' imports it once one is turned on).
 func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *bundleState) error {
 	if err := b.prepare(r); err != nil {
@@ -156,7 +155,10 @@ func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *b
 			}
 			continue
 		}
-		if err := importImage(ctx, cl, b.LocalPath(c), c.SHA256); err != nil {
+		// the sandbox image is unpacked now, as every pod starts with it; the others on a pod's first use of them
+		// (containerd's CRI unpacks an image it finds packed), so a node never holds an unpacked copy of an image
+		// none of its pods runs
+		if err := importImage(ctx, cl, b.LocalPath(c), c.SHA256, c.ImageRef == sandboxImage(b.manifest)); err != nil {
 			return fmt.Errorf("image %s: %w", c.ImageRef, err)
 		}
 		r.Changed(t.Spec.Name, "imported "+c.ImageRef)
@@ -164,7 +166,7 @@ func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *b
 	return nil
 }
 
-func importImage(ctx context.Context, cl *client.Client, path, sha string) error {
+func importImage(ctx context.Context, cl *client.Client, path, sha string, unpack bool) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -178,6 +180,9 @@ func importImage(ctx context.Context, cl *client.Client, path, sha string) error
 		return errors.New("the archive holds no image")
 	}
 	for _, i := range imgs {
+		if !unpack {
+			break
+		}
 		if err := client.NewImage(cl, i).Unpack(ctx, ""); err != nil {
 			return fmt.Errorf("unpack %s: %w", i.Name, err)
 		}

@@ -51,6 +51,7 @@ type GoBuild struct {
 	Replace map[string]string `json:"replace,omitempty" doc:"replace directives of the wrapper module (module path -> module@version, or a local folder relative to bundle.yaml)."`
 	LDFlags string            `json:"ldflags,omitempty" doc:"-ldflags, e.g. to stamp versions with -X."`
 	Tags    []string          `json:"tags,omitempty" doc:"Build tags, e.g. seccomp for runc (with cgo and the C library's -dev package on the build machine)."`
+	Debug   bool              `json:"debug,omitempty" doc:"Keep the symbol table and DWARF debug information, for a debugger. Default: stripped (-ldflags -s -w, as Kubernetes' release builds are): a third smaller to send to every host; panics still print their stacks."`
 	CGO     bool              `json:"cgo,omitempty" doc:"Build with cgo (runc's nsenter is C): the binary then links the build machine's C library, so build on the hosts' distribution. Default: CGO_ENABLED=0, a static binary."`
 	// k8s.io/kubernetes and etcd replace their own submodules with folders of their repository; a wrapper
 	// module needs the published versions instead.

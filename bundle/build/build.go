@@ -344,7 +344,11 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 		replaces = append(replaces, m+"=>"+r)
 	}
 	sort.Strings(replaces)
-	key := cacheKey(g.Module, g.Version, goPackage(g), g.LDFlags, platform, runtime.Version(), strings.Join(replaces, ";"), g.StagingVersion, fmt.Sprint(g.CGO), strings.Join(g.Tags, ","))
+	ldflags := g.LDFlags
+	if !g.Debug {
+		ldflags = strings.TrimSpace("-s -w " + ldflags)
+	}
+	key := cacheKey(g.Module, g.Version, goPackage(g), ldflags, platform, runtime.Version(), strings.Join(replaces, ";"), g.StagingVersion, fmt.Sprint(g.CGO), strings.Join(g.Tags, ","))
 	out := filepath.Join(bl.Cache, "go", key, name)
 	// a module replaced by a local folder (privcloud's own programs) can change under the same version: it is
 	// built each time, which Go's build cache makes quick, and the cached file kept when nothing changed
@@ -389,7 +393,7 @@ func (bl *Builder) goBuild(ctx context.Context, g *api.GoBuild, platform, name s
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-mod=mod", "-trimpath", "-tags", strings.Join(g.Tags, ","), "-ldflags", g.LDFlags, "-o", tmp, goPackage(g))
+	cmd := exec.CommandContext(ctx, "go", "build", "-mod=mod", "-trimpath", "-tags", strings.Join(g.Tags, ","), "-ldflags", ldflags, "-o", tmp, goPackage(g))
 	cmd.Dir = work
 	cgo := "0"
 	if g.CGO {

@@ -6,6 +6,8 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"debug/buildinfo"
+	"debug/elf"
 	"encoding/hex"
 	"io"
 	"net/http"
@@ -336,5 +338,40 @@ func TestVerifyChecksImageArchives(t *testing.T) {
 	_, err = bundle.Verify(repackWith(clone()))
 	if err == nil || !strings.Contains(err.Error(), "layer 1 unpacks to sha256:") {
 		t.Errorf("an archive with a swapped layer: %v", err)
+	}
+}
+
+// Go binaries are built without symbol table and DWARF, as release builds are, unless the component asks
+// for them with debug: true; both keep their build information (the SBOM reads it).
+func TestGoBinariesStrippedUnlessDebug(t *testing.T) {
+	hello, _ := filepath.Abs("../testdata/hello")
+	cache := t.TempDir()
+	sections := func(debug bool) (symtab, dwarf bool) {
+		b := &api.Bundle{APIVersion: api.APIVersion, Kind: api.KindBundle, Metadata: api.ObjectMeta{Name: "test"},
+			Spec: api.BundleSpec{Platform: "linux/amd64", Components: []api.Component{
+				{Name: "hello", Version: "v0.0.0", Go: &api.GoBuild{Module: "example.local/hello", Version: "v0.0.0", Debug: debug,
+					Replace: map[string]string{"example.local/hello": hello}}},
+			}}}
+		out, _ := build(t, b, cache)
+		dir := t.TempDir()
+		if _, err := bundle.Extract(out, dir, func(p string) bool { return p == "bin/hello/v0.0.0/hello" }); err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(dir, "bin/hello/v0.0.0/hello")
+		if _, err := buildinfo.ReadFile(bin); err != nil {
+			t.Errorf("debug %v: the build information is gone: %v", debug, err)
+		}
+		f, err := elf.Open(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		return f.Section(".symtab") != nil, f.Section(".debug_info") != nil
+	}
+	if symtab, dwarf := sections(false); symtab || dwarf {
+		t.Errorf("a default build keeps its symbol table (%v) or DWARF (%v)", symtab, dwarf)
+	}
+	if symtab, dwarf := sections(true); !symtab || !dwarf {
+		t.Errorf("debug: true must keep the symbol table (%v) and DWARF (%v)", symtab, dwarf)
 	}
 }

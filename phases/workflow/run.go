@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -197,10 +198,14 @@ func (e *PhaseError) Unwrap() []error {
 
 // Execute runs steps in order and stops at the first failing phase. Per-host phases run on all their hosts
 // before the next phase starts; a failure on one host lets the others finish, then stops the workflow.
-func Execute(ctx context.Context, r *Run, steps []Step) error {
+func Execute(ctx context.Context, r *Run, steps []Step) (err error) {
 	start := r.now()
 	sum := report.Summary{DryRun: r.DryRun}
 	defer func() {
+		// the hosts' records are written once, when the run stops, however it stops
+		if rerr := r.writeRecords(ctx); rerr != nil && err == nil {
+			err = rerr
+		}
 		r.Reporter.Emit(report.Event{Workflow: r.Workflow, Status: report.Done, Summary: &sum,
 			DurationMS: report.Duration(r.now().Sub(start))})
 	}()
@@ -314,39 +319,69 @@ func (r *Run) runOnHost(ctx context.Context, st Step, t *Target) error {
 	err := st.Phase.RunHost(ctx, r, t)
 	d := r.now().Sub(t0)
 	if err == nil && !r.DryRun && !r.NoRecords {
-		if rerr := r.record(ctx, t, st.Path, d); rerr != nil {
-			err = fmt.Errorf("phase succeeded but its completion could not be recorded: %w", rerr)
-		}
+		r.completed(t, st.Path, d)
 	}
 	r.emit(st.Path, name, r.statusOf(err, r.changeCount(name) > before), d, skipReason(err), reportedErr(err))
 	return err
 }
 
-// record adds the phase to the host's completion record, written atomically through the host.
-func (r *Run) record(ctx context.Context, t *Target, path string, d time.Duration) error {
-	file := recordPath(r.Workflow)
+// completed notes a phase completed on the host, for its record.
+func (r *Run) completed(t *Target, path string, d time.Duration) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.records == nil {
 		r.records = map[string]map[string]Record{}
 	}
-	recs, loaded := r.records[t.Spec.Name]
-	r.mu.Unlock()
-	if !loaded {
-		var err error
-		if recs, err = ReadRecords(ctx, t.Host, r.Workflow); err != nil {
-			return err
+	if r.records[t.Spec.Name] == nil {
+		r.records[t.Spec.Name] = map[string]Record{}
+	}
+	r.records[t.Spec.Name][path] = Record{CompletedAt: r.now().UTC(), DurationMS: *report.Duration(d)}
+}
+
+// writeRecords adds the phases each host completed in this run to its record, one atomic write per host at
+// the end of the run (a write per phase was a dozen commands per host on a run that changes nothing). A run
+// stopped by the operator still records what it completed; one killed outright leaves the previous record.
+func (r *Run) writeRecords(ctx context.Context) error {
+	r.mu.Lock()
+	var targets []*Target
+	for _, t := range r.Targets {
+		if len(r.records[t.Spec.Name]) > 0 && t.Host != nil {
+			targets = append(targets, t)
 		}
 	}
-	recs[path] = Record{CompletedAt: r.now().UTC(), DurationMS: *report.Duration(d)}
-	r.mu.Lock()
-	r.records[t.Spec.Name] = recs
 	r.mu.Unlock()
-	data, err := json.MarshalIndent(recs, "", "  ")
-	if err != nil {
-		return err
+	if len(targets) == 0 {
+		return nil
 	}
-	_, err = t.Host.Upload(ctx, ssh.Bytes(append(data, '\n')), file, 0o644)
-	return err
+	// a cancelled run records what it did: the write gets a short time of its own
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	errs := parallel.ForEach(ctx, len(targets), r.Concurrency, func(i int) error {
+		t := targets[i]
+		recs, err := ReadRecords(ctx, t.Host, r.Workflow)
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		maps.Copy(recs, r.records[t.Spec.Name])
+		r.mu.Unlock()
+		data, err := json.MarshalIndent(recs, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = t.Host.Upload(ctx, ssh.Bytes(append(data, '\n')), recordPath(r.Workflow), 0o644)
+		return err
+	})
+	var failed []string
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", targets[i].Spec.Name, err))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("the phases completed, but their record (%s) could not be written on %s", recordPath(r.Workflow), strings.Join(failed, "; "))
+	}
+	return nil
 }
 
 // ReadRecords returns the phases of workflow completed on host, by path; none when there is no record yet.

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,4 +401,49 @@ func containsStatus(list []report.Status, s report.Status) bool {
 		}
 	}
 	return false
+}
+
+// uploadCounter counts a host's file writes.
+type uploadCounter struct {
+	ssh.Host
+	uploads atomic.Int32
+}
+
+func (u *uploadCounter) Upload(ctx context.Context, c ssh.Content, dst string, mode fs.FileMode, opts ...ssh.FileOption) (bool, error) {
+	u.uploads.Add(1)
+	return u.Host.Upload(ctx, c, dst, mode, opts...)
+}
+
+// A host's record is written once per run, whatever the number of phases, keeps what earlier runs recorded,
+// and is written when the operator stops the run too, with the phases completed until then.
+func TestRecordWrittenOncePerRun(t *testing.T) {
+	var out bytes.Buffer
+	cp := sshtest.NewFake("cp1")
+	cp.SetFile(RecordDir+"/init.json", []byte(`{"earlier": {"completedAt": "2026-11-29T10:00:00Z", "durationMs": 1}}`), 0o644)
+	counter := &uploadCounter{Host: cp}
+	r := newRun(t, &out, cp)
+	r.Targets[0].Host = counter
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := Workflow{Name: "init", Phases: []Phase{
+		{Name: "one", RunHost: func(context.Context, *Run, *Target) error { return nil }},
+		{Name: "two", RunHost: func(context.Context, *Run, *Target) error { return nil }},
+		{Name: "three", RunHost: func(context.Context, *Run, *Target) error { cancel(); return context.Canceled }},
+		{Name: "four", RunHost: func(context.Context, *Run, *Target) error { return nil }},
+	}}
+	steps, _ := w.Select(Selection{})
+	if err := Execute(ctx, r, steps); err == nil {
+		t.Fatal("the stopped run must fail")
+	}
+	if n := counter.uploads.Load(); n != 1 {
+		t.Errorf("the record was written %d times, want once", n)
+	}
+	rec, err := ReadRecords(context.Background(), cp, "init")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := slices.Sorted(maps.Keys(rec))
+	if want := []string{"earlier", "one", "two"}; !slices.Equal(got, want) {
+		t.Errorf("record %q, want %q", got, want)
+	}
 }
