@@ -105,11 +105,21 @@ true`
 // h, and returns their paths. Call it only while holding the host's lock.
 func RemoveStaleUploads(ctx context.Context, h Host) ([]string, error) {
 	env := sumsEnvOf(h)
-	res, err := h.Run(ctx, env+"sh -c "+ShellQuote(sweepScript))
+	res, err := h.Run(ctx, inline(env, sweepScript))
 	if err != nil {
 		return nil, err
 	}
 	return strings.Fields(string(res.Stdout)), nil
+}
+
+// inline is script run by the command's own shell with the hash-record folder env and the positional
+// arguments args: no second shell per command.
+func inline(env, script string, args ...string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = ShellQuote(a)
+	}
+	return env + "\nset -- " + strings.Join(quoted, " ") + "\n" + script
 }
 
 // sumsEnvOf sets the hash-record folder for a script on h: the client's own, or the default on other hosts.
@@ -143,7 +153,7 @@ func States(ctx context.Context, h Host, paths []string) (map[string]FileState, 
 		fmt.Fprintf(&script, "s=$(state %[1]s \"$PRIVCLOUD_SUMS\"/%[2]s); [ -z \"$s\" ] || printf '%%s\\t%%s\\n' %[1]s \"$s\"\n",
 			ShellQuote(p), ShellQuote(strings.ReplaceAll(p, "/", "%")))
 	}
-	res, err := h.Run(ctx, env+"sh -c "+ShellQuote(script.String()), ReadOnly())
+	res, err := h.Run(ctx, inline(env, script.String()), ReadOnly())
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +189,7 @@ func (c *Client) Upload(ctx context.Context, content Content, dst string, mode f
 		return false, fmt.Errorf("%s: upload %s: %w", c.name, dst, err)
 	}
 	modeStr := fmt.Sprintf("%o", mode.Perm())
-	res, err := c.Run(ctx, c.sumsEnv()+"sh -c "+ShellQuote(statScript)+" privcloud-stat "+ShellQuote(dst))
+	res, err := c.Run(ctx, inline(c.sumsEnv(), statScript, dst))
 	if err != nil {
 		return false, err
 	}
@@ -206,6 +216,7 @@ func (c *Client) send(ctx context.Context, content Content, dst, sum, mode, owne
 	}
 	defer rc.Close()
 	var stderr cappedBuffer
+	// a shell of its own, named privcloud-upload: the upload is told apart from other commands in ps
 	cmd := c.sumsEnv() + "sh -c " + ShellQuote(uploadScript) + " privcloud-upload " + ShellQuote(dst) + " " + sum + " " + mode + " " + ShellQuote(owner)
 	err = c.run(ctx, cmd, rc, io.Discard, &stderr)
 	var ee *ExecError
