@@ -41,10 +41,15 @@ func UpgradePlan(ctx context.Context, c *api.Cluster, connect func(context.Conte
 // next run restarts it.
 func installedVersions(ctx context.Context, h ssh.Host) (upgrade.Installed, error) {
 	names := slices.Concat(upgrade.ControlPlaneComponents, upgrade.NodeComponents, upgrade.EtcdComponents)
-	res, err := h.Run(ctx, `for b in `+strings.Join(names, " ")+`; do
-  pid=$(systemctl show -p MainPID --value "$b" 2>/dev/null)
-  exe=; if [ -n "$pid" ] && [ "$pid" != 0 ]; then exe=$(readlink /proc/$pid/exe 2>/dev/null); fi
-  printf '%s %s %s\n' "$b" "$(readlink /usr/local/bin/$b 2>/dev/null)" "${exe% (deleted)}"
+	// the links first, then what the running services execute (one systemctl for all of them): a later line
+	// of a binary overrides an earlier one
+	res, err := h.Run(ctx, `for b in `+strings.Join(names, " ")+`; do printf '%s %s\n' "$b" "$(readlink /usr/local/bin/$b 2>/dev/null)"; done
+systemctl show -p Id -p MainPID `+strings.Join(names, " ")+` 2>/dev/null | while IFS='=' read -r k v; do
+  case "$k" in Id) id=${v%.service} ;; MainPID) pid=$v ;; esac
+  if [ -n "${id:-}" ] && [ -n "${pid:-}" ]; then
+    if [ "$pid" != 0 ] && exe=$(readlink /proc/$pid/exe 2>/dev/null); then printf '%s - %s\n' "$id" "${exe% (deleted)}"; fi
+    id= pid=
+  fi
 done`, ssh.ReadOnly())
 	if err != nil {
 		return nil, err

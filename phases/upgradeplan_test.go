@@ -12,13 +12,16 @@ import (
 
 func TestInstalledVersions(t *testing.T) {
 	h := sshtest.NewFake("h1")
-	h.OnCommand("for b in", ssh.Result{Stdout: []byte(`kube-apiserver /opt/privcloud/kube-apiserver/v1.37.1/kube-apiserver /opt/privcloud/kube-apiserver/v1.36.3/kube-apiserver
-kubelet /opt/privcloud/kubelet/v1.36.3/kubelet /opt/privcloud/kubelet/v1.36.3/kubelet
-kube-scheduler /opt/privcloud/kube-scheduler/v1.37.1/kube-scheduler /usr/bin/kube-scheduler
+	h.OnCommand("for b in", ssh.Result{Stdout: []byte(`kube-apiserver /opt/privcloud/kube-apiserver/v1.37.1/kube-apiserver
+kubelet /opt/privcloud/kubelet/v1.36.3/kubelet
+kube-scheduler /opt/privcloud/kube-scheduler/v1.37.1/kube-scheduler
 kubectl /usr/bin/kubectl
 etcd /opt/privcloud/etcd/v3.7.0/etcd
 etcdutl 
 kube-proxy /opt/privcloud/kubelet/v1.36.3/kube-proxy
+kube-apiserver - /opt/privcloud/kube-apiserver/v1.36.3/kube-apiserver
+kubelet - /opt/privcloud/kubelet/v1.36.3/kubelet
+kube-scheduler - /usr/bin/kube-scheduler
 `)}, nil)
 	got, err := installedVersions(context.Background(), h)
 	if err != nil {

@@ -38,10 +38,13 @@ import (
 
 // measurement is one init run: per-phase wall time in order, the total, and the no-op re-run.
 type measurement struct {
-	phases               []string
-	ms, noopMS           map[string]float64
-	total, noop          time.Duration
-	noopChanges          int
+	phases      []string
+	ms, noopMS  map[string]float64
+	total, noop time.Duration
+	noops       []time.Duration // every no-op re-run in order; noop is their median
+	noopChanges int
+	// busy is the share of the machine's CPU time spent busy during init (every lab host shares its cores)
+	busy                 float64
 	peakKiB, noopPeakKiB int64 // privcloud's maximum resident set
 }
 
@@ -134,7 +137,7 @@ func clusterTable(sizes []int, results map[int]measurement) string {
 	for _, n := range sizes {
 		fmt.Fprintf(&w, " %d node%s |", n, map[bool]string{true: "", false: "s"}[n == 1])
 	}
-	fmt.Fprintf(&w, " %d nodes, no-op re-run |\n|---|%s---:|\n", largest, strings.Repeat("---:|", len(sizes)))
+	fmt.Fprintf(&w, " %d nodes, no-op re-run (median) |\n|---|%s---:|\n", largest, strings.Repeat("---:|", len(sizes)))
 	for _, p := range results[largest].phases {
 		fmt.Fprintf(&w, "| %s |", p)
 		for _, n := range sizes {
@@ -150,11 +153,19 @@ func clusterTable(sizes []int, results map[int]measurement) string {
 		w.WriteString(" |\n")
 	}
 	row("init, whole run (nodes Ready, add-ons ready)", func(m measurement) string { return fmt.Sprintf("%.1f s", m.total.Seconds()) })
-	row("no-op re-run", func(m measurement) string { return fmt.Sprintf("%.1f s (%d changed)", m.noop.Seconds(), m.noopChanges) })
+	row("machine CPU busy during init", func(m measurement) string { return fmt.Sprintf("%.0f %%", 100*m.busy) })
+	row("no-op re-run, median of 3", func(m measurement) string { return fmt.Sprintf("%.1f s (%d changed)", m.noop.Seconds(), m.noopChanges) })
+	row("no-op re-runs in order (the first right after init)", func(m measurement) string {
+		var ds []string
+		for _, d := range m.noops {
+			ds = append(ds, fmt.Sprintf("%.1f", d.Seconds()))
+		}
+		return strings.Join(ds, " / ") + " s"
+	})
 	row("privcloud's peak memory (init / no-op)", func(m measurement) string {
 		return fmt.Sprintf("%.0f / %.0f MiB", float64(m.peakKiB)/1024, float64(m.noopPeakKiB)/1024)
 	})
-	fmt.Fprintf(&w, "\n%d nodes against 3: init **%.2fx** the time (goal: under 1.5x); no-op re-run of %d nodes **%.1f s** (goal: under 10 s).\n",
+	fmt.Fprintf(&w, "\n%d nodes against 3: init **%.2fx** the time (goal: under 1.5x); no-op re-run of %d nodes **%.1f s**, the median of three (goal: under 10 s).\n",
 		largest, results[largest].total.Seconds()/results[3].total.Seconds(), largest, results[largest].noop.Seconds())
 	return w.String()
 }
@@ -348,11 +359,13 @@ func measure(bin, bundle, image string, n int) (m measurement, err error) {
 		return m, err
 	}
 	start := time.Now()
+	cpu0 := cpuTimes()
 	events, peak, err := privcloudRunPeak(bin, "init", "-f", l.ClusterConfig())
 	if err != nil {
 		return m, err
 	}
 	m.total, m.peakKiB = time.Since(start), peak
+	m.busy = cpuTimes().busySince(cpu0)
 	m.ms = map[string]float64{}
 	for _, e := range events {
 		if e.Host == "" && e.Phase != "" && e.DurationMS != nil {
@@ -360,22 +373,70 @@ func measure(bin, bundle, image string, n int) (m measurement, err error) {
 			m.ms[e.Phase] = *e.DurationMS
 		}
 	}
-	start = time.Now()
-	events, peak, err = privcloudRunPeak(bin, "init", "-f", l.ClusterConfig())
-	if err != nil {
-		return m, err
+	// three no-op re-runs: the first right after init, while the new cluster's pods still start; the median
+	// is the figure reported, with its phases
+	type noop struct {
+		d      time.Duration
+		events []report.Event
 	}
-	m.noop, m.noopPeakKiB = time.Since(start), peak
-	m.noopMS = map[string]float64{}
-	for _, e := range events {
-		if e.Summary != nil {
-			m.noopChanges = e.Summary.Changed
+	var runs []noop
+	for range 3 {
+		start = time.Now()
+		events, peak, err = privcloudRunPeak(bin, "init", "-f", l.ClusterConfig())
+		if err != nil {
+			return m, err
 		}
+		runs = append(runs, noop{time.Since(start), events})
+		m.noops = append(m.noops, time.Since(start))
+		m.noopPeakKiB = max(m.noopPeakKiB, peak)
+	}
+	slices.SortFunc(runs, func(a, b noop) int { return int(a.d - b.d) })
+	m.noop = runs[1].d
+	m.noopMS = map[string]float64{}
+	for _, r := range runs {
+		for _, e := range r.events {
+			if e.Summary != nil {
+				m.noopChanges = max(m.noopChanges, e.Summary.Changed)
+			}
+		}
+	}
+	for _, e := range runs[1].events {
 		if e.Host == "" && e.Phase != "" && e.DurationMS != nil {
 			m.noopMS[e.Phase] = *e.DurationMS
 		}
 	}
 	return m, nil
+}
+
+// cpuStat is the machine's CPU time so far, in clock ticks: busy and idle (iowait counted as idle).
+type cpuStat struct{ busy, idle int64 }
+
+func cpuTimes() cpuStat {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuStat{}
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal
+	var st cpuStat
+	for i, v := range f[1:min(len(f), 9)] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i == 3 || i == 4 {
+			st.idle += n
+		} else {
+			st.busy += n
+		}
+	}
+	return st
+}
+
+// busySince is the busy share of the CPU time since before.
+func (s cpuStat) busySince(before cpuStat) float64 {
+	busy, idle := s.busy-before.busy, s.idle-before.idle
+	if busy+idle == 0 {
+		return 0
+	}
+	return float64(busy) / float64(busy+idle)
 }
 
 // privcloudRun runs privcloud with JSON events and returns them; a failed run returns its output as the error.
