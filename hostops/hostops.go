@@ -43,11 +43,16 @@ func (f File) Put() ssh.Put {
 // not disturbed. It returns what happened ("UNIT restarted", "UNIT started"), or "" when nothing did. Unit
 // names are privcloud's own.
 func EnsureRunning(ctx context.Context, h ssh.Host, unit string, restart bool) (string, error) {
-	// a converged host costs three quick queries: systemd reloads its units only when one changed (a reload
-	// takes a few hundred milliseconds), or when an earlier run wrote a file and stopped before reloading
-	script := fmt.Sprintf(`if [ "$(systemctl show -p NeedDaemonReload --value %[1]s)" = yes ]; then systemctl daemon-reload; fi
-systemctl is-enabled -q %[1]s || systemctl enable -q %[1]s
-if ! systemctl is-active -q %[1]s; then systemctl start %[1]s; echo started; fi`, unit)
+	// a converged host costs one query of three properties: systemd reloads its units only when one changed (a
+	// reload takes a few hundred milliseconds), or when an earlier run wrote a file and stopped before reloading;
+	// the unit counts as enabled and as running as 'systemctl is-enabled' and 'is-active' would say
+	script := fmt.Sprintf(`s=$(systemctl show -p NeedDaemonReload -p UnitFileState -p ActiveState %[1]s)
+nl='
+'
+s=$nl$s$nl
+case "$s" in *"${nl}NeedDaemonReload=yes${nl}"*) systemctl daemon-reload ;; esac
+case "$s" in %[2]s) ;; *) systemctl enable -q %[1]s ;; esac
+case "$s" in *"${nl}ActiveState=active${nl}"*|*"${nl}ActiveState=reloading${nl}"*) ;; *) systemctl start %[1]s; echo started ;; esac`, unit, enabledStates)
 	if restart {
 		script = fmt.Sprintf("systemctl daemon-reload && systemctl enable -q %[1]s && systemctl restart %[1]s && echo restarted", unit)
 	}
@@ -60,6 +65,16 @@ if ! systemctl is-active -q %[1]s; then systemctl start %[1]s; echo started; fi`
 	}
 	return "", nil
 }
+
+// enabledStates matches the unit file states for which 'systemctl is-enabled' succeeds, as a shell case pattern
+// over the output of 'systemctl show'.
+var enabledStates = func() string {
+	var alts []string
+	for _, st := range []string{"enabled", "enabled-runtime", "static", "indirect", "generated", "alias", "transient"} {
+		alts = append(alts, `*"${nl}UnitFileState=`+st+`${nl}"*`)
+	}
+	return strings.Join(alts, "|")
+}()
 
 // RunScript runs a script that prints one line per thing it changed (removed, restored) and returns those
 // lines. A failure names what the script does and carries its stderr.

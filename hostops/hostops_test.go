@@ -34,7 +34,7 @@ func TestEnsureRunningRestartsOnlyForAChange(t *testing.T) {
 		t.Fatalf("a converged, running service: %q, %v", what, err)
 	}
 	cmds := h2.Commands()
-	if len(cmds) != 1 || strings.Contains(cmds[0], "systemctl restart") || !strings.Contains(cmds[0], "is-active -q etcd") {
+	if len(cmds) != 1 || strings.Contains(cmds[0], "systemctl restart") || !strings.Contains(cmds[0], "systemctl show -p NeedDaemonReload -p UnitFileState -p ActiveState etcd") {
 		t.Errorf("a converged service must only be checked, not restarted: %q", cmds)
 	}
 }

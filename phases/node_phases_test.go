@@ -119,7 +119,7 @@ func TestNodePhasesRestartOnlyWhatChanged(t *testing.T) {
 	}
 	c.Spec.Kubelet.MaxPods = 55
 	// worker2's kubelet is not running: the converged script starts it
-	hosts["worker2"].OnCommandFunc(`if [ "$(systemctl show -p NeedDaemonReload`, func(cmd string) (ssh.Result, error) {
+	hosts["worker2"].OnCommandFunc(`s=$(systemctl show -p NeedDaemonReload`, func(cmd string) (ssh.Result, error) {
 		if strings.Contains(cmd, "kubelet") {
 			return ssh.Result{Stdout: []byte("started\n")}, nil
 		}
@@ -165,19 +165,21 @@ func TestEnsureServiceConvergedScript(t *testing.T) {
 	if err := runPhases(t, Init(), cl, ex, out, "node/kube-proxy"); err != nil {
 		t.Fatal(err)
 	}
-	script := commandsLike(hosts["worker1"], `if [ "$(systemctl show`)
+	script := commandsLike(hosts["worker1"], `s=$(systemctl show`)
 	if len(script) != 1 {
 		t.Fatalf("the converged run ran %q", hosts["worker1"].Commands())
 	}
+	const show = "systemctl show -p NeedDaemonReload -p UnitFileState -p ActiveState kube-proxy"
 	for _, tc := range []struct {
 		name                    string
 		reload, enabled, active bool
 		out                     string
 		calls                   []string
 	}{
-		{"running", false, true, true, "", []string{"systemctl show -p NeedDaemonReload --value kube-proxy", "systemctl is-enabled -q kube-proxy", "systemctl is-active -q kube-proxy"}},
-		{"stopped", false, true, false, "started\n", []string{"systemctl show -p NeedDaemonReload --value kube-proxy", "systemctl is-enabled -q kube-proxy", "systemctl is-active -q kube-proxy", "systemctl start kube-proxy"}},
-		{"disabled, unit file edited", true, false, true, "", []string{"systemctl show -p NeedDaemonReload --value kube-proxy", "systemctl daemon-reload", "systemctl is-enabled -q kube-proxy", "systemctl enable -q kube-proxy", "systemctl is-active -q kube-proxy"}},
+		{"running", false, true, true, "", []string{show}},
+		{"stopped", false, true, false, "started\n", []string{show, "systemctl start kube-proxy"}},
+		{"disabled, unit file edited", true, false, true, "", []string{show, "systemctl daemon-reload", "systemctl enable -q kube-proxy"}},
+		{"static, reloading", false, false, true, "", []string{show}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			state := t.TempDir()
@@ -186,10 +188,19 @@ func TestEnsureServiceConvergedScript(t *testing.T) {
 					os.WriteFile(filepath.Join(state, f), nil, 0o644)
 				}
 			}
+			if tc.name == "static, reloading" {
+				os.WriteFile(filepath.Join(state, "static"), nil, 0o644)
+			}
+			// systemd prints the properties in an order of its own
 			got := runStubbed(t, state, script[0], map[string]string{"systemctl": `case "$1" in
-show) [ -e "$STATE/reload" ] && echo yes || echo no;;
-is-enabled) [ -e "$STATE/enabled" ];;
-is-active) [ -e "$STATE/active" ];;
+show)
+  if [ -e "$STATE/active" ]; then
+    if [ -e "$STATE/static" ]; then echo ActiveState=reloading; else echo ActiveState=active; fi
+  else echo ActiveState=inactive; fi
+  [ -e "$STATE/reload" ] && echo NeedDaemonReload=yes || echo NeedDaemonReload=no
+  if [ -e "$STATE/enabled" ]; then echo UnitFileState=enabled
+  elif [ -e "$STATE/static" ]; then echo UnitFileState=static
+  else echo UnitFileState=disabled; fi;;
 esac`})
 			if got != tc.out || !slices.Equal(calls(state), tc.calls) {
 				t.Errorf("printed %q, called\n%q\nwant %q,\n%q", got, calls(state), tc.out, tc.calls)
