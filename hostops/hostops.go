@@ -114,6 +114,29 @@ func SwitchLinkScript(link, dst string) string {
 		ssh.ShellQuote(link), ssh.ShellQuote(dst))
 }
 
+// LinkTargets reads where each of links points ("" for a path that is no link or is missing) in one command:
+// GNU find prints them all in one process; where it cannot (another find, or a link missing) readlink reads
+// them one by one.
+func LinkTargets(ctx context.Context, h ssh.Host, links []string) (map[string]string, error) {
+	quoted := make([]string, len(links))
+	for i, l := range links {
+		quoted[i] = ssh.ShellQuote(l)
+	}
+	all := strings.Join(quoted, " ")
+	res, err := h.Run(ctx, fmt.Sprintf(`if out=$(find %[1]s -maxdepth 0 -printf '%%p\t%%l\n' 2>/dev/null); then printf '%%s\n' "$out"
+else for l in %[1]s; do printf '%%s\t%%s\n' "$l" "$(readlink "$l")"; done; fi`, all), ssh.ReadOnly())
+	if err != nil {
+		return nil, err
+	}
+	targets := map[string]string{}
+	for _, line := range strings.Split(string(res.Stdout), "\n") {
+		if link, target, ok := strings.Cut(line, "\t"); ok {
+			targets[link] = target
+		}
+	}
+	return targets, nil
+}
+
 // EtcdctlBase is etcdctl talking to the host's own member with the healthcheck client's certificate.
 const EtcdctlBase = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt " +
 	"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key"

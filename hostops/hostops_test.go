@@ -2,6 +2,9 @@ package hostops
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -69,5 +72,31 @@ func TestSwitchLinkScriptQuotes(t *testing.T) {
 	s := SwitchLinkScript("/usr/local/bin/x y", "/opt/privcloud/x/1/x")
 	if !strings.Contains(s, "'/usr/local/bin/x y'") || !strings.Contains(s, "mv -Tf '/usr/local/bin/x y'.privcloud '/usr/local/bin/x y'") {
 		t.Errorf("link switch script:\n%s", s)
+	}
+}
+
+// localShell runs commands with this machine's /bin/sh: the scripts themselves under test.
+type localShell struct{ *sshtest.Fake }
+
+func (l localShell) Run(ctx context.Context, cmd string, _ ...ssh.RunOption) (ssh.Result, error) {
+	out, err := exec.CommandContext(ctx, "/bin/sh", "-c", cmd).Output()
+	return ssh.Result{Stdout: out}, err
+}
+
+// LinkTargets reads every link in one find; with a path missing, find fails and readlink reads them one by one.
+func TestLinkTargets(t *testing.T) {
+	dir := t.TempDir()
+	a, b, missing := filepath.Join(dir, "a"), filepath.Join(dir, "b b"), filepath.Join(dir, "missing")
+	os.Symlink("/opt/privcloud/a/1/a", a)
+	os.Symlink("/opt/privcloud/b/2/b", b)
+	h := localShell{sshtest.NewFake("h1")}
+	for _, links := range [][]string{{a, b}, {a, b, missing}} {
+		got, err := LinkTargets(context.Background(), h, links)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[a] != "/opt/privcloud/a/1/a" || got[b] != "/opt/privcloud/b/2/b" || got[missing] != "" {
+			t.Errorf("%q: targets %q", links, got)
+		}
 	}
 }

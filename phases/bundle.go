@@ -238,7 +238,8 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 	if err != nil {
 		return err
 	}
-	var links strings.Builder
+	type link struct{ path, dst, unit string }
+	var switches []link
 	for _, c := range wanted {
 		dst := RemotePath(c)
 		if st, ok := have[dst]; !ok || st.SHA256 != c.SHA256 || st.Mode != "755" || st.Owner != "root:root" {
@@ -250,14 +251,32 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 				r.Changed(t.Spec.Name, dst)
 			}
 		}
-		if link := activeLink(c); link != "" && !s.stageOnly && active(s.manifest, c, r.Cluster.Spec.KubernetesVersion) {
-			if unit, ok := restartedOnSwitch[c.Name]; ok {
-				// a running unit owes a restart to its new binary (a first install starts it later anyway)
-				fmt.Fprintf(&links, "out=$(%s)\nif [ -n \"$out\" ]; then echo \"$out\"; if systemctl is-active -q %s; then echo restart:%[2]s; fi; fi\n",
-					strings.TrimSuffix(hostops.SwitchLinkScript(link, dst), "\n"), unit)
-			} else {
-				links.WriteString(hostops.SwitchLinkScript(link, dst))
-			}
+		if path := activeLink(c); path != "" && !s.stageOnly && active(s.manifest, c, r.Cluster.Spec.KubernetesVersion) {
+			switches = append(switches, link{path, dst, restartedOnSwitch[c.Name]})
+		}
+	}
+	if len(switches) == 0 {
+		return nil
+	}
+	// the links are read in one command, and a script switches only those that point elsewhere
+	paths = paths[:0]
+	for _, l := range switches {
+		paths = append(paths, l.path)
+	}
+	targets, err := hostops.LinkTargets(ctx, t.Host, paths)
+	if err != nil {
+		return err
+	}
+	var links strings.Builder
+	for _, l := range switches {
+		switch {
+		case targets[l.path] == l.dst:
+		case l.unit != "":
+			// a running unit owes a restart to its new binary (a first install starts it later anyway)
+			fmt.Fprintf(&links, "out=$(%s)\nif [ -n \"$out\" ]; then echo \"$out\"; if systemctl is-active -q %s; then echo restart:%[2]s; fi; fi\n",
+				strings.TrimSuffix(hostops.SwitchLinkScript(l.path, l.dst), "\n"), l.unit)
+		default:
+			links.WriteString(hostops.SwitchLinkScript(l.path, l.dst))
 		}
 	}
 	if links.Len() == 0 {

@@ -198,3 +198,26 @@ func TestNewNetworkBinaryRestartsItsUnit(t *testing.T) {
 		t.Errorf("a host where flanneld does not run yet restarted it: %q", fresh.Commands())
 	}
 }
+
+// The links are read in one command; a host whose links all point at the bundle's binaries gets no switch
+// script, and one with a link elsewhere gets a script for that link alone.
+func TestBundleSwitchesOnlyLinksThatDiffer(t *testing.T) {
+	c, hosts, ex, out := fakeCluster(t)
+	c.Spec.Bundle.Path = filepath.Join(t.TempDir(), "b.tar.zst")
+	m := smallBundle(t, c.Spec.Bundle.Path)
+	common, tool := RemotePath(*m.Find("common", "")), RemotePath(*m.Find("tool", ""))
+	converged, stale := hosts["worker1"], hosts["worker2"]
+	converged.OnCommand("if out=$(find", ssh.Result{Stdout: []byte("/usr/local/bin/common\t" + common + "\n/usr/local/bin/tool\t" + tool + "\n")}, nil)
+	stale.OnCommand("if out=$(find", ssh.Result{Stdout: []byte("/usr/local/bin/common\t" + common + "\n/usr/local/bin/tool\t/opt/privcloud/tool/1/tool\n")}, nil)
+	ex.Selection = workflow.Selection{Only: []string{"bundle"}}
+	if err := Execute(context.Background(), Init(), c, ex); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := commandsLike(converged, "set -e\n"); len(got) != 0 {
+		t.Errorf("links in place, yet a switch script ran: %q", got)
+	}
+	got := commandsLike(stale, "set -e\n")
+	if len(got) != 1 || !strings.Contains(got[0], "/usr/local/bin/tool") || strings.Contains(got[0], "/usr/local/bin/common") {
+		t.Errorf("the stale host's switch script must name the tool link alone: %q", got)
+	}
+}
