@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,8 +58,7 @@ const hashFunc = `sha256() {
 record() { echo "$PRIVCLOUD_SUMS/$(printf %s "$1" | tr / %)"; }
 # state FILE [RECORD] prints the file's sha256, mode and owner. The sha256 comes from the record of the last
 # hash when the size, inode and ctime are unchanged since (no write leaves all three alone, and ctime cannot be
-# set back), so a converged re-run does not re-read gigabytes. One process (stat) per file in place: a
-# converged host answers for many files at once.
+# set back), so a converged re-run does not re-read gigabytes. (States checks many files with one stat.)
 state() {
   [ -f "$1" ] || return 0
   rec=${2:-$(record "$1")}
@@ -140,18 +140,80 @@ type Stater interface {
 	States(ctx context.Context, paths []string) (map[string]FileState, error)
 }
 
-// States reports the state of each of paths that exists on h, in one command however many there are.
+// States reports the state of each of paths that exists on h. A converged host answers in one command with
+// one process, whatever the number of files: a single stat for them all, and the hash records read by the
+// shell itself; the sha256 comes from a file's record when its size, inode and ctime are unchanged since. Only
+// files without such a record are hashed, in a second command.
 func States(ctx context.Context, h Host, paths []string) (map[string]FileState, error) {
 	if s, ok := h.(Stater); ok {
 		return s.States(ctx, paths)
 	}
+	if len(paths) == 0 {
+		return map[string]FileState{}, nil
+	}
 	env := sumsEnvOf(h)
+	quoted, records := make([]string, len(paths)), make([]string, len(paths))
+	for i, p := range paths {
+		quoted[i], records[i] = ShellQuote(p), ShellQuote(recordName(p))
+	}
+	script := `stat -L --printf '%n\t%s %i %.9Z\t%a %U:%G\t%F\n' -- ` + strings.Join(quoted, " ") + ` 2>/dev/null
+for r in ` + strings.Join(records, " ") + `; do
+  if [ -f "$PRIVCLOUD_SUMS/$r" ]; then sum= was=; { read -r sum; read -r was; } < "$PRIVCLOUD_SUMS/$r" || true; printf 'R\t%s\t%s\t%s\n' "$r" "$sum" "$was"; fi
+done
+true`
+	res, err := h.Run(ctx, inline(env, script), ReadOnly())
+	if err != nil {
+		return nil, err
+	}
+	type record struct{ sum, was string }
+	recs := map[string]record{}
+	type stat struct{ now, modeOwner, kind string }
+	stats := map[string]stat{}
+	for _, line := range strings.Split(string(res.Stdout), "\n") {
+		f := strings.Split(line, "\t")
+		switch {
+		case len(f) == 4 && f[0] == "R":
+			recs[f[1]] = record{f[2], f[3]}
+		case len(f) == 4:
+			stats[f[0]] = stat{f[1], f[2], f[3]}
+		}
+	}
+	out := map[string]FileState{}
+	var unknown []string
+	for _, p := range paths {
+		st, ok := stats[p]
+		if !ok || st.kind != "regular file" && st.kind != "regular empty file" {
+			continue // missing, or not a file: no state, as for a file that does not exist
+		}
+		mo := strings.Fields(st.modeOwner)
+		if rec, ok := recs[recordName(p)]; ok && rec.sum != "" && rec.was == st.now && len(mo) == 2 {
+			out[p] = FileState{SHA256: rec.sum, Mode: mo[0], Owner: mo[1]}
+			continue
+		}
+		unknown = append(unknown, p)
+	}
+	if len(unknown) == 0 {
+		return out, nil
+	}
+	hashed, err := hashStates(ctx, h, env, unknown)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(out, hashed)
+	return out, nil
+}
+
+// recordName is the name of a file's hash record in the record folder.
+func recordName(path string) string { return strings.ReplaceAll(path, "/", "%") }
+
+// hashStates hashes the files of paths on the host and records their hashes, in one command.
+func hashStates(ctx context.Context, h Host, env string, paths []string) (map[string]FileState, error) {
 	var script strings.Builder
 	script.WriteString(hashFunc)
 	for _, p := range paths {
 		// the record's name made here rather than by a process on the host per file
 		fmt.Fprintf(&script, "s=$(state %[1]s \"$PRIVCLOUD_SUMS\"/%[2]s); [ -z \"$s\" ] || printf '%%s\\t%%s\\n' %[1]s \"$s\"\n",
-			ShellQuote(p), ShellQuote(strings.ReplaceAll(p, "/", "%")))
+			ShellQuote(p), ShellQuote(recordName(p)))
 	}
 	res, err := h.Run(ctx, inline(env, script.String()), ReadOnly())
 	if err != nil {

@@ -745,6 +745,20 @@ func TestStatesInOneCommand(t *testing.T) {
 	if len(states) != 2 || states[a].SHA256 != hex.EncodeToString(want[:]) || states[a].Mode != "640" || states[b].Owner != "root:root" {
 		t.Errorf("states = %+v", states)
 	}
+
+	// a file written by someone else has no hash record: it is hashed in a second command, and recorded, so
+	// the next check is one command again; a folder has no state
+	h := &countingHost{Client: c}
+	other := filepath.Join(e.dir, "other")
+	os.WriteFile(other, []byte("not privcloud's\n"), 0o644)
+	for round, wantRuns := range []int{2, 1} {
+		h.runs = 0
+		states, err := States(ctx, h, []string{a, other, e.dir})
+		sum := sha256.Sum256([]byte("not privcloud's\n"))
+		if err != nil || len(states) != 2 || states[other].SHA256 != hex.EncodeToString(sum[:]) || states[a].SHA256 != hex.EncodeToString(want[:]) || h.runs != wantRuns {
+			t.Errorf("round %d: states %+v in %d commands (want %d), %v", round, states, h.runs, wantRuns, err)
+		}
+	}
 }
 
 // countingHost counts the commands and uploads that reach a real host.
