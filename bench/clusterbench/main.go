@@ -41,7 +41,10 @@ type measurement struct {
 	phases      []string
 	ms, noopMS  map[string]float64
 	total, noop time.Duration
-	noops       []time.Duration // every no-op re-run in order; noop is their median
+	noops       []time.Duration // the no-op re-runs once the load settled, in order; noop is their median
+	firstNoop   time.Duration   // the no-op re-run right after init
+	settle      time.Duration   // how long the machine's load took to settle after init
+	idleBusy    float64         // the busy share of the machine's CPU with the cluster settled
 	noopChanges int
 	// busy is the share of the machine's CPU time spent busy during init (every lab host shares its cores)
 	busy                 float64
@@ -154,19 +157,23 @@ func clusterTable(sizes []int, results map[int]measurement) string {
 	}
 	row("init, whole run (nodes Ready, add-ons ready)", func(m measurement) string { return fmt.Sprintf("%.1f s", m.total.Seconds()) })
 	row("machine CPU busy during init", func(m measurement) string { return fmt.Sprintf("%.0f %%", 100*m.busy) })
-	row("no-op re-run, median of 3", func(m measurement) string { return fmt.Sprintf("%.1f s (%d changed)", m.noop.Seconds(), m.noopChanges) })
-	row("no-op re-runs in order (the first right after init)", func(m measurement) string {
+	row("no-op re-run once settled, median of 3", func(m measurement) string { return fmt.Sprintf("%.1f s (%d changed)", m.noop.Seconds(), m.noopChanges) })
+	row("no-op re-runs once settled, in order", func(m measurement) string {
 		var ds []string
 		for _, d := range m.noops {
 			ds = append(ds, fmt.Sprintf("%.1f", d.Seconds()))
 		}
 		return strings.Join(ds, " / ") + " s"
 	})
+	row("no-op re-run right after init", func(m measurement) string { return fmt.Sprintf("%.1f s", m.firstNoop.Seconds()) })
+	row("settling after init: wait, then the machine's CPU busy", func(m measurement) string {
+		return fmt.Sprintf("%.0f s, %.0f %%", m.settle.Seconds(), 100*m.idleBusy)
+	})
 	row("privcloud's peak memory (init / no-op)", func(m measurement) string {
 		return fmt.Sprintf("%.0f / %.0f MiB", float64(m.peakKiB)/1024, float64(m.noopPeakKiB)/1024)
 	})
-	fmt.Fprintf(&w, "\n%d nodes against 3: init **%.2fx** the time (goal: under 1.5x); no-op re-run of %d nodes **%.1f s**, the median of three (goal: under 10 s).\n",
-		largest, results[largest].total.Seconds()/results[3].total.Seconds(), largest, results[largest].noop.Seconds())
+	fmt.Fprintf(&w, "\n%d nodes against 3: init **%.2fx** the time (goal: under 1.5x); no-op re-run of %d nodes **%.1f s** once the new cluster settled (median of three), %.1f s right after init (goal: under 10 s).\n",
+		largest, results[largest].total.Seconds()/results[3].total.Seconds(), largest, results[largest].noop.Seconds(), results[largest].firstNoop.Seconds())
 	return w.String()
 }
 
@@ -373,12 +380,18 @@ func measure(bin, bundle, image string, n int) (m measurement, err error) {
 			m.ms[e.Phase] = *e.DurationMS
 		}
 	}
-	// three no-op re-runs: the first right after init, while the new cluster's pods still start; the median
-	// is the figure reported, with its phases
+	// a no-op re-run right after init, while the new cluster's pods still start; then, once the machine's load
+	// has settled, three more: their median is the figure reported, with its phases
 	type noop struct {
 		d      time.Duration
 		events []report.Event
 	}
+	start = time.Now()
+	if _, _, err = privcloudRunPeak(bin, "init", "-f", l.ClusterConfig()); err != nil {
+		return m, err
+	}
+	m.firstNoop = time.Since(start)
+	m.settle, m.idleBusy = settle()
 	var runs []noop
 	for range 3 {
 		start = time.Now()
@@ -406,6 +419,22 @@ func measure(bin, bundle, image string, n int) (m measurement, err error) {
 		}
 	}
 	return m, nil
+}
+
+// settle waits until the machine's CPU load stops falling after init (two 5-second windows in a row within
+// 3 points of each other; at most 3 minutes) and returns the wait and the last window's busy share.
+func settle() (time.Duration, float64) {
+	start := time.Now()
+	prev := -1.0
+	for {
+		before := cpuTimes()
+		time.Sleep(5 * time.Second)
+		busy := cpuTimes().busySince(before)
+		if (prev >= 0 && busy > prev-0.03 && busy < prev+0.03) || time.Since(start) > 3*time.Minute {
+			return time.Since(start), busy
+		}
+		prev = busy
+	}
 }
 
 // cpuStat is the machine's CPU time so far, in clock ticks: busy and idle (iowait counted as idle).
