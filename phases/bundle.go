@@ -242,7 +242,7 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 	var switches []link
 	for _, c := range wanted {
 		dst := RemotePath(c)
-		if st, ok := have[dst]; !ok || st.SHA256 != c.SHA256 || st.Mode != "755" || st.Owner != "root:root" {
+		if !have[dst].Matches(c.SHA256, 0o755, "root:root") {
 			changed, err := t.Host.Upload(ctx, ssh.NewFile(filepath.Join(s.local, c.Path), c.SHA256), dst, 0o755, ssh.WithOwner("root:root"))
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", c.Name, c.Version, err)
@@ -259,11 +259,11 @@ func (s *bundleState) distribute(ctx context.Context, r *workflow.Run, t *workfl
 		return nil
 	}
 	// the links are read in one command, and a script switches only those that point elsewhere
-	paths = paths[:0]
-	for _, l := range switches {
-		paths = append(paths, l.path)
+	linkPaths := make([]string, len(switches))
+	for i, l := range switches {
+		linkPaths[i] = l.path
 	}
-	targets, err := hostops.LinkTargets(ctx, t.Host, paths)
+	targets, err := hostops.LinkTargets(ctx, t.Host, linkPaths)
 	if err != nil {
 		return err
 	}

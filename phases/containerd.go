@@ -120,8 +120,9 @@ func waitContainerd(ctx context.Context, cl *client.Client, limit time.Duration)
 	return err
 }
 
-// importImages streams each image the host needs from the local bundle into its containerd; an image already imported from the same archive is skipped, and so is an image only
-// add-ons that cluster.yaml leaves off would run ('addons apply' imports it once one is turned on).
+// importImages streams each image the host needs from the local bundle into its containerd; an image already
+// imported from the same archive is skipped, and so is an image only add-ons that cluster.yaml leaves off would
+// run ('addons apply' imports it once one is turned on).
 func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *bundleState) error {
 	if err := b.prepare(r); err != nil {
 		return err
@@ -143,6 +144,7 @@ func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *b
 		return err
 	}
 	defer cl.Close()
+	sandbox := sandboxImage(b.manifest)
 	for _, c := range wanted {
 		if img, err := cl.GetImage(ctx, c.ImageRef); err == nil && img.Labels()[archiveLabel] == c.SHA256 {
 			if img.Labels()[pinnedLabel] != pinned { // imported before images were pinned
@@ -158,7 +160,7 @@ func importImages(ctx context.Context, r *workflow.Run, t *workflow.Target, b *b
 		// the sandbox image is unpacked now, as every pod starts with it; the others on a pod's first use of them
 		// (containerd's CRI unpacks an image it finds packed), so a node never holds an unpacked copy of an image
 		// none of its pods runs
-		if err := importImage(ctx, cl, b.LocalPath(c), c.SHA256, c.ImageRef == sandboxImage(b.manifest)); err != nil {
+		if err := importImage(ctx, cl, b.LocalPath(c), c.SHA256, c.ImageRef == sandbox); err != nil {
 			return fmt.Errorf("image %s: %w", c.ImageRef, err)
 		}
 		r.Changed(t.Spec.Name, "imported "+c.ImageRef)
@@ -179,10 +181,10 @@ func importImage(ctx context.Context, cl *client.Client, path, sha string, unpac
 	if len(imgs) == 0 {
 		return errors.New("the archive holds no image")
 	}
+	if !unpack {
+		return nil
+	}
 	for _, i := range imgs {
-		if !unpack {
-			break
-		}
 		if err := client.NewImage(cl, i).Unpack(ctx, ""); err != nil {
 			return fmt.Errorf("unpack %s: %w", i.Name, err)
 		}
