@@ -68,6 +68,7 @@ func (d *Dialer) Connect(ctx context.Context, h api.Host) (*Client, error) {
 		if err == nil {
 			c := &Client{name: h.Name, address: target.hostPort(), user: h.User, conn: chain[len(chain)-1], chain: chain,
 				cmdTimeout: d.CommandTimeout, sudoPassword: d.SudoPassword, sessions: make(chan struct{}, maxSessions),
+				shells: shellPool{idle: make(chan *shell, maxShells)},
 				closed: make(chan struct{}), sumsDir: d.SumsDir, sudo: sudoRule{lock: make(chan struct{}, 1)},
 				redial: func(ctx context.Context) ([]*xssh.Client, error) { return d.dialChain(ctx, hops) }}
 			if d.KeepAlive > 0 {
@@ -201,6 +202,7 @@ type Client struct {
 	sudo                sudoRule
 	sumsDir             string
 	sessions            chan struct{}
+	shells              shellPool
 
 	mu    sync.Mutex
 	conn  *xssh.Client

@@ -37,15 +37,28 @@ func (c *Client) Run(ctx context.Context, cmd string, opts ...RunOption) (Result
 	return res, err
 }
 
-// run starts cmd with the given streams and waits for it, honouring ctx and the command timeout. When ctx
-// ends first, the remote command and everything it started are killed: OpenSSH refuses signal requests on
-// root sessions, so the kill goes over a second session to the process group sshd made for the command.
+// run runs cmd with the given streams and waits for it, honouring ctx and the command timeout: in one of the
+// connection's long-lived shells when it takes no input (see shell.go), else in a session of its own.
 func (c *Client) run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if c.cmdTimeout > 0 && ctx.Value(untimedKey{}) == nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cmdTimeout)
 		defer cancel()
 	}
+	if stdin == nil {
+		if sh := c.takeShell(ctx); sh != nil {
+			if started, err := c.runShell(ctx, sh, cmd, stdout, stderr); started {
+				return err
+			}
+		}
+	}
+	return c.runSession(ctx, cmd, stdin, stdout, stderr)
+}
+
+// runSession runs cmd in a session of its own. When ctx ends first, the remote command and everything it
+// started are killed: OpenSSH refuses signal requests on root sessions, so the kill goes over a second
+// session to the process group sshd made for the command.
+func (c *Client) runSession(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
 	// before taking a session slot: finding out how sudo runs may take one itself
 	full, stdin, err := c.privileged(ctx, cmd, stdin)
 	if err != nil {
@@ -145,7 +158,7 @@ func (c *Client) kill(sid string) {
 	script := fmt.Sprintf(`kill -TERM -- -%[1]s 2>/dev/null || pkill -TERM -s %[1]s
 i=0; while [ $i -lt 30 ] && pgrep -s %[1]s >/dev/null 2>&1; do sleep 0.1; i=$((i+1)); done
 kill -KILL -- -%[1]s 2>/dev/null || pkill -KILL -s %[1]s; true`, sid)
-	_ = c.run(ctx, script, nil, io.Discard, io.Discard)
+	_ = c.runSession(ctx, script, nil, io.Discard, io.Discard)
 }
 
 // sessionIDWriter passes stderr through, minus the first line the command wrapper prints: its session id.
