@@ -28,7 +28,7 @@ func TestWriteFilesReportsOnlyWhatChanged(t *testing.T) {
 func TestEnsureRunningRestartsOnlyForAChange(t *testing.T) {
 	ctx := context.Background()
 	h := sshtest.NewFake("h1")
-	h.OnCommand("systemctl daemon-reload && systemctl enable -q etcd && systemctl restart etcd", ssh.Result{Stdout: []byte("restarted\n")}, nil)
+	h.OnCommand(LoadUnitScript("etcd")+" && systemctl restart etcd", ssh.Result{Stdout: []byte("restarted\n")}, nil)
 	if what, err := EnsureRunning(ctx, h, "etcd", true); err != nil || what != "etcd restarted" {
 		t.Fatalf("a changed file: %q, %v", what, err)
 	}

@@ -149,12 +149,11 @@ func ensureAPILBSocket(ctx context.Context, r *workflow.Run, t *workflow.Target,
 	}
 	script := fmt.Sprintf(`set -e
 if ! %[3]s; then
-  systemctl daemon-reload
+  %[4]s
   systemctl stop %[1]s.service
-  systemctl enable -q %[2]s
   systemctl restart %[2]s
   echo "%[2]s started"
-fi`, pki.APILoadBalancerUnit, apiLBSocket, restart)
+fi`, pki.APILoadBalancerUnit, apiLBSocket, restart, hostops.LoadUnitScript(apiLBSocket))
 	return runScript(ctx, r, t, "start "+apiLBSocket, script)
 }
 

@@ -403,7 +403,7 @@ func liveCluster(t *testing.T) (*api.Cluster, map[string]*sshtest.Fake, Executio
 	for i, h := range c.Spec.Hosts {
 		svc.api.addNode(h, fmt.Sprintf("10.244.%d.0/24", i), true)
 		svc.containerd[h.Name] = newFakeContainerd(t)
-		hosts[h.Name].OnCommand("systemctl daemon-reload && systemctl enable -q", ssh.Result{Stdout: []byte("restarted\n")}, nil)
+		hosts[h.Name].OnCommand("if systemctl is-enabled -q ", ssh.Result{Stdout: []byte("restarted\n")}, nil)
 	}
 	svc.api.holdLease("kube-controller-manager", "cp1_0a1b")
 	svc.api.holdLease("kube-scheduler", "cp1_2c3d")
@@ -414,8 +414,8 @@ func liveCluster(t *testing.T) (*api.Cluster, map[string]*sshtest.Fake, Executio
 // restarts are the units a host was told to restart, in order.
 func restarts(h *sshtest.Fake) []string {
 	var units []string
-	for _, cmd := range commandsLike(h, "systemctl daemon-reload && systemctl enable -q ") {
-		units = append(units, strings.Trim(strings.Fields(strings.TrimPrefix(cmd, "systemctl daemon-reload && systemctl enable -q "))[0], "'"))
+	for _, cmd := range commandsLike(h, "if systemctl is-enabled -q ") {
+		units = append(units, strings.Trim(strings.Fields(strings.TrimPrefix(cmd, "if systemctl is-enabled -q "))[0], "'"))
 	}
 	return units
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/report"
 	"github.com/privcloud/privcloud/ssh"
 )
@@ -206,6 +207,29 @@ esac`})
 				t.Errorf("printed %q, called\n%q\nwant %q,\n%q", got, calls(state), tc.out, tc.calls)
 			}
 		})
+	}
+}
+
+// The restart after a changed file costs systemd one reload: the explicit one for an enabled unit, the one
+// 'systemctl enable' makes by itself for a new one.
+func TestRestartScriptReloadsOnce(t *testing.T) {
+	script := hostops.LoadUnitScript("kube-proxy") + " && systemctl restart kube-proxy && echo restarted"
+	for _, tc := range []struct {
+		name    string
+		enabled bool
+		calls   []string
+	}{
+		{"enabled", true, []string{"systemctl is-enabled -q kube-proxy", "systemctl daemon-reload", "systemctl restart kube-proxy"}},
+		{"new", false, []string{"systemctl is-enabled -q kube-proxy", "systemctl enable -q kube-proxy", "systemctl restart kube-proxy"}},
+	} {
+		state := t.TempDir()
+		if tc.enabled {
+			os.WriteFile(filepath.Join(state, "enabled"), nil, 0o644)
+		}
+		got := runStubbed(t, state, script, map[string]string{"systemctl": `[ "$1" != is-enabled ] || [ -e "$STATE/enabled" ]`})
+		if got != "restarted\n" || !slices.Equal(calls(state), tc.calls) {
+			t.Errorf("%s: printed %q, called %q, want %q", tc.name, got, calls(state), tc.calls)
+		}
 	}
 }
 

@@ -94,7 +94,7 @@ func runningHost(name string) (*sshtest.Fake, *atomic.Int32) {
 		unit := f[len(f)-1]
 		return ssh.Result{Stdout: []byte("NRestarts=0\nActiveState=active\nSubState=running\nExe=/opt/privcloud/" + unit + "/v1/" + unit + "\n")}, nil
 	})
-	h.OnCommandFunc("systemctl daemon-reload && systemctl enable", func(string) (ssh.Result, error) {
+	h.OnCommandFunc("if systemctl is-enabled -q ", func(string) (ssh.Result, error) {
 		restarts.Add(1)
 		return ssh.Result{Stdout: []byte("restarted\n")}, nil
 	})
@@ -212,7 +212,7 @@ func TestChangedFilesSwitchBack(t *testing.T) {
 		}
 		return ssh.Result{Stdout: []byte(fmt.Sprintf("NRestarts=%d\nActiveState=active\nSubState=running\nExe=%s\n", restarts, runs))}, nil
 	})
-	h.OnCommandFunc("systemctl daemon-reload && systemctl enable", func(string) (ssh.Result, error) {
+	h.OnCommandFunc("if systemctl is-enabled -q ", func(string) (ssh.Result, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		data, _, _ := h.File(unit)
