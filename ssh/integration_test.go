@@ -93,6 +93,15 @@ func (e *env) host(s *testsshd.Server, user string) api.Host {
 	return api.Host{Name: fmt.Sprintf("h%d", s.Port), Address: "127.0.0.1", Port: s.Port, User: user, SSHKeyPath: e.keyPath}
 }
 
+// rootClient is a client connected as root to a new sshd whose host key it trusts.
+func rootClient(t *testing.T) (*env, *Client) {
+	t.Helper()
+	e := newEnv(t)
+	s := e.server(testsshd.Options{})
+	e.trust(s.KnownHostsLine(s.HostKey))
+	return e, connect(t, e.dialer(false), e.host(s, "root"))
+}
+
 func connect(t *testing.T, d *Dialer, h api.Host) *Client {
 	t.Helper()
 	c, err := d.Connect(context.Background(), h)
@@ -112,10 +121,7 @@ func hostKeyProblem(err error) HostKeyProblem {
 }
 
 func TestRunCommands(t *testing.T) {
-	e := newEnv(t)
-	s := e.server(testsshd.Options{})
-	e.trust(s.KnownHostsLine(s.HostKey))
-	c := connect(t, e.dialer(false), e.host(s, "root"))
+	_, c := rootClient(t)
 	ctx := context.Background()
 
 	res, err := c.Run(ctx, "echo out; echo err >&2")
@@ -151,10 +157,7 @@ func TestRunCommands(t *testing.T) {
 }
 
 func TestContextCancelKillsRemoteCommand(t *testing.T) {
-	e := newEnv(t)
-	s := e.server(testsshd.Options{})
-	e.trust(s.KnownHostsLine(s.HostKey))
-	c := connect(t, e.dialer(false), e.host(s, "root"))
+	_, c := rootClient(t)
 	marker := fmt.Sprintf("sleep %d.%d", 40+rand.IntN(10), rand.IntN(1000))
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -417,10 +420,7 @@ func remoteSHA(t *testing.T, c *Client, path string) string {
 }
 
 func TestUpload200MB(t *testing.T) {
-	e := newEnv(t)
-	s := e.server(testsshd.Options{})
-	e.trust(s.KnownHostsLine(s.HostKey))
-	c := connect(t, e.dialer(false), e.host(s, "root"))
+	e, c := rootClient(t)
 	src, sum := randomFile(t, e.dir, 200<<20)
 	dst := filepath.Join(e.dir, "remote", "nested", "payload")
 	start := time.Now()
@@ -579,10 +579,7 @@ func TestBastionChain(t *testing.T) {
 }
 
 func TestDialThroughConnection(t *testing.T) {
-	e := newEnv(t)
-	s := e.server(testsshd.Options{})
-	e.trust(s.KnownHostsLine(s.HostKey))
-	c := connect(t, e.dialer(false), e.host(s, "root"))
+	e, c := rootClient(t)
 	sock := filepath.Join(e.dir, "echo.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -726,10 +723,7 @@ func TestPasswordLogin(t *testing.T) {
 }
 
 func TestStatesInOneCommand(t *testing.T) {
-	e := newEnv(t)
-	s := e.server(testsshd.Options{})
-	e.trust(s.KnownHostsLine(s.HostKey))
-	c := connect(t, e.dialer(false), e.host(s, "root"))
+	e, c := rootClient(t)
 	ctx := context.Background()
 	a, b := filepath.Join(e.dir, "a b", "x"), filepath.Join(e.dir, "it's", "y")
 	for _, p := range []string{a, b} {

@@ -27,10 +27,7 @@ func shellPID(t *testing.T, c *Client) string {
 }
 
 func TestCommandsShareOneShellAndNothingElse(t *testing.T) {
-	e := newEnv(t)
-	s := e.server(testsshd.Options{})
-	e.trust(s.KnownHostsLine(s.HostKey))
-	c := connect(t, e.dialer(false), e.host(s, "root"))
+	e, c := rootClient(t)
 	ctx := context.Background()
 
 	first := shellPID(t, c)
@@ -73,10 +70,7 @@ func TestCommandsShareOneShellAndNothingElse(t *testing.T) {
 }
 
 func TestShellGoneBetweenCommandsIsReplaced(t *testing.T) {
-	e := newEnv(t)
-	s := e.server(testsshd.Options{})
-	e.trust(s.KnownHostsLine(s.HostKey))
-	c := connect(t, e.dialer(false), e.host(s, "root"))
+	_, c := rootClient(t)
 	ctx := context.Background()
 
 	first := shellPID(t, c)
@@ -111,10 +105,7 @@ func TestShellGoneBetweenCommandsIsReplaced(t *testing.T) {
 }
 
 func TestCancelledCommandEndsItsShellOnly(t *testing.T) {
-	e := newEnv(t)
-	s := e.server(testsshd.Options{})
-	e.trust(s.KnownHostsLine(s.HostKey))
-	c := connect(t, e.dialer(false), e.host(s, "root"))
+	_, c := rootClient(t)
 	first := shellPID(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
