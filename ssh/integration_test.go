@@ -31,14 +31,14 @@ import (
 
 // env is one test's client side: a user key, a known_hosts file and the servers started for it.
 type env struct {
-	t          *testing.T
+	t          testing.TB
 	dir        string
 	keyPath    string
 	key        xssh.Signer
 	knownHosts string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, keyPath: filepath.Join(dir, "id_ed25519"), knownHosts: filepath.Join(dir, "known_hosts")}
@@ -94,7 +94,7 @@ func (e *env) host(s *testsshd.Server, user string) api.Host {
 }
 
 // rootClient is a client connected as root to a new sshd whose host key it trusts.
-func rootClient(t *testing.T) (*env, *Client) {
+func rootClient(t testing.TB) (*env, *Client) {
 	t.Helper()
 	e := newEnv(t)
 	s := e.server(testsshd.Options{})
@@ -102,7 +102,7 @@ func rootClient(t *testing.T) (*env, *Client) {
 	return e, connect(t, e.dialer(false), e.host(s, "root"))
 }
 
-func connect(t *testing.T, d *Dialer, h api.Host) *Client {
+func connect(t testing.TB, d *Dialer, h api.Host) *Client {
 	t.Helper()
 	c, err := d.Connect(context.Background(), h)
 	if err != nil {

@@ -138,3 +138,19 @@ func TestSudoWithoutPasswordUsesLongLivedShell(t *testing.T) {
 		t.Errorf("commands ran in shells %s and %s: the long-lived shell was not reused", a, b)
 	}
 }
+
+// BenchmarkCommands compares a command in the long-lived shell with the same command in a session of its own
+// (input makes it take one), against a real sshd: go test -tags integration -run - -bench Commands ./ssh
+func BenchmarkCommands(b *testing.B) {
+	_, c := rootClient(b)
+	ctx := context.Background()
+	for name, opts := range map[string][]RunOption{"shell": nil, "session": {WithStdin(strings.NewReader(""))}} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := c.Run(ctx, "true", opts...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
