@@ -247,6 +247,7 @@ func (c *Client) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		c.shells.closeIdle()
 		c.mu.Lock()
 		chain := c.chain
 		c.mu.Unlock()

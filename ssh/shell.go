@@ -86,7 +86,7 @@ func (c *Client) takeShell(ctx context.Context) *shell {
 		break
 	}
 	c.shells.mu.Lock()
-	if c.shells.count >= maxShells {
+	if c.shells.count >= maxShells || c.shells.refusedOn == conn {
 		c.shells.mu.Unlock()
 		return nil
 	}
@@ -96,6 +96,10 @@ func (c *Client) takeShell(ctx context.Context) *shell {
 	if err != nil {
 		c.shells.mu.Lock()
 		c.shells.count--
+		if ctx.Err() == nil {
+			// a host that cannot keep a shell (sudo refusing, no sh) is not asked again on this connection
+			c.shells.refusedOn = conn
+		}
 		c.shells.mu.Unlock()
 		return nil // the session path reports whatever is wrong, command by command
 	}
@@ -239,9 +243,23 @@ func (c *Client) runShell(ctx context.Context, sh *shell, cmd string, stdout, st
 
 // shellPool is a connection's long-lived shells.
 type shellPool struct {
-	mu    sync.Mutex
-	count int
-	idle  chan *shell
+	mu        sync.Mutex
+	count     int
+	refusedOn *xssh.Client // the connection on which a shell could not start
+	idle      chan *shell
+}
+
+// closeIdle stops the idle shells' readers when the connection closes (which ends the shells themselves).
+func (p *shellPool) closeIdle() {
+	for {
+		select {
+		case sh := <-p.idle:
+			sh.stdout.abort()
+			sh.stderr.abort()
+		default:
+			return
+		}
+	}
 }
 
 // framedStream splits one output stream of a long-lived shell into the commands' outputs, each ended by a

@@ -154,3 +154,27 @@ func BenchmarkCommands(b *testing.B) {
 		})
 	}
 }
+
+// A user whose sudo wants a password nobody gave: the shell cannot start, commands take sessions and fail
+// with sudo's own error, and no further shell is tried on the connection.
+func TestShellRefusedFallsBackToSessions(t *testing.T) {
+	e := newEnv(t)
+	for _, d := range []string{filepath.Dir(e.dir), e.dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := e.server(testsshd.Options{User: "privtest", Password: "Pa55-word"})
+	e.trust(s.KnownHostsLine(s.HostKey))
+	c := connect(t, e.dialer(false), e.host(s, "privtest"))
+	for range 2 {
+		_, err := c.Run(context.Background(), "id -un")
+		var ee *ExecError
+		if !errors.As(err, &ee) || !strings.Contains(ee.Stderr, "password") {
+			t.Errorf("sudo without its password: want sudo's refusal, got %v", err)
+		}
+	}
+	if c.shells.refusedOn != c.client() || c.shells.count != 0 {
+		t.Errorf("after a refused shell: refused on this connection %v, %d shells", c.shells.refusedOn == c.client(), c.shells.count)
+	}
+}
