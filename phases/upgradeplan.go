@@ -43,7 +43,9 @@ func installedVersions(ctx context.Context, h ssh.Host) (upgrade.Installed, erro
 	names := slices.Concat(upgrade.ControlPlaneComponents, upgrade.NodeComponents, upgrade.EtcdComponents)
 	// the links first, then what the running services execute (one systemctl for all of them): a later line
 	// of a binary overrides an earlier one
-	res, err := h.Run(ctx, `for b in `+strings.Join(names, " ")+`; do printf '%s %s\n' "$b" "$(readlink /usr/local/bin/$b 2>/dev/null)"; done
+	// GNU find reads every link in one process; another find (busybox's has no -printf) leaves it to readlink
+	res, err := h.Run(ctx, `find /usr/local/bin -maxdepth 1 -type l \( -name `+strings.Join(names, " -o -name ")+` \) -printf '%f %l\n' 2>/dev/null ||
+for b in `+strings.Join(names, " ")+`; do printf '%s %s\n' "$b" "$(readlink /usr/local/bin/$b 2>/dev/null)"; done
 systemctl show -p Id -p MainPID `+strings.Join(names, " ")+` 2>/dev/null | while IFS='=' read -r k v; do
   case "$k" in Id) id=${v%.service} ;; MainPID) pid=$v ;; esac
   if [ -n "${id:-}" ] && [ -n "${pid:-}" ]; then
