@@ -225,12 +225,10 @@ func (c *Client) runShell(ctx context.Context, sh *shell, cmd string, stdout, st
 			return true, fmt.Errorf("%s: %q: %w: %v", c.name, cmd, ErrConnectionLost, res.err)
 		}
 		c.putShell(sh)
-		switch {
-		case res.code == 0:
-			return true, nil
-		default:
+		if res.code != 0 {
 			return true, &ExecError{Host: c.name, Cmd: cmd, ExitCode: res.code}
 		}
+		return true, nil
 	case <-ctx.Done():
 		// the command and the shell around it end together (the kill needs a session slot: the shell's is
 		// freed first)
