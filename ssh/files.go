@@ -26,11 +26,13 @@ const exitChecksum = 65
 // stream breaks, the checksum fails or a signal arrives, the temporary file is removed.
 const uploadScript = hashFunc + `set -eu
 dst=$1 sum=$2 mode=$3 owner=$4
-dir=$(dirname -- "$dst")
-mkdir -p -- "$dir"
+# the shell's own words where they do (no dirname, no mkdir of what exists): an install makes hundreds of uploads
+case $dst in */*) dir=${dst%/*}; dir=${dir:-/} ;; *) dir=. ;; esac
+[ -d "$dir" ] || mkdir -p -- "$dir"
 tmp=$(mktemp -- "$dir/.privcloud-upload.XXXXXXXX")
 # the journal names every temporary file, so one left by a killed run is found and removed by the next
-mkdir -p "$PRIVCLOUD_SUMS" && printf '%s\n' "$tmp" >> "$PRIVCLOUD_SUMS/uploads.journal"
+[ -d "$PRIVCLOUD_SUMS" ] || mkdir -p "$PRIVCLOUD_SUMS"
+printf '%s\n' "$tmp" >> "$PRIVCLOUD_SUMS/uploads.journal"
 trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 cat > "$tmp"
@@ -55,13 +57,18 @@ const hashFunc = `sha256() {
   else s=$(sha256sum -- "$1") || return 1; fi
   echo "${s%% *}"
 }
-record() { echo "$PRIVCLOUD_SUMS/$(printf %s "$1" | tr / %)"; }
+# record FILE sets rec to the file's hash record: its path with every / made % (recordName), by the shell alone
+record() {
+  rn= rp=$1
+  while :; do case $rp in */*) rn=$rn${rp%%/*}%; rp=${rp#*/} ;; *) rn=$rn$rp; break ;; esac; done
+  rec=$PRIVCLOUD_SUMS/$rn
+}
 # state FILE [RECORD] prints the file's sha256, mode and owner. The sha256 comes from the record of the last
 # hash when the size, inode and ctime are unchanged since (no write leaves all three alone, and ctime cannot be
 # set back), so a converged re-run does not re-read gigabytes. (States checks many files with one stat.)
 state() {
   [ -f "$1" ] || return 0
-  rec=${2:-$(record "$1")}
+  if [ -n "${2:-}" ]; then rec=$2; else record "$1"; fi
   st=$(stat -c '%s %i %.9Z %a %U:%G' -- "$1") || return 1
   now=${st% * *} sum= was=
   if [ -f "$rec" ]; then { read -r sum; read -r was; } < "$rec" || true; fi
@@ -69,7 +76,7 @@ state() {
   echo "$sum ${st#* * * }"
 }
 remember() {
-  r=$(record "$1"); mkdir -p "$PRIVCLOUD_SUMS"
+  record "$1"; r=$rec; [ -d "$PRIVCLOUD_SUMS" ] || mkdir -p "$PRIVCLOUD_SUMS"
   printf '%s\n%s\n' "$2" "$(stat -c '%s %i %.9Z' -- "$1")" > "$r.tmp" && mv -f "$r.tmp" "$r" || true
 }
 `
