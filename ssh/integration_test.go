@@ -102,6 +102,22 @@ func rootClient(t testing.TB) (*env, *Client) {
 	return e, connect(t, e.dialer(false), e.host(s, "root"))
 }
 
+// userServer starts an sshd for the test user privtest with o, in a new env whose folder that user may read
+// (sshd reads its authorized_keys as the user), and trusts its host key.
+func userServer(t testing.TB, o testsshd.Options) (*env, *testsshd.Server) {
+	t.Helper()
+	e := newEnv(t)
+	for _, d := range []string{filepath.Dir(e.dir), e.dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.User = "privtest"
+	s := e.server(o)
+	e.trust(s.KnownHostsLine(s.HostKey))
+	return e, s
+}
+
 func connect(t testing.TB, d *Dialer, h api.Host) *Client {
 	t.Helper()
 	c, err := d.Connect(context.Background(), h)
@@ -360,15 +376,7 @@ func TestEncryptedKeyPassphraseFromEnvironment(t *testing.T) {
 }
 
 func TestSudoWithPassword(t *testing.T) {
-	e := newEnv(t)
-	// the test user reads authorized_keys as itself: open the way to it
-	for _, d := range []string{filepath.Dir(e.dir), e.dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := e.server(testsshd.Options{User: "privtest", Password: "Pa55-word"})
-	e.trust(s.KnownHostsLine(s.HostKey))
+	e, s := userServer(t, testsshd.Options{Password: "Pa55-word"})
 	d := e.dialer(false)
 	d.SudoPassword = "Pa55-word"
 	c := connect(t, d, e.host(s, "privtest"))
@@ -701,12 +709,7 @@ func TestAgentOffersOnlyTheConfiguredKey(t *testing.T) {
 }
 
 func TestPasswordLogin(t *testing.T) {
-	e := newEnv(t)
-	for _, d := range []string{filepath.Dir(e.dir), e.dir} {
-		os.Chmod(d, 0o755)
-	}
-	s := e.server(testsshd.Options{User: "privtest", Password: "Pa55-word"})
-	e.trust(s.KnownHostsLine(s.HostKey))
+	e, s := userServer(t, testsshd.Options{Password: "Pa55-word"})
 	h := e.host(s, "privtest")
 	h.SSHKeyPath = ""
 	d := e.dialer(false)

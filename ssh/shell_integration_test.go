@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,14 +120,7 @@ func TestCancelledCommandEndsItsShellOnly(t *testing.T) {
 }
 
 func TestSudoWithoutPasswordUsesLongLivedShell(t *testing.T) {
-	e := newEnv(t)
-	for _, d := range []string{filepath.Dir(e.dir), e.dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := e.server(testsshd.Options{User: "privtest", Password: "Pa55-word", SudoNoPassword: true})
-	e.trust(s.KnownHostsLine(s.HostKey))
+	e, s := userServer(t, testsshd.Options{Password: "Pa55-word", SudoNoPassword: true})
 	c := connect(t, e.dialer(false), e.host(s, "privtest"))
 	res, err := c.Run(context.Background(), "id -un")
 	if err != nil || string(res.Stdout) != "root\n" {
@@ -158,14 +150,7 @@ func BenchmarkCommands(b *testing.B) {
 // A user whose sudo wants a password nobody gave: the shell cannot start, commands take sessions and fail
 // with sudo's own error, and no further shell is tried on the connection.
 func TestShellRefusedFallsBackToSessions(t *testing.T) {
-	e := newEnv(t)
-	for _, d := range []string{filepath.Dir(e.dir), e.dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := e.server(testsshd.Options{User: "privtest", Password: "Pa55-word"})
-	e.trust(s.KnownHostsLine(s.HostKey))
+	e, s := userServer(t, testsshd.Options{Password: "Pa55-word"})
 	c := connect(t, e.dialer(false), e.host(s, "privtest"))
 	for range 2 {
 		_, err := c.Run(context.Background(), "id -un")

@@ -22,15 +22,7 @@ import (
 // A NOPASSWD rule means sudo never reads stdin: a password written there anyway would reach the command.
 func TestSudoNoPasswordRuleNeverSeesPassword(t *testing.T) {
 	const password = "Pa55-word"
-	e := newEnv(t)
-	// the test user reads authorized_keys as itself: open the way to it
-	for _, d := range []string{filepath.Dir(e.dir), e.dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := e.server(testsshd.Options{User: "privtest", Password: password, SudoNoPassword: true})
-	e.trust(s.KnownHostsLine(s.HostKey))
+	e, s := userServer(t, testsshd.Options{Password: password, SudoNoPassword: true})
 	d := e.dialer(false)
 	d.SudoPassword = password
 	c := connect(t, d, e.host(s, "privtest"))
