@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
@@ -336,10 +337,13 @@ func TestAPILoadBalancerFollowsTheControlPlanes(t *testing.T) {
 func TestNetworkPhaseRunsFlannel(t *testing.T) {
 	c, hosts, ex, out, _ := liveCluster(t)
 	early := map[string]bool{}
+	var mu sync.Mutex // the hosts run at once; the re-run below finds every configuration in place
 	for name, f := range hosts {
 		f.OnCommandFunc("if test -s '/run/flannel/subnet.env'", func(string) (ssh.Result, error) {
 			if _, _, ok := f.File("/etc/cni/net.d/10-privcloud.conflist"); ok {
+				mu.Lock()
 				early[name] = true
+				mu.Unlock()
 			}
 			return ssh.Result{Stdout: []byte("ready\n")}, nil
 		})
