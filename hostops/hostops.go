@@ -121,17 +121,10 @@ func SwitchLinkScript(link, dst string) string {
 		ssh.ShellQuote(link), ssh.ShellQuote(dst))
 }
 
-// LinkTargets reads where each of links points ("" for a path that is no link or is missing) in one command:
-// GNU find prints them all in one process; where it cannot (another find, or a link missing) readlink reads
-// them one by one.
+// LinkTargets reads where each of links points ("" for a path that is no link or is missing) in one command
+// (LinkTargetsScript).
 func LinkTargets(ctx context.Context, h ssh.Host, links []string) (map[string]string, error) {
-	quoted := make([]string, len(links))
-	for i, l := range links {
-		quoted[i] = ssh.ShellQuote(l)
-	}
-	all := strings.Join(quoted, " ")
-	res, err := h.Run(ctx, fmt.Sprintf(`if out=$(find %[1]s -maxdepth 0 -printf '%%p\t%%l\n' 2>/dev/null); then printf '%%s\n' "$out"
-else for l in %[1]s; do printf '%%s\t%%s\n' "$l" "$(readlink "$l")"; done; fi`, all), ssh.ReadOnly())
+	res, err := h.Run(ctx, LinkTargetsScript(links), ssh.ReadOnly())
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +135,18 @@ else for l in %[1]s; do printf '%%s\t%%s\n' "$l" "$(readlink "$l")"; done; fi`, 
 		}
 	}
 	return targets, nil
+}
+
+// LinkTargetsScript prints "LINK<tab>TARGET" for links (the target empty, or the line missing, for a path that
+// is no link). GNU find prints them all in one process, missing paths or not: it is asked about / first, whose
+// line shows it could and is then dropped. Where it cannot (another find), readlink reads them one by one.
+func LinkTargetsScript(links []string) string {
+	all := ssh.ShellQuoteAll(links)
+	return fmt.Sprintf(`if out=$(find / %[1]s -maxdepth 0 -printf '%%p\t%%l\n' 2>/dev/null) || [ -n "$out" ]; then
+  case $out in *'
+'*) printf '%%s\n' "${out#*
+}" ;; esac
+else for l in %[1]s; do printf '%%s\t%%s\n' "$l" "$(readlink "$l")"; done; fi`, all)
 }
 
 // EtcdctlBase is etcdctl talking to the host's own member with the healthcheck client's certificate.

@@ -110,11 +110,11 @@ func TestInitRefusesAHostOnAnotherVersion(t *testing.T) {
 	m := &bundle.Manifest{Components: []bundle.Component{{Name: "etcd", Version: "v3.6.5", Kind: "binary"}}}
 	h := sshtest.NewFake("h1")
 	target := &workflow.Target{Spec: api.Host{Name: "h1"}, Host: h}
-	h.OnCommand("find /usr/local/bin", ssh.Result{Stdout: []byte("kube-apiserver /opt/privcloud/kube-apiserver/v1.37.1/kube-apiserver\netcd /opt/privcloud/etcd/v3.6.5/etcd\n")}, nil)
+	h.OnCommand("if out=$(find", ssh.Result{Stdout: []byte("kube-apiserver /opt/privcloud/kube-apiserver/v1.37.1/kube-apiserver\netcd /opt/privcloud/etcd/v3.6.5/etcd\n")}, nil)
 	if err := refuseVersionChange(context.Background(), target, m, "v1.37.1"); err != nil {
 		t.Errorf("a host on the versions of cluster.yaml was refused: %v", err)
 	}
-	h.OnCommand("find /usr/local/bin", ssh.Result{Stdout: []byte("kube-apiserver /opt/privcloud/kube-apiserver/v1.36.3/kube-apiserver\netcd /opt/privcloud/etcd/v3.6.4/etcd\n")}, nil)
+	h.OnCommand("if out=$(find", ssh.Result{Stdout: []byte("kube-apiserver /opt/privcloud/kube-apiserver/v1.36.3/kube-apiserver\netcd /opt/privcloud/etcd/v3.6.4/etcd\n")}, nil)
 	err := refuseVersionChange(context.Background(), target, m, "v1.37.1")
 	if err == nil || !strings.Contains(err.Error(), "etcd v3.6.4 (not v3.6.5), kube-apiserver v1.36.3 (not v1.37.1)") || !strings.Contains(err.Error(), "privcloud upgrade apply") {
 		t.Errorf("a host on older versions: %v", err)

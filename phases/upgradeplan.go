@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/upgrade"
@@ -43,9 +44,11 @@ func installedVersions(ctx context.Context, h ssh.Host) (upgrade.Installed, erro
 	names := slices.Concat(upgrade.ControlPlaneComponents, upgrade.NodeComponents, upgrade.EtcdComponents)
 	// the links first, then what the running services execute (one systemctl for all of them): a later line
 	// of a binary overrides an earlier one
-	// GNU find reads every link in one process; another find (busybox's has no -printf) leaves it to readlink
-	res, err := h.Run(ctx, `find /usr/local/bin -maxdepth 1 -type l \( -name `+strings.Join(names, " -o -name ")+` \) -printf '%f %l\n' 2>/dev/null ||
-for b in `+strings.Join(names, " ")+`; do printf '%s %s\n' "$b" "$(readlink /usr/local/bin/$b 2>/dev/null)"; done
+	links := make([]string, len(names))
+	for i, n := range names {
+		links[i] = path.Join("/usr/local/bin", n)
+	}
+	res, err := h.Run(ctx, hostops.LinkTargetsScript(links)+`
 systemctl show -p Id -p MainPID `+strings.Join(names, " ")+` 2>/dev/null | while IFS='=' read -r k v; do
   case "$k" in Id) id=${v%.service} ;; MainPID) pid=$v ;; esac
   if [ -n "${id:-}" ] && [ -n "${pid:-}" ]; then
@@ -58,9 +61,12 @@ done`, ssh.ReadOnly())
 	}
 	out := upgrade.Installed{}
 	for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
-		f := strings.Fields(line)
+		f := strings.Fields(line) // a link's path and target, or a service's name, "-" and binary
 		if len(f) < 2 {
 			continue
+		}
+		if f[0] = path.Base(f[0]); !slices.Contains(names, f[0]) {
+			continue // only the components asked about
 		}
 		if v := BinaryVersion(f[0], f[1]); v != "" {
 			out[f[0]] = v

@@ -12,7 +12,7 @@ import (
 
 func TestInstalledVersions(t *testing.T) {
 	h := sshtest.NewFake("h1")
-	h.OnCommand("find /usr/local/bin", ssh.Result{Stdout: []byte(`kube-apiserver /opt/privcloud/kube-apiserver/v1.37.1/kube-apiserver
+	h.OnCommand("if out=$(find", ssh.Result{Stdout: []byte(`kube-apiserver /opt/privcloud/kube-apiserver/v1.37.1/kube-apiserver
 kubelet /opt/privcloud/kubelet/v1.36.3/kubelet
 kube-scheduler /opt/privcloud/kube-scheduler/v1.37.1/kube-scheduler
 kubectl /usr/bin/kubectl
