@@ -85,12 +85,12 @@ func All() []Addon {
 				k := in.Cluster.Spec.Containerd.Kata
 				return map[string]string{"Name": k.RuntimeClassName, "Handler": k.Handler, "OverheadCPU": k.OverheadCPU, "OverheadMemory": k.OverheadMemory}, nil
 			}},
-		{Name: "multus", Short: "Multus and the NetworkAttachmentDefinitions of cluster.yaml",
-			Images: func(*api.ClusterSpec) []string { return []string{"multus"} },
+		{Name: "multus", Short: "Multus's NetworkAttachmentDefinition kind and the extra networks of cluster.yaml (its plugin is on every node)",
+			Images: func(*api.ClusterSpec) []string { return nil }, // its plugin is a binary on the nodes
 			Disabled: func(s *api.ClusterSpec) string {
 				return disabled(s.Addons.Multus.Enabled, "spec.addons.multus.enabled")
 			},
-			data: multusData},
+			data: multusData, crds: MultusCRDs},
 		{Name: "quay", Short: "The Quay registry with PostgreSQL and Redis",
 			Images:   func(*api.ClusterSpec) []string { return QuayImages },
 			Disabled: func(s *api.ClusterSpec) string { return disabled(&s.Addons.Quay.Enabled, "spec.addons.quay.enabled") },

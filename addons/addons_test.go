@@ -136,13 +136,26 @@ func TestApplyOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		crds, err := a.CRDs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defined := map[string]bool{}
+		for _, crd := range crds {
+			kind, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "kind")
+			defined[kind] = true
+		}
 		seen := map[string]bool{}
 		for _, o := range objs {
 			if clusterScoped[o.GetKind()] == (o.GetNamespace() != "") {
 				t.Errorf("%s: %s has namespace %q", a.Name, o.GetKind(), o.GetNamespace())
 			}
-			if o.GetKind() == "NetworkAttachmentDefinition" && !seen["CustomResourceDefinition"] {
-				t.Errorf("%s: a NetworkAttachmentDefinition comes before its CRD", a.Name)
+			// a kind an add-on defines is applied once its CRD is established: the CRD goes in CRDs()
+			if o.GetKind() == "CustomResourceDefinition" {
+				t.Errorf("%s: CRD %s is among the objects, not its CRDs", a.Name, o.GetName())
+			}
+			if o.GetKind() == "NetworkAttachmentDefinition" && !defined[o.GetKind()] {
+				t.Errorf("%s: a NetworkAttachmentDefinition without its CRD in the add-on's CRDs", a.Name)
 			}
 			if o.GetNamespace() == pki.QuayNamespace && !seen["Namespace"] {
 				t.Errorf("%s: %s comes before its namespace", a.Name, o.GetKind())
@@ -298,23 +311,23 @@ func TestQuaySecretsAreMadeOnce(t *testing.T) {
 func TestUnusedImages(t *testing.T) {
 	on, off := true, false
 	spec := &api.ClusterSpec{}
-	spec.Addons.CoreDNS.Enabled = &on
-	spec.Addons.Multus.Enabled = &off
+	spec.Addons.CoreDNS.Enabled = &off
+	spec.Addons.Multus.Enabled = &on
 	spec.Addons.Monitoring.Enabled = off
 	spec.Addons.Quay.Enabled = on
 	unused := UnusedImages(spec)
-	for _, name := range append([]string{"multus"}, MonitoringImages...) {
+	for _, name := range append([]string{"coredns"}, MonitoringImages...) {
 		if !unused[name] {
 			t.Errorf("%s runs only in add-ons that are off: it should be unused", name)
 		}
 	}
-	for _, name := range append([]string{"coredns", "pause", "test"}, QuayImages...) {
+	for _, name := range append([]string{"pause", "test"}, QuayImages...) {
 		if unused[name] {
 			t.Errorf("%s is used (an enabled add-on runs it, or no add-on names it)", name)
 		}
 	}
 	spec.Addons.Monitoring.Enabled = on
-	if unused := UnusedImages(spec); unused["prometheus"] || !unused["multus"] {
+	if unused := UnusedImages(spec); unused["prometheus"] || !unused["coredns"] {
 		t.Errorf("monitoring on: %v", unused)
 	}
 }

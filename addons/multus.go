@@ -1,10 +1,23 @@
 package addons
 
 import (
+	_ "embed"
 	"encoding/json"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	api "github.com/privcloud/privcloud/api/v1alpha1"
+	"github.com/privcloud/privcloud/kube"
 )
+
+//go:embed crds/multus.yaml
+var multusCRD []byte
+
+// MultusCRDs is the kind of Multus's networks, NetworkAttachmentDefinition: established before the networks
+// of cluster.yaml are applied.
+func MultusCRDs() ([]*unstructured.Unstructured, error) {
+	return kube.Decode("Multus's CRD", multusCRD)
+}
 
 // CNIVersion is the CNI specification version of the configurations privcloud writes.
 const CNIVersion = "1.0.0"
@@ -16,10 +29,6 @@ type network struct {
 }
 
 func multusData(in *Inputs) (any, error) {
-	img, err := in.image("multus")
-	if err != nil {
-		return nil, err
-	}
 	var nets []network
 	for _, n := range in.Cluster.Spec.Addons.Multus.Networks {
 		cfg, err := NetworkConfig(n)
@@ -28,7 +37,7 @@ func multusData(in *Inputs) (any, error) {
 		}
 		nets = append(nets, network{Name: n.Name, Namespace: n.Namespace, Addresses: n.Addresses, Config: cfg})
 	}
-	return map[string]any{"Image": img, "Networks": nets}, nil
+	return map[string]any{"Networks": nets}, nil
 }
 
 // NetworkConfig is the CNI configuration of an extra network: a macvlan on a host interface or a bridge,

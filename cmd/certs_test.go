@@ -32,14 +32,14 @@ func TestCertsGenerateAndCheck(t *testing.T) {
 		t.Fatalf("before generating, every entry is missing: exit %d\n%s", r.code, r.out)
 	}
 	r = run(t, "certs", "generate", "-f", config, "--dry-run")
-	if r.code != ExitOK || !strings.Contains(r.out, "would write 29 of 29 entries") {
+	if r.code != ExitOK || !strings.Contains(r.out, "would write 30 of 30 entries") {
 		t.Fatalf("dry run: exit %d\n%s%s", r.code, r.out, r.errOut)
 	}
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Fatalf("dry run created %s", state)
 	}
 	r = run(t, "certs", "generate", "-f", config)
-	if r.code != ExitOK || !strings.Contains(r.out, "wrote 29 of 29 entries") {
+	if r.code != ExitOK || !strings.Contains(r.out, "wrote 30 of 30 entries") {
 		t.Fatalf("generate: exit %d\n%s%s", r.code, r.out, r.errOut)
 	}
 	if fi, err := os.Stat(state); err != nil || fi.Mode().Perm() != 0o700 {
@@ -49,7 +49,7 @@ func TestCertsGenerateAndCheck(t *testing.T) {
 	var res struct {
 		Entries []struct{ Name, Action string }
 	}
-	if err := json.Unmarshal([]byte(r.out), &res); err != nil || len(res.Entries) != 29 {
+	if err := json.Unmarshal([]byte(r.out), &res); err != nil || len(res.Entries) != 30 {
 		t.Fatalf("generate -o json: %v\n%s", err, r.out)
 	}
 	for _, e := range res.Entries {

@@ -422,8 +422,8 @@ func TestControlPlaneOnLabHost(t *testing.T) {
 
 // clusterComponents are the lab bundle's components a whole cluster with its add-ons needs.
 var clusterComponents = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap", "cni-flannel", "flanneld",
-	"cni-macvlan", "cni-static", "privcloud-api-lb", "kube-router", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
-	"pause-bin", "pause", "probe", "busybox", "test", "coredns-bin", "coredns", "multus-bin", "multus-thin", "multus", "quay", "postgresql", "redis", "pulled"}
+	"cni-macvlan", "cni-static", "cni-multus", "privcloud-api-lb", "kube-router", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
+	"pause-bin", "pause", "probe", "busybox", "test", "coredns-bin", "coredns", "quay", "postgresql", "redis", "pulled"}
 
 func TestClusterOnLabHosts(t *testing.T) {
 	// h1 to h3 make the cluster; h4 and h5 join it later as control planes with etcd members. h3 and h5 sit on
@@ -604,10 +604,13 @@ spec:
 		kubectl+"exec net-a -- /bin/probe get http://10.77.1.11:8080/ && "+
 		kubectl+"exec net-a -- /bin/probe dns kubernetes.default.svc.cluster.local && "+
 		kubectl+"exec net-a -- /bin/probe dns net-b && "+
-		kubectl+"exec net-a -- /bin/probe get http://net-b.default.svc.cluster.local:8080/")
+		kubectl+"exec net-a -- /bin/probe get http://net-b.default.svc.cluster.local:8080/ && "+
+		// Multus's plugin records the pod's interfaces in its status with the node's own credential
+		kubectl+`get pod net-a -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}{"\n"}' && `+
+		kubectl+"get daemonsets -n kube-system -o name")
 	t.Logf("add-on checks:\n%s", r.stdout)
 	if r.code != 0 || !strings.Contains(r.stdout, "inet 10.77.1.10/24") || strings.Count(r.stdout, "net-b\n") < 2 ||
-		!strings.Contains(r.stdout, "10.96.0.1\n") {
+		!strings.Contains(r.stdout, "10.96.0.1\n") || !strings.Contains(r.stdout, `"name": "default/lab-macvlan"`) || strings.Contains(r.stdout, "daemonset.apps/kube-multus-ds") {
 		errorf(t, "CoreDNS and Multus from a pod: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, l, "addons", "status")

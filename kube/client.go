@@ -191,6 +191,20 @@ func (c *Client) Get(ctx context.Context, obj *unstructured.Unstructured) (*unst
 	return cur, err
 }
 
+// Delete removes obj (its apiVersion, kind, namespace and name) and reports whether it existed. It does not
+// wait for the object to go.
+func (c *Client) Delete(ctx context.Context, obj *unstructured.Unstructured) (bool, error) {
+	ri, err := c.resource(obj)
+	if err != nil {
+		return false, err
+	}
+	err = ri.Delete(ctx, obj.GetName(), metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // MergePatch applies a JSON merge patch to the object obj names (its apiVersion, kind, namespace and name).
 func (c *Client) MergePatch(ctx context.Context, obj *unstructured.Unstructured, patch []byte) error {
 	ri, err := c.resource(obj)

@@ -47,6 +47,12 @@ func addonPhase(b *bundleState, a addons.Addon, short string, o *AddonOptions) w
 	return workflow.Phase{Name: a.Name, Short: short,
 		Skip: func(r *workflow.Run) string { return a.Disabled(&r.Cluster.Spec) },
 		Run: func(ctx context.Context, r *workflow.Run) error {
+			// init and join configure Multus on the nodes before its add-on; 'addons apply' alone does not
+			if a.Name == "multus" && o != nil && !o.ServerDryRun {
+				if err := multusOnNodes(ctx, r); err != nil {
+					return err
+				}
+			}
 			return applyAddon(ctx, r, b, a, o != nil && o.ServerDryRun)
 		}}
 }
@@ -116,8 +122,44 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 		if err := applyObjects(ctx, r, c, objs...); err != nil {
 			return err
 		}
-		return c.WaitReady(ctx, objs, addonReadyLimit)
+		if err := c.WaitReady(ctx, objs, addonReadyLimit); err != nil {
+			return err
+		}
+		if a.Name == "multus" {
+			return removeMultusDaemonSet(ctx, r, c)
+		}
+		return nil
 	})
+}
+
+// removeMultusDaemonSet deletes what earlier privcloud releases ran Multus with: a DaemonSet that wrote the
+// configuration each node now gets from the node phases, and its service account and role. Only objects
+// privcloud made are deleted; each pod removes its configuration file as it stops, which leaves the node's
+// own in front.
+func removeMultusDaemonSet(ctx context.Context, r *workflow.Run, c *kube.Client) error {
+	legacy := []*unstructured.Unstructured{
+		object("apps/v1", "DaemonSet", "kube-multus-ds", nil),
+		object("v1", "ServiceAccount", "multus", nil),
+		object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "multus", nil),
+		object("rbac.authorization.k8s.io/v1", "ClusterRole", "multus", nil),
+	}
+	for _, o := range legacy[:2] {
+		o.SetNamespace("kube-system")
+	}
+	for _, o := range legacy {
+		cur, err := c.Get(ctx, o)
+		if err != nil {
+			return err
+		}
+		if cur == nil || cur.GetLabels()["app.kubernetes.io/managed-by"] != "privcloud" {
+			continue
+		}
+		if _, err := c.Delete(ctx, o); err != nil {
+			return fmt.Errorf("delete %s: %w", kube.Name(o), err)
+		}
+		r.Changed("", "deleted "+kube.Name(o)+" (Multus runs from each node's CNI configuration now)")
+	}
+	return nil
 }
 
 // serverDryRun has the API server validate and admit every object without storing it. An add-on whose images
@@ -371,8 +413,12 @@ func AddonsStatus(ctx context.Context, c *api.Cluster, connect func(context.Cont
 		if err != nil {
 			return nil, err
 		}
+		crds, err := a.CRDs()
+		if err != nil {
+			return nil, err
+		}
 		st.Ready = len(st.Missing) == 0 // objects that stand without their images are not an add-on that runs
-		for _, o := range objs {
+		for _, o := range slices.Concat(crds, objs) {
 			os := ObjectStatus{Object: kube.Name(o), State: "ready"}
 			cur, err := client.Get(ctx, o)
 			switch {

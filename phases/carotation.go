@@ -116,7 +116,7 @@ func RotateCA(tokenWait time.Duration) workflow.Workflow {
 			{Name: "configmaps", Short: "Wait until every namespace's kube-root-ca.crt carries the new cluster CA", Run: c.configMapsTrust},
 			{Name: "pods", Short: "Wait until every running pod's copy of it does", Roles: nodes, RunHost: c.podsTrust},
 			monitoringCredentials(),
-			{Name: "add-ons", Short: "Restart the add-ons that reach the API from pods (CoreDNS, Multus, monitoring): a client loads its CA when it starts", Run: c.restartAddons},
+			{Name: "add-ons", Short: "Restart the add-ons that reach the API from pods (CoreDNS, monitoring): a client loads its CA when it starts", Run: c.restartAddons},
 		}),
 		stage(pki.RotationSwitch, "The new CAs and service-account key sign: every certificate and kubeconfig is reissued from them", func(r *workflow.Run) error {
 			return pki.SwitchToNewCAs(PKIStore(r.Cluster), c.rec.CAs)
@@ -302,7 +302,6 @@ done; true`
 // certificate of it.
 var addonsReachingTheAPI = []struct{ kind, namespace, name string }{
 	{"Deployment", "kube-system", "coredns"},
-	{"DaemonSet", "kube-system", "kube-multus-ds"},
 	{"Deployment", addons.MonitoringNamespace, "prometheus-operator"},
 	{"Deployment", addons.MonitoringNamespace, "kube-state-metrics"},
 	// the operator owns Prometheus's StatefulSet: the annotation goes on its pods through the resource
@@ -328,7 +327,7 @@ func monitoringCredentials() workflow.Phase {
 // restartAddons restarts the add-ons that reach the API, as 'kubectl rollout restart' does, and waits until
 // each has rolled out.
 func (c *caRotation) restartAddons(ctx context.Context, r *workflow.Run) error {
-	if !r.Wet("", "restart CoreDNS, Multus and the monitoring add-on's API clients, which load the CA when they start, and wait until they have rolled out") {
+	if !r.Wet("", "restart CoreDNS and the monitoring add-on's API clients, which load the CA when they start, and wait until they have rolled out") {
 		return nil
 	}
 	restartedFor := fmt.Sprintf(`{"annotations":{"privcloud.io/restarted-for":"ca-rotation %s"}}`, time.Now().UTC().Format(time.RFC3339))
@@ -340,8 +339,6 @@ func (c *caRotation) restartAddons(ctx context.Context, r *workflow.Run) error {
 			switch a.kind {
 			case "Deployment":
 				_, err = k.Kube.AppsV1().Deployments(a.namespace).Patch(ctx, a.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
-			case "DaemonSet":
-				_, err = k.Kube.AppsV1().DaemonSets(a.namespace).Patch(ctx, a.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 			case "Prometheus":
 				cr := &unstructured.Unstructured{}
 				cr.SetAPIVersion("monitoring.coreos.com/v1")

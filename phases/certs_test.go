@@ -51,7 +51,7 @@ func TestCertsPhasesDistributePerRole(t *testing.T) {
 			workerFiles = append(workerFiles, f)
 		}
 	}
-	if strings.Join(workerFiles, " ") != "/etc/kubernetes/flannel.conf /etc/kubernetes/kube-proxy.conf /etc/kubernetes/kube-router.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/pki/api-lb.crt /etc/kubernetes/pki/api-lb.key /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/kubelet.crt /etc/kubernetes/pki/kubelet.key" {
+	if strings.Join(workerFiles, " ") != "/etc/kubernetes/flannel.conf /etc/kubernetes/kube-proxy.conf /etc/kubernetes/kube-router.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/multus.conf /etc/kubernetes/pki/api-lb.crt /etc/kubernetes/pki/api-lb.key /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/kubelet.crt /etc/kubernetes/pki/kubelet.key" {
 		t.Errorf("worker received %v", workerFiles)
 	}
 	local, _ := os.ReadFile(filepath.Join(c.Spec.StateDir, "kubeconfig", "kubelet-worker1.conf"))

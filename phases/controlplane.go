@@ -141,7 +141,7 @@ func clusterRBAC() workflow.Phase {
 // (revocable, unlike system:masters), and the API server's kubelet client may use the kubelet API (exec, logs).
 func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
 	cps := r.TargetsFor(controlPlane)
-	if !r.Wet(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client, privcloud:node-client-renewal (and the roles of kube-router and flannel)") {
+	if !r.Wet(cps[0].Spec.Name, "apply ClusterRoleBindings privcloud:cluster-admins, privcloud:apiserver-kubelet-client, privcloud:node-client-renewal (and the roles of kube-router, flannel and Multus)") {
 		return nil
 	}
 	api, err := apiVia(r, cps[0].Host)
@@ -168,20 +168,38 @@ func applyClusterRBAC(ctx context.Context, r *workflow.Run) error {
 	if r.Cluster.Spec.Network.Flannel() {
 		objs = append(objs, flannelRBAC()...)
 	}
+	if r.Cluster.Spec.Addons.Multus.On() {
+		objs = append(objs, multusRBAC()...)
+	}
 	return applyObjects(ctx, r, api, objs...)
+}
+
+// multusRBAC lets Multus's CNI plugin on every node do what it does for each pod: read the pod (its network
+// annotations) and the NetworkAttachmentDefinitions they name, record the pod's interfaces in its status and
+// report a network it cannot find as an event. It is bound before any node runs a pod through the plugin.
+func multusRBAC() []*unstructured.Unstructured {
+	return userRole("privcloud:multus", pki.MultusUser,
+		map[string]any{"apiGroups": []any{""}, "resources": []any{"pods"}, "verbs": []any{"get"}},
+		map[string]any{"apiGroups": []any{""}, "resources": []any{"pods/status"}, "verbs": []any{"get", "update"}},
+		map[string]any{"apiGroups": []any{"k8s.cni.cncf.io"}, "resources": []any{"network-attachment-definitions"}, "verbs": []any{"get"}},
+		map[string]any{"apiGroups": []any{"", "events.k8s.io"}, "resources": []any{"events"}, "verbs": []any{"create", "patch", "update"}})
 }
 
 // flannelRBAC lets every node's flanneld read the nodes (their pod CIDRs and overlay endpoints) and annotate
 // its own with its VXLAN endpoint, as upstream's DaemonSet role does; it needs nothing else.
 func flannelRBAC() []*unstructured.Unstructured {
+	return userRole("privcloud:flannel", pki.FlannelUser,
+		map[string]any{"apiGroups": []any{""}, "resources": []any{"nodes"}, "verbs": []any{"get", "list", "watch"}},
+		map[string]any{"apiGroups": []any{""}, "resources": []any{"nodes/status"}, "verbs": []any{"patch"}})
+}
+
+// userRole is a ClusterRole of rules and its binding to user, one of privcloud's node-wide identities.
+func userRole(name, user string, rules ...any) []*unstructured.Unstructured {
 	return []*unstructured.Unstructured{
-		object("rbac.authorization.k8s.io/v1", "ClusterRole", "privcloud:flannel", map[string]any{"rules": []any{
-			map[string]any{"apiGroups": []any{""}, "resources": []any{"nodes"}, "verbs": []any{"get", "list", "watch"}},
-			map[string]any{"apiGroups": []any{""}, "resources": []any{"nodes/status"}, "verbs": []any{"patch"}},
-		}}),
-		object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "privcloud:flannel", map[string]any{
-			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "privcloud:flannel"},
-			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": pki.FlannelUser}},
+		object("rbac.authorization.k8s.io/v1", "ClusterRole", name, map[string]any{"rules": rules}),
+		object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", name, map[string]any{
+			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}},
 		}),
 	}
 }
@@ -190,16 +208,9 @@ func flannelRBAC() []*unstructured.Unstructured {
 // (kube-router's firewall controller waits for these informers to sync).
 func kubeRouterRBAC() []*unstructured.Unstructured {
 	read := []any{"get", "list", "watch"}
-	return []*unstructured.Unstructured{
-		object("rbac.authorization.k8s.io/v1", "ClusterRole", "privcloud:kube-router", map[string]any{"rules": []any{
-			map[string]any{"apiGroups": []any{""}, "resources": []any{"pods", "namespaces", "nodes", "services", "endpoints"}, "verbs": read},
-			map[string]any{"apiGroups": []any{"networking.k8s.io"}, "resources": []any{"networkpolicies"}, "verbs": read},
-			map[string]any{"apiGroups": []any{"discovery.k8s.io"}, "resources": []any{"endpointslices"}, "verbs": read},
-			map[string]any{"apiGroups": []any{""}, "resources": []any{"events"}, "verbs": []any{"create", "patch"}},
-		}}),
-		object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "privcloud:kube-router", map[string]any{
-			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "privcloud:kube-router"},
-			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": pki.KubeRouterUser}},
-		}),
-	}
+	return userRole("privcloud:kube-router", pki.KubeRouterUser,
+		map[string]any{"apiGroups": []any{""}, "resources": []any{"pods", "namespaces", "nodes", "services", "endpoints"}, "verbs": read},
+		map[string]any{"apiGroups": []any{"networking.k8s.io"}, "resources": []any{"networkpolicies"}, "verbs": read},
+		map[string]any{"apiGroups": []any{"discovery.k8s.io"}, "resources": []any{"endpointslices"}, "verbs": read},
+		map[string]any{"apiGroups": []any{""}, "resources": []any{"events"}, "verbs": []any{"create", "patch"}})
 }

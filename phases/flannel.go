@@ -57,6 +57,5 @@ func runFlannel(ctx context.Context, r *workflow.Run, t *workflow.Target) error 
 			return err
 		}
 	}
-	_, err := writeFiles(ctx, r, t, hostops.File{Path: cniConfig, Content: render("flannel.conflist", d), Mode: 0o644})
-	return err
+	return writeCNIConfig(ctx, r, t, render("flannel.conflist", d))
 }

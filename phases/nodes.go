@@ -182,7 +182,7 @@ func configureBridge(ctx context.Context, r *workflow.Run, t *workflow.Target) e
 		}
 	}
 	sort.Slice(d.Routes, func(i, j int) bool { return d.Routes[i].CIDR < d.Routes[j].CIDR })
-	if _, err := writeFiles(ctx, r, t, hostops.File{Path: cniConfig, Content: render("bridge.conflist", d), Mode: 0o644}); err != nil {
+	if err := writeCNIConfig(ctx, r, t, render("bridge.conflist", d)); err != nil {
 		return err
 	}
 	return ensureService(ctx, r, t, "privcloud-pod-routes",

@@ -57,7 +57,7 @@ func requireBinary(ctx context.Context, r *workflow.Run, t *workflow.Target, nam
 	if r.DryRun { // a plan installed nothing to look for
 		return nil
 	}
-	res, err := t.Host.Run(ctx, "test -x /usr/local/bin/"+name+" || echo missing")
+	res, err := t.Host.Run(ctx, "test -x "+binaryPath(name)+" || echo missing")
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,8 @@ type Tree struct {
 	NetworkPolicy bool
 	// Flannel sends nodes flanneld's kubeconfig.
 	Flannel bool
+	// Multus sends nodes the kubeconfig of Multus's CNI plugin.
+	Multus bool
 	// Monitoring sends every host its metrics endpoint's certificate.
 	Monitoring  bool
 	CAs         []Cert
@@ -74,7 +76,7 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 	t := &Tree{Cluster: c.Metadata.Name, Algorithm: Algorithm(s.PKI.KeyAlgorithm), CAValidity: s.PKI.CAValidity.Duration,
 		CertValidity: s.PKI.CertValidity.Duration, ExternalCA: s.PKI.ExternalCA, EncryptSecrets: s.APIServer.SecretsEncrypted(),
 		APILoadBalancer: s.APILoadBalancer.On(), NetworkPolicy: s.Network.PolicyEnforced(), Flannel: s.Network.Flannel(),
-		Monitoring: s.Addons.Monitoring.Enabled}
+		Multus: s.Addons.Multus.On(), Monitoring: s.Addons.Monitoring.Enabled}
 	server := "https://" + s.ControlPlaneEndpoint
 	// nodes reach the API through their own load balancer when it runs: no control plane is a single point of
 	// failure for them
@@ -172,6 +174,11 @@ func TreeFor(c *api.Cluster) (*Tree, error) {
 		// one identity for every node's flanneld: it reads nodes and writes its own node's overlay annotations
 		t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: FlannelKubeconfig, CommonName: FlannelUser, Server: nodeServer})
 	}
+	if t.Multus {
+		// one identity for Multus's CNI plugin on every node: it reads a pod's network annotations and the
+		// networks they name, and records the pod's interfaces in its status
+		t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: MultusKubeconfig, CommonName: MultusUser, Server: nodeServer})
+	}
 	for _, h := range s.Hosts {
 		if h.IsNode() {
 			t.Kubeconfigs = append(t.Kubeconfigs, Kubeconfig{Name: "kubelet-" + h.Name, CommonName: "system:node:" + h.Name,
@@ -193,6 +200,15 @@ const (
 const (
 	FlannelKubeconfig = "flannel"
 	FlannelUser       = "system:privcloud:flannel"
+)
+
+// MultusKubeconfig is the kubeconfig of Multus's CNI plugin on every node (containerd runs the plugin for each
+// pod; it reads the file each time), and MultusUser its user, whom the cluster RBAC lets read pods and their
+// networks and write pods' network status.
+const (
+	MultusKubeconfig = "multus"
+	MultusUser       = "system:privcloud:multus"
+	MultusConf       = "multus.conf" // in RemoteConfDir
 )
 
 // APILoadBalancerCert is the client certificate the node-local API load balancer checks the API servers with.

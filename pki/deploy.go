@@ -77,6 +77,9 @@ func Deployments(s Store, t *Tree, h api.Host) []Deployment {
 		if t.Flannel {
 			conf(FlannelKubeconfig, "flannel.conf", FlannelUnit)
 		}
+		if t.Multus {
+			conf(MultusKubeconfig, MultusConf) // no unit: the plugin reads it at every pod's start
+		}
 		if t.APILoadBalancer {
 			cert(ClusterCA, "ca", APILoadBalancerUnit)
 			pair(APILoadBalancerCert, APILoadBalancerCert, APILoadBalancerUnit)

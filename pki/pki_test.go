@@ -501,9 +501,14 @@ func TestDeployments(t *testing.T) {
 		return out
 	}
 	hosts := c.Spec.Hosts
-	if got := targets(hosts[4]); !slices.Equal(got, []string{"/etc/kubernetes/flannel.conf", "/etc/kubernetes/kube-proxy.conf", "/etc/kubernetes/kube-router.conf", "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/api-lb.crt", "/etc/kubernetes/pki/api-lb.key",
+	if got := targets(hosts[4]); !slices.Equal(got, []string{"/etc/kubernetes/flannel.conf", "/etc/kubernetes/kube-proxy.conf", "/etc/kubernetes/kube-router.conf", "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/multus.conf", "/etc/kubernetes/pki/api-lb.crt", "/etc/kubernetes/pki/api-lb.key",
 		"/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/kubelet.crt", "/etc/kubernetes/pki/kubelet.key"}) {
 		t.Errorf("worker gets %v", got)
+	}
+	off := false
+	c.Spec.Addons.Multus.Enabled = &off
+	if got := Deployments(s, tree(t, c), hosts[4]); slices.ContainsFunc(got, func(d Deployment) bool { return strings.Contains(d.Target, "multus") }) {
+		t.Errorf("with Multus off a worker still gets its kubeconfig: %v", got)
 	}
 	e4 := targets(hosts[6])
 	if slices.Contains(e4, "/etc/kubernetes/kubelet.conf") || !slices.Contains(e4, "/etc/kubernetes/pki/etcd/server.key") || slices.Contains(e4, "/etc/kubernetes/pki/ca.key") {

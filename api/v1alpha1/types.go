@@ -276,6 +276,9 @@ type Multus struct {
 	Networks []ExtraNetwork `json:"networks,omitempty" doc:"Extra networks, each becoming a NetworkAttachmentDefinition."`
 }
 
+// On reports whether Multus is installed.
+func (m *Multus) On() bool { return m.Enabled != nil && *m.Enabled }
+
 // ExtraNetwork is a secondary pod network attached through Multus.
 type ExtraNetwork struct {
 	Name      string   `json:"name" doc:"NetworkAttachmentDefinition name (a DNS label)."`

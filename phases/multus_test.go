@@ -1,0 +1,112 @@
+package phases
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/ssh"
+)
+
+// Multus's configuration wraps the pod network's as its one delegate, with the same CNI version, its plugins'
+// capabilities and privcloud's kubeconfig, on every node; with Multus off, the network phase removes it.
+func TestNetworkPhaseWrapsThePodNetworkInMultus(t *testing.T) {
+	c, hosts, ex, out, _ := liveCluster(t)
+	for _, f := range hosts {
+		f.OnCommandFunc("if test -s '/run/flannel/subnet.env'", func(string) (ssh.Result, error) { return ssh.Result{Stdout: []byte("ready\n")}, nil })
+	}
+	if err := runPhases(t, Init(), c, ex, out, "network"); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range hosts {
+		primary, _, _ := f.File(cniConfig)
+		conf, mode, ok := f.File(multusConfig)
+		if !ok || mode != 0o644 {
+			t.Fatalf("%s: no Multus configuration (%o)", name, mode)
+		}
+		var got struct {
+			CNIVersion string `json:"cniVersion"`
+			Name       string `json:"name"`
+			Plugins    []struct {
+				Type         string            `json:"type"`
+				Kubeconfig   string            `json:"kubeconfig"`
+				Capabilities map[string]bool   `json:"capabilities"`
+				Delegates    []json.RawMessage `json:"delegates"`
+			} `json:"plugins"`
+		}
+		if err := json.Unmarshal(conf, &got); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, conf)
+		}
+		var want, delegate any
+		json.Unmarshal(primary, &want)
+		if len(got.Plugins) != 1 || len(got.Plugins[0].Delegates) != 1 {
+			t.Fatalf("%s: Multus's configuration has not one plugin with one delegate:\n%s", name, conf)
+		}
+		p := got.Plugins[0]
+		json.Unmarshal(p.Delegates[0], &delegate)
+		if got.CNIVersion != "0.4.0" || p.Type != "multus" || p.Kubeconfig != "/etc/kubernetes/multus.conf" || !p.Capabilities["portMappings"] || !reflect.DeepEqual(delegate, want) {
+			t.Errorf("%s: Multus's configuration does not wrap the pod network's:\n%s\npod network:\n%s", name, conf, primary)
+		}
+		if multusConfig >= cniConfig {
+			t.Errorf("containerd takes the first configuration by name: %s must sort before %s", multusConfig, cniConfig)
+		}
+	}
+	off := false
+	c.Spec.Addons.Multus.Enabled = &off
+	if err := runPhases(t, Init(), c, ex, out, "network"); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range hosts {
+		if len(commandsLike(f, removeFileScript(multusConfig))) != 1 {
+			t.Errorf("%s: with Multus off its configuration is not removed: %q", name, f.Commands())
+		}
+	}
+}
+
+func TestRemoveFileScript(t *testing.T) {
+	state := t.TempDir()
+	file := filepath.Join(state, "00 conf's")
+	os.WriteFile(file, []byte("{}"), 0o644)
+	stubs := map[string]string{"rm": realTool(t, "rm") + ` "$@"`}
+	if got := runStubbed(t, state, removeFileScript(file), stubs); strings.TrimSpace(got) != "removed "+file {
+		t.Errorf("removing prints %q", got)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("the file is still there: %v", err)
+	}
+	if got := runStubbed(t, state, removeFileScript(file), stubs); got != "" || !slices.Equal(calls(state), []string{"rm -f " + file}) {
+		t.Errorf("a missing file: printed %q, calls %q", got, calls(state))
+	}
+}
+
+// 'addons apply multus' refuses nodes that init has not configured for Multus, naming them, rather than
+// applying networks no node would attach.
+func TestAddonsApplyMultusNeedsConfiguredNodes(t *testing.T) {
+	c, hosts, ex, out := fakeCluster(t)
+	for _, f := range hosts {
+		f.OnCommandFunc("test -e "+ssh.ShellQuote(multusConfig), func(string) (ssh.Result, error) {
+			if _, _, ok := f.File(multusConfig); ok {
+				return ssh.Result{}, nil
+			}
+			return ssh.Result{Stdout: []byte("missing\n")}, nil
+		})
+	}
+	hosts["cp1"].SetFile(multusConfig, []byte("{}"), 0o644)
+	wf := workflow.Workflow{Name: "addons apply", Phases: []workflow.Phase{connect(), addonPhases(preparedBundle(t), &AddonOptions{})}}
+	err := runPhases(t, wf, c, ex, out, "addons/multus")
+	if err == nil || !strings.Contains(err.Error(), "these nodes lack its configuration ("+multusConfig+"): worker1, worker2. Run 'privcloud init'") {
+		t.Fatalf("got %v", err)
+	}
+	for _, f := range hosts {
+		f.SetFile(multusConfig, []byte("{}"), 0o644)
+	}
+	out.Reset()
+	if err := runPhases(t, wf, c, ex, out, "addons/multus"); err != nil && strings.Contains(err.Error(), "lack its configuration") {
+		t.Errorf("configured nodes refused: %v", err)
+	}
+}
