@@ -146,8 +146,9 @@ func versions(t *testing.T, l *lab.Lab) (string, string) {
 	return v.GitVersion, r.stdout
 }
 
-// upgradeBundle is what a cluster without add-ons needs, for a bundle of v1.36.3 and v1.37.1.
-var upgradeBundle = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap", "cni-flannel", "flanneld",
+// upgradeBundle is what a cluster without add-ons needs, for a bundle of v1.36.3 and v1.37.1 (Multus's plugin
+// included: it is part of each node's configuration while spec.addons.multus is on).
+var upgradeBundle = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "cni-bridge", "cni-host-local", "cni-loopback", "cni-portmap", "cni-flannel", "flanneld", "cni-multus",
 	"privcloud-api-lb", "kube-router", "etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "pause-bin", "pause"}
 
 // TestUpgradeControlPlanesOnLabHosts upgrades three stacked control planes, one host at a time: each one's etcd
