@@ -6,8 +6,6 @@ package bundle
 
 import (
 	"archive/tar"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -228,9 +226,9 @@ func Extract(path, dir string, wanted func(string) bool) ([]string, error) {
 		return nil, err
 	}
 	defer r.Close()
-	sums := map[string]string{}
+	files := map[string]File{}
 	for _, f := range r.Manifest.Files {
-		sums[f.Path] = f.SHA256
+		files[f.Path] = f
 	}
 	var out []string
 	for {
@@ -248,8 +246,13 @@ func Extract(path, dir string, wanted func(string) bool) ([]string, error) {
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", path, err)
 		}
-		if err := extractOne(dst, content, sums[name]); err != nil {
+		f := files[name]
+		n, sum, err := readEntry(content, f, dst, nil)
+		if err != nil {
 			return out, fmt.Errorf("%s: %w", name, err)
+		}
+		if sum != f.SHA256 || n != f.Size {
+			return out, fmt.Errorf("%s: sha256 %s and %d bytes, the manifest says %s and %d bytes", name, sum, n, f.SHA256, f.Size)
 		}
 		out = append(out, dst)
 	}
@@ -265,32 +268,4 @@ func inside(dir, name string) (string, error) {
 		return "", fmt.Errorf("%q would be written outside %s", name, dir)
 	}
 	return dst, nil
-}
-
-// extractOne streams content to dst through a temporary file, renamed into place only when its sha256 is
-// the one expected.
-func extractOne(dst string, content io.Reader, want string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".extract-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, h), content); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return fmt.Errorf("sha256 %s, the manifest says %s", got, want)
-	}
-	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
 }

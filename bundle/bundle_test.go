@@ -136,3 +136,38 @@ func TestSignatures(t *testing.T) {
 		}
 	}
 }
+
+// VerifyExtract unpacks what it is asked for while it verifies, each file only once its own sha256 is the
+// manifest's, executable, and nothing half-written.
+func TestVerifyExtractUnpacksInOnePass(t *testing.T) {
+	out := valid(t)
+	dir := t.TempDir()
+	if _, err := VerifyExtract(out, dir, func(name string) bool { return name == "bin/tool/1.0/tool" }); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "bin/tool/1.0/tool"))
+	if data, _ := os.ReadFile(filepath.Join(dir, "bin/tool/1.0/tool")); err != nil || fi.Mode().Perm() != 0o755 || string(data) != "#!/bin/sh\necho tool\n" {
+		t.Errorf("the selected file: %v %v %q", err, fi, data)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bin/hello")); !os.IsNotExist(err) {
+		t.Errorf("a file not selected was unpacked: %v", err)
+	}
+
+	tampered := repack(t, out, func(name string, d []byte) []byte {
+		if name == "bin/hello/v0.0.0/hello" {
+			return []byte("HELLO")
+		}
+		return d
+	}, nil)
+	dir = t.TempDir()
+	if _, err := VerifyExtract(tampered, dir, func(string) bool { return true }); err == nil || !strings.Contains(err.Error(), "bin/hello/v0.0.0/hello: content has sha256") {
+		t.Fatalf("a tampered entry: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bin/hello/v0.0.0/hello")); !os.IsNotExist(err) {
+		t.Errorf("the tampered entry was put in place: %v", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "bin/hello/v0.0.0/.extract-*"))
+	if _, err := os.Stat(filepath.Join(dir, "bin/tool/1.0/tool")); err != nil || len(left) > 0 {
+		t.Errorf("the intact entry is missing (%v) or temporary files were left: %v", err, left)
+	}
+}

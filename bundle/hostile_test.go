@@ -164,6 +164,9 @@ func TestExtractWritesNothingOutsideItsFolder(t *testing.T) {
 			if _, err := Extract(b, dir, func(string) bool { return true }); err == nil {
 				t.Error("a hostile bundle was extracted without an error")
 			}
+			if _, err := VerifyExtract(b, dir, func(string) bool { return true }); err == nil {
+				t.Error("a hostile bundle was verified and extracted without an error")
+			}
 			all, _ := os.ReadDir(root)
 			for _, e := range all {
 				if e.Name() != "out" {

@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/x509"
@@ -11,9 +12,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/internal/exitclass"
@@ -45,6 +48,13 @@ type Verification struct {
 // must point at a listed file. With keys, the detached signature (path + ".sig") must exist and verify with
 // one of them; without (or only nil keys), a signature that exists is still checked against the manifest.
 func Verify(path string, keys ...ed25519.PublicKey) (*Verification, error) {
+	return VerifyExtract(path, "", nil, keys...)
+}
+
+// VerifyExtract is Verify that also writes the entries extract selects under dir in the same pass, each
+// renamed into place only once its own sha256 and size are the manifest's (whatever else the bundle holds):
+// a first install reads the archive once, not once to verify and again to unpack.
+func VerifyExtract(path, dir string, extract func(name string) bool, keys ...ed25519.PublicKey) (*Verification, error) {
 	r, err := Open(path) // refuses a manifest whose names or paths could leave their folder
 	if err != nil {
 		return nil, err
@@ -70,6 +80,8 @@ func Verify(path string, keys ...ed25519.PublicKey) (*Verification, error) {
 	}
 	seen := map[string]bool{}
 	checkedImages := 0
+	var checks sync.WaitGroup
+	var imageProblems []*[]string // each image's, in the order of the archive
 	for {
 		name, content, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -93,25 +105,46 @@ func Verify(path string, keys ...ed25519.PublicKey) (*Verification, error) {
 			ve.Problems = append(ve.Problems, fmt.Sprintf("%s: appears twice", name))
 		}
 		seen[name] = true
-		h := sha256.New()
-		var n int64
-		if img, ok := images[name]; ok {
-			counted := &countingReader{r: io.TeeReader(content, h)}
-			for _, p := range checkImageArchive(counted, img.ImageID) {
-				ve.Problems = append(ve.Problems, fmt.Sprintf("%s (image %s): %s", name, img.ImageRef, p))
+		var dst string
+		if extract != nil && extract(name) {
+			if dst, err = inside(dir, name); err != nil {
+				ve.Problems = append(ve.Problems, err.Error())
+				continue
 			}
-			n = counted.n
-			checkedImages++
 		}
-		rest, err := io.Copy(h, content)
-		n += rest
+		var side io.Writer
+		var ahead *handOff
+		if img, ok := images[name]; ok {
+			// the image's layers are unpacked and checked on a goroutine of its own while the archive reads on
+			checkedImages++
+			ahead = &handOff{ch: make(chan []byte, 64)}
+			found := new([]string)
+			imageProblems = append(imageProblems, found)
+			checks.Add(1)
+			go func(ahead *handOff) {
+				defer checks.Done()
+				for _, p := range checkImageArchive(ahead, img.ImageID) {
+					*found = append(*found, fmt.Sprintf("%s (image %s): %s", name, img.ImageRef, p))
+				}
+				io.Copy(io.Discard, ahead) // a check that stopped early must not hold the reader up
+			}(ahead)
+			side = ahead
+		}
+		n, sum, err := readEntry(content, f, dst, side)
+		if ahead != nil {
+			close(ahead.ch)
+		}
 		if err != nil {
 			ve.Problems = append(ve.Problems, fmt.Sprintf("%s: %v", name, err))
 			break
 		}
-		if got := hex.EncodeToString(h.Sum(nil)); got != f.SHA256 || n != f.Size {
-			ve.Problems = append(ve.Problems, fmt.Sprintf("%s: content has sha256 %s and %d bytes, the manifest says %s and %d bytes", name, got, n, f.SHA256, f.Size))
+		if sum != f.SHA256 || n != f.Size {
+			ve.Problems = append(ve.Problems, fmt.Sprintf("%s: content has sha256 %s and %d bytes, the manifest says %s and %d bytes", name, sum, n, f.SHA256, f.Size))
 		}
+	}
+	checks.Wait()
+	for _, found := range imageProblems {
+		ve.Problems = append(ve.Problems, *found...)
 	}
 	var missing []string
 	for p := range want {
@@ -135,16 +168,67 @@ func Verify(path string, keys ...ed25519.PublicKey) (*Verification, error) {
 	return v, nil
 }
 
-// countingReader counts what is read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
+// readEntry reads one entry of the bundle, listed in the manifest as f, and returns its size and sha256; side,
+// when not nil, sees every byte too. With dst, the entry is also written there, renamed into place only when
+// its sha256 and size are f's.
+func readEntry(content io.Reader, f File, dst string, side io.Writer) (n int64, sum string, err error) {
+	h := sha256.New()
+	writers := []io.Writer{h}
+	if side != nil {
+		writers = append(writers, side)
+	}
+	var tmp *os.File
+	if dst != "" {
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return 0, "", err
+		}
+		if tmp, err = os.CreateTemp(filepath.Dir(dst), ".extract-*"); err != nil {
+			return 0, "", err
+		}
+		defer os.Remove(tmp.Name()) // once renamed, nothing is left to remove
+		writers = append(writers, tmp)
+	}
+	n, err = io.Copy(io.MultiWriter(writers...), content)
+	sum = hex.EncodeToString(h.Sum(nil))
+	if tmp == nil {
+		return n, sum, err
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || sum != f.SHA256 || n != f.Size {
+		return n, sum, err
+	}
+	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+		return n, sum, err
+	}
+	return n, sum, os.Rename(tmp.Name(), dst)
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+// handOff passes what is written to it to a reader on another goroutine, up to its channel's capacity of
+// writes ahead: unlike io.Pipe, a write does not wait for the reader, so the two run at once. The writer
+// closes ch when it is done.
+type handOff struct {
+	ch  chan []byte
+	cur []byte
+}
+
+func (h *handOff) Write(p []byte) (int, error) {
+	h.ch <- bytes.Clone(p) // the caller may reuse p as soon as Write returns
+	return len(p), nil
+}
+
+func (h *handOff) Read(p []byte) (int, error) {
+	for len(h.cur) == 0 {
+		b, ok := <-h.ch
+		if !ok {
+			return 0, io.EOF
+		}
+		h.cur = b
+	}
+	n := copy(p, h.cur)
+	h.cur = h.cur[n:]
+	return n, nil
 }
 
 // VerifySignature checks only the signature, against the manifest already read: it is cheap enough for every

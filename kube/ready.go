@@ -102,7 +102,8 @@ func (c *Client) WaitReady(ctx context.Context, objs []*unstructured.Unstructure
 	deadline := time.Now().Add(limit)
 	for _, obj := range objs {
 		var cur *unstructured.Unstructured
-		err := wait.Poll(ctx, time.Until(deadline), time.Second, func() error {
+		// a quarter of a second: a CRD is established, a Deployment rolled out, well within one; each check is one GET
+		err := wait.Poll(ctx, time.Until(deadline), 250*time.Millisecond, func() error {
 			var err error
 			if cur, err = c.Get(ctx, obj); err != nil {
 				return err

@@ -60,26 +60,17 @@ func (s *bundleState) prepare(r *workflow.Run) error {
 			s.err = fmt.Errorf("the bundle %s (spec.bundle.path) does not exist: build it with 'privcloud bundle build' (the lab's: 'make bundle')", file)
 			return
 		}
-		s.manifest, s.err = verifiedManifest(file, filepath.Join(r.Cluster.Spec.StateDir, "bundle"), r.Cluster.Spec.Bundle.PublicKeys...)
+		// a bundle not verified before is unpacked as it is verified: one read of the archive
+		s.manifest, s.err = verifyBundle(file, filepath.Join(r.Cluster.Spec.StateDir, "bundle"), func(m *bundle.Manifest) (string, func(string) bool) {
+			needed := neededFiles(r, m)
+			return unpackDir(r, m), func(p string) bool { return needed[p] }
+		}, r.Cluster.Spec.Bundle.PublicKeys...)
 		if s.err != nil {
 			return
 		}
-		// unpacked per bundle content: the same bundle is never unpacked twice
-		s.local = filepath.Join(r.Cluster.Spec.StateDir, "bundle", bundleID(s.manifest))
-		needed := map[string]bool{}
-		unused := addons.UnusedImages(&r.Cluster.Spec)
-		for _, c := range s.manifest.Components {
-			if c.Kind == "absent" || (c.Kind == "image" && unused[c.Name]) {
-				continue
-			}
-			for _, h := range r.Cluster.Spec.Hosts {
-				if c.NeededBy(h) {
-					if _, err := os.Stat(filepath.Join(s.local, c.Path)); err != nil {
-						needed[c.Path] = true
-					}
-				}
-			}
-		}
+		// what a bundle verified before lacks here (cluster.yaml gained a role, say)
+		s.local = unpackDir(r, s.manifest)
+		needed := neededFiles(r, s.manifest)
 		if len(needed) > 0 {
 			_, s.err = bundle.Extract(file, s.local, func(p string) bool { return needed[p] })
 		}
@@ -89,6 +80,33 @@ func (s *bundleState) prepare(r *workflow.Run) error {
 		}
 	})
 	return s.err
+}
+
+// unpackDir is where the bundle's files are unpacked on this machine: per bundle content, so the same bundle is
+// never unpacked twice.
+func unpackDir(r *workflow.Run, m *bundle.Manifest) string {
+	return filepath.Join(r.Cluster.Spec.StateDir, "bundle", bundleID(m))
+}
+
+// neededFiles are the bundle's files some host of cluster.yaml needs and this machine has not unpacked yet: the
+// binaries of their roles and the images something runs.
+func neededFiles(r *workflow.Run, m *bundle.Manifest) map[string]bool {
+	needed := map[string]bool{}
+	unused := addons.UnusedImages(&r.Cluster.Spec)
+	local := unpackDir(r, m)
+	for _, c := range m.Components {
+		if c.Kind == "absent" || (c.Kind == "image" && unused[c.Name]) {
+			continue
+		}
+		for _, h := range r.Cluster.Spec.Hosts {
+			if c.NeededBy(h) {
+				if _, err := os.Stat(filepath.Join(local, c.Path)); err != nil {
+					needed[c.Path] = true
+				}
+			}
+		}
+	}
+	return needed
 }
 
 // appliedBundlePath keeps the manifest of the bundle the cluster last ran: 'upgrade plan' shows what the
@@ -129,6 +147,12 @@ func appliedBundle(stateDir string) (*bundle.Manifest, error) {
 // With keyFiles (spec.bundle.publicKeys), one of those keys must have signed the bundle; that is checked on
 // every run, as it reads the manifest only.
 func verifiedManifest(file, dir string, keyFiles ...string) (*bundle.Manifest, error) {
+	return verifyBundle(file, dir, nil, keyFiles...)
+}
+
+// verifyBundle is verifiedManifest that, when it reads the whole archive, also unpacks the files unpack
+// selects into the folder it names (unpack is given the manifest; nil unpacks nothing).
+func verifyBundle(file, dir string, unpack func(*bundle.Manifest) (string, func(string) bool), keyFiles ...string) (*bundle.Manifest, error) {
 	keys, err := readPublicKeys(keyFiles)
 	if err != nil {
 		return nil, err
@@ -157,7 +181,12 @@ func verifiedManifest(file, dir string, keyFiles ...string) (*bundle.Manifest, e
 	if data, err := os.ReadFile(record); err == nil && strings.TrimSpace(string(data)) == id {
 		return r.Manifest, nil
 	}
-	v, err := bundle.Verify(file, keys...)
+	var into string
+	var wanted func(string) bool
+	if unpack != nil {
+		into, wanted = unpack(r.Manifest)
+	}
+	v, err := bundle.VerifyExtract(file, into, wanted, keys...)
 	if err != nil {
 		return nil, err
 	}
