@@ -28,9 +28,6 @@ const (
 // the MTU of its interface less the VXLAN overhead), points the CNI at it. The CNI configuration comes last:
 // containerd calls a node's network ready as soon as one exists.
 func runFlannel(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
-	if err := requireBinary(ctx, r, t, "flanneld", "set spec.network.plugin: bridge on a single layer-2 segment"); err != nil {
-		return err
-	}
 	n := r.Cluster.Spec.Network
 	d := templates.Flannel{Name: t.Spec.Name, IP: t.Spec.InternalAddress, HealthPort: flannelHealthPort, Network: n.PodCIDR, VXLANPort: flannelVXLANPort}
 	if p, err := netip.ParsePrefix(n.PodCIDR); err == nil && p.Addr().Is6() {

@@ -35,9 +35,6 @@ func writeCNIConfig(ctx context.Context, r *workflow.Run, t *workflow.Target, pr
 		_, err := writeFiles(ctx, r, t, files...)
 		return err
 	}
-	if err := requireBinary(ctx, r, t, multusComponent, "set spec.addons.multus.enabled: false"); err != nil {
-		return err
-	}
 	conf, err := multusConflist(primary)
 	if err != nil {
 		return err

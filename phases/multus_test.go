@@ -110,3 +110,21 @@ func TestAddonsApplyMultusNeedsConfiguredNodes(t *testing.T) {
 		t.Errorf("configured nodes refused: %v", err)
 	}
 }
+
+// A bundle without Multus's plugin stops the network phase on the node, saying what to do, before any
+// configuration names a plugin that is not there; flanneld's and the plugin's presence cost one command.
+func TestNetworkPhaseNeedsMultusInTheBundle(t *testing.T) {
+	c, hosts, ex, out, _ := liveCluster(t)
+	for _, f := range hosts {
+		f.OnCommandFunc("if test -s '/run/flannel/subnet.env'", func(string) (ssh.Result, error) { return ssh.Result{Stdout: []byte("ready\n")}, nil })
+	}
+	w := hosts["worker1"]
+	w.OnCommand("test -x /usr/local/bin/flanneld || echo flanneld; test -x /opt/cni/bin/multus || echo cni-multus", ssh.Result{Stdout: []byte("cni-multus\n")}, nil)
+	err := runPhases(t, Init(), c, ex, out, "network")
+	if err == nil || !strings.Contains(err.Error(), "the bundle has no cni-multus component") || !strings.Contains(err.Error(), "set spec.addons.multus.enabled: false") {
+		t.Fatalf("got %v", err)
+	}
+	if _, _, ok := w.File(multusConfig); ok {
+		t.Error("the configuration names a plugin the node lacks")
+	}
+}

@@ -149,6 +149,16 @@ func podNetwork() workflow.Phase {
 const cniConfig = "/etc/cni/net.d/10-privcloud.conflist"
 
 func configureNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	var needs []binaryNeed
+	if r.Cluster.Spec.Network.Flannel() {
+		needs = append(needs, binaryNeed{"flanneld", "set spec.network.plugin: bridge on a single layer-2 segment"})
+	}
+	if r.Cluster.Spec.Addons.Multus.On() {
+		needs = append(needs, binaryNeed{multusComponent, "set spec.addons.multus.enabled: false"})
+	}
+	if err := requireBinaries(ctx, r, t, needs...); err != nil {
+		return err
+	}
 	if r.Cluster.Spec.Network.Flannel() {
 		return runFlannel(ctx, r, t)
 	}

@@ -54,15 +54,31 @@ func reportChanges(r *workflow.Run, t *workflow.Target, changes []string) {
 // requireBinary fails when the bundle did not install the program name on the host, saying how else to go on:
 // a bundle made from an older description lacks it, and a unit that cannot start would only time out.
 func requireBinary(ctx context.Context, r *workflow.Run, t *workflow.Target, name, otherwise string) error {
-	if r.DryRun { // a plan installed nothing to look for
+	return requireBinaries(ctx, r, t, binaryNeed{name, otherwise})
+}
+
+// binaryNeed is a bundle component a phase needs on the host, and what else the user can do without it.
+type binaryNeed struct{ name, otherwise string }
+
+// requireBinaries is requireBinary for several components, with one command.
+func requireBinaries(ctx context.Context, r *workflow.Run, t *workflow.Target, needs ...binaryNeed) error {
+	if r.DryRun || len(needs) == 0 { // a plan installed nothing to look for
 		return nil
 	}
-	res, err := t.Host.Run(ctx, "test -x "+binaryPath(name)+" || echo missing")
+	var script []string
+	for _, n := range needs {
+		script = append(script, "test -x "+binaryPath(n.name)+" || echo "+n.name)
+	}
+	res, err := t.Host.Run(ctx, strings.Join(script, "; "))
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(string(res.Stdout)) == "missing" {
-		return missingBinary(name, otherwise)
+	for _, missing := range strings.Fields(string(res.Stdout)) {
+		for _, n := range needs {
+			if n.name == missing {
+				return missingBinary(n.name, n.otherwise)
+			}
+		}
 	}
 	return nil
 }
