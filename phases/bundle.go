@@ -372,6 +372,9 @@ func activeLink(c bundle.Component) string {
 	return "/usr/local/bin/" + c.Name
 }
 
+// binaryPath is where the bundle installs the component called name.
+func binaryPath(name string) string { return activeLink(bundle.Component{Name: name}) }
+
 // kubernetesComponents are the binaries of a Kubernetes release: the one of spec.kubernetesVersion is active.
 var kubernetesComponents = slices.Concat(upgrade.ControlPlaneComponents, upgrade.NodeComponents)
 

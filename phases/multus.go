@@ -7,7 +7,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/privcloud/privcloud/bundle"
 	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
@@ -107,6 +106,3 @@ func multusOnNodes(ctx context.Context, r *workflow.Run) error {
 	}
 	return nil
 }
-
-// binaryPath is where the bundle installs the component called name.
-func binaryPath(name string) string { return activeLink(bundle.Component{Name: name}) }
