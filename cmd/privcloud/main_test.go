@@ -199,10 +199,11 @@ func TestRemoteCertificateCheck(t *testing.T) {
 		}
 		perHost[c.Host]++
 	}
-	// the control plane with etcd checks 20 files (7 as a node, 10 as control plane, 3 as etcd member), each worker
-	// 7 (its CA, its kubelet's serving certificate, kubelet.conf, kube-proxy.conf, the API load balancer's client
-	// certificate, the NetworkPolicy firewall's kube-router.conf, the pod network's flannel.conf)
-	if perHost["h1"] != 20 || perHost["h2"] != 7 || perHost["h3"] != 7 {
+	// the control plane with etcd checks 21 files (8 as a node, 10 as control plane, 3 as etcd member), each worker
+	// 8 (its CA, its kubelet's serving certificate, kubelet.conf, kube-proxy.conf, the API load balancer's client
+	// certificate, the NetworkPolicy firewall's kube-router.conf, the pod network's flannel.conf, Multus's
+	// multus.conf)
+	if perHost["h1"] != 21 || perHost["h2"] != 8 || perHost["h3"] != 8 {
 		t.Errorf("files checked per host: %v", perHost)
 	}
 }
