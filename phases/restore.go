@@ -146,7 +146,10 @@ func (st *restoreState) restoreMember(ctx context.Context, r *workflow.Run, t *w
 command -v etcdutl >/dev/null || { echo "etcdutl is not installed: the bundle needs the etcdutl component (roles: [etcd])" >&2; exit 1; }
 dir=%[1]s
 rm -rf "$dir.restoring"
-etcdutl snapshot restore %[2]s --name %[3]s --initial-cluster %[4]s --initial-cluster-token %[5]s --initial-advertise-peer-urls %[6]s --data-dir "$dir.restoring" >/dev/null
+# the revision jumps past any a client saw before the disaster and is marked compacted: every watch of a
+# kubelet, controller or API server cache then starts over from a fresh list, instead of waiting for a revision
+# the restored store has not reached (etcd's advice for restoring under Kubernetes)
+etcdutl snapshot restore %[2]s --name %[3]s --initial-cluster %[4]s --initial-cluster-token %[5]s --initial-advertise-peer-urls %[6]s --bump-revision 1000000000 --mark-compacted --data-dir "$dir.restoring" >/dev/null
 if [ -e "$dir" ]; then mv "$dir" %[7]s; echo "kept the old etcd data in "%[7]s; fi
 mv "$dir.restoring" "$dir"
 chmod 700 "$dir"
