@@ -47,14 +47,47 @@ func addonPhase(b *bundleState, a addons.Addon, short string, o *AddonOptions) w
 	return workflow.Phase{Name: a.Name, Short: short,
 		Skip: func(r *workflow.Run) string { return a.Disabled(&r.Cluster.Spec) },
 		Run: func(ctx context.Context, r *workflow.Run) error {
-			// init and join configure Multus on the nodes before its add-on; 'addons apply' alone does not
-			if a.Name == "multus" && o != nil && !o.ServerDryRun {
-				if err := multusOnNodes(ctx, r); err != nil {
+			// init and join set up the hosts' side of an add-on just before; 'addons apply' alone checks it
+			if check := addonHooksFor(a.Name).checkHosts; check != nil && o != nil && !o.ServerDryRun {
+				if err := check(ctx, r); err != nil {
 					return err
 				}
 			}
 			return applyAddon(ctx, r, b, a, o != nil && o.ServerDryRun)
 		}}
+}
+
+// addonHooks is what privcloud does for an add-on besides rendering and applying its manifests.
+type addonHooks struct {
+	// inputs fills in what the manifests need from the state directory or the hosts.
+	inputs func(ctx context.Context, r *workflow.Run, in *addons.Inputs) error
+	// checkHosts proves the hosts carry the add-on's node-side part before 'addons apply' applies it.
+	checkHosts func(ctx context.Context, r *workflow.Run) error
+	// cleanUp runs once the add-on's objects are ready: what an earlier release left and this one does not use.
+	cleanUp func(ctx context.Context, r *workflow.Run, c *kube.Client) error
+}
+
+func addonHooksFor(name string) addonHooks {
+	switch name {
+	case "coredns":
+		return addonHooks{inputs: func(ctx context.Context, r *workflow.Run, in *addons.Inputs) (err error) {
+			in.Upstreams, err = corednsUpstreams(ctx, r)
+			return err
+		}}
+	case "quay":
+		return addonHooks{inputs: func(_ context.Context, r *workflow.Run, in *addons.Inputs) (err error) {
+			in.Quay, err = quayState(r)
+			return err
+		}}
+	case "monitoring":
+		return addonHooks{inputs: func(_ context.Context, r *workflow.Run, in *addons.Inputs) (err error) {
+			in.Monitoring, err = monitoringState(r)
+			return err
+		}}
+	case "multus":
+		return addonHooks{checkHosts: multusOnNodes, cleanUp: removeMultusDaemonSet}
+	}
+	return addonHooks{}
 }
 
 // monitoringTargets applies the monitoring add-on again after hosts join: its scrape targets name every host.
@@ -69,26 +102,11 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 	}
 	in := a.NewInputs(r.Cluster, b.manifest)
 	missing := a.MissingImages(&r.Cluster.Spec, b.manifest)
-	if a.Name == "quay" {
-		q, err := quayState(r)
-		if err != nil {
+	hooks := addonHooksFor(a.Name)
+	if hooks.inputs != nil {
+		if err := hooks.inputs(ctx, r, in); err != nil {
 			return err
 		}
-		in.Quay = q
-	}
-	if a.Name == "monitoring" {
-		m, err := monitoringState(r)
-		if err != nil {
-			return err
-		}
-		in.Monitoring = m
-	}
-	if a.Name == "coredns" {
-		up, err := corednsUpstreams(ctx, r)
-		if err != nil {
-			return err
-		}
-		in.Upstreams = up
 	}
 	objs, err := a.Render(in)
 	if err != nil {
@@ -125,8 +143,8 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 		if err := c.WaitReady(ctx, objs, addonReadyLimit); err != nil {
 			return err
 		}
-		if a.Name == "multus" {
-			return removeMultusDaemonSet(ctx, r, c)
+		if hooks.cleanUp != nil {
+			return hooks.cleanUp(ctx, r, c)
 		}
 		return nil
 	})
@@ -228,11 +246,9 @@ func definedBy(crds []*unstructured.Unstructured, o *unstructured.Unstructured) 
 func monitoringSecret(r *workflow.Run) (*unstructured.Unstructured, error) {
 	a, _ := addons.Find("monitoring")
 	in := a.NewInputs(r.Cluster, &bundle.Manifest{}) // the images do not matter: only the Secret is kept
-	m, err := monitoringState(r)
-	if err != nil {
+	if err := addonHooksFor(a.Name).inputs(context.Background(), r, in); err != nil {
 		return nil, err
 	}
-	in.Monitoring = m
 	objs, err := a.Render(in)
 	if err != nil {
 		return nil, err
@@ -308,16 +324,16 @@ func corednsUpstreams(ctx context.Context, r *workflow.Run) ([]string, error) {
 	if up := r.Cluster.Spec.Addons.CoreDNS.Upstreams; len(up) > 0 {
 		return up, nil
 	}
-	var with, without []string
-	for _, t := range r.TargetsFor(nodes) {
-		if t.Host == nil {
-			return nil, fmt.Errorf("host %s is not connected", t.Spec.Name)
-		}
+	usable, err := askEach(ctx, r, r.TargetsFor(nodes), func(ctx context.Context, t *workflow.Target) (bool, error) {
 		_, data, err := podResolvConf(ctx, t.Host)
-		if err != nil {
-			return nil, fmt.Errorf("host %s: %w", t.Spec.Name, err)
-		}
-		if len(usableNameservers(data)) > 0 {
+		return len(usableNameservers(data)) > 0, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var with, without []string
+	for i, t := range r.TargetsFor(nodes) {
+		if usable[i] {
 			with = append(with, t.Spec.Name)
 		} else {
 			without = append(without, t.Spec.Name)

@@ -8,10 +8,12 @@ package phases
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/hostlock"
+	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/report"
 	"github.com/privcloud/privcloud/ssh"
@@ -21,6 +23,25 @@ var (
 	controlPlane = []api.Role{api.RoleControlPlane}
 	etcdMembers  = []api.Role{api.RoleEtcd}
 )
+
+// askEach puts one question to every target at once (at most spec.ssh.concurrency at a time) and returns
+// the answers in the targets' order. An unconnected target or a failed question is an error naming its host.
+func askEach[T any](ctx context.Context, r *workflow.Run, targets []*workflow.Target, ask func(context.Context, *workflow.Target) (T, error)) ([]T, error) {
+	answers := make([]T, len(targets))
+	errs := parallel.ForEach(ctx, len(targets), r.Concurrency, func(i int) error {
+		t := targets[i]
+		if t.Host == nil {
+			return fmt.Errorf("host %s is not connected", t.Spec.Name)
+		}
+		a, err := ask(ctx, t)
+		if err != nil {
+			return fmt.Errorf("host %s: %w", t.Spec.Name, err)
+		}
+		answers[i] = a
+		return nil
+	})
+	return answers, errors.Join(errs...)
+}
 
 func connect() workflow.Phase {
 	return workflow.Phase{Name: "connect", Short: "Connect to every host over SSH, verifying its host key", Required: true, EveryHost: true,

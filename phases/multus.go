@@ -87,16 +87,16 @@ func multusOnNodes(ctx context.Context, r *workflow.Run) error {
 	if r.DryRun {
 		return nil
 	}
-	var without []string
-	for _, t := range r.TargetsFor(nodes) {
-		if t.Host == nil {
-			return fmt.Errorf("host %s is not connected", t.Spec.Name)
-		}
+	missing, err := askEach(ctx, r, r.TargetsFor(nodes), func(ctx context.Context, t *workflow.Target) (bool, error) {
 		res, err := t.Host.Run(ctx, "test -e "+ssh.ShellQuote(multusConfig)+" || echo missing")
-		if err != nil {
-			return fmt.Errorf("host %s: %w", t.Spec.Name, err)
-		}
-		if strings.TrimSpace(string(res.Stdout)) == "missing" {
+		return err == nil && strings.TrimSpace(string(res.Stdout)) == "missing", err
+	})
+	if err != nil {
+		return err
+	}
+	var without []string
+	for i, t := range r.TargetsFor(nodes) {
+		if missing[i] {
 			without = append(without, t.Spec.Name)
 		}
 	}

@@ -37,21 +37,24 @@ func proxiesFollow(ctx context.Context, r *workflow.Run, c *kube.Client) error {
 			proxies = append(proxies, t)
 		}
 	}
-	before := map[string]int{}
-	for _, t := range proxies {
-		n, err := endpointChanges(ctx, t)
-		if err != nil {
-			return fmt.Errorf("kube-proxy on %s: %w", t.Spec.Name, err)
-		}
-		before[t.Spec.Name] = n
+	before, err := askEach(ctx, r, proxies, endpointChanges)
+	if err != nil {
+		return fmt.Errorf("kube-proxy's EndpointSlice changes: %w", err)
 	}
 	if err := touchCanary(ctx, r, c); err != nil {
 		return fmt.Errorf("canary EndpointSlice: %w", err)
 	}
 	return wait.Poll(ctx, proxyFollowLimit, gateEvery, func() error {
+		now, _ := askEach(ctx, r, proxies, func(ctx context.Context, t *workflow.Target) (int, error) {
+			n, err := endpointChanges(ctx, t)
+			if err != nil {
+				return -1, nil // not answering counts as behind
+			}
+			return n, nil
+		})
 		var behind []string
-		for _, t := range proxies {
-			if n, err := endpointChanges(ctx, t); err != nil || n <= before[t.Spec.Name] {
+		for i, t := range proxies {
+			if now[i] <= before[i] {
 				behind = append(behind, t.Spec.Name)
 			}
 		}
