@@ -30,6 +30,9 @@ func JoinWith(o *InstallOptions) workflow.Workflow {
 		certs(o),
 		etcd(),
 		controlPlanePhases(),
+		// the roles of what cluster.yaml turns on since init (Multus, the NetworkPolicy firewall): the
+		// network phase below configures every node for it, and its credentials need their permissions first
+		clusterRBAC(),
 		nodePhases(),
 		podNetwork(),
 		networkPolicy(),

@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,20 +23,30 @@ func TestWorkflowsAreWellFormed(t *testing.T) {
 }
 
 func TestInitOrder(t *testing.T) {
+	// Each phase depends on the ones before it; this is the order the cluster comes up in.
+	assertOrder(t, Init(), "connect", "preflight/gather", "bundle", "host-prep", "containerd/config", "containerd/images", "certs/generate", "etcd",
+		"control-plane/apiserver", "control-plane/controller-manager", "control-plane/scheduler", "cluster-rbac",
+		"node/kubelet", "network", "wait-ready", "addons/coredns", "kubeconfig")
+}
+
+// Join configures every node for what cluster.yaml turned on since init (Multus, the NetworkPolicy firewall):
+// their credentials must have their roles before the network phase writes the nodes' CNI configuration, or
+// every new pod's sandbox fails.
+func TestJoinGrantsRolesBeforeConfiguringNodes(t *testing.T) {
+	assertOrder(t, Join(), "connect", "discover", "certs/generate", "control-plane/apiserver", "cluster-rbac", "node/kubelet", "network", "network-policy")
+}
+
+func assertOrder(t *testing.T, wf workflow.Workflow, want ...string) {
+	t.Helper()
 	var got []string
-	for _, s := range Init().Steps() {
+	for _, s := range wf.Steps() {
 		got = append(got, s.Path)
 	}
-	order := strings.Join(got, " ")
-	// Each phase depends on the ones before it; this is the order the cluster comes up in.
-	want := []string{"connect", "preflight", "bundle", "host-prep", "containerd/config", "containerd/images", "certs/generate", "etcd",
-		"control-plane/apiserver", "control-plane/controller-manager", "control-plane/scheduler", "cluster-rbac",
-		"node/kubelet", "network", "wait-ready", "addons/coredns", "kubeconfig"}
 	pos := -1
 	for _, w := range want {
-		i := strings.Index(order, w)
+		i := slices.Index(got, w)
 		if i <= pos {
-			t.Fatalf("phase %s out of order in %s", w, order)
+			t.Fatalf("%s: phase %s missing or out of order in %s", wf.Name, w, strings.Join(got, " "))
 		}
 		pos = i
 	}
