@@ -80,7 +80,7 @@ func addonHooksFor(name string) addonHooks {
 			return err
 		}}
 	case "monitoring":
-		return addonHooks{inputs: func(_ context.Context, r *workflow.Run, in *addons.Inputs) (err error) {
+		return addonHooks{checkHosts: metricsOnHosts, inputs: func(_ context.Context, r *workflow.Run, in *addons.Inputs) (err error) {
 			in.Monitoring, err = monitoringState(r)
 			return err
 		}}

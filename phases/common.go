@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/hostlock"
@@ -41,6 +42,33 @@ func askEach[T any](ctx context.Context, r *workflow.Run, targets []*workflow.Ta
 		return nil
 	})
 	return answers, errors.Join(errs...)
+}
+
+// requireOnHosts fails, naming them, when targets lack path: the node-side part of an add-on (called what) that
+// only init and join set up, so that 'addons apply' alone does not leave it half working. lack says what is
+// missing, as "nodes lack its configuration".
+func requireOnHosts(ctx context.Context, r *workflow.Run, targets []*workflow.Target, path, what, lack string) error {
+	if r.DryRun {
+		return nil
+	}
+	missing, err := askEach(ctx, r, targets, func(ctx context.Context, t *workflow.Target) (bool, error) {
+		res, err := t.Host.Run(ctx, "test -e "+ssh.ShellQuote(path)+" || echo missing")
+		return err == nil && strings.TrimSpace(string(res.Stdout)) == "missing", err
+	})
+	if err != nil {
+		return err
+	}
+	var without []string
+	for i, t := range targets {
+		if missing[i] {
+			without = append(without, t.Spec.Name)
+		}
+	}
+	if len(without) > 0 {
+		return fmt.Errorf("cluster.yaml turns %s on, but these %s (%s): %s. Run 'privcloud init': it sets up the hosts of a running cluster too, then applies the add-on",
+			what, lack, path, strings.Join(without, ", "))
+	}
+	return nil
 }
 
 func connect() workflow.Phase {

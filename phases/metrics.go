@@ -39,6 +39,12 @@ func metricsEndpoint() workflow.Phase {
 		}}
 }
 
+// metricsOnHosts fails when a host lacks its metrics endpoint, which the metrics phase of init and join runs:
+// Prometheus would start with every target behind it down.
+func metricsOnHosts(ctx context.Context, r *workflow.Run) error {
+	return requireOnHosts(ctx, r, r.TargetsFor(nil), metricsConfigPath, "monitoring", "hosts lack its metrics endpoint")
+}
+
 // MetricsConfig is host h's metrics endpoint configuration.
 func MetricsConfig(s *api.ClusterSpec, h api.Host) []byte {
 	c := metricsproxy.Config{Listen: addons.MetricsAddress(h), Clients: []string{pki.PrometheusUser}, Routes: addons.MetricsRoutes(s, h),

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
-	"strings"
 
 	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/phases/workflow"
@@ -84,25 +83,5 @@ func removeFileScript(file string) string {
 // multusOnNodes fails when a node lacks Multus's configuration, which the node phases of init and join write:
 // the add-on's networks would be accepted and silently never attached there.
 func multusOnNodes(ctx context.Context, r *workflow.Run) error {
-	if r.DryRun {
-		return nil
-	}
-	missing, err := askEach(ctx, r, r.TargetsFor(nodes), func(ctx context.Context, t *workflow.Target) (bool, error) {
-		res, err := t.Host.Run(ctx, "test -e "+ssh.ShellQuote(multusConfig)+" || echo missing")
-		return err == nil && strings.TrimSpace(string(res.Stdout)) == "missing", err
-	})
-	if err != nil {
-		return err
-	}
-	var without []string
-	for i, t := range r.TargetsFor(nodes) {
-		if missing[i] {
-			without = append(without, t.Spec.Name)
-		}
-	}
-	if len(without) > 0 {
-		return fmt.Errorf("cluster.yaml turns Multus on, but these nodes lack its configuration (%s): %s. Run 'privcloud init', which configures the nodes of a running cluster too, then apply the add-on",
-			multusConfig, strings.Join(without, ", "))
-	}
-	return nil
+	return requireOnHosts(ctx, r, r.TargetsFor(nodes), multusConfig, "Multus", "nodes lack its configuration")
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/ssh"
 )
@@ -84,30 +85,43 @@ func TestRemoveFileScript(t *testing.T) {
 	}
 }
 
-// 'addons apply multus' refuses nodes that init has not configured for Multus, naming them, rather than
-// applying networks no node would attach.
-func TestAddonsApplyMultusNeedsConfiguredNodes(t *testing.T) {
-	c, hosts, ex, out := fakeCluster(t)
-	for _, f := range hosts {
-		f.OnCommandFunc("test -e "+ssh.ShellQuote(multusConfig), func(string) (ssh.Result, error) {
-			if _, _, ok := f.File(multusConfig); ok {
-				return ssh.Result{}, nil
+// 'addons apply' refuses hosts that init has not set up for an add-on's node-side part, naming them: Multus's
+// networks would never be attached there, Prometheus's targets there would all be down.
+func TestAddonsApplyNeedsHostsSetUp(t *testing.T) {
+	for _, tc := range []struct {
+		addon, path string
+		enable      func(*api.Cluster)
+		want        string
+	}{
+		{"multus", multusConfig, func(*api.Cluster) {}, "these nodes lack its configuration (" + multusConfig + "): worker1, worker2. Run 'privcloud init'"},
+		{"monitoring", metricsConfigPath, func(c *api.Cluster) { c.Spec.Addons.Monitoring.Enabled = true },
+			"cluster.yaml turns monitoring on, but these hosts lack its metrics endpoint (" + metricsConfigPath + "): worker1, worker2. Run 'privcloud init'"},
+	} {
+		t.Run(tc.addon, func(t *testing.T) {
+			c, hosts, ex, out := fakeCluster(t)
+			tc.enable(c)
+			for _, f := range hosts {
+				f.OnCommandFunc("test -e "+ssh.ShellQuote(tc.path), func(string) (ssh.Result, error) {
+					if _, _, ok := f.File(tc.path); ok {
+						return ssh.Result{}, nil
+					}
+					return ssh.Result{Stdout: []byte("missing\n")}, nil
+				})
 			}
-			return ssh.Result{Stdout: []byte("missing\n")}, nil
+			hosts["cp1"].SetFile(tc.path, []byte("{}"), 0o644)
+			wf := workflow.Workflow{Name: "addons apply", Phases: []workflow.Phase{connect(), addonPhases(preparedBundle(t), &AddonOptions{})}}
+			err := runPhases(t, wf, c, ex, out, "addons/"+tc.addon)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v", err)
+			}
+			for _, f := range hosts {
+				f.SetFile(tc.path, []byte("{}"), 0o644)
+			}
+			out.Reset()
+			if err := runPhases(t, wf, c, ex, out, "addons/"+tc.addon); err != nil && strings.Contains(err.Error(), "these ") {
+				t.Errorf("hosts set up refused: %v", err)
+			}
 		})
-	}
-	hosts["cp1"].SetFile(multusConfig, []byte("{}"), 0o644)
-	wf := workflow.Workflow{Name: "addons apply", Phases: []workflow.Phase{connect(), addonPhases(preparedBundle(t), &AddonOptions{})}}
-	err := runPhases(t, wf, c, ex, out, "addons/multus")
-	if err == nil || !strings.Contains(err.Error(), "these nodes lack its configuration ("+multusConfig+"): worker1, worker2. Run 'privcloud init'") {
-		t.Fatalf("got %v", err)
-	}
-	for _, f := range hosts {
-		f.SetFile(multusConfig, []byte("{}"), 0o644)
-	}
-	out.Reset()
-	if err := runPhases(t, wf, c, ex, out, "addons/multus"); err != nil && strings.Contains(err.Error(), "lack its configuration") {
-		t.Errorf("configured nodes refused: %v", err)
 	}
 }
 
