@@ -1,4 +1,4 @@
-// Package addons renders the cluster add-ons (CoreDNS, the Kata RuntimeClass, Multus, Quay) from embedded
+// Package addons renders the cluster add-ons (CoreDNS, the Kata RuntimeClass, Multus, Quay, monitoring) from embedded
 // manifest templates into objects for server-side apply. What they run comes from the bundle only.
 package addons
 

@@ -15,7 +15,7 @@ import (
 )
 
 func newAddonsCommand(g *globalOptions) *cobra.Command {
-	c := group("addons", "List, apply and check the cluster add-ons (CoreDNS, Kata RuntimeClass, Multus, Quay)")
+	c := group("addons", "List, apply and check the cluster add-ons (CoreDNS, Kata RuntimeClass, Multus, Quay, monitoring)")
 	c.AddCommand(newAddonsListCommand(g), newAddonsApplyCommand(g), newAddonsStatusCommand(g))
 	return c
 }

@@ -74,7 +74,8 @@ func newRoot(s Streams) (*cobra.Command, *globalOptions) {
 		Short: "Install and run Kubernetes on your own machines from one cluster.yaml",
 		Long: `privcloud turns one declarative cluster.yaml into ordered, idempotent phases run over SSH:
 containerd (with Kata Containers as a runtime class), the cluster PKI, etcd, the control plane, the nodes,
-and the CoreDNS, Multus and Quay add-ons. Everything comes from a verified air-gap bundle.
+the pod network and the add-ons (CoreDNS, Multus, Quay, monitoring with the Prometheus Operator). Everything
+comes from a verified air-gap bundle.
 
 Every flag can also be set through an environment variable: --dry-run is PRIVCLOUD_DRY_RUN,
 --config is PRIVCLOUD_CONFIG. A flag on the command line wins over its variable.`,
