@@ -14,6 +14,7 @@ import (
 	"text/template"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
@@ -49,6 +50,11 @@ type Addon struct {
 	data     func(*Inputs) (any, error)
 	// crds are the CustomResourceDefinitions the add-on's objects need, applied and established first.
 	crds func() ([]*unstructured.Unstructured, error)
+	// Prune names kinds whose objects matching PruneSelector only this add-on makes, as many as cluster.yaml
+	// asks for: after an apply, those it did not render (taken out of cluster.yaml) are deleted, which
+	// server-side apply alone would leave in place.
+	Prune         []schema.GroupVersionKind
+	PruneSelector string
 }
 
 // Inputs is what the manifests are made from besides cluster.yaml.
@@ -90,7 +96,10 @@ func All() []Addon {
 			Disabled: func(s *api.ClusterSpec) string {
 				return disabled(s.Addons.Multus.Enabled, "spec.addons.multus.enabled")
 			},
-			data: multusData, crds: MultusCRDs},
+			data: multusData, crds: MultusCRDs,
+			// one per network of cluster.yaml
+			Prune:         []schema.GroupVersionKind{{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"}},
+			PruneSelector: "app.kubernetes.io/managed-by=privcloud"},
 		{Name: "quay", Short: "The Quay registry with PostgreSQL and Redis",
 			Images:   func(*api.ClusterSpec) []string { return QuayImages },
 			Disabled: func(s *api.ClusterSpec) string { return disabled(&s.Addons.Quay.Enabled, "spec.addons.quay.enabled") },
@@ -100,7 +109,11 @@ func All() []Addon {
 			Disabled: func(s *api.ClusterSpec) string {
 				return disabled(&s.Addons.Monitoring.Enabled, "spec.addons.monitoring.enabled")
 			},
-			data: monitoringData, crds: OperatorCRDs},
+			data: monitoringData, crds: OperatorCRDs,
+			// one per component the hosts of cluster.yaml run, and CoreDNS's while it is on
+			Prune: []schema.GroupVersionKind{{Group: "monitoring.coreos.com", Version: "v1alpha1", Kind: "ScrapeConfig"},
+				{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}},
+			PruneSelector: "app.kubernetes.io/part-of=privcloud-monitoring"},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
 	api "github.com/privcloud/privcloud/api/v1alpha1"
@@ -329,5 +330,49 @@ func TestUnusedImages(t *testing.T) {
 	spec.Addons.Monitoring.Enabled = on
 	if unused := UnusedImages(spec); unused["prometheus"] || !unused["coredns"] {
 		t.Errorf("monitoring on: %v", unused)
+	}
+}
+
+// Pruning finds an add-on's objects of its pruned kinds by its selector: each one it renders must match it, or
+// a network taken out of cluster.yaml would stay; no other add-on's object of those kinds may, or it would be
+// deleted as stale.
+func TestPruneSelectorsFindExactlyTheAddonsObjects(t *testing.T) {
+	in := inputs(cluster(t, nil))
+	pruners := 0
+	for _, a := range All() {
+		if len(a.Prune) == 0 {
+			continue
+		}
+		pruners++
+		sel, err := labels.Parse(a.PruneSelector)
+		if err != nil || sel.Empty() {
+			t.Fatalf("%s: selector %q: %v", a.Name, a.PruneSelector, err)
+		}
+		for _, b := range All() {
+			objs, err := b.Render(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			matched := 0
+			for _, o := range objs {
+				if !slices.Contains(a.Prune, o.GroupVersionKind()) {
+					continue
+				}
+				switch match := sel.Matches(labels.Set(o.GetLabels())); {
+				case b.Name == a.Name && !match:
+					t.Errorf("%s: %s does not match its own prune selector %q", a.Name, o.GetName(), a.PruneSelector)
+				case b.Name != a.Name && match:
+					t.Errorf("%s's prune selector %q matches %s's %s", a.Name, a.PruneSelector, b.Name, o.GetName())
+				case match:
+					matched++
+				}
+			}
+			if b.Name == a.Name && matched == 0 {
+				t.Errorf("%s renders nothing of the kinds it prunes %v", a.Name, a.Prune)
+			}
+		}
+	}
+	if pruners != 2 {
+		t.Errorf("%d add-ons prune, want multus and monitoring", pruners)
 	}
 }

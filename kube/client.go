@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -203,6 +204,45 @@ func (c *Client) Delete(ctx context.Context, obj *unstructured.Unstructured) (bo
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// Prune deletes the objects of kinds whose labels match selector, in every namespace, that are not among keep
+// (matched by kind, namespace and name), and returns what it deleted as Name does. A kind the API server does
+// not serve has nothing to delete. It does not wait for the objects to go.
+func (c *Client) Prune(ctx context.Context, kinds []schema.GroupVersionKind, selector string, keep []*unstructured.Unstructured) ([]string, error) {
+	kept := map[string]bool{}
+	for _, o := range keep {
+		kept[Name(o)] = true
+	}
+	var deleted []string
+	for _, gvk := range kinds {
+		probe := &unstructured.Unstructured{}
+		probe.SetGroupVersionKind(gvk) // no namespace: every namespace's
+		ri, err := c.resource(probe)
+		if meta.IsNoMatchError(err) {
+			continue
+		}
+		if err != nil {
+			return deleted, err
+		}
+		list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return deleted, fmt.Errorf("list %s: %w", gvk.Kind, err)
+		}
+		for i := range list.Items {
+			o := &list.Items[i]
+			o.SetGroupVersionKind(gvk)
+			if kept[Name(o)] {
+				continue
+			}
+			if found, err := c.Delete(ctx, o); err != nil {
+				return deleted, fmt.Errorf("delete %s: %w", Name(o), err)
+			} else if found {
+				deleted = append(deleted, Name(o))
+			}
+		}
+	}
+	return deleted, nil
 }
 
 // MergePatch applies a JSON merge patch to the object obj names (its apiVersion, kind, namespace and name).

@@ -143,6 +143,13 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 		if err := c.WaitReady(ctx, objs, addonReadyLimit); err != nil {
 			return err
 		}
+		deleted, err := c.Prune(ctx, a.Prune, a.PruneSelector, objs)
+		for _, d := range deleted {
+			r.Changed("", "deleted "+d+" (no longer in cluster.yaml)")
+		}
+		if err != nil {
+			return err
+		}
 		if hooks.cleanUp != nil {
 			return hooks.cleanUp(ctx, r, c)
 		}
