@@ -41,6 +41,9 @@ type Facts struct {
 	VXLAN string `json:"vxlan"`
 	// PodNetwork is the pod network privcloud installed on the host ("flannel", "bridge"), or "".
 	PodNetwork string `json:"podNetwork,omitempty"`
+	// Running is what the cluster privcloud installed on the host was set up with, read from its services'
+	// files (empty values where the host runs no such service).
+	Running RunningSettings `json:"running,omitempty"`
 	// Subnets are the host's global IPv4 addresses with their prefixes: the segments it reaches directly.
 	Subnets   []string      `json:"subnets,omitempty"`
 	ClockSkew time.Duration `json:"clockSkewNs"`
@@ -48,6 +51,19 @@ type Facts struct {
 	Etcd string `json:"etcd,omitempty"`
 	// APIServer is the state of the API server privcloud installed ("" when there is none): "ready", or why not.
 	APIServer string `json:"apiServer,omitempty"`
+}
+
+// RunningSettings are the settings of cluster.yaml a running cluster cannot change: Services, nodes and pods
+// hold the addresses, and etcd holds Secrets under the encryption key.
+type RunningSettings struct {
+	PodCIDR          string `json:"podCIDR,omitempty"`
+	NodeCIDRMaskSize string `json:"nodeCIDRMaskSize,omitempty"`
+	ServiceCIDR      string `json:"serviceCIDR,omitempty"`
+	ClusterDNS       string `json:"clusterDNS,omitempty"`
+	DNSDomain        string `json:"dnsDomain,omitempty"`
+	// APIServer and EncryptsSecrets: the host runs an API server, configured to encrypt Secrets in etcd.
+	APIServer       bool `json:"apiServer,omitempty"`
+	EncryptsSecrets bool `json:"encryptsSecrets,omitempty"`
 }
 
 // gatherScript prints key=value lines; it only reads.
@@ -72,6 +88,13 @@ elif [ -d /sys/module ]; then echo vxlan=no
 else echo vxlan=unknown; fi
 if [ -f /etc/systemd/system/privcloud-flannel.service ]; then echo podnetwork=flannel
 elif [ -f /etc/systemd/system/privcloud-pod-routes.service ]; then echo podnetwork=bridge; fi
+# what a running cluster was set up with, from the files privcloud wrote
+cm=/etc/systemd/system/kube-controller-manager.service
+[ -f $cm ] && sed -n 's/^ *--\(cluster-cidr\|node-cidr-mask-size\|service-cluster-ip-range\)=\([^ ]*\).*/running.\1=\2/p' $cm
+kc=/var/lib/kubelet/config.yaml
+[ -f $kc ] && awk '/^clusterDNS:/ {getline; sub(/^- */, ""); print "running.cluster-dns=" $0} /^clusterDomain:/ {print "running.cluster-domain=" $2}' $kc
+if [ -f /etc/systemd/system/kube-apiserver.service ]; then echo running.apiserver=yes
+  grep -q -- '--encryption-provider-config=' /etc/systemd/system/kube-apiserver.service && echo running.encryption=yes; fi
 echo "subnets=$(ip -o -4 addr show scope global 2>/dev/null | awk '{print $4}' | tr '\n' ' ')"
 echo "time=$(date +%s%N)"`
 
@@ -122,6 +145,9 @@ func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
 	}
 	f.Systemd, f.KVM, f.IPSet, f.VXLAN = kv["systemd"] == "yes", kv["kvm"] == "yes", kv["ipset"] == "yes", kv["vxlan"]
 	f.Subnets, f.PodNetwork = strings.Fields(kv["subnets"]), kv["podnetwork"]
+	f.Running = RunningSettings{PodCIDR: kv["running.cluster-cidr"], NodeCIDRMaskSize: kv["running.node-cidr-mask-size"],
+		ServiceCIDR: kv["running.service-cluster-ip-range"], ClusterDNS: kv["running.cluster-dns"], DNSDomain: kv["running.cluster-domain"],
+		APIServer: kv["running.apiserver"] == "yes", EncryptsSecrets: kv["running.encryption"] == "yes"}
 	svc, err := h.Run(ctx, servicesScript, ssh.ReadOnly())
 	if err != nil {
 		return Facts{}, err
@@ -216,6 +242,7 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 			add(f.Host, "pod-network", Error, "the host runs the %s pod network, but spec.network.plugin is %s (flannel is the default): a running cluster keeps its pod network; set spec.network.plugin: %s",
 				f.PodNetwork, c.Spec.Network.Plugin, f.PodNetwork)
 		}
+		out = append(out, checkRunning(c, f)...)
 		if c.Spec.Network.Flannel() && h.IsNode() {
 			switch f.VXLAN {
 			case "no":
@@ -252,6 +279,37 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 
 // checkOneSegment refuses the bridge pod network on nodes that do not share a layer-2 segment: its routes send
 // each node's pods straight to the other node's address, which must be on a subnet of the host's own.
+// checkRunning refuses cluster.yaml settings that differ from what the host's running cluster was set up
+// with, where no rollout could change them: the networks (a kubelet rolled to a new clusterDNS before CoreDNS's
+// Service, whose address cannot change, would leave every new pod without DNS), and switching Secrets'
+// encryption off (the API servers could no longer read them).
+func checkRunning(c *api.Cluster, f Facts) []Finding {
+	var out []Finding
+	n := c.Spec.Network
+	for _, s := range []struct{ field, running, want, from string }{
+		{"spec.network.podCIDR", f.Running.PodCIDR, n.PodCIDR, "kube-controller-manager"},
+		{"spec.network.nodeCIDRMaskSize", f.Running.NodeCIDRMaskSize, strconv.Itoa(n.NodeCIDRMaskSize), "kube-controller-manager"},
+		{"spec.network.serviceCIDR", f.Running.ServiceCIDR, n.ServiceCIDR, "kube-controller-manager"},
+		{"spec.network.clusterDNS", f.Running.ClusterDNS, n.ClusterDNS, "the kubelet"},
+		{"spec.network.dnsDomain", f.Running.DNSDomain, n.DNSDomain, "the kubelet"},
+	} {
+		if s.running != "" && s.running != s.want {
+			out = append(out, Finding{Host: f.Host, Check: "running-cluster", Severity: Error,
+				Message: fmt.Sprintf("the cluster here runs with %s %s (%s), but cluster.yaml says %s: a running cluster keeps its networks, which Services, nodes and pods hold; set %[1]s: %[2]s",
+					s.field, s.running, s.from, s.want)})
+		}
+	}
+	switch {
+	case f.Running.EncryptsSecrets && !c.Spec.APIServer.SecretsEncrypted():
+		out = append(out, Finding{Host: f.Host, Check: "running-cluster", Severity: Error,
+			Message: "the API server here encrypts Secrets in etcd, but spec.apiServer.encryptSecrets is false: without the key no API server could read them; keep it true"})
+	case f.Running.APIServer && !f.Running.EncryptsSecrets && c.Spec.APIServer.SecretsEncrypted():
+		out = append(out, Finding{Host: f.Host, Check: "running-cluster", Severity: Warning,
+			Message: "this run turns on the encryption of Secrets in etcd for a running cluster: the Secrets already stored stay unencrypted until written again; run 'privcloud secrets rotate-key' after it, which writes every Secret again"})
+	}
+	return out
+}
+
 func checkOneSegment(c *api.Cluster, facts []Facts) []Finding {
 	if c.Spec.Network.Plugin != api.NetworkBridge {
 		return nil

@@ -49,6 +49,14 @@ func TestCheck(t *testing.T) {
 			f[0].Subnets = []string{"192.168.10.11/24"}
 			c.Spec.Hosts[2].InternalAddress = "192.168.20.13"
 		}, "cp1", "pod-network", Error},
+		// a running cluster keeps its networks and its Secrets' encryption
+		{"a running cluster's Service range changed", func(_ *api.Cluster, f []Facts) { f[0].Running.ServiceCIDR = "10.97.0.0/16" }, "cp1", "running-cluster", Error},
+		{"a running node's cluster DNS address changed", func(_ *api.Cluster, f []Facts) { f[1].Running.ClusterDNS = "10.96.0.99" }, "worker1", "running-cluster", Error},
+		{"encryption of Secrets switched off", func(c *api.Cluster, f []Facts) {
+			c.Spec.APIServer.EncryptSecrets = new(bool)
+			f[0].Running = RunningSettings{APIServer: true, EncryptsSecrets: true}
+		}, "cp1", "running-cluster", Error},
+		{"encryption of Secrets turned on for a running cluster", func(_ *api.Cluster, f []Facts) { f[0].Running.APIServer = true }, "cp1", "running-cluster", Warning},
 		{"cloned machine id", func(_ *api.Cluster, f []Facts) { f[2].MachineID = f[1].MachineID }, "", "machine-id", Error},
 		{"same hostname", func(_ *api.Cluster, f []Facts) { f[2].Hostname = "localhost"; f[1].Hostname = "localhost" }, "", "hostname", Warning},
 	}
@@ -83,6 +91,14 @@ func TestCheck(t *testing.T) {
 			t.Errorf("%s: %+v", plugin, got)
 		}
 	}
+	// a running cluster set up as cluster.yaml says is fine
+	running := append([]Facts(nil), base...)
+	n := c.Spec.Network
+	running[0].Running = RunningSettings{PodCIDR: n.PodCIDR, NodeCIDRMaskSize: strconv.Itoa(n.NodeCIDRMaskSize), ServiceCIDR: n.ServiceCIDR,
+		ClusterDNS: n.ClusterDNS, DNSDomain: n.DNSDomain, APIServer: true, EncryptsSecrets: true}
+	if got := Check(c, running); len(got) != 0 {
+		t.Errorf("a running cluster as cluster.yaml says: %+v", got)
+	}
 	// cgroup v1 is fine once the kubelet is told so
 	c.Spec.Kubelet.FailCgroupV1 = new(bool)
 	f := append([]Facts(nil), base...)
@@ -95,7 +111,8 @@ func TestCheck(t *testing.T) {
 func TestGatherParses(t *testing.T) {
 	h := sshtest.NewFake("cp1")
 	now := time.Now().Add(10 * time.Second).UnixNano()
-	out := "os=debian 12\nkernel=6.1.0-18-amd64\narch=x86_64\nhostname=cp1\nmachineid=abc\ncpus=4\nmemkb=8000000\nswapkb=1000\nswaps=0\ndiskkb=100\ncgroupfs=cgroup2fs\nsystemd=yes\ntime=" + strconv.FormatInt(now, 10) + "\n"
+	out := "os=debian 12\nkernel=6.1.0-18-amd64\narch=x86_64\nhostname=cp1\nmachineid=abc\ncpus=4\nmemkb=8000000\nswapkb=1000\nswaps=0\ndiskkb=100\ncgroupfs=cgroup2fs\nsystemd=yes\n" +
+		"running.cluster-cidr=10.244.0.0/16\nrunning.service-cluster-ip-range=10.96.0.0/12\nrunning.cluster-dns=10.96.0.10\nrunning.apiserver=yes\nrunning.encryption=yes\ntime=" + strconv.FormatInt(now, 10) + "\n"
 	h.OnCommand("os=unknown", ssh.Result{Stdout: []byte(out)}, nil)
 	f, err := Gather(context.Background(), h)
 	if err != nil {
@@ -103,6 +120,9 @@ func TestGatherParses(t *testing.T) {
 	}
 	if f.OS != "debian 12" || f.CPUs != 4 || f.MemoryBytes != 8000000*1024 || f.SwapBytes != 0 || f.CgroupVersion != 2 || !f.Systemd || f.KVM {
 		t.Errorf("facts = %+v", f)
+	}
+	if want := (RunningSettings{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", ClusterDNS: "10.96.0.10", APIServer: true, EncryptsSecrets: true}); f.Running != want {
+		t.Errorf("running settings %+v, want %+v", f.Running, want)
 	}
 	if f.ClockSkew < 9*time.Second || f.ClockSkew > 11*time.Second {
 		t.Errorf("skew %s, want about 10s", f.ClockSkew)
