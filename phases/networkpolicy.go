@@ -3,12 +3,15 @@ package phases
 import (
 	"context"
 	"net"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
+	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/templates"
 )
 
@@ -25,7 +28,7 @@ func networkPolicy() workflow.Phase {
 func runNetworkPolicy(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	n := r.Cluster.Spec.Network
 	if !n.PolicyEnforced() {
-		return workflow.Skip("spec.network.policy is none: NetworkPolicy objects are stored and not enforced")
+		return removeNetworkPolicy(ctx, r, t)
 	}
 	if err := requireBinary(ctx, r, t, "kube-router", "set spec.network.policy: none if something else enforces NetworkPolicy"); err != nil {
 		return err
@@ -39,4 +42,28 @@ func runNetworkPolicy(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 		return nil
 	}
 	return hostops.WaitHealthy(ctx, t.Host, pki.KubeRouterUnit, net.JoinHostPort("127.0.0.1", strconv.Itoa(kubeRouterHealthPort)), "/healthz", "", nil, 3*time.Minute)
+}
+
+// removeNetworkPolicy stops and removes the firewall of a node whose cluster turned NetworkPolicy enforcement
+// off (spec.network.policy: none): its unit, its kubeconfig, its iptables chains and its ipsets, as
+// kube-router's own cleanup does. Left running, it would go on enforcing from a credential no longer renewed.
+// A node without the firewall costs one read-only command.
+func removeNetworkPolicy(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
+	const off = "spec.network.policy is none: NetworkPolicy objects are stored and not enforced"
+	unit := "/etc/systemd/system/" + pki.KubeRouterUnit + ".service"
+	res, err := t.Host.Run(ctx, "test -e "+unit+" && echo present || true", ssh.ReadOnly())
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(res.Stdout), "present") {
+		return workflow.Skip(off)
+	}
+	return runScript(ctx, r, t, "remove the NetworkPolicy firewall ("+off+")", `set -u
+systemctl disable --now -q `+pki.KubeRouterUnit+` 2>/dev/null
+rm -f `+unit+` `+path.Join(pki.RemoteConfDir, "kube-router.conf")+`
+systemctl daemon-reload
+echo "removed `+pki.KubeRouterUnit+`"
+`+removeChainsScript("filter", "(KUBE-ROUTER|KUBE-NWPLCY|KUBE-POD-FW)-", "the NetworkPolicy firewall's rules")+`
+`+destroyIPSetsScript("(KUBE-SRC|KUBE-DST)-")+`
+true`)
 }

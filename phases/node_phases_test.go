@@ -381,7 +381,7 @@ func TestNetworkPhaseRunsFlannel(t *testing.T) {
 }
 
 // Every node runs the NetworkPolicy firewall (kube-router's, nothing else of it) and waits for its health;
-// with spec.network.policy none, nothing is installed.
+// with spec.network.policy none it is removed where it ran, and nothing is installed.
 func TestNetworkPolicyFirewallOnEveryNode(t *testing.T) {
 	c, hosts, ex, out, _ := liveCluster(t)
 	if err := runPhases(t, Init(), c, ex, out, "network-policy"); err != nil {
@@ -399,14 +399,43 @@ func TestNetworkPolicyFirewallOnEveryNode(t *testing.T) {
 			t.Errorf("%s restarted %q", name, got)
 		}
 	}
+	// turned off, the firewall is stopped and removed with its rules and sets (on the fake hosts the script's
+	// effects are not simulated: what it runs is checked)
+	c.Spec.Network.Policy = "none"
+	for _, f := range hosts {
+		f.OnCommandFunc("test -e /etc/systemd/system/privcloud-kube-router.service", func(string) (ssh.Result, error) {
+			if _, _, ok := f.File("/etc/systemd/system/privcloud-kube-router.service"); ok {
+				return ssh.Result{Stdout: []byte("present\n")}, nil
+			}
+			return ssh.Result{}, nil
+		})
+	}
+	out.Reset()
+	if err := runPhases(t, Init(), c, ex, out, "network-policy"); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range hosts {
+		cmds := f.Commands()
+		removal := cmds[len(cmds)-1]
+		for _, want := range []string{"systemctl disable --now -q privcloud-kube-router", "rm -f /etc/systemd/system/privcloud-kube-router.service /etc/kubernetes/kube-router.conf",
+			"rules=$($save -t filter)", "(KUBE-ROUTER|KUBE-NWPLCY|KUBE-POD-FW)-", "grep -E '^(inet6:)?(KUBE-SRC|KUBE-DST)-'"} {
+			if !strings.Contains(removal, want) {
+				t.Errorf("%s: the firewall's removal lacks %q:\n%s", name, want, removal)
+			}
+		}
+		if strings.Contains(removal, "KUBE|") {
+			t.Errorf("%s: the removal would take kube-proxy's rules too:\n%s", name, removal)
+		}
+	}
+	// a cluster that never ran it asks each node once, read-only, and installs nothing
 	c2, hosts2, ex2, out2, _ := liveCluster(t)
 	c2.Spec.Network.Policy = "none"
 	if err := runPhases(t, Init(), c2, ex2, out2, "network-policy"); err != nil {
 		t.Fatal(err)
 	}
 	for name, f := range hosts2 {
-		if _, _, ok := f.File("/etc/systemd/system/privcloud-kube-router.service"); ok || len(f.Commands()) != 0 {
-			t.Errorf("%s: policy none still ran %q", name, f.Commands())
+		if _, _, ok := f.File("/etc/systemd/system/privcloud-kube-router.service"); ok || len(f.Commands()) != 1 || !strings.HasPrefix(f.Commands()[0], "test -e ") {
+			t.Errorf("%s: policy none ran %q", name, f.Commands())
 		}
 	}
 }

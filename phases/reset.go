@@ -204,20 +204,38 @@ func resetNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 if [ -d /etc/cni/net.d ] && [ -n "$(ls -A /etc/cni/net.d 2>/dev/null)" ]; then rm -rf /etc/cni/net.d/*; echo "removed CNI configuration"; fi
 [ -n "$(ip route show proto 201)" ] && ip route flush proto 201 && echo "removed routes to other nodes' pods"
 for l in cni0 flannel.1 flannel-v6.1 kube-ipvs0; do ip link show $l >/dev/null 2>&1 && ip link delete $l && echo "deleted link $l"; done
-for save in iptables-save ip6tables-save; do
-  restore=${save%-save}-restore
-  command -v $save >/dev/null || continue
-  rules=$($save)
-  if printf '%s\n' "$rules" | grep -qE -- '-j (KUBE|CNI|FLANNEL|PRIVCLOUD)-|^:(KUBE|CNI|FLANNEL|PRIVCLOUD)-|-A (KUBE|CNI|FLANNEL|PRIVCLOUD)-'; then
-    printf '%s\n' "$rules" | grep -vE -- '-j (KUBE|CNI|FLANNEL|PRIVCLOUD)-|^:(KUBE|CNI|FLANNEL|PRIVCLOUD)-|-A (KUBE|CNI|FLANNEL|PRIVCLOUD)-' | $restore && echo "removed Kubernetes and CNI rules ($save)"
-  fi
-done
+` + removeChainsScript("", "(KUBE|CNI|FLANNEL|PRIVCLOUD)-", "Kubernetes and CNI rules") + `
 # the NetworkPolicy firewall's sets, once no rule refers to them
-if command -v ipset >/dev/null; then
-  for s in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-|TMP-|inet6:KUBE-|inet6:TMP-)'); do ipset destroy "$s" 2>/dev/null && echo "destroyed ipset $s"; done
-fi
+` + destroyIPSetsScript("(KUBE|TMP)-") + `
 true`
 	return runScript(ctx, r, t, "remove the pod network's configuration, links, routes and rules", script)
+}
+
+// removeChainsScript removes, from the iptables tables of both IP families (only table, when not ""), every
+// chain whose name starts with a match of the extended regular expression prefix, and each rule in or jumping
+// to one: the tables are saved, filtered and restored, which is what kube-router's own cleanup does too.
+func removeChainsScript(table, prefix, what string) string {
+	tableArg := ""
+	if table != "" {
+		tableArg = " -t " + table
+	}
+	pattern := "-j " + prefix + "|^:" + prefix + "|-A " + prefix
+	return `for save in iptables-save ip6tables-save; do
+  restore=${save%-save}-restore
+  command -v $save >/dev/null || continue
+  rules=$($save` + tableArg + `)
+  if printf '%s\n' "$rules" | grep -qE -- '` + pattern + `'; then
+    printf '%s\n' "$rules" | grep -vE -- '` + pattern + `' | $restore && echo "removed ` + what + ` ($save)"
+  fi
+done`
+}
+
+// destroyIPSetsScript destroys the ipsets of both IP families whose names start with a match of prefix, once no
+// rule refers to them.
+func destroyIPSetsScript(prefix string) string {
+	return `if command -v ipset >/dev/null; then
+  for s in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?` + prefix + `'); do ipset destroy "$s" 2>/dev/null && echo "destroyed ipset $s"; done
+fi`
 }
 
 // resetFiles unmounts what pods and containers left mounted, then removes privcloud's files: configuration,
