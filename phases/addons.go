@@ -86,6 +86,8 @@ func addonHooksFor(name string) addonHooks {
 		}}
 	case "multus":
 		return addonHooks{checkHosts: multusOnNodes, cleanUp: removeMultusDaemonSet}
+	case "kata":
+		return addonHooks{checkHosts: kataOnNodes}
 	}
 	return addonHooks{}
 }

@@ -48,11 +48,17 @@ func askEach[T any](ctx context.Context, r *workflow.Run, targets []*workflow.Ta
 // only init and join set up, so that 'addons apply' alone does not leave it half working. lack says what is
 // missing, as "nodes lack its configuration".
 func requireOnHosts(ctx context.Context, r *workflow.Run, targets []*workflow.Target, path, what, lack string) error {
+	return requireOnHostsWhere(ctx, r, targets, "test -e "+ssh.ShellQuote(path), path, what, lack)
+}
+
+// requireOnHostsWhere is requireOnHosts for a shell condition on each host (cond, its words quoted), shown as
+// where.
+func requireOnHostsWhere(ctx context.Context, r *workflow.Run, targets []*workflow.Target, cond, where, what, lack string) error {
 	if r.DryRun {
 		return nil
 	}
 	missing, err := askEach(ctx, r, targets, func(ctx context.Context, t *workflow.Target) (bool, error) {
-		res, err := t.Host.Run(ctx, "test -e "+ssh.ShellQuote(path)+" || echo missing")
+		res, err := t.Host.Run(ctx, cond+" || echo missing", ssh.ReadOnly())
 		return err == nil && strings.TrimSpace(string(res.Stdout)) == "missing", err
 	})
 	if err != nil {
@@ -66,7 +72,7 @@ func requireOnHosts(ctx context.Context, r *workflow.Run, targets []*workflow.Ta
 	}
 	if len(without) > 0 {
 		return fmt.Errorf("cluster.yaml turns %s on, but these %s (%s): %s. Run 'privcloud init': it sets up the hosts of a running cluster too, then applies the add-on",
-			what, lack, path, strings.Join(without, ", "))
+			what, lack, where, strings.Join(without, ", "))
 	}
 	return nil
 }

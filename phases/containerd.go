@@ -191,3 +191,12 @@ func importImage(ctx context.Context, cl *client.Client, path, sha string, unpac
 	}
 	return nil
 }
+
+// kataOnNodes fails when a node's containerd lacks the Kata runtime, which the containerd phase of init and
+// join registers: pods asking for the RuntimeClass would never start there.
+func kataOnNodes(ctx context.Context, r *workflow.Run) error {
+	const dropIn = "/etc/containerd/conf.d/privcloud.toml"
+	runtime := "containerd.runtimes." + r.Cluster.Spec.Containerd.Kata.Handler + "]"
+	return requireOnHostsWhere(ctx, r, r.TargetsFor(nodes), "grep -qF -- "+ssh.ShellQuote(runtime)+" "+dropIn, "runtime "+r.Cluster.Spec.Containerd.Kata.Handler+" in "+dropIn,
+		"Kata", "nodes' containerd lacks its runtime")
+}

@@ -88,34 +88,40 @@ func TestRemoveFileScript(t *testing.T) {
 // 'addons apply' refuses hosts that init has not set up for an add-on's node-side part, naming them: Multus's
 // networks would never be attached there, Prometheus's targets there would all be down.
 func TestAddonsApplyNeedsHostsSetUp(t *testing.T) {
+	const dropIn = "/etc/containerd/conf.d/privcloud.toml"
 	for _, tc := range []struct {
-		addon, path string
-		enable      func(*api.Cluster)
-		want        string
+		addon, cmd, path, content string
+		enable                    func(*api.Cluster)
+		want                      string
 	}{
-		{"multus", multusConfig, func(*api.Cluster) {}, "these nodes lack its configuration (" + multusConfig + "): worker1, worker2. Run 'privcloud init'"},
-		{"monitoring", metricsConfigPath, func(c *api.Cluster) { c.Spec.Addons.Monitoring.Enabled = true },
+		{"multus", "test -e " + ssh.ShellQuote(multusConfig), multusConfig, "{}", func(*api.Cluster) {},
+			"these nodes lack its configuration (" + multusConfig + "): worker1, worker2. Run 'privcloud init'"},
+		{"monitoring", "test -e " + ssh.ShellQuote(metricsConfigPath), metricsConfigPath, "{}", func(c *api.Cluster) { c.Spec.Addons.Monitoring.Enabled = true },
 			"cluster.yaml turns monitoring on, but these hosts lack its metrics endpoint (" + metricsConfigPath + "): worker1, worker2. Run 'privcloud init'"},
+		{"kata", "grep -qF -- 'containerd.runtimes.kata]' " + dropIn, dropIn, "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.kata]\n",
+			func(c *api.Cluster) { c.Spec.Containerd.Kata.Enabled = true },
+			"cluster.yaml turns Kata on, but these nodes' containerd lacks its runtime (runtime kata in " + dropIn + "): worker1, worker2. Run 'privcloud init'"},
 	} {
 		t.Run(tc.addon, func(t *testing.T) {
 			c, hosts, ex, out := fakeCluster(t)
 			tc.enable(c)
 			for _, f := range hosts {
-				f.OnCommandFunc("test -e "+ssh.ShellQuote(tc.path), func(string) (ssh.Result, error) {
-					if _, _, ok := f.File(tc.path); ok {
+				f.OnCommandFunc(tc.cmd, func(string) (ssh.Result, error) {
+					if b, _, ok := f.File(tc.path); ok && strings.Contains(string(b), tc.content) {
 						return ssh.Result{}, nil
 					}
 					return ssh.Result{Stdout: []byte("missing\n")}, nil
 				})
+				f.SetFile(tc.path, []byte("# another configuration\n"), 0o644) // present, but not set up
 			}
-			hosts["cp1"].SetFile(tc.path, []byte("{}"), 0o644)
+			hosts["cp1"].SetFile(tc.path, []byte(tc.content), 0o644)
 			wf := workflow.Workflow{Name: "addons apply", Phases: []workflow.Phase{connect(), addonPhases(preparedBundle(t), &AddonOptions{})}}
 			err := runPhases(t, wf, c, ex, out, "addons/"+tc.addon)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v", err)
 			}
 			for _, f := range hosts {
-				f.SetFile(tc.path, []byte("{}"), 0o644)
+				f.SetFile(tc.path, []byte(tc.content), 0o644)
 			}
 			out.Reset()
 			if err := runPhases(t, wf, c, ex, out, "addons/"+tc.addon); err != nil && strings.Contains(err.Error(), "these ") {

@@ -35,7 +35,9 @@ type Facts struct {
 	CgroupVersion int    `json:"cgroupVersion"`
 	Systemd       bool   `json:"systemd"`
 	KVM           bool   `json:"kvm"`
-	IPSet         bool   `json:"ipset"`
+	// KataShim is whether containerd finds Kata's shim (containerd-shim-kata-v2) in its PATH.
+	KataShim bool `json:"kataShim"`
+	IPSet    bool `json:"ipset"`
 	// VXLAN is whether the kernel can make VXLAN links: "yes", "no", or "unknown" when the host shows neither
 	// its modules nor its kernel configuration.
 	VXLAN string `json:"vxlan"`
@@ -80,6 +82,8 @@ echo "diskkb=$(df -Pk /var 2>/dev/null | awk 'NR==2{print $4}')"
 echo "cgroupfs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 [ -d /run/systemd/system ] && echo systemd=yes
 [ -c /dev/kvm ] && echo kvm=yes
+# containerd looks for a runtime's shim in its PATH: systemd's default for services
+for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do [ -x $d/containerd-shim-kata-v2 ] && echo katashim=yes && break; done
 command -v ipset >/dev/null && echo ipset=yes
 kconfig=/boot/config-$(uname -r); [ -r /proc/config.gz ] && kconfig=/proc/config.gz
 if [ -d /sys/module/vxlan ] || modprobe -nq vxlan 2>/dev/null; then echo vxlan=yes
@@ -144,6 +148,7 @@ func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
 		f.CgroupVersion = 2
 	}
 	f.Systemd, f.KVM, f.IPSet, f.VXLAN = kv["systemd"] == "yes", kv["kvm"] == "yes", kv["ipset"] == "yes", kv["vxlan"]
+	f.KataShim = kv["katashim"] == "yes"
 	f.Subnets, f.PodNetwork = strings.Fields(kv["subnets"]), kv["podnetwork"]
 	f.Running = RunningSettings{PodCIDR: kv["running.cluster-cidr"], NodeCIDRMaskSize: kv["running.node-cidr-mask-size"],
 		ServiceCIDR: kv["running.service-cluster-ip-range"], ClusterDNS: kv["running.cluster-dns"], DNSDomain: kv["running.cluster-domain"],
@@ -234,6 +239,10 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 		}
 		if c.Spec.Containerd.Kata.Enabled && !f.KVM {
 			add(f.Host, "kvm", Warning, "no /dev/kvm: Kata Containers pods (RuntimeClass %s) cannot run on this host; runc pods can", c.Spec.Containerd.Kata.RuntimeClassName)
+		}
+		if c.Spec.Containerd.Kata.Enabled && h.IsNode() && !f.KataShim {
+			add(f.Host, "kata", Warning, "no containerd-shim-kata-v2 where containerd looks (/usr/local/bin, /usr/bin, ...): Kata Containers pods (RuntimeClass %s) cannot start on this host. privcloud registers the runtime; Kata itself (its shim, guest kernel and image, a hypervisor) comes from the host's packages or Kata's static release; or set spec.containerd.kata.enabled: false",
+				c.Spec.Containerd.Kata.RuntimeClassName)
 		}
 		if c.Spec.Network.PolicyEnforced() && h.IsNode() && !f.IPSet {
 			add(f.Host, "ipset", Error, "ipset is not installed, and the NetworkPolicy firewall (spec.network.policy: kube-router) needs it: install it (Debian and Ubuntu: apt-get install ipset), or set spec.network.policy: none")

@@ -14,7 +14,7 @@ import (
 
 func healthy(host string) Facts {
 	return Facts{Host: host, OS: "debian 12", Kernel: "6.1.0", Arch: "x86_64", Hostname: host, MachineID: "id-" + host,
-		CPUs: 2, MemoryBytes: 4 << 30, DiskFreeBytes: 50 << 30, CgroupVersion: 2, Systemd: true, KVM: true, IPSet: true, VXLAN: "yes"}
+		CPUs: 2, MemoryBytes: 4 << 30, DiskFreeBytes: 50 << 30, CgroupVersion: 2, Systemd: true, KVM: true, KataShim: true, IPSet: true, VXLAN: "yes"}
 }
 
 func TestCheck(t *testing.T) {
@@ -36,6 +36,7 @@ func TestCheck(t *testing.T) {
 		{"cgroup v1", func(_ *api.Cluster, f []Facts) { f[0].CgroupVersion = 1 }, "cp1", "cgroups", Error},
 		{"clock far off", func(_ *api.Cluster, f []Facts) { f[1].ClockSkew = -time.Minute }, "worker1", "clock", Error},
 		{"clock a bit off", func(_ *api.Cluster, f []Facts) { f[1].ClockSkew = 5 * time.Second }, "worker1", "clock", Warning},
+		{"kata without its runtime", func(c *api.Cluster, f []Facts) { c.Spec.Containerd.Kata.Enabled = true; f[1].KataShim = false }, "worker1", "kata", Warning},
 		{"kata without kvm", func(c *api.Cluster, f []Facts) { c.Spec.Containerd.Kata.Enabled = true; f[2].KVM = false }, "worker2", "kvm", Warning},
 		{"small control plane", func(_ *api.Cluster, f []Facts) { f[0].MemoryBytes = 1 << 30 }, "cp1", "memory", Warning},
 		{"low disk", func(_ *api.Cluster, f []Facts) { f[2].DiskFreeBytes = 1 << 30 }, "worker2", "disk", Warning},
@@ -111,7 +112,7 @@ func TestCheck(t *testing.T) {
 func TestGatherParses(t *testing.T) {
 	h := sshtest.NewFake("cp1")
 	now := time.Now().Add(10 * time.Second).UnixNano()
-	out := "os=debian 12\nkernel=6.1.0-18-amd64\narch=x86_64\nhostname=cp1\nmachineid=abc\ncpus=4\nmemkb=8000000\nswapkb=1000\nswaps=0\ndiskkb=100\ncgroupfs=cgroup2fs\nsystemd=yes\n" +
+	out := "os=debian 12\nkernel=6.1.0-18-amd64\narch=x86_64\nhostname=cp1\nmachineid=abc\ncpus=4\nmemkb=8000000\nswapkb=1000\nswaps=0\ndiskkb=100\ncgroupfs=cgroup2fs\nsystemd=yes\nkatashim=yes\n" +
 		"running.cluster-cidr=10.244.0.0/16\nrunning.service-cluster-ip-range=10.96.0.0/12\nrunning.cluster-dns=10.96.0.10\nrunning.apiserver=yes\nrunning.encryption=yes\ntime=" + strconv.FormatInt(now, 10) + "\n"
 	h.OnCommand("os=unknown", ssh.Result{Stdout: []byte(out)}, nil)
 	f, err := Gather(context.Background(), h)
@@ -120,6 +121,9 @@ func TestGatherParses(t *testing.T) {
 	}
 	if f.OS != "debian 12" || f.CPUs != 4 || f.MemoryBytes != 8000000*1024 || f.SwapBytes != 0 || f.CgroupVersion != 2 || !f.Systemd || f.KVM {
 		t.Errorf("facts = %+v", f)
+	}
+	if !f.KataShim {
+		t.Error("katashim=yes not read")
 	}
 	if want := (RunningSettings{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", ClusterDNS: "10.96.0.10", APIServer: true, EncryptsSecrets: true}); f.Running != want {
 		t.Errorf("running settings %+v, want %+v", f.Running, want)

@@ -211,7 +211,7 @@ type Containerd struct {
 
 // Kata enables Kata Containers as an extra runtime.
 type Kata struct {
-	Enabled          bool   `json:"enabled,omitempty" doc:"Register the kata runtime in containerd and create its RuntimeClass. Kata pods need /dev/kvm on the node."`
+	Enabled          bool   `json:"enabled,omitempty" doc:"Register the kata runtime in containerd and create its RuntimeClass. Kata pods need /dev/kvm on the node and Kata Containers installed there (containerd-shim-kata-v2, its guest kernel and image, a hypervisor: the distribution's packages or Kata's static release; the bundle cannot carry them). preflight warns where either is missing."`
 	RuntimeClassName string `json:"runtimeClassName,omitempty" doc:"Name of the RuntimeClass pods select."`
 	Handler          string `json:"handler,omitempty" doc:"containerd runtime handler name."`
 	OverheadCPU      string `json:"overheadCPU,omitempty" doc:"Pod overhead CPU accounted for each Kata pod (a Kubernetes quantity)."`
