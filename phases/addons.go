@@ -369,8 +369,23 @@ func Addons(o *AddonOptions) workflow.Workflow {
 		// Quay's certificate is part of the PKI tree once Quay is enabled: made here if init ran without it
 		{Name: "certs", Short: "Create the certificates the add-ons need in the local PKI (existing ones are kept)", Required: true, Run: certs.generate},
 		addonImages(b, o),
+		addonMirrors(o),
 		addonPhases(b, o),
 	}}
+}
+
+// addonMirrors writes every node's registry mirrors, Quay among them when it is the cluster's registry: a Quay
+// turned on, or its hostname changed, since init is pulled through at once. containerd reads them at each pull,
+// without a restart.
+func addonMirrors(o *AddonOptions) workflow.Phase {
+	return workflow.Phase{Name: "mirrors", Short: "Write each node's registry mirrors (Quay's among them when it is the cluster's registry)", Required: true, Roles: nodes,
+		Skip: func(*workflow.Run) string {
+			if o != nil && o.ServerDryRun {
+				return "a server dry run changes nothing"
+			}
+			return ""
+		},
+		RunHost: writeRegistryMirrors}
 }
 
 // addonImages imports on every node the images of the enabled add-ons it lacks: init leaves out the images of
