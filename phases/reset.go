@@ -33,7 +33,9 @@ func Reset() workflow.Workflow {
 			RunHost: func(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 				return stopUnits(ctx, r, t, controlPlaneUnits)
 			}},
-		{Name: "etcd-member", Short: "Remove the host's etcd member from a running cluster", Roles: etcdMembers, RunHost: removeEtcdMember},
+		// every host, whatever its role in cluster.yaml: a member is found in etcd's own list, so one whose
+		// host lost the role there still leaves the quorum before its data is removed
+		{Name: "etcd-member", Short: "Remove the host's etcd member from a running cluster", RunHost: removeEtcdMember},
 		{Name: "services", Short: "Stop every container and privcloud's systemd units, and remove the units", RunHost: resetServices},
 		{Name: "network", Short: "Remove CNI configuration, interfaces, pod routes and Kubernetes' iptables rules", RunHost: resetNetwork},
 		{Name: "files", Short: "Unmount and remove privcloud's files, binaries and data directories", RunHost: resetFiles},

@@ -322,6 +322,24 @@ func TestResetRemovesTheEtcdMemberThroughAStayingOne(t *testing.T) {
 	}
 }
 
+// A host whose etcd role cluster.yaml dropped while its member runs still leaves etcd before its data goes:
+// the member is found in etcd's own list, not by the role, or the quorum would keep counting a dead member.
+func TestResetRemovesTheMemberOfAHostThatLostTheRole(t *testing.T) {
+	c, hosts, ex, out := fakeCluster(t)
+	c.Spec.Hosts = append(c.Spec.Hosts, api.Host{Name: "cp2", Address: "192.168.10.12", InternalAddress: "192.168.10.12", Roles: []api.Role{api.RoleWorker}})
+	hosts["cp2"] = sshtest.NewFake("cp2")
+	hosts["cp1"].OnCommand(hostops.EtcdctlBase+" --command-timeout=10s member list", ssh.Result{Stdout: []byte(
+		`{"members":[{"ID":10276657743932975437,"name":"cp1","peerURLs":["https://192.168.10.11:2380"]},` +
+			`{"ID":9372538179322589801,"name":"cp2","peerURLs":["https://192.168.10.12:2380"]}]}`)}, nil)
+	ex.Hosts = []string{"cp2"}
+	if err := runPhases(t, Reset(), c, ex, out, "etcd-member"); err != nil {
+		t.Fatal(err)
+	}
+	if removes := commandsLike(hosts["cp1"], hostops.EtcdctlBase+" --command-timeout=10s member remove"); len(removes) != 1 || !strings.HasSuffix(removes[0], " 8211f1d0f64f3269") {
+		t.Errorf("member removals on cp1: %q, want cp2's", removes)
+	}
+}
+
 // A script that fails names what it was doing and carries the host's stderr.
 func TestResetScriptFailureSaysWhat(t *testing.T) {
 	c, hosts, ex, out := fakeCluster(t)

@@ -252,6 +252,7 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 				f.PodNetwork, c.Spec.Network.Plugin, f.PodNetwork)
 		}
 		out = append(out, checkRunning(c, f)...)
+		out = append(out, checkRolesKept(f, h)...)
 		if c.Spec.Network.Flannel() && h.IsNode() {
 			switch f.VXLAN {
 			case "no":
@@ -315,6 +316,25 @@ func checkRunning(c *api.Cluster, f Facts) []Finding {
 	case f.Running.APIServer && !f.Running.EncryptsSecrets && c.Spec.APIServer.SecretsEncrypted():
 		out = append(out, Finding{Host: f.Host, Check: "running-cluster", Severity: Warning,
 			Message: "this run turns on the encryption of Secrets in etcd for a running cluster: the Secrets already stored stay unencrypted until written again; run 'privcloud secrets rotate-key' after it, which writes every Secret again"})
+	}
+	return out
+}
+
+// checkRolesKept refuses a host that runs an etcd member or an API server while cluster.yaml no longer gives it
+// the role: init would leave them running unmanaged, and the member would keep counting toward etcd's quorum.
+// Such a host leaves its role through 'reset --hosts', before cluster.yaml drops it.
+func checkRolesKept(f Facts, h api.Host) []Finding {
+	var out []Finding
+	for _, r := range []struct {
+		runs bool
+		role api.Role
+		what string
+	}{{f.Etcd != "", api.RoleEtcd, "an etcd member"}, {f.APIServer != "", api.RoleControlPlane, "an API server"}} {
+		if r.runs && !h.HasRole(r.role) {
+			out = append(out, Finding{Host: f.Host, Check: "roles", Severity: Error, Message: fmt.Sprintf(
+				"the host runs %s, but cluster.yaml no longer gives it the %s role: a running host leaves a role through 'privcloud reset --hosts %s' (an etcd member leaves the cluster first), then it can join again with its new roles; or give it the role back",
+				r.what, r.role, f.Host)})
+		}
 	}
 	return out
 }

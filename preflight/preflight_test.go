@@ -58,6 +58,7 @@ func TestCheck(t *testing.T) {
 			f[0].Running = RunningSettings{APIServer: true, EncryptsSecrets: true}
 		}, "cp1", "running-cluster", Error},
 		{"encryption of Secrets turned on for a running cluster", func(_ *api.Cluster, f []Facts) { f[0].Running.APIServer = true }, "cp1", "running-cluster", Warning},
+		{"an etcd member whose host lost the etcd role", func(_ *api.Cluster, f []Facts) { f[1].Etcd = "healthy" }, "worker1", "roles", Error},
 		{"cloned machine id", func(_ *api.Cluster, f []Facts) { f[2].MachineID = f[1].MachineID }, "", "machine-id", Error},
 		{"same hostname", func(_ *api.Cluster, f []Facts) { f[2].Hostname = "localhost"; f[1].Hostname = "localhost" }, "", "hostname", Warning},
 	}
