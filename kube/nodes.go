@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -156,9 +157,32 @@ const (
 	WorkerRole       = "node-role.kubernetes.io/worker"
 )
 
+// NodeSettings is what cluster.yaml sets on a Node: its roles (role labels, the control-plane taint of a
+// control plane that is not also a worker) and the host's own labels and taints.
+type NodeSettings struct {
+	ControlPlane, Worker bool
+	Labels               map[string]string
+	Taints               []corev1.Taint
+}
+
+// Annotations recording the labels and taints of cluster.yaml privcloud set on a Node, so that those taken out
+// of cluster.yaml are removed while what others set stays.
+const (
+	ManagedLabels = "privcloud.io/labels"
+	ManagedTaints = "privcloud.io/taints"
+)
+
 // SetNodeRoles labels the node with its roles and taints a control plane that is not also a worker
 // (NoSchedule), removing labels and that taint of roles it no longer has. It reports whether it changed the node.
 func (c *Client) SetNodeRoles(ctx context.Context, name string, controlPlane, worker bool) (bool, error) {
+	return c.SetNode(ctx, name, NodeSettings{ControlPlane: controlPlane, Worker: worker})
+}
+
+// SetNode makes the node carry s: the role labels and taint as SetNodeRoles says, and s's labels and taints
+// (a taint is its key and effect; its value follows s), removing those privcloud set earlier that s no longer
+// has. The kubelet applies its --node-labels and --register-with-taints only when the node registers, so a
+// change to cluster.yaml reaches a running node only here. It reports whether it changed the node.
+func (c *Client) SetNode(ctx context.Context, name string, s NodeSettings) (bool, error) {
 	changed := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		n, err := c.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
@@ -169,18 +193,41 @@ func (c *Client) SetNodeRoles(ctx context.Context, name string, controlPlane, wo
 		if n.Labels == nil {
 			n.Labels = map[string]string{}
 		}
-		for role, has := range map[string]bool{ControlPlaneRole: controlPlane, WorkerRole: worker} {
+		if n.Annotations == nil {
+			n.Annotations = map[string]string{}
+		}
+		for role, has := range map[string]bool{ControlPlaneRole: s.ControlPlane, WorkerRole: s.Worker} {
 			if has {
 				n.Labels[role] = ""
 			} else {
 				delete(n.Labels, role)
 			}
 		}
-		n.Spec.Taints = slices.DeleteFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == ControlPlaneRole })
-		if controlPlane && !worker {
-			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: ControlPlaneRole, Effect: corev1.TaintEffectNoSchedule})
+		for _, k := range strings.Split(n.Annotations[ManagedLabels], ",") {
+			if _, keep := s.Labels[k]; k != "" && !keep {
+				delete(n.Labels, k)
+			}
 		}
-		if equality.Semantic.DeepEqual(before.Labels, n.Labels) && equality.Semantic.DeepEqual(before.Spec.Taints, n.Spec.Taints) {
+		maps.Copy(n.Labels, s.Labels)
+		setRecord(n.Annotations, ManagedLabels, slices.Sorted(maps.Keys(s.Labels)))
+
+		wanted := slices.Clone(s.Taints)
+		if s.ControlPlane && !s.Worker {
+			wanted = append(wanted, corev1.Taint{Key: ControlPlaneRole, Effect: corev1.TaintEffectNoSchedule})
+		}
+		ours := strings.Split(n.Annotations[ManagedTaints], ",")
+		n.Spec.Taints = slices.DeleteFunc(n.Spec.Taints, func(t corev1.Taint) bool {
+			// the control-plane taint is privcloud's whoever set it; the others, if privcloud set them
+			return t.Key == ControlPlaneRole || slices.Contains(ours, taintID(t)) || slices.ContainsFunc(wanted, func(w corev1.Taint) bool { return taintID(w) == taintID(t) })
+		})
+		n.Spec.Taints = append(n.Spec.Taints, wanted...)
+		var ids []string
+		for _, t := range s.Taints {
+			ids = append(ids, taintID(t))
+		}
+		setRecord(n.Annotations, ManagedTaints, ids)
+		if equality.Semantic.DeepEqual(before.Labels, n.Labels) && sameTaints(before.Spec.Taints, n.Spec.Taints) &&
+			equality.Semantic.DeepEqual(before.Annotations, n.Annotations) {
 			return nil
 		}
 		_, err = c.Kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
@@ -188,4 +235,29 @@ func (c *Client) SetNodeRoles(ctx context.Context, name string, controlPlane, wo
 		return err
 	})
 	return changed, err
+}
+
+// taintID names a taint by its key and effect: a node holds at most one of each.
+func taintID(t corev1.Taint) string { return t.Key + ":" + string(t.Effect) }
+
+// setRecord records ids in annotation key, or removes it when there are none.
+func setRecord(annotations map[string]string, key string, ids []string) {
+	if len(ids) == 0 {
+		delete(annotations, key)
+		return
+	}
+	annotations[key] = strings.Join(ids, ",")
+}
+
+// sameTaints compares taints whatever their order (and TimeAdded, which the API server sets on NoExecute ones).
+func sameTaints(a, b []corev1.Taint) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, t := range a {
+		if !slices.ContainsFunc(b, func(u corev1.Taint) bool { return taintID(u) == taintID(t) && u.Value == t.Value }) {
+			return false
+		}
+	}
+	return true
 }

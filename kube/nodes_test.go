@@ -74,3 +74,44 @@ func TestSetNodeRolesLabelsAndTaints(t *testing.T) {
 		t.Errorf("the taint stayed on a control plane that became a worker: %v", get("cp").Spec.Taints)
 	}
 }
+
+// cluster.yaml's labels and taints reach a running node (the kubelet sets its flags' only at registration):
+// changed values follow, those taken out of cluster.yaml go, and what others set on the node stays.
+func TestSetNodeFollowsClusterYAMLAndLeavesOthersAlone(t *testing.T) {
+	ctx := context.Background()
+	n := readyNode("w", false)
+	n.Labels = map[string]string{"team": "a", "zone": "z1"}                                                // zone: the operator's, by kubectl
+	n.Spec.Taints = []corev1.Taint{{Key: "dedicated", Value: "gpu", Effect: corev1.TaintEffectNoSchedule}, // from registration
+		{Key: "maintenance", Effect: corev1.TaintEffectNoExecute}} // the operator's
+	c := &Client{Kube: fake.NewSimpleClientset(n)}
+	get := func() *corev1.Node { n, _ := c.Kube.CoreV1().Nodes().Get(ctx, "w", metav1.GetOptions{}); return n }
+	s := NodeSettings{Worker: true, Labels: map[string]string{"team": "a"}, Taints: []corev1.Taint{{Key: "dedicated", Value: "gpu", Effect: corev1.TaintEffectNoSchedule}}}
+	if changed, err := c.SetNode(ctx, "w", s); err != nil || !changed { // records what privcloud set
+		t.Fatalf("first: %v %v", changed, err)
+	}
+	if changed, err := c.SetNode(ctx, "w", s); err != nil || changed {
+		t.Fatalf("converged: %v %v", changed, err)
+	}
+	s = NodeSettings{Worker: true, Labels: map[string]string{"team": "b", "tier": "db"}, Taints: []corev1.Taint{{Key: "dedicated", Value: "db", Effect: corev1.TaintEffectNoSchedule}}}
+	if _, err := c.SetNode(ctx, "w", s); err != nil {
+		t.Fatal(err)
+	}
+	got := get()
+	if got.Labels["team"] != "b" || got.Labels["tier"] != "db" || got.Labels["zone"] != "z1" {
+		t.Errorf("labels %v", got.Labels)
+	}
+	if !sameTaints(got.Spec.Taints, []corev1.Taint{{Key: "dedicated", Value: "db", Effect: corev1.TaintEffectNoSchedule}, {Key: "maintenance", Effect: corev1.TaintEffectNoExecute}}) {
+		t.Errorf("taints %v", got.Spec.Taints)
+	}
+	// everything taken out of cluster.yaml goes; the operator's stay
+	if _, err := c.SetNode(ctx, "w", NodeSettings{Worker: true}); err != nil {
+		t.Fatal(err)
+	}
+	got = get()
+	if _, ok := got.Labels["team"]; ok || got.Labels["zone"] != "z1" || got.Labels["tier"] != "" {
+		t.Errorf("labels %v", got.Labels)
+	}
+	if len(got.Spec.Taints) != 1 || got.Spec.Taints[0].Key != "maintenance" || got.Annotations[ManagedLabels] != "" || got.Annotations[ManagedTaints] != "" {
+		t.Errorf("taints %v, annotations %v", got.Spec.Taints, got.Annotations)
+	}
+}

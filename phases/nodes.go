@@ -214,24 +214,33 @@ func waitNodesReady() workflow.Phase {
 
 // nodeRoles labels every node with its roles and taints the control planes that are not also workers, as
 // kubeadm does: ordinary pods stay off them. The kubelet may not set node-role labels itself (NodeRestriction).
+// nodeSettings is what cluster.yaml sets on host h's Node.
+func nodeSettings(h api.Host) kube.NodeSettings {
+	s := kube.NodeSettings{ControlPlane: h.HasRole(api.RoleControlPlane), Worker: h.HasRole(api.RoleWorker), Labels: h.Labels}
+	for _, t := range h.Taints {
+		s.Taints = append(s.Taints, corev1.Taint{Key: t.Key, Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
+	}
+	return s
+}
+
 func nodeRoles() workflow.Phase {
-	return workflow.Phase{Name: "node-roles", Short: "Label nodes with their roles; taint control planes that are not workers (NoSchedule)",
+	return workflow.Phase{Name: "node-roles", Short: "Label nodes with their roles and cluster.yaml's labels and taints; taint control planes that are not workers (NoSchedule)",
 		Run: func(ctx context.Context, r *workflow.Run) error {
 			var plans []string
 			for _, t := range r.TargetsFor(nodes) {
-				plans = append(plans, "label node "+t.Spec.Name+" with its roles")
+				plans = append(plans, "set node "+t.Spec.Name+"'s roles, labels and taints")
 			}
 			if !r.Wet("", plans...) {
 				return nil
 			}
 			return withControlPlaneAPI(r, func(c *kube.Client) error {
 				for _, t := range r.TargetsFor(nodes) {
-					changed, err := c.SetNodeRoles(ctx, t.Spec.Name, t.Spec.HasRole(api.RoleControlPlane), t.Spec.HasRole(api.RoleWorker))
+					changed, err := c.SetNode(ctx, t.Spec.Name, nodeSettings(t.Spec))
 					if err != nil {
 						return fmt.Errorf("node %s: %w", t.Spec.Name, err)
 					}
 					if changed {
-						r.Changed(t.Spec.Name, "node roles labelled")
+						r.Changed(t.Spec.Name, "node roles, labels and taints set")
 					}
 				}
 				return nil

@@ -81,8 +81,8 @@ type Host struct {
 	HostKey         string            `json:"hostKey,omitempty" doc:"Pinned SSH host public key in authorized_keys format (e.g. 'ssh-ed25519 AAAA...'). The host must present it; it is trusted even when known_hosts does not list the host, and a different key in known_hosts is still refused."`
 	Bastions        []Bastion         `json:"bastions,omitempty" doc:"Jump hosts to cross, in order, before reaching this host."`
 	Roles           []Role            `json:"roles" enum:"control-plane,etcd,worker" doc:"What the host runs: control-plane, etcd, worker."`
-	Labels          map[string]string `json:"labels,omitempty" doc:"Kubernetes node labels."`
-	Taints          []Taint           `json:"taints,omitempty" doc:"Kubernetes node taints."`
+	Labels          map[string]string `json:"labels,omitempty" doc:"Kubernetes node labels, set on the Node by every init and join (a label taken out of cluster.yaml is removed; labels set by others stay)."`
+	Taints          []Taint           `json:"taints,omitempty" doc:"Kubernetes node taints, set on the Node by every init and join (a taint taken out of cluster.yaml is removed; taints set by others stay)."`
 }
 
 // Bastion is one jump host on the way to a cluster host.
