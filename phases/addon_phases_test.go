@@ -162,3 +162,37 @@ func TestQuayState(t *testing.T) {
 		t.Errorf("Quay's data lives on %s, want the first worker", q.Node)
 	}
 }
+
+// Quay's hostPath data stays on the node it was first placed on, whatever happens to cluster.yaml's order; a
+// change that would leave the data behind is refused, naming the record to edit.
+func TestQuayKeepsItsNode(t *testing.T) {
+	c, _, _, _ := fakeCluster(t) // cp1, worker1, worker2
+	c.Spec.Addons.Quay.Enabled = true
+	r := &workflow.Run{Cluster: c}
+	record := filepath.Join(c.Spec.StateDir, "addons", "quay-node")
+	if node, err := quayNode(&workflow.Run{Cluster: c, DryRun: true}); err != nil || node != "worker1" {
+		t.Fatalf("dry run: %q, %v", node, err)
+	}
+	if _, err := os.Stat(record); err == nil {
+		t.Fatal("a dry run recorded the node")
+	}
+	if node, err := quayNode(r); err != nil || node != "worker1" {
+		t.Fatalf("first: %q, %v", node, err)
+	}
+	c.Spec.Hosts[1], c.Spec.Hosts[2] = c.Spec.Hosts[2], c.Spec.Hosts[1] // worker2 listed first now
+	if node, err := quayNode(r); err != nil || node != "worker1" {
+		t.Errorf("after reordering: %q, %v", node, err)
+	}
+	c.Spec.Hosts = slices.DeleteFunc(c.Spec.Hosts, func(h api.Host) bool { return h.Name == "worker1" })
+	if _, err := quayNode(r); err == nil || !strings.Contains(err.Error(), "on node worker1 (recorded in "+record+"), which cluster.yaml no longer has") {
+		t.Errorf("worker1 gone: %v", err)
+	}
+	c.Spec.Addons.Quay.StorageClass = "fast"
+	if _, err := quayNode(r); err == nil || !strings.Contains(err.Error(), "spec.addons.quay.storageClass is fast, but Quay's data is in") {
+		t.Errorf("storage class over hostPath data: %v", err)
+	}
+	os.Remove(record)
+	if node, err := quayNode(r); err != nil || node != "" {
+		t.Errorf("storage class: %q, %v", node, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/privcloud/privcloud/addons"
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/bundle"
+	"github.com/privcloud/privcloud/internal/atomicfile"
 	"github.com/privcloud/privcloud/kube"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
@@ -298,9 +300,13 @@ func leafWithCA(r *workflow.Run, name, what string) (cert, key, ca []byte, err e
 }
 
 // quayState gathers Quay's secrets (made once, kept 0600 in the state directory), its certificate from the
-// cluster PKI and the node that keeps its hostPath data: the first worker, or the first node.
+// cluster PKI and the node that keeps its hostPath data (quayNode).
 func quayState(r *workflow.Run) (*addons.QuayState, error) {
-	q := &addons.QuayState{Node: firstNode(r.Cluster.Spec.Hosts)}
+	node, err := quayNode(r)
+	if err != nil {
+		return nil, err
+	}
+	q := &addons.QuayState{Node: node}
 	if r.DryRun {
 		q.Secrets = addons.QuaySecrets{DatabasePassword: "(generated)", RedisPassword: "(generated)", SecretKey: "(generated)", DatabaseSecretKey: "(generated)"}
 		return q, nil
@@ -312,6 +318,41 @@ func quayState(r *workflow.Run) (*addons.QuayState, error) {
 	q.Secrets = secrets
 	q.TLSCert, q.TLSKey, q.CACert, err = leafWithCA(r, pki.QuayCert, "Quay's certificate")
 	return q, err
+}
+
+// quayNode is the node whose hostPathDir holds Quay's data: the first worker (or the first node) when Quay is
+// first applied, recorded in the state directory and kept from then on, so reordering, adding or removing hosts
+// in cluster.yaml never moves Quay onto an empty folder. A recorded node cluster.yaml no longer has, or a
+// storageClass set while the record stands, is refused: the data would be left behind.
+func quayNode(r *workflow.Run) (string, error) {
+	path := filepath.Join(r.Cluster.Spec.StateDir, "addons", "quay-node")
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	recorded := strings.TrimSpace(string(b))
+	q := r.Cluster.Spec.Addons.Quay
+	switch {
+	case recorded != "" && q.StorageClass != "":
+		return "", fmt.Errorf("spec.addons.quay.storageClass is %s, but Quay's data is in %s on node %s (recorded in %s): copy it into Quay's volumes first, then delete %[4]s",
+			q.StorageClass, q.HostPathDir, recorded, path)
+	case q.StorageClass != "":
+		return "", nil // volumes follow the pods
+	case recorded != "":
+		if !slices.ContainsFunc(r.Cluster.Spec.Hosts, func(h api.Host) bool { return h.Name == recorded && h.IsNode() }) {
+			return "", fmt.Errorf("Quay's data is in %s on node %s (recorded in %s), which cluster.yaml no longer has as a node: copy the folder to another node, then write that node's name into %[3]s",
+				q.HostPathDir, recorded, path)
+		}
+		return recorded, nil
+	}
+	node := firstNode(r.Cluster.Spec.Hosts)
+	if r.DryRun {
+		return node, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	return node, atomicfile.Write(path, []byte(node+"\n"), 0o600)
 }
 
 func firstNode(hosts []api.Host) string {
