@@ -211,9 +211,22 @@ func (c *Client) SetNode(ctx context.Context, name string, s NodeSettings) (bool
 		maps.Copy(n.Labels, s.Labels)
 		setRecord(n.Annotations, ManagedLabels, slices.Sorted(maps.Keys(s.Labels)))
 
-		wanted := slices.Clone(s.Taints)
+		var wanted []corev1.Taint // one per key and effect, as the API server requires
+		add := func(t corev1.Taint) {
+			if !slices.ContainsFunc(wanted, func(w corev1.Taint) bool { return taintID(w) == taintID(t) }) {
+				wanted = append(wanted, t)
+			}
+		}
+		for _, t := range s.Taints {
+			add(t)
+		}
 		if s.ControlPlane && !s.Worker {
-			wanted = append(wanted, corev1.Taint{Key: ControlPlaneRole, Effect: corev1.TaintEffectNoSchedule})
+			add(corev1.Taint{Key: ControlPlaneRole, Effect: corev1.TaintEffectNoSchedule})
+		}
+		for i, w := range wanted { // a NoExecute taint keeps the time it was first added
+			if j := slices.IndexFunc(n.Spec.Taints, func(t corev1.Taint) bool { return taintID(t) == taintID(w) }); j >= 0 {
+				wanted[i].TimeAdded = n.Spec.Taints[j].TimeAdded
+			}
 		}
 		ours := strings.Split(n.Annotations[ManagedTaints], ",")
 		n.Spec.Taints = slices.DeleteFunc(n.Spec.Taints, func(t corev1.Taint) bool {
@@ -249,7 +262,7 @@ func setRecord(annotations map[string]string, key string, ids []string) {
 	annotations[key] = strings.Join(ids, ",")
 }
 
-// sameTaints compares taints whatever their order (and TimeAdded, which the API server sets on NoExecute ones).
+// sameTaints compares taints by key, effect and value, whatever their order.
 func sameTaints(a, b []corev1.Taint) bool {
 	if len(a) != len(b) {
 		return false

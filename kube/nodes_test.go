@@ -115,3 +115,18 @@ func TestSetNodeFollowsClusterYAMLAndLeavesOthersAlone(t *testing.T) {
 		t.Errorf("taints %v, annotations %v", got.Spec.Taints, got.Annotations)
 	}
 }
+
+// A control-plane taint listed in cluster.yaml too (a kubeadm habit) is set once: the API server refuses two
+// taints of one key and effect.
+func TestSetNodeSetsADeclaredRoleTaintOnce(t *testing.T) {
+	ctx := context.Background()
+	c := &Client{Kube: fake.NewSimpleClientset(readyNode("cp", false))}
+	s := NodeSettings{ControlPlane: true, Taints: []corev1.Taint{{Key: ControlPlaneRole, Effect: corev1.TaintEffectNoSchedule}}}
+	if _, err := c.SetNode(ctx, "cp", s); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := c.Kube.CoreV1().Nodes().Get(ctx, "cp", metav1.GetOptions{})
+	if len(n.Spec.Taints) != 1 {
+		t.Errorf("taints %v", n.Spec.Taints)
+	}
+}

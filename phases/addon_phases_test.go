@@ -134,7 +134,11 @@ func TestQuayState(t *testing.T) {
 	c, _, ex, out := fakeCluster(t)
 	c.Spec.Addons.Quay.Enabled = true
 	r := &workflow.Run{Workflow: "init", Cluster: c, Reporter: report.New(out, report.Text)}
-	_, err := quayState(r)
+	if err := os.MkdirAll(filepath.Join(c.Spec.StateDir, "addons"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(c.Spec.StateDir, "addons", "quay-node"), []byte("worker1\n"), 0o600) // no API server to ask
+	_, err := quayState(context.Background(), r)
 	if err == nil || !strings.Contains(err.Error(), "Quay's certificate") || !strings.Contains(err.Error(), "run 'privcloud certs generate'") {
 		t.Fatalf("without the PKI: %v", err)
 	}
@@ -147,7 +151,7 @@ func TestQuayState(t *testing.T) {
 	if err := runPhases(t, Init(), c, ex, out, "certs"); err != nil {
 		t.Fatal(err)
 	}
-	q, err := quayState(r)
+	q, err := quayState(context.Background(), r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,36 +167,41 @@ func TestQuayState(t *testing.T) {
 	}
 }
 
-// Quay's hostPath data stays on the node it was first placed on, whatever happens to cluster.yaml's order; a
-// change that would leave the data behind is refused, naming the record to edit.
+// Quay's hostPath data stays on the node recorded once Quay was applied, whatever happens to cluster.yaml's
+// order; a change that would leave the data behind is refused, naming the record to edit. A plan records nothing.
 func TestQuayKeepsItsNode(t *testing.T) {
 	c, _, _, _ := fakeCluster(t) // cp1, worker1, worker2
 	c.Spec.Addons.Quay.Enabled = true
-	r := &workflow.Run{Cluster: c}
+	ctx := context.Background()
 	record := filepath.Join(c.Spec.StateDir, "addons", "quay-node")
-	if node, err := quayNode(&workflow.Run{Cluster: c, DryRun: true}); err != nil || node != "worker1" {
-		t.Fatalf("dry run: %q, %v", node, err)
+	plan := &workflow.Run{Cluster: c, DryRun: true}
+	if node, err := quayNode(ctx, plan); err != nil || node != "worker1" {
+		t.Fatalf("a first plan: %q, %v", node, err)
+	}
+	if err := recordQuayNode(ctx, plan, nil); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := os.Stat(record); err == nil {
-		t.Fatal("a dry run recorded the node")
+		t.Fatal("a plan recorded the node")
 	}
-	if node, err := quayNode(r); err != nil || node != "worker1" {
-		t.Fatalf("first: %q, %v", node, err)
-	}
+	// applied once: the node is recorded
+	os.MkdirAll(filepath.Dir(record), 0o700)
+	os.WriteFile(record, []byte("worker1\n"), 0o600)
 	c.Spec.Hosts[1], c.Spec.Hosts[2] = c.Spec.Hosts[2], c.Spec.Hosts[1] // worker2 listed first now
-	if node, err := quayNode(r); err != nil || node != "worker1" {
+	r := &workflow.Run{Cluster: c}
+	if node, err := quayNode(ctx, r); err != nil || node != "worker1" {
 		t.Errorf("after reordering: %q, %v", node, err)
 	}
 	c.Spec.Hosts = slices.DeleteFunc(c.Spec.Hosts, func(h api.Host) bool { return h.Name == "worker1" })
-	if _, err := quayNode(r); err == nil || !strings.Contains(err.Error(), "on node worker1 (recorded in "+record+"), which cluster.yaml no longer has") {
+	if _, err := quayNode(ctx, r); err == nil || !strings.Contains(err.Error(), "on node worker1 (recorded in "+record+"), which cluster.yaml no longer has") {
 		t.Errorf("worker1 gone: %v", err)
 	}
 	c.Spec.Addons.Quay.StorageClass = "fast"
-	if _, err := quayNode(r); err == nil || !strings.Contains(err.Error(), "spec.addons.quay.storageClass is fast, but Quay's data is in") {
+	if _, err := quayNode(ctx, r); err == nil || !strings.Contains(err.Error(), "spec.addons.quay.storageClass is fast, but Quay's data is in") {
 		t.Errorf("storage class over hostPath data: %v", err)
 	}
 	os.Remove(record)
-	if node, err := quayNode(r); err != nil || node != "" {
+	if node, err := quayNode(ctx, r); err != nil || node != "" {
 		t.Errorf("storage class: %q, %v", node, err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/privcloud/privcloud/addons"
@@ -77,8 +79,8 @@ func addonHooksFor(name string) addonHooks {
 			return err
 		}}
 	case "quay":
-		return addonHooks{inputs: func(_ context.Context, r *workflow.Run, in *addons.Inputs) (err error) {
-			in.Quay, err = quayState(r)
+		return addonHooks{cleanUp: recordQuayNode, inputs: func(ctx context.Context, r *workflow.Run, in *addons.Inputs) (err error) {
+			in.Quay, err = quayState(ctx, r)
 			return err
 		}}
 	case "monitoring":
@@ -301,8 +303,8 @@ func leafWithCA(r *workflow.Run, name, what string) (cert, key, ca []byte, err e
 
 // quayState gathers Quay's secrets (made once, kept 0600 in the state directory), its certificate from the
 // cluster PKI and the node that keeps its hostPath data (quayNode).
-func quayState(r *workflow.Run) (*addons.QuayState, error) {
-	node, err := quayNode(r)
+func quayState(ctx context.Context, r *workflow.Run) (*addons.QuayState, error) {
+	node, err := quayNode(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -320,39 +322,78 @@ func quayState(r *workflow.Run) (*addons.QuayState, error) {
 	return q, err
 }
 
-// quayNode is the node whose hostPathDir holds Quay's data: the first worker (or the first node) when Quay is
-// first applied, recorded in the state directory and kept from then on, so reordering, adding or removing hosts
-// in cluster.yaml never moves Quay onto an empty folder. A recorded node cluster.yaml no longer has, or a
-// storageClass set while the record stands, is refused: the data would be left behind.
-func quayNode(r *workflow.Run) (string, error) {
-	path := filepath.Join(r.Cluster.Spec.StateDir, "addons", "quay-node")
+func quayNodeRecord(r *workflow.Run) string {
+	return filepath.Join(r.Cluster.Spec.StateDir, "addons", "quay-node")
+}
+
+// quayNode is the node whose hostPathDir holds Quay's data: the one recorded in the state directory once Quay
+// was applied, else the node a running Quay's database is pinned to, else the first worker (or the first
+// node). Reordering, adding or removing hosts in cluster.yaml never moves Quay onto an empty folder. A node
+// cluster.yaml no longer has, or a storageClass set over recorded data, is refused: the data would stay behind.
+func quayNode(ctx context.Context, r *workflow.Run) (string, error) {
+	path := quayNodeRecord(r)
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
-	recorded := strings.TrimSpace(string(b))
+	node, from := strings.TrimSpace(string(b)), "recorded in "+path
 	q := r.Cluster.Spec.Addons.Quay
 	switch {
-	case recorded != "" && q.StorageClass != "":
-		return "", fmt.Errorf("spec.addons.quay.storageClass is %s, but Quay's data is in %s on node %s (recorded in %s): copy it into Quay's volumes first, then delete %[4]s",
-			q.StorageClass, q.HostPathDir, recorded, path)
+	case node != "" && q.StorageClass != "":
+		return "", fmt.Errorf("spec.addons.quay.storageClass is %s, but Quay's data is in %s on node %s (%s): copy it into Quay's volumes first, then delete %s",
+			q.StorageClass, q.HostPathDir, node, from, path)
 	case q.StorageClass != "":
 		return "", nil // volumes follow the pods
-	case recorded != "":
-		if !slices.ContainsFunc(r.Cluster.Spec.Hosts, func(h api.Host) bool { return h.Name == recorded && h.IsNode() }) {
-			return "", fmt.Errorf("Quay's data is in %s on node %s (recorded in %s), which cluster.yaml no longer has as a node: copy the folder to another node, then write that node's name into %[3]s",
-				q.HostPathDir, recorded, path)
+	case node == "":
+		if node, err = runningQuayNode(ctx, r); err != nil {
+			return "", err
 		}
-		return recorded, nil
+		from = "where the running Quay keeps it"
 	}
-	node := firstNode(r.Cluster.Spec.Hosts)
-	if r.DryRun {
-		return node, nil
+	if node == "" {
+		return firstNode(r.Cluster.Spec.Hosts), nil
+	}
+	if !slices.ContainsFunc(r.Cluster.Spec.Hosts, func(h api.Host) bool { return h.Name == node && h.IsNode() }) {
+		return "", fmt.Errorf("Quay's data is in %s on node %s (%s), which cluster.yaml no longer has as a node: copy the folder to another node, then write that node's name into %s",
+			q.HostPathDir, node, from, path)
+	}
+	return node, nil
+}
+
+// runningQuayNode is the node a running Quay's database is pinned to ("" when none runs, or in a dry run).
+func runningQuayNode(ctx context.Context, r *workflow.Run) (string, error) {
+	var node string
+	err := withControlPlaneAPI(r, func(c *kube.Client) error {
+		d, err := c.Kube.AppsV1().Deployments(pki.QuayNamespace).Get(ctx, "quay-postgresql", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		node = d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"]
+		return nil
+	})
+	return node, err
+}
+
+// recordQuayNode records, once Quay's objects are applied and ready, the node that keeps its hostPath data.
+func recordQuayNode(ctx context.Context, r *workflow.Run, _ *kube.Client) error {
+	path := quayNodeRecord(r)
+	if r.DryRun || r.Cluster.Spec.Addons.Quay.StorageClass != "" {
+		return nil
+	}
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	node, err := quayNode(ctx, r)
+	if err != nil || node == "" {
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", err
+		return err
 	}
-	return node, atomicfile.Write(path, []byte(node+"\n"), 0o600)
+	return atomicfile.Write(path, []byte(node+"\n"), 0o600)
 }
 
 func firstNode(hosts []api.Host) string {

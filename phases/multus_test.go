@@ -90,13 +90,14 @@ func TestRemoveFileScript(t *testing.T) {
 func TestAddonsApplyNeedsHostsSetUp(t *testing.T) {
 	const dropIn = "/etc/containerd/conf.d/privcloud.toml"
 	for _, tc := range []struct {
-		addon, cmd, path, content string
-		enable                    func(*api.Cluster)
-		want                      string
+		addon, cmd, path string
+		content          string // what a host set up holds; "" when being there is enough
+		enable           func(*api.Cluster)
+		want             string
 	}{
-		{"multus", "test -e " + ssh.ShellQuote(multusConfig), multusConfig, "{}", func(*api.Cluster) {},
+		{"multus", "test -e " + ssh.ShellQuote(multusConfig), multusConfig, "", func(*api.Cluster) {},
 			"these nodes lack its configuration (" + multusConfig + "): worker1, worker2. Run 'privcloud init'"},
-		{"monitoring", "test -e " + ssh.ShellQuote(metricsConfigPath), metricsConfigPath, "{}", func(c *api.Cluster) { c.Spec.Addons.Monitoring.Enabled = true },
+		{"monitoring", "test -e " + ssh.ShellQuote(metricsConfigPath), metricsConfigPath, "", func(c *api.Cluster) { c.Spec.Addons.Monitoring.Enabled = true },
 			"cluster.yaml turns monitoring on, but these hosts lack its metrics endpoint (" + metricsConfigPath + "): worker1, worker2. Run 'privcloud init'"},
 		{"kata", "grep -qF -- 'containerd.runtimes.kata]' " + dropIn, dropIn, "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.kata]\n",
 			func(c *api.Cluster) { c.Spec.Containerd.Kata.Enabled = true },
@@ -112,7 +113,9 @@ func TestAddonsApplyNeedsHostsSetUp(t *testing.T) {
 					}
 					return ssh.Result{Stdout: []byte("missing\n")}, nil
 				})
-				f.SetFile(tc.path, []byte("# another configuration\n"), 0o644) // present, but not set up
+				if tc.content != "" {
+					f.SetFile(tc.path, []byte("# another configuration\n"), 0o644) // present, but not set up
+				}
 			}
 			hosts["cp1"].SetFile(tc.path, []byte(tc.content), 0o644)
 			wf := workflow.Workflow{Name: "addons apply", Phases: []workflow.Phase{connect(), addonPhases(preparedBundle(t), &AddonOptions{})}}

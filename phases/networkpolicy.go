@@ -58,12 +58,13 @@ func removeNetworkPolicy(ctx context.Context, r *workflow.Run, t *workflow.Targe
 	if !strings.Contains(string(res.Stdout), "present") {
 		return workflow.Skip(off)
 	}
+	// the unit goes last: a run cut off, or a rule that could not be removed, leaves it as the mark that the
+	// firewall's removal is still to finish
 	return runScript(ctx, r, t, "remove the NetworkPolicy firewall ("+off+")", `set -u
-systemctl disable --now -q `+pki.KubeRouterUnit+` 2>/dev/null
-rm -f `+unit+` `+path.Join(pki.RemoteConfDir, "kube-router.conf")+`
+systemctl disable --now -q `+pki.KubeRouterUnit+` 2>/dev/null || true
+`+removeChainsScript("filter", "(KUBE-ROUTER|KUBE-NWPLCY|KUBE-POD-FW)-", "the NetworkPolicy firewall's rules", true)+`
+`+destroyIPSetsScript("(KUBE-SRC|KUBE-DST)-", true)+`
+rm -f `+path.Join(pki.RemoteConfDir, "kube-router.conf")+` `+unit+`
 systemctl daemon-reload
-echo "removed `+pki.KubeRouterUnit+`"
-`+removeChainsScript("filter", "(KUBE-ROUTER|KUBE-NWPLCY|KUBE-POD-FW)-", "the NetworkPolicy firewall's rules")+`
-`+destroyIPSetsScript("(KUBE-SRC|KUBE-DST)-")+`
-true`)
+echo "removed `+pki.KubeRouterUnit+`"`)
 }

@@ -417,7 +417,7 @@ func TestNetworkPolicyFirewallOnEveryNode(t *testing.T) {
 	for name, f := range hosts {
 		cmds := f.Commands()
 		removal := cmds[len(cmds)-1]
-		for _, want := range []string{"systemctl disable --now -q privcloud-kube-router", "rm -f /etc/systemd/system/privcloud-kube-router.service /etc/kubernetes/kube-router.conf",
+		for _, want := range []string{"systemctl disable --now -q privcloud-kube-router", "rm -f /etc/kubernetes/kube-router.conf /etc/systemd/system/privcloud-kube-router.service", "restore -w 10", "exit 1",
 			"rules=$($save -t filter)", "(KUBE-ROUTER|KUBE-NWPLCY|KUBE-POD-FW)-", "grep -E '^(inet6:)?(KUBE-SRC|KUBE-DST)-'"} {
 			if !strings.Contains(removal, want) {
 				t.Errorf("%s: the firewall's removal lacks %q:\n%s", name, want, removal)

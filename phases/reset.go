@@ -128,6 +128,17 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 	if other == nil {
 		return workflow.Skip("every etcd member is being reset")
 	}
+	if !t.Spec.HasRole(api.RoleEtcd) {
+		// a host cluster.yaml gives no etcd role is asked first whether it runs a member, so resetting a
+		// worker does not depend on etcd
+		res, err := t.Host.Run(ctx, "test -e /etc/systemd/system/etcd.service && echo member || true", ssh.ReadOnly())
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(res.Stdout), "member") {
+			return workflow.Skip("no etcd member here")
+		}
+	}
 	list, err := listMembers(ctx, other)
 	if err != nil {
 		return fmt.Errorf("etcd member list on %s: %w", other.Spec.Name, err)
@@ -206,20 +217,24 @@ func resetNetwork(ctx context.Context, r *workflow.Run, t *workflow.Target) erro
 if [ -d /etc/cni/net.d ] && [ -n "$(ls -A /etc/cni/net.d 2>/dev/null)" ]; then rm -rf /etc/cni/net.d/*; echo "removed CNI configuration"; fi
 [ -n "$(ip route show proto 201)" ] && ip route flush proto 201 && echo "removed routes to other nodes' pods"
 for l in cni0 flannel.1 flannel-v6.1 kube-ipvs0; do ip link show $l >/dev/null 2>&1 && ip link delete $l && echo "deleted link $l"; done
-` + removeChainsScript("", "(KUBE|CNI|FLANNEL|PRIVCLOUD)-", "Kubernetes and CNI rules") + `
+` + removeChainsScript("", "(KUBE|CNI|FLANNEL|PRIVCLOUD)-", "Kubernetes and CNI rules", false) + `
 # the NetworkPolicy firewall's sets, once no rule refers to them
-` + destroyIPSetsScript("(KUBE|TMP)-") + `
+` + destroyIPSetsScript("(KUBE|TMP)-", false) + `
 true`
 	return runScript(ctx, r, t, "remove the pod network's configuration, links, routes and rules", script)
 }
 
 // removeChainsScript removes, from the iptables tables of both IP families (only table, when not ""), every
 // chain whose name starts with a match of the extended regular expression prefix, and each rule in or jumping
-// to one: the tables are saved, filtered and restored, which is what kube-router's own cleanup does too.
-func removeChainsScript(table, prefix, what string) string {
-	tableArg := ""
+// to one: the tables are saved, filtered and restored, which is what kube-router's own cleanup does too. strict
+// waits for the xtables lock and fails the script when a restore fails; otherwise a failure is passed over.
+func removeChainsScript(table, prefix, what string, strict bool) string {
+	tableArg, restoreArgs, onFail := "", "", ""
 	if table != "" {
 		tableArg = " -t " + table
+	}
+	if strict {
+		restoreArgs, onFail = " -w 10", ` || { echo "$restore failed: `+what+` stay" >&2; exit 1; }`
 	}
 	pattern := "-j " + prefix + "|^:" + prefix + "|-A " + prefix
 	return `for save in iptables-save ip6tables-save; do
@@ -227,16 +242,20 @@ func removeChainsScript(table, prefix, what string) string {
   command -v $save >/dev/null || continue
   rules=$($save` + tableArg + `)
   if printf '%s\n' "$rules" | grep -qE -- '` + pattern + `'; then
-    printf '%s\n' "$rules" | grep -vE -- '` + pattern + `' | $restore && echo "removed ` + what + ` ($save)"
+    { printf '%s\n' "$rules" | grep -vE -- '` + pattern + `' | $restore` + restoreArgs + ` && echo "removed ` + what + ` ($save)"; }` + onFail + `
   fi
 done`
 }
 
 // destroyIPSetsScript destroys the ipsets of both IP families whose names start with a match of prefix, once no
-// rule refers to them.
-func destroyIPSetsScript(prefix string) string {
+// rule refers to them. strict fails the script when one cannot be destroyed.
+func destroyIPSetsScript(prefix string, strict bool) string {
+	onFail := " 2>/dev/null"
+	if strict {
+		onFail = ` || { echo "ipset $s stays" >&2; exit 1; }`
+	}
 	return `if command -v ipset >/dev/null; then
-  for s in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?` + prefix + `'); do ipset destroy "$s" 2>/dev/null && echo "destroyed ipset $s"; done
+  for s in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?` + prefix + `'); do ipset destroy "$s"` + onFail + ` && echo "destroyed ipset $s"; done
 fi`
 }
 

@@ -328,6 +328,7 @@ func TestResetRemovesTheMemberOfAHostThatLostTheRole(t *testing.T) {
 	c, hosts, ex, out := fakeCluster(t)
 	c.Spec.Hosts = append(c.Spec.Hosts, api.Host{Name: "cp2", Address: "192.168.10.12", InternalAddress: "192.168.10.12", Roles: []api.Role{api.RoleWorker}})
 	hosts["cp2"] = sshtest.NewFake("cp2")
+	hosts["cp2"].OnCommand("test -e /etc/systemd/system/etcd.service", ssh.Result{Stdout: []byte("member\n")}, nil)
 	hosts["cp1"].OnCommand(hostops.EtcdctlBase+" --command-timeout=10s member list", ssh.Result{Stdout: []byte(
 		`{"members":[{"ID":10276657743932975437,"name":"cp1","peerURLs":["https://192.168.10.11:2380"]},` +
 			`{"ID":9372538179322589801,"name":"cp2","peerURLs":["https://192.168.10.12:2380"]}]}`)}, nil)
@@ -337,6 +338,17 @@ func TestResetRemovesTheMemberOfAHostThatLostTheRole(t *testing.T) {
 	}
 	if removes := commandsLike(hosts["cp1"], hostops.EtcdctlBase+" --command-timeout=10s member remove"); len(removes) != 1 || !strings.HasSuffix(removes[0], " 8211f1d0f64f3269") {
 		t.Errorf("member removals on cp1: %q, want cp2's", removes)
+	}
+	// a worker that runs no member is reset without asking etcd
+	ex.Hosts = []string{"worker1"}
+	if err := runPhases(t, Reset(), c, ex, out, "etcd-member"); err != nil {
+		t.Fatal(err)
+	}
+	if lists := commandsLike(hosts["cp1"], hostops.EtcdctlBase+" --command-timeout=10s member list"); len(lists) != 1 {
+		t.Errorf("resetting a worker asked etcd: %d member lists", len(lists))
+	}
+	if e := final(t, out, "etcd-member", "worker1"); e.Status != report.Skipped {
+		t.Errorf("worker1: %+v", e)
 	}
 }
 

@@ -68,6 +68,17 @@ type RunningSettings struct {
 	EncryptsSecrets bool `json:"encryptsSecrets,omitempty"`
 }
 
+// runningScript prints, as running.KEY=VALUE lines, what a running cluster was set up with, from the files
+// privcloud wrote (the services' flags, the kubelet's configuration).
+const runningScript = `cm=/etc/systemd/system/kube-controller-manager.service
+[ -f $cm ] && sed -n 's/^ *--\(cluster-cidr\|node-cidr-mask-size\|service-cluster-ip-range\)=\([^ ]*\).*/running.\1=\2/p' $cm
+kc=/var/lib/kubelet/config.yaml
+[ -f $kc ] && awk '/^clusterDNS:/ {getline; sub(/^- */, ""); print "running.cluster-dns=" $0} /^clusterDomain:/ {print "running.cluster-domain=" $2}' $kc
+api=/etc/systemd/system/kube-apiserver.service
+if [ -f $api ]; then echo running.apiserver=yes
+  grep -q -- '--encryption-provider-config=' $api && echo running.encryption=yes; fi
+true`
+
 // gatherScript prints key=value lines; it only reads.
 const gatherScript = `os=unknown; [ -r /etc/os-release ] && os=$(. /etc/os-release; echo "$ID $VERSION_ID")
 echo "os=$os"
@@ -92,13 +103,7 @@ elif [ -d /sys/module ]; then echo vxlan=no
 else echo vxlan=unknown; fi
 if [ -f /etc/systemd/system/privcloud-flannel.service ]; then echo podnetwork=flannel
 elif [ -f /etc/systemd/system/privcloud-pod-routes.service ]; then echo podnetwork=bridge; fi
-# what a running cluster was set up with, from the files privcloud wrote
-cm=/etc/systemd/system/kube-controller-manager.service
-[ -f $cm ] && sed -n 's/^ *--\(cluster-cidr\|node-cidr-mask-size\|service-cluster-ip-range\)=\([^ ]*\).*/running.\1=\2/p' $cm
-kc=/var/lib/kubelet/config.yaml
-[ -f $kc ] && awk '/^clusterDNS:/ {getline; sub(/^- */, ""); print "running.cluster-dns=" $0} /^clusterDomain:/ {print "running.cluster-domain=" $2}' $kc
-if [ -f /etc/systemd/system/kube-apiserver.service ]; then echo running.apiserver=yes
-  grep -q -- '--encryption-provider-config=' /etc/systemd/system/kube-apiserver.service && echo running.encryption=yes; fi
+` + runningScript + `
 echo "subnets=$(ip -o -4 addr show scope global 2>/dev/null | awk '{print $4}' | tr '\n' ' ')"
 echo "time=$(date +%s%N)"`
 
@@ -303,7 +308,7 @@ func checkRunning(c *api.Cluster, f Facts) []Finding {
 		{"spec.network.clusterDNS", f.Running.ClusterDNS, n.ClusterDNS, "the kubelet"},
 		{"spec.network.dnsDomain", f.Running.DNSDomain, n.DNSDomain, "the kubelet"},
 	} {
-		if s.running != "" && s.running != s.want {
+		if s.running != "" && !sameSetting(s.running, s.want) {
 			out = append(out, Finding{Host: f.Host, Check: "running-cluster", Severity: Error,
 				Message: fmt.Sprintf("the cluster here runs with %s %s (%s), but cluster.yaml says %s: a running cluster keeps its networks, which Services, nodes and pods hold; set %[1]s: %[2]s",
 					s.field, s.running, s.from, s.want)})
@@ -318,6 +323,20 @@ func checkRunning(c *api.Cluster, f Facts) []Finding {
 			Message: "this run turns on the encryption of Secrets in etcd for a running cluster: the Secrets already stored stay unencrypted until written again; run 'privcloud secrets rotate-key' after it, which writes every Secret again"})
 	}
 	return out
+}
+
+// sameSetting compares two values of a network setting as addresses or prefixes where both are one (IPv6
+// has many spellings of each), else as text.
+func sameSetting(a, b string) bool {
+	if pa, err := netip.ParsePrefix(a); err == nil {
+		pb, err := netip.ParsePrefix(b)
+		return err == nil && pa == pb
+	}
+	if aa, err := netip.ParseAddr(a); err == nil {
+		ab, err := netip.ParseAddr(b)
+		return err == nil && aa == ab
+	}
+	return a == b
 }
 
 // checkRolesKept refuses a host that runs an etcd member or an API server while cluster.yaml no longer gives it

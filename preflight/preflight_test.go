@@ -2,6 +2,9 @@ package preflight
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -194,5 +197,47 @@ func TestRunningClusterHealth(t *testing.T) {
 	fs[1].APIServer, fs[2].APIServer = "not ready: [-]etcd failed", "not ready: [-]etcd failed"
 	if f = one(Check(c, fs)); f.Severity != Error || !strings.Contains(f.Message, "no API server is ready") {
 		t.Errorf("no API server ready: %+v", f)
+	}
+}
+
+func TestSameSetting(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{{"fd00:0::a", "fd00::a", true}, {"fd10:0::/56", "fd10::/56", true}, {"10.96.0.0/12", "10.96.0.0/12", true}, {"10.96.0.0/12", "10.97.0.0/16", false},
+		{"10.96.0.10", "10.96.0.11", false}, {"24", "24", true}, {"cluster.local", "lab.local", false}} {
+		if got := sameSetting(c.a, c.b); got != c.same {
+			t.Errorf("sameSetting(%q, %q) = %v", c.a, c.b, got)
+		}
+	}
+}
+
+// The running cluster's settings are read from the files privcloud's templates write: here their pinned
+// output (the templates package's golden files) stands in for a host's, and the script itself runs.
+func TestRunningScriptReadsTheTemplates(t *testing.T) {
+	dir := t.TempDir()
+	for src, dst := range map[string]string{"TestControllerManagerService.golden": "kube-controller-manager.service",
+		"TestAPIServerService.golden": "kube-apiserver.service", "TestNodeFiles__kubelet-config.yaml.golden": "config.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "templates", "testdata", src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := strings.NewReplacer("/etc/systemd/system/", dir+"/", "/var/lib/kubelet/", dir+"/").Replace(runningScript)
+	out, err := exec.Command("sh", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	kv := map[string]string{}
+	addKeyValues(kv, out)
+	for k, want := range map[string]string{"running.cluster-cidr": "10.244.0.0/16", "running.node-cidr-mask-size": "24",
+		"running.service-cluster-ip-range": "10.96.0.0/12", "running.cluster-dns": "10.96.0.10", "running.cluster-domain": "cluster.local",
+		"running.apiserver": "yes", "running.encryption": "yes"} {
+		if kv[k] != want {
+			t.Errorf("%s = %q, want %q; the script printed:\n%s", k, kv[k], want, out)
+		}
 	}
 }

@@ -199,6 +199,11 @@ func (v *validator) hosts(s *ClusterSpec) {
 			if !contains(taintEffects, t.Effect) {
 				v.add(tp+".effect", "%q is not one of %s", t.Effect, strings.Join(taintEffects, ", "))
 			}
+			for k, u := range h.Taints[:j] {
+				if u.Key == t.Key && u.Effect == t.Effect {
+					v.add(tp, "taint %s:%s is already taints[%d]: a node holds one taint of a key and effect", t.Key, t.Effect, k)
+				}
+			}
 		}
 	}
 	if len(s.HostsWithRole(RoleControlPlane)) == 0 {

@@ -93,6 +93,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"even etcd count", "roles: [worker]\n  - name: w2", "roles: [worker, etcd]\n  - name: w2", "spec.hosts", 7, "odd number"},
 		{"bad label", "    roles: [control-plane, etcd]", "    roles: [control-plane, etcd]\n    labels: {\"bad key!\": x}", "spec.hosts[0].labels.bad key!", 11, "label key"},
 		{"bad taint effect", "    roles: [control-plane, etcd]", "    roles: [control-plane, etcd]\n    taints: [{key: dedicated, effect: Never}]", "spec.hosts[0].taints[0].effect", 11, "NoSchedule"},
+		{"duplicate taint", "    roles: [control-plane, etcd]", "    roles: [control-plane, etcd]\n    taints: [{key: dedicated, effect: NoSchedule}, {key: dedicated, value: x, effect: NoSchedule}]", "spec.hosts[0].taints[1]", 11, "already taints[0]"},
 		{"bad pinned host key", "    roles: [control-plane, etcd]", "    roles: [control-plane, etcd]\n    hostKey: ssh-ed25519 notbase64", "spec.hosts[0].hostKey", 11, "authorized_keys"},
 		{"bad bastion", "    roles: [control-plane, etcd]", "    roles: [control-plane, etcd]\n    bastions: [{address: 'bad host'}]", "spec.hosts[0].bastions[0].address", 11, "neither an IP"},
 		{"dns name without internal address", "10.77.0.12", "w1.example.com", "spec.hosts[1].internalAddress", 0, "required when address"},
