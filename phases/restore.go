@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/internal/parallel"
 	"github.com/privcloud/privcloud/phases/workflow"
+	"github.com/privcloud/privcloud/pki"
 	"github.com/privcloud/privcloud/ssh"
 )
 
@@ -35,7 +37,8 @@ type restoreState struct {
 func Restore(file string) (workflow.Workflow, func()) {
 	st := &restoreState{file: file, now: time.Now()}
 	return workflow.Workflow{Name: "restore", NoRecords: true, Phases: []workflow.Phase{
-		{Name: "check", Short: "Check the backup (every sha256, this cluster's CAs); put back the PKI files the state directory lacks", Run: st.check},
+		// required: every later phase reads the unpacked backup, so a resumed run (--from) checks it again
+		{Name: "check", Short: "Check the backup (every sha256, this cluster's CAs); put back the PKI files the state directory lacks", Required: true, Run: st.check},
 		connect(),
 		certs(&InstallOptions{ReplacePKI: true}), // the backup's PKI is the identity being restored
 		{Name: "stop", Short: "Stop the API servers, controller-managers and schedulers, then every etcd member", Run: stopForRestore},
@@ -77,6 +80,9 @@ func (st *restoreState) check(_ context.Context, r *workflow.Run) error {
 				"move %s away to restore with the backup's PKI", f, state, filepath.Join(state, "pki"))
 		}
 	}
+	if err := keepBackupKeys(r, pki.Store{Dir: filepath.Join(dir, backup.StatePrefix)}, PKIStore(r.Cluster)); err != nil {
+		return err
+	}
 	restored := 0
 	err = filepath.WalkDir(filepath.Join(dir, backup.StatePrefix), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -105,6 +111,48 @@ func (st *restoreState) check(_ context.Context, r *workflow.Run) error {
 	}
 	r.Warn("", fmt.Sprintf("restoring the etcd snapshot taken %s through %s: the cluster's state returns to that moment",
 		m.Created.Format(time.RFC3339), m.EtcdMember))
+	return nil
+}
+
+// keepBackupKeys adds to the state directory's encryption configuration the keys of the backup's that it no
+// longer holds, as keys that decrypt only: the snapshot's Secrets were written under them (a key rotation since
+// the backup dropped them), and without them no API server could read one. The state directory's own key goes
+// on encrypting.
+func keepBackupKeys(r *workflow.Run, theirs, ours pki.Store) error {
+	backupKeys, err := pki.EncryptionKeys(theirs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // a backup of a cluster without encryption
+	}
+	if err != nil {
+		return err
+	}
+	current, err := pki.EncryptionKeys(ours)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // the backup's configuration is put back whole below
+	}
+	if err != nil {
+		return err
+	}
+	var missing []string
+	keys := current
+	for _, k := range backupKeys {
+		if !slices.ContainsFunc(current, func(c pki.EncryptionKey) bool { return c.Secret == k.Secret }) {
+			keys, missing = append(keys, k), append(missing, k.Name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if r.DryRun {
+		r.Plan(ssh.Action{Kind: "write", Path: ours.EncryptionConfigPath()})
+		return nil
+	}
+	if err := pki.WriteEncryptionKeys(ours, keys); err != nil {
+		return err
+	}
+	r.Changed("", "added the backup's encryption keys "+strings.Join(missing, ", ")+" for reading its Secrets")
+	r.Warn("", "the backup's Secrets are encrypted with keys a rotation since dropped ("+strings.Join(missing, ", ")+
+		"): they read them again; run 'privcloud secrets rotate-key' after the restore to write every Secret under one key")
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/privcloud/privcloud/backup"
+	"github.com/privcloud/privcloud/pki"
 )
 
 // A restore checks the backup before touching a host: another cluster's backup and one whose CAs differ from
@@ -91,5 +92,63 @@ func TestRestoreChecksTheBackupThenRebuildsMembers(t *testing.T) {
 		if slices.ContainsFunc(hosts[w].Commands(), func(s string) bool { return strings.Contains(s, "etcd") }) {
 			t.Errorf("%s is no etcd member but ran %q", w, hosts[w].Commands())
 		}
+	}
+}
+
+// A backup taken before a key rotation holds Secrets under a key the state directory dropped since: the restore
+// adds it back as a key that decrypts, the state directory's own key still encrypting, and says what to do.
+func TestRestoreKeepsTheBackupsEncryptionKeys(t *testing.T) {
+	c, _, ex, out := fakeCluster(t)
+	if err := runPhases(t, Init(), c, ex, out, "certs"); err != nil {
+		t.Fatal(err)
+	}
+	store := PKIStore(c)
+	old, err := pki.EncryptionKeys(store)
+	if err != nil || len(old) != 1 {
+		t.Fatalf("keys %v, %v", old, err)
+	}
+	files, err := backup.StateFiles(c.Spec.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot := filepath.Join(t.TempDir(), "snapshot.db")
+	os.WriteFile(snapshot, []byte("etcd snapshot bytes"), 0o600)
+	files[backup.SnapshotPath] = snapshot
+	// the backup is written from copies: the state directory's files change below
+	copies := t.TempDir()
+	for name, p := range files {
+		b, _ := os.ReadFile(p)
+		cp := filepath.Join(copies, strings.ReplaceAll(name, "/", "_"))
+		os.WriteFile(cp, b, 0o600)
+		files[name] = cp
+	}
+	f := filepath.Join(t.TempDir(), "b.tar.zst")
+	if err := backup.Write(f, backup.Manifest{Cluster: c.Metadata.Name, Created: time.Now(), EtcdMember: "cp1"}, files); err != nil {
+		t.Fatal(err)
+	}
+	rotated, _ := pki.NewEncryptionKey(time.Now().Add(time.Hour))
+	if err := pki.WriteEncryptionKeys(store, []pki.EncryptionKey{rotated}); err != nil { // a finished rotation
+		t.Fatal(err)
+	}
+	wf, cleanup := Restore(f)
+	defer cleanup()
+	if err := runPhases(t, wf, c, ex, out, "check"); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := pki.EncryptionKeys(store)
+	if err != nil || len(keys) != 2 || keys[0] != rotated || keys[1] != old[0] {
+		t.Errorf("keys after the restore %v (%v), want the rotated one first, then the backup's", keys, err)
+	}
+	if !strings.Contains(out.String(), "run 'privcloud secrets rotate-key' after the restore") {
+		t.Errorf("no advice:\n%s", out)
+	}
+	out.Reset()
+	wf, cleanup2 := Restore(f)
+	defer cleanup2()
+	if err := runPhases(t, wf, c, ex, out, "check"); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := pki.EncryptionKeys(store); len(again) != 2 {
+		t.Errorf("a second restore added keys again: %v", again)
 	}
 }
