@@ -24,6 +24,7 @@ import (
 // --hosts limits it to some hosts; the others keep running and are only used to reach the API server and etcd.
 func Reset() workflow.Workflow {
 	return workflow.Workflow{Name: "reset", NoRecords: true, Phases: []workflow.Phase{
+		{Name: "scope", Short: "Refuse a partial reset that would take every etcd member or control plane from hosts that stay", Required: true, Run: checkResetScope},
 		connect(),
 		{Name: "drain", Short: "Cordon and drain the nodes being reset, then delete their Node objects", Run: drainNodes},
 		{Name: "api-lb", Short: "Take the control planes being reset out of the staying nodes' API load balancers", Run: leaveAPILoadBalancers},
@@ -41,6 +42,39 @@ func Reset() workflow.Workflow {
 		{Name: "files", Short: "Unmount and remove privcloud's files, binaries and data directories", RunHost: resetFiles},
 		{Name: "routes", Short: "Take the staying nodes' routes to the reset nodes' pods away", Run: refreshStayingRoutes},
 	}}
+}
+
+// checkResetScope refuses 'reset --hosts' naming every etcd member, or every control plane, while other hosts
+// stay: the cluster's state (or every API server) would be deleted under nodes that go on running, with
+// nothing left to drain them into. A whole cluster goes with 'reset' alone.
+func checkResetScope(_ context.Context, r *workflow.Run) error {
+	if len(r.Scope) == 0 {
+		return workflow.Skip("every host is reset")
+	}
+	var stay []string
+	for _, h := range r.Cluster.Spec.Hosts {
+		if !r.InScope(h.Name) {
+			stay = append(stay, h.Name)
+		}
+	}
+	if len(stay) == 0 {
+		return nil
+	}
+	for _, role := range []api.Role{api.RoleEtcd, api.RoleControlPlane} {
+		var all []string
+		for _, h := range r.Cluster.Spec.HostsWithRole(role) {
+			if !r.InScope(h.Name) {
+				all = nil
+				break
+			}
+			all = append(all, h.Name)
+		}
+		if len(all) > 0 {
+			return fmt.Errorf("--hosts names every host with the %s role (%s) while %s stay: the cluster's state and API would be deleted under running nodes. Reset the whole cluster with 'privcloud reset' (no --hosts), or first join another %[1]s host to take over",
+				role, strings.Join(all, ", "), strings.Join(stay, ", "))
+		}
+	}
+	return nil
 }
 
 // refreshStayingRoutes rewrites the pod routes of the nodes that stay, from the nodes the cluster has now: the

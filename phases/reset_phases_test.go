@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -94,6 +95,12 @@ func TestResetServicesStopsWhatRunsOnce(t *testing.T) {
 		return ssh.Result{Stdout: []byte(runStubbed(t, state, cmd, stubs))}, nil
 	})
 	cp.OnCommand(unitsScript, ssh.Result{Stdout: []byte("ended containerd shims\nremoved 4 unit files\n")}, nil)
+	// two more members stay, so resetting cp1 alone is allowed
+	for i, name := range []string{"cp2", "cp3"} {
+		addr := fmt.Sprintf("192.168.10.%d", 12+i)
+		c.Spec.Hosts = append(c.Spec.Hosts, api.Host{Name: name, Address: addr, InternalAddress: addr, Roles: []api.Role{api.RoleControlPlane, api.RoleEtcd}})
+		hosts[name] = sshtest.NewFake(name)
+	}
 	ex.Hosts = []string{"cp1"}
 	if err := runPhases(t, Reset(), c, ex, out, "services"); err != nil {
 		t.Fatal(err)
@@ -349,6 +356,27 @@ func TestResetRemovesTheMemberOfAHostThatLostTheRole(t *testing.T) {
 	}
 	if e := final(t, out, "etcd-member", "worker1"); e.Status != report.Skipped {
 		t.Errorf("worker1: %+v", e)
+	}
+}
+
+// reset --hosts naming every etcd member, or every control plane, while other hosts stay is refused before
+// anything is touched; the whole cluster, or one member of three, is reset.
+func TestResetRefusesTakingEveryMemberFromStayingHosts(t *testing.T) {
+	c, hosts, ex, out := fakeCluster(t) // cp1 (control plane, etcd), worker1, worker2
+	ex.Hosts = []string{"cp1"}
+	err := runPhases(t, Reset(), c, ex, out)
+	if err == nil || !strings.Contains(err.Error(), "--hosts names every host with the etcd role (cp1) while worker1, worker2 stay") {
+		t.Fatalf("got %v", err)
+	}
+	for name, f := range hosts {
+		if len(f.Commands()) != 0 {
+			t.Errorf("%s ran %q before the refusal", name, f.Commands())
+		}
+	}
+	ex.Hosts = nil
+	out.Reset()
+	if err := runPhases(t, Reset(), c, ex, out, "scope"); err != nil {
+		t.Errorf("the whole cluster: %v", err)
 	}
 }
 
