@@ -280,3 +280,18 @@ func nameOf(c *cobra.Command) string {
 	}
 	return c.CommandPath()
 }
+
+// A failure's hint resumes the same run: this cluster.yaml and these --hosts (a reset of one host resumed
+// without them would reset every host), and a restore names its backup again.
+func TestResumeCommandKeepsTheRunsScope(t *testing.T) {
+	g := &globalOptions{configPath: "lab/cluster.yaml", scopeHosts: []string{"h3", "h4"}}
+	if got := g.resumeCommand(phases.Reset()); got != "reset -f 'lab/cluster.yaml' --hosts 'h3,h4'" {
+		t.Errorf("reset: %q", got)
+	}
+	wf, cleanup := phases.Restore("/srv/backups/lab 1.tar.zst")
+	defer cleanup()
+	g = &globalOptions{configPath: "cluster.yaml"}
+	if got := g.resumeCommand(wf); got != "restore '/srv/backups/lab 1.tar.zst'" {
+		t.Errorf("restore: %q", got)
+	}
+}

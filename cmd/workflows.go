@@ -131,8 +131,10 @@ func (g *globalOptions) runConnected(c *cobra.Command, cluster *api.Cluster, wf 
 	if err != nil {
 		return err
 	}
+	owner := ownerOf(wf)
+	wf.Command = g.resumeCommand(wf)
 	return phases.Execute(c.Context(), wf, cluster, phases.Execution{DryRun: g.dryRun, Selection: sel, Reporter: g.reporter(), Hosts: g.scopeHosts,
-		Connect: connectWith(d), Owner: ownerOf(wf)})
+		Connect: connectWith(d), Owner: owner})
 }
 
 // ownerOf describes this process as the holder of the hosts' locks while it runs wf.
@@ -238,4 +240,18 @@ func (g *globalOptions) printUpgradePlan(p upgrade.Plan) {
 			fmt.Fprintf(w, "  - %s\n", r)
 		}
 	}
+}
+
+// resumeCommand is the command line a failure's hint names: the workflow's command with this run's
+// cluster.yaml and --hosts, so that resuming acts on the same cluster and the same hosts (a reset of one host
+// resumed without --hosts would reset them all).
+func (g *globalOptions) resumeCommand(wf workflow.Workflow) string {
+	cmd := wf.CommandName()
+	if g.configPath != "cluster.yaml" {
+		cmd += " -f " + ssh.ShellQuote(g.configPath)
+	}
+	if len(g.scopeHosts) > 0 {
+		cmd += " --hosts " + ssh.ShellQuote(strings.Join(g.scopeHosts, ","))
+	}
+	return cmd
 }

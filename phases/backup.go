@@ -19,7 +19,7 @@ import (
 // with the state directory's PKI, kubeconfigs and credentials and cluster.yaml (read from configPath) in one
 // file, out.
 func Backup(configPath, out string) workflow.Workflow {
-	return workflow.Workflow{Name: "backup", NoRecords: true, Phases: []workflow.Phase{
+	return workflow.Workflow{Name: "backup", Command: "backup --out " + ssh.ShellQuote(out), NoRecords: true, NoResume: true, Phases: []workflow.Phase{
 		connect(),
 		{Name: "save", Short: "Take an etcd snapshot through a running member; save it with the PKI and cluster.yaml in one file",
 			Run: func(ctx context.Context, r *workflow.Run) error { return saveBackup(ctx, r, configPath, out) }},

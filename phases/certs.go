@@ -171,5 +171,5 @@ func (s *certsState) distribute(ctx context.Context, r *workflow.Run, t *workflo
 func RenewCerts(names []string) workflow.Workflow {
 	s := &certsState{renew: names} // renewing leaves keeps the CAs: the identity check guards it too
 	p := s.phase()
-	return workflow.Workflow{Name: "certs renew", Phases: []workflow.Phase{connect(), p, restartPhase()}}
+	return workflow.Workflow{Name: "certs renew", Command: "certs renew " + ssh.ShellQuoteAll(names), NoResume: true, Phases: []workflow.Phase{connect(), p, restartPhase()}}
 }

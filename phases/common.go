@@ -150,7 +150,7 @@ func Execute(ctx context.Context, wf workflow.Workflow, c *api.Cluster, ex Execu
 	if err != nil {
 		return err
 	}
-	r := &workflow.Run{Workflow: wf.Name, Command: wf.CommandName(), Cluster: c, DryRun: ex.DryRun, Reporter: ex.Reporter,
+	r := &workflow.Run{Workflow: wf.Name, Command: wf.CommandName(), NoResume: wf.NoResume, Cluster: c, DryRun: ex.DryRun, Reporter: ex.Reporter,
 		Concurrency: c.Spec.SSH.Concurrency, Connect: ex.Connect,
 		Scope: ex.Hosts, NoRecords: wf.NoRecords, Owner: ex.Owner}
 

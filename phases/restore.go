@@ -36,7 +36,7 @@ type restoreState struct {
 // of the same members: quorum-safe for 1 or 3 members. The returned function removes the unpacked backup.
 func Restore(file string) (workflow.Workflow, func()) {
 	st := &restoreState{file: file, now: time.Now()}
-	return workflow.Workflow{Name: "restore", NoRecords: true, Phases: []workflow.Phase{
+	return workflow.Workflow{Name: "restore", Command: "restore " + ssh.ShellQuote(file), NoRecords: true, Phases: []workflow.Phase{
 		// required: every later phase reads the unpacked backup, so a resumed run (--from) checks it again
 		{Name: "check", Short: "Check the backup (every sha256, this cluster's CAs); put back the PKI files the state directory lacks", Required: true, Run: st.check},
 		connect(),

@@ -27,7 +27,9 @@ const RecordDir = "/var/lib/privcloud/phases"
 type Run struct {
 	Workflow string
 	// Command is the command that runs the workflow, named in resume hints; empty means Workflow's name.
-	Command     string
+	Command string
+	// NoResume: the command has no --from (see Workflow.NoResume).
+	NoResume    bool
 	Cluster     *api.Cluster
 	Targets     []*Target
 	DryRun      bool
@@ -161,6 +163,7 @@ type HostError struct {
 // errors.As(err, **ssh.UnreachableError) sees through it.
 type PhaseError struct {
 	Workflow string // the command that runs it ("upgrade apply")
+	NoResume bool   // the command has no --from
 	Phase    string
 	Of       int // hosts the phase ran on
 	Hosts    []HostError
@@ -177,7 +180,11 @@ func (e *PhaseError) Error() string {
 			fmt.Fprintf(&b, "\n  %s: %v", h.Host, h.Err)
 		}
 	}
-	fmt.Fprintf(&b, "\nfix the cause, then re-run (phases are idempotent) or resume with: privcloud %s --from %s", e.Workflow, e.Phase)
+	if e.NoResume {
+		fmt.Fprintf(&b, "\nfix the cause, then run it again (phases are idempotent): privcloud %s", e.Workflow)
+	} else {
+		fmt.Fprintf(&b, "\nfix the cause, then re-run (phases are idempotent) or resume with: privcloud %s --from %s", e.Workflow, e.Phase)
+	}
 	return b.String()
 }
 
@@ -258,7 +265,7 @@ func (r *Run) runOnce(ctx context.Context, st Step) error {
 	if err == nil || status == report.Skipped {
 		return err // a SkipError goes up so the summary counts the phase as skipped
 	}
-	return &PhaseError{Workflow: r.command(), Phase: st.Path, Err: err}
+	return &PhaseError{Workflow: r.command(), NoResume: r.NoResume, Phase: st.Path, Err: err}
 }
 
 func (r *Run) command() string {
@@ -285,7 +292,7 @@ func (r *Run) runPerHost(ctx context.Context, st Step) error {
 		return r.runOnHost(ctx, st, targets[i])
 	})
 
-	perr := &PhaseError{Workflow: r.command(), Phase: st.Path, Of: len(targets)}
+	perr := &PhaseError{Workflow: r.command(), NoResume: r.NoResume, Phase: st.Path, Of: len(targets)}
 	skipped := 0
 	for i, err := range errs {
 		var skip *SkipError

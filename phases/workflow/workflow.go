@@ -44,6 +44,8 @@ type Workflow struct {
 	// NoRecords: hosts keep no record of the phases completed (reset leaves nothing behind, its own records
 	// included).
 	NoRecords bool
+	// NoResume: its command has no --from, so a failure says to run it again rather than where to resume.
+	NoResume bool
 }
 
 // CommandName is the command that runs the workflow.

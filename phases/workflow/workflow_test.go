@@ -447,3 +447,11 @@ func TestRecordWrittenOncePerRun(t *testing.T) {
 		t.Errorf("record %q, want %q", got, want)
 	}
 }
+
+// A command without --from is told to run again, not where to resume.
+func TestPhaseErrorWithoutResume(t *testing.T) {
+	e := &PhaseError{Workflow: "certs renew 'all'", NoResume: true, Phase: "renew", Err: errors.New("boom")}
+	if got := e.Error(); !strings.HasSuffix(got, "run it again (phases are idempotent): privcloud certs renew 'all'") || strings.Contains(got, "--from") {
+		t.Errorf("%q", got)
+	}
+}
