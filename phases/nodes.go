@@ -212,8 +212,6 @@ func waitNodesReady() workflow.Phase {
 	}}
 }
 
-// nodeRoles labels every node with its roles and taints the control planes that are not also workers, as
-// kubeadm does: ordinary pods stay off them. The kubelet may not set node-role labels itself (NodeRestriction).
 // nodeSettings is what cluster.yaml sets on host h's Node.
 func nodeSettings(h api.Host) kube.NodeSettings {
 	s := kube.NodeSettings{ControlPlane: h.HasRole(api.RoleControlPlane), Worker: h.HasRole(api.RoleWorker), Labels: h.Labels}
@@ -223,6 +221,8 @@ func nodeSettings(h api.Host) kube.NodeSettings {
 	return s
 }
 
+// nodeRoles labels every node with its roles and taints the control planes that are not also workers, as
+// kubeadm does: ordinary pods stay off them. The kubelet may not set node-role labels itself (NodeRestriction).
 func nodeRoles() workflow.Phase {
 	return workflow.Phase{Name: "node-roles", Short: "Label nodes with their roles and cluster.yaml's labels and taints; taint control planes that are not workers (NoSchedule)",
 		Run: func(ctx context.Context, r *workflow.Run) error {

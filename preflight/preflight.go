@@ -292,8 +292,6 @@ func Check(c *api.Cluster, facts []Facts) []Finding {
 	return out
 }
 
-// checkOneSegment refuses the bridge pod network on nodes that do not share a layer-2 segment: its routes send
-// each node's pods straight to the other node's address, which must be on a subnet of the host's own.
 // checkRunning refuses cluster.yaml settings that differ from what the host's running cluster was set up
 // with, where no rollout could change them: the networks (a kubelet rolled to a new clusterDNS before CoreDNS's
 // Service, whose address cannot change, would leave every new pod without DNS), and switching Secrets'
@@ -358,6 +356,8 @@ func checkRolesKept(f Facts, h api.Host) []Finding {
 	return out
 }
 
+// checkOneSegment refuses the bridge pod network on nodes that do not share a layer-2 segment: its routes send
+// each node's pods straight to the other node's address, which must be on a subnet of the host's own.
 func checkOneSegment(c *api.Cluster, facts []Facts) []Finding {
 	if c.Spec.Network.Plugin != api.NetworkBridge {
 		return nil
