@@ -44,11 +44,20 @@ func askEach[T any](ctx context.Context, r *workflow.Run, targets []*workflow.Ta
 	return answers, errors.Join(errs...)
 }
 
+// hostHas runs the shell condition cond (its words quoted) on h, read-only, and says whether it holds.
+func hostHas(ctx context.Context, h ssh.Host, cond string) (bool, error) {
+	res, err := h.Run(ctx, cond+" && echo yes || true", ssh.ReadOnly())
+	return err == nil && strings.TrimSpace(string(res.Stdout)) == "yes", err
+}
+
+// fileTest is the shell condition that path exists on the host.
+func fileTest(path string) string { return "test -e " + ssh.ShellQuote(path) }
+
 // requireOnHosts fails, naming them, when targets lack path: the node-side part of an add-on (called what) that
 // only init and join set up, so that 'addons apply' alone does not leave it half working. lack says what is
 // missing, as "nodes lack its configuration".
 func requireOnHosts(ctx context.Context, r *workflow.Run, targets []*workflow.Target, path, what, lack string) error {
-	return requireOnHostsWhere(ctx, r, targets, "test -e "+ssh.ShellQuote(path), path, what, lack)
+	return requireOnHostsWhere(ctx, r, targets, fileTest(path), path, what, lack)
 }
 
 // requireOnHostsWhere is requireOnHosts for a shell condition on each host (cond, its words quoted), shown as
@@ -57,16 +66,15 @@ func requireOnHostsWhere(ctx context.Context, r *workflow.Run, targets []*workfl
 	if r.DryRun {
 		return nil
 	}
-	missing, err := askEach(ctx, r, targets, func(ctx context.Context, t *workflow.Target) (bool, error) {
-		res, err := t.Host.Run(ctx, cond+" || echo missing", ssh.ReadOnly())
-		return err == nil && strings.TrimSpace(string(res.Stdout)) == "missing", err
+	has, err := askEach(ctx, r, targets, func(ctx context.Context, t *workflow.Target) (bool, error) {
+		return hostHas(ctx, t.Host, cond)
 	})
 	if err != nil {
 		return err
 	}
 	var without []string
 	for i, t := range targets {
-		if missing[i] {
+		if !has[i] {
 			without = append(without, t.Spec.Name)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/privcloud/privcloud/metricsproxy"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
-	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/templates"
 )
 
@@ -67,11 +65,11 @@ func removeMetricsEndpoint(ctx context.Context, r *workflow.Run, t *workflow.Tar
 		return workflow.Skip(off)
 	}
 	unit := "/etc/systemd/system/" + pki.MetricsUnit + ".service"
-	res, err := t.Host.Run(ctx, "test -e "+unit+" && echo present || true", ssh.ReadOnly())
+	present, err := hostHas(ctx, t.Host, fileTest(unit))
 	if err != nil {
 		return err
 	}
-	if strings.Contains(string(res.Stdout), "present") {
+	if present {
 		err = runScript(ctx, r, t, "remove "+pki.MetricsUnit+" ("+off+")",
 			`systemctl disable --now -q `+pki.MetricsUnit+` 2>/dev/null
 rm -f `+unit+` `+metricsConfigPath+` `+pki.RemotePKIDir+`/metrics.crt `+pki.RemotePKIDir+`/metrics.key

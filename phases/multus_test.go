@@ -109,9 +109,9 @@ func TestAddonsApplyNeedsHostsSetUp(t *testing.T) {
 			for _, f := range hosts {
 				f.OnCommandFunc(tc.cmd, func(string) (ssh.Result, error) {
 					if b, _, ok := f.File(tc.path); ok && strings.Contains(string(b), tc.content) {
-						return ssh.Result{}, nil
+						return ssh.Result{Stdout: []byte("yes\n")}, nil
 					}
-					return ssh.Result{Stdout: []byte("missing\n")}, nil
+					return ssh.Result{}, nil
 				})
 				if tc.content != "" {
 					f.SetFile(tc.path, []byte("# another configuration\n"), 0o644) // present, but not set up

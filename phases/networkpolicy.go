@@ -5,13 +5,11 @@ import (
 	"net"
 	"path"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/privcloud/privcloud/hostops"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/pki"
-	"github.com/privcloud/privcloud/ssh"
 	"github.com/privcloud/privcloud/templates"
 )
 
@@ -51,11 +49,11 @@ func runNetworkPolicy(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 func removeNetworkPolicy(ctx context.Context, r *workflow.Run, t *workflow.Target) error {
 	const off = "spec.network.policy is none: NetworkPolicy objects are stored and not enforced"
 	unit := "/etc/systemd/system/" + pki.KubeRouterUnit + ".service"
-	res, err := t.Host.Run(ctx, "test -e "+unit+" && echo present || true", ssh.ReadOnly())
+	present, err := hostHas(ctx, t.Host, fileTest(unit))
 	if err != nil {
 		return err
 	}
-	if !strings.Contains(string(res.Stdout), "present") {
+	if !present {
 		return workflow.Skip(off)
 	}
 	// the unit goes last: a run cut off, or a rule that could not be removed, leaves it as the mark that the

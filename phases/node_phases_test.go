@@ -403,9 +403,9 @@ func TestNetworkPolicyFirewallOnEveryNode(t *testing.T) {
 	// effects are not simulated: what it runs is checked)
 	c.Spec.Network.Policy = "none"
 	for _, f := range hosts {
-		f.OnCommandFunc("test -e /etc/systemd/system/privcloud-kube-router.service", func(string) (ssh.Result, error) {
+		f.OnCommandFunc("test -e '/etc/systemd/system/privcloud-kube-router.service'", func(string) (ssh.Result, error) {
 			if _, _, ok := f.File("/etc/systemd/system/privcloud-kube-router.service"); ok {
-				return ssh.Result{Stdout: []byte("present\n")}, nil
+				return ssh.Result{Stdout: []byte("yes\n")}, nil
 			}
 			return ssh.Result{}, nil
 		})
@@ -495,7 +495,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 	}
 	c.Spec.Addons.Monitoring.Enabled = false
-	hosts["cp1"].OnCommand("test -e /etc/systemd/system/privcloud-metrics.service", ssh.Result{Stdout: []byte("present\n")}, nil)
+	hosts["cp1"].OnCommand("test -e '/etc/systemd/system/privcloud-metrics.service'", ssh.Result{Stdout: []byte("yes\n")}, nil)
 	hosts["worker1"].OnCommand("test -e /etc/systemd/system/privcloud-metrics.service", ssh.Result{}, nil)
 	before := len(hosts["worker1"].Commands())
 	if err := runPhases(t, Init(), c, ex, out, "metrics"); err != nil {

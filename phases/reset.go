@@ -165,11 +165,11 @@ func removeEtcdMember(ctx context.Context, r *workflow.Run, t *workflow.Target) 
 	if !t.Spec.HasRole(api.RoleEtcd) {
 		// a host cluster.yaml gives no etcd role is asked first whether it runs a member, so resetting a
 		// worker does not depend on etcd
-		res, err := t.Host.Run(ctx, "test -e /etc/systemd/system/etcd.service && echo member || true", ssh.ReadOnly())
+		member, err := hostHas(ctx, t.Host, fileTest("/etc/systemd/system/etcd.service"))
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(string(res.Stdout), "member") {
+		if !member {
 			return workflow.Skip("no etcd member here")
 		}
 	}

@@ -335,7 +335,7 @@ func TestResetRemovesTheMemberOfAHostThatLostTheRole(t *testing.T) {
 	c, hosts, ex, out := fakeCluster(t)
 	c.Spec.Hosts = append(c.Spec.Hosts, api.Host{Name: "cp2", Address: "192.168.10.12", InternalAddress: "192.168.10.12", Roles: []api.Role{api.RoleWorker}})
 	hosts["cp2"] = sshtest.NewFake("cp2")
-	hosts["cp2"].OnCommand("test -e /etc/systemd/system/etcd.service", ssh.Result{Stdout: []byte("member\n")}, nil)
+	hosts["cp2"].OnCommand("test -e '/etc/systemd/system/etcd.service'", ssh.Result{Stdout: []byte("yes\n")}, nil)
 	hosts["cp1"].OnCommand(hostops.EtcdctlBase+" --command-timeout=10s member list", ssh.Result{Stdout: []byte(
 		`{"members":[{"ID":10276657743932975437,"name":"cp1","peerURLs":["https://192.168.10.11:2380"]},` +
 			`{"ID":9372538179322589801,"name":"cp2","peerURLs":["https://192.168.10.12:2380"]}]}`)}, nil)
