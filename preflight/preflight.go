@@ -63,8 +63,7 @@ type RunningSettings struct {
 	ServiceCIDR      string `json:"serviceCIDR,omitempty"`
 	ClusterDNS       string `json:"clusterDNS,omitempty"`
 	DNSDomain        string `json:"dnsDomain,omitempty"`
-	// APIServer and EncryptsSecrets: the host runs an API server, configured to encrypt Secrets in etcd.
-	APIServer       bool `json:"apiServer,omitempty"`
+	// EncryptsSecrets: the host's API server is configured to encrypt Secrets in etcd.
 	EncryptsSecrets bool `json:"encryptsSecrets,omitempty"`
 }
 
@@ -75,8 +74,7 @@ const runningScript = `cm=/etc/systemd/system/kube-controller-manager.service
 kc=/var/lib/kubelet/config.yaml
 [ -f $kc ] && awk '/^clusterDNS:/ {getline; sub(/^- */, ""); print "running.cluster-dns=" $0} /^clusterDomain:/ {print "running.cluster-domain=" $2}' $kc
 api=/etc/systemd/system/kube-apiserver.service
-if [ -f $api ]; then echo running.apiserver=yes
-  grep -q -- '--encryption-provider-config=' $api && echo running.encryption=yes; fi
+[ -f $api ] && grep -q -- '--encryption-provider-config=' $api && echo running.encryption=yes
 true`
 
 // gatherScript prints key=value lines; it only reads.
@@ -157,7 +155,7 @@ func Gather(ctx context.Context, h ssh.Host) (Facts, error) {
 	f.Subnets, f.PodNetwork = strings.Fields(kv["subnets"]), kv["podnetwork"]
 	f.Running = RunningSettings{PodCIDR: kv["running.cluster-cidr"], NodeCIDRMaskSize: kv["running.node-cidr-mask-size"],
 		ServiceCIDR: kv["running.service-cluster-ip-range"], ClusterDNS: kv["running.cluster-dns"], DNSDomain: kv["running.cluster-domain"],
-		APIServer: kv["running.apiserver"] == "yes", EncryptsSecrets: kv["running.encryption"] == "yes"}
+		EncryptsSecrets: kv["running.encryption"] == "yes"}
 	svc, err := h.Run(ctx, servicesScript, ssh.ReadOnly())
 	if err != nil {
 		return Facts{}, err
@@ -316,7 +314,7 @@ func checkRunning(c *api.Cluster, f Facts) []Finding {
 	case f.Running.EncryptsSecrets && !c.Spec.APIServer.SecretsEncrypted():
 		out = append(out, Finding{Host: f.Host, Check: "running-cluster", Severity: Error,
 			Message: "the API server here encrypts Secrets in etcd, but spec.apiServer.encryptSecrets is false: without the key no API server could read them; keep it true"})
-	case f.Running.APIServer && !f.Running.EncryptsSecrets && c.Spec.APIServer.SecretsEncrypted():
+	case f.APIServer != "" && !f.Running.EncryptsSecrets && c.Spec.APIServer.SecretsEncrypted(): // an API server privcloud installed
 		out = append(out, Finding{Host: f.Host, Check: "running-cluster", Severity: Warning,
 			Message: "this run turns on the encryption of Secrets in etcd for a running cluster: the Secrets already stored stay unencrypted until written again; run 'privcloud secrets rotate-key' after it, which writes every Secret again"})
 	}

@@ -58,9 +58,9 @@ func TestCheck(t *testing.T) {
 		{"a running node's cluster DNS address changed", func(_ *api.Cluster, f []Facts) { f[1].Running.ClusterDNS = "10.96.0.99" }, "worker1", "running-cluster", Error},
 		{"encryption of Secrets switched off", func(c *api.Cluster, f []Facts) {
 			c.Spec.APIServer.EncryptSecrets = new(bool)
-			f[0].Running = RunningSettings{APIServer: true, EncryptsSecrets: true}
+			f[0].APIServer, f[0].Running = "ready", RunningSettings{EncryptsSecrets: true}
 		}, "cp1", "running-cluster", Error},
-		{"encryption of Secrets turned on for a running cluster", func(_ *api.Cluster, f []Facts) { f[0].Running.APIServer = true }, "cp1", "running-cluster", Warning},
+		{"encryption of Secrets turned on for a running cluster", func(_ *api.Cluster, f []Facts) { f[0].APIServer = "ready" }, "cp1", "running-cluster", Warning},
 		{"an etcd member whose host lost the etcd role", func(_ *api.Cluster, f []Facts) { f[1].Etcd = "healthy" }, "worker1", "roles", Error},
 		{"cloned machine id", func(_ *api.Cluster, f []Facts) { f[2].MachineID = f[1].MachineID }, "", "machine-id", Error},
 		{"same hostname", func(_ *api.Cluster, f []Facts) { f[2].Hostname = "localhost"; f[1].Hostname = "localhost" }, "", "hostname", Warning},
@@ -100,7 +100,8 @@ func TestCheck(t *testing.T) {
 	running := append([]Facts(nil), base...)
 	n := c.Spec.Network
 	running[0].Running = RunningSettings{PodCIDR: n.PodCIDR, NodeCIDRMaskSize: strconv.Itoa(n.NodeCIDRMaskSize), ServiceCIDR: n.ServiceCIDR,
-		ClusterDNS: n.ClusterDNS, DNSDomain: n.DNSDomain, APIServer: true, EncryptsSecrets: true}
+		ClusterDNS: n.ClusterDNS, DNSDomain: n.DNSDomain, EncryptsSecrets: true}
+	running[0].APIServer = "ready"
 	if got := Check(c, running); len(got) != 0 {
 		t.Errorf("a running cluster as cluster.yaml says: %+v", got)
 	}
@@ -117,7 +118,7 @@ func TestGatherParses(t *testing.T) {
 	h := sshtest.NewFake("cp1")
 	now := time.Now().Add(10 * time.Second).UnixNano()
 	out := "os=debian 12\nkernel=6.1.0-18-amd64\narch=x86_64\nhostname=cp1\nmachineid=abc\ncpus=4\nmemkb=8000000\nswapkb=1000\nswaps=0\ndiskkb=100\ncgroupfs=cgroup2fs\nsystemd=yes\nkatashim=yes\n" +
-		"running.cluster-cidr=10.244.0.0/16\nrunning.service-cluster-ip-range=10.96.0.0/12\nrunning.cluster-dns=10.96.0.10\nrunning.apiserver=yes\nrunning.encryption=yes\ntime=" + strconv.FormatInt(now, 10) + "\n"
+		"running.cluster-cidr=10.244.0.0/16\nrunning.service-cluster-ip-range=10.96.0.0/12\nrunning.cluster-dns=10.96.0.10\nrunning.encryption=yes\ntime=" + strconv.FormatInt(now, 10) + "\n"
 	h.OnCommand("os=unknown", ssh.Result{Stdout: []byte(out)}, nil)
 	f, err := Gather(context.Background(), h)
 	if err != nil {
@@ -129,7 +130,7 @@ func TestGatherParses(t *testing.T) {
 	if !f.KataShim {
 		t.Error("katashim=yes not read")
 	}
-	if want := (RunningSettings{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", ClusterDNS: "10.96.0.10", APIServer: true, EncryptsSecrets: true}); f.Running != want {
+	if want := (RunningSettings{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", ClusterDNS: "10.96.0.10", EncryptsSecrets: true}); f.Running != want {
 		t.Errorf("running settings %+v, want %+v", f.Running, want)
 	}
 	if f.ClockSkew < 9*time.Second || f.ClockSkew > 11*time.Second {
@@ -235,7 +236,7 @@ func TestRunningScriptReadsTheTemplates(t *testing.T) {
 	addKeyValues(kv, out)
 	for k, want := range map[string]string{"running.cluster-cidr": "10.244.0.0/16", "running.node-cidr-mask-size": "24",
 		"running.service-cluster-ip-range": "10.96.0.0/12", "running.cluster-dns": "10.96.0.10", "running.cluster-domain": "cluster.local",
-		"running.apiserver": "yes", "running.encryption": "yes"} {
+		"running.encryption": "yes"} {
 		if kv[k] != want {
 			t.Errorf("%s = %q, want %q; the script printed:\n%s", k, kv[k], want, out)
 		}
