@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/privcloud/privcloud/addons"
 	api "github.com/privcloud/privcloud/api/v1alpha1"
 	"github.com/privcloud/privcloud/phases/workflow"
 	"github.com/privcloud/privcloud/report"
@@ -178,15 +179,22 @@ func TestQuayKeepsItsNode(t *testing.T) {
 	if node, err := quayNode(ctx, plan); err != nil || node != "worker1" {
 		t.Fatalf("a first plan: %q, %v", node, err)
 	}
-	if err := recordQuayNode(ctx, plan, nil); err != nil {
+	if err := recordQuayNode(ctx, plan, nil, &addons.Inputs{Quay: &addons.QuayState{Node: "worker1"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(record); err == nil {
 		t.Fatal("a plan recorded the node")
 	}
-	// applied once: the node is recorded
-	os.MkdirAll(filepath.Dir(record), 0o700)
-	os.WriteFile(record, []byte("worker1\n"), 0o600)
+	// applied once: the node the objects were made with is recorded, and a later apply keeps the record
+	applied := &workflow.Run{Cluster: c}
+	for _, node := range []string{"worker1", "worker2"} {
+		if err := recordQuayNode(ctx, applied, nil, &addons.Inputs{Quay: &addons.QuayState{Node: node}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err := os.ReadFile(record); err != nil || string(b) != "worker1\n" {
+		t.Fatalf("record %q, %v", b, err)
+	}
 	c.Spec.Hosts[1], c.Spec.Hosts[2] = c.Spec.Hosts[2], c.Spec.Hosts[1] // worker2 listed first now
 	r := &workflow.Run{Cluster: c}
 	if node, err := quayNode(ctx, r); err != nil || node != "worker1" {

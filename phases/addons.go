@@ -67,8 +67,9 @@ type addonHooks struct {
 	inputs func(ctx context.Context, r *workflow.Run, in *addons.Inputs) error
 	// checkHosts proves the hosts carry the add-on's node-side part before 'addons apply' applies it.
 	checkHosts func(ctx context.Context, r *workflow.Run) error
-	// cleanUp runs once the add-on's objects are ready: what an earlier release left and this one does not use.
-	cleanUp func(ctx context.Context, r *workflow.Run, c *kube.Client) error
+	// afterReady runs once the add-on's objects, made from in, are applied and ready: removing what an earlier
+	// release left, recording what the next run must keep.
+	afterReady func(ctx context.Context, r *workflow.Run, c *kube.Client, in *addons.Inputs) error
 }
 
 func addonHooksFor(name string) addonHooks {
@@ -79,7 +80,7 @@ func addonHooksFor(name string) addonHooks {
 			return err
 		}}
 	case "quay":
-		return addonHooks{cleanUp: recordQuayNode, inputs: func(ctx context.Context, r *workflow.Run, in *addons.Inputs) (err error) {
+		return addonHooks{afterReady: recordQuayNode, inputs: func(ctx context.Context, r *workflow.Run, in *addons.Inputs) (err error) {
 			in.Quay, err = quayState(ctx, r)
 			return err
 		}}
@@ -89,7 +90,9 @@ func addonHooksFor(name string) addonHooks {
 			return err
 		}}
 	case "multus":
-		return addonHooks{checkHosts: multusOnNodes, cleanUp: removeMultusDaemonSet}
+		return addonHooks{checkHosts: multusOnNodes, afterReady: func(ctx context.Context, r *workflow.Run, c *kube.Client, _ *addons.Inputs) error {
+			return removeMultusDaemonSet(ctx, r, c)
+		}}
 	case "kata":
 		return addonHooks{checkHosts: kataOnNodes}
 	}
@@ -156,8 +159,8 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 		if err != nil {
 			return err
 		}
-		if hooks.cleanUp != nil {
-			return hooks.cleanUp(ctx, r, c)
+		if hooks.afterReady != nil {
+			return hooks.afterReady(ctx, r, c, in)
 		}
 		return nil
 	})
@@ -377,23 +380,19 @@ func runningQuayNode(ctx context.Context, r *workflow.Run) (string, error) {
 	return node, err
 }
 
-// recordQuayNode records, once Quay's objects are applied and ready, the node that keeps its hostPath data.
-func recordQuayNode(ctx context.Context, r *workflow.Run, _ *kube.Client) error {
+// recordQuayNode records, once Quay's objects are applied and ready, the node they keep its hostPath data on.
+func recordQuayNode(_ context.Context, r *workflow.Run, _ *kube.Client, in *addons.Inputs) error {
 	path := quayNodeRecord(r)
-	if r.DryRun || r.Cluster.Spec.Addons.Quay.StorageClass != "" {
+	if r.DryRun || in.Quay.Node == "" { // a plan, or volumes that follow the pods
 		return nil
 	}
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
-	node, err := quayNode(ctx, r)
-	if err != nil || node == "" {
-		return err
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return atomicfile.Write(path, []byte(node+"\n"), 0o600)
+	return atomicfile.Write(path, []byte(in.Quay.Node+"\n"), 0o600)
 }
 
 func firstNode(hosts []api.Host) string {
