@@ -66,7 +66,7 @@ func configureContainerd(ctx context.Context, r *workflow.Run, t *workflow.Targe
 	for _, f := range []struct{ template, path string }{
 		{"containerd.service", "/etc/systemd/system/containerd.service"},
 		{"containerd-config.toml", "/etc/containerd/config.toml"},
-		{"containerd-privcloud.toml", "/etc/containerd/conf.d/privcloud.toml"},
+		{"containerd-privcloud.toml", containerdDropIn},
 	} {
 		content, err := templates.Render(f.template, data)
 		if err != nil {
@@ -192,11 +192,13 @@ func importImage(ctx context.Context, cl *client.Client, path, sha string, unpac
 	return nil
 }
 
+// containerdDropIn is privcloud's own part of containerd's configuration (runtimes, sandbox image).
+const containerdDropIn = "/etc/containerd/conf.d/privcloud.toml"
+
 // kataOnNodes fails when a node's containerd lacks the Kata runtime, which the containerd phase of init and
 // join registers: pods asking for the RuntimeClass would never start there.
 func kataOnNodes(ctx context.Context, r *workflow.Run) error {
-	const dropIn = "/etc/containerd/conf.d/privcloud.toml"
 	runtime := "containerd.runtimes." + r.Cluster.Spec.Containerd.Kata.Handler + "]"
-	return requireOnHostsWhere(ctx, r, r.TargetsFor(nodes), "grep -qF -- "+ssh.ShellQuote(runtime)+" "+dropIn, "runtime "+r.Cluster.Spec.Containerd.Kata.Handler+" in "+dropIn,
+	return requireOnHostsWhere(ctx, r, r.TargetsFor(nodes), "grep -qF -- "+ssh.ShellQuote(runtime)+" "+containerdDropIn, "runtime "+r.Cluster.Spec.Containerd.Kata.Handler+" in "+containerdDropIn,
 		"Kata", "nodes' containerd lacks its runtime")
 }
