@@ -90,9 +90,7 @@ func addonHooksFor(name string) addonHooks {
 			return err
 		}}
 	case "multus":
-		return addonHooks{checkHosts: multusOnNodes, afterReady: func(ctx context.Context, r *workflow.Run, c *kube.Client, _ *addons.Inputs) error {
-			return removeMultusDaemonSet(ctx, r, c)
-		}}
+		return addonHooks{checkHosts: multusOnNodes, afterReady: removeMultusDaemonSet}
 	case "kata":
 		return addonHooks{checkHosts: kataOnNodes}
 	}
@@ -170,7 +168,7 @@ func applyAddon(ctx context.Context, r *workflow.Run, b *bundleState, a addons.A
 // configuration each node now gets from the node phases, and its service account and role. Only objects
 // privcloud made are deleted; each pod removes its configuration file as it stops, which leaves the node's
 // own in front.
-func removeMultusDaemonSet(ctx context.Context, r *workflow.Run, c *kube.Client) error {
+func removeMultusDaemonSet(ctx context.Context, r *workflow.Run, c *kube.Client, _ *addons.Inputs) error {
 	legacy := []*unstructured.Unstructured{
 		object("apps/v1", "DaemonSet", "kube-multus-ds", nil),
 		object("v1", "ServiceAccount", "multus", nil),
